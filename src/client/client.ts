@@ -1,0 +1,110 @@
+/**
+ * AstroClient: the typed entry point. It holds the resolved options and composes the resource
+ * methods and the deploy flows; each flow lives in its own module.
+ */
+import { isAstroError } from '../core/errors.js';
+import type { ClientEvent } from './events.js';
+import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
+import { DeploymentOptionsResource, DeploymentsResource, DeploysResource } from './resources.js';
+import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
+import { setDagDeploy, type SetDagDeployOptions, type SetDagDeployResult } from './dag-deploy.js';
+import { ApiTransport, type RequestOptions } from './transport.js';
+
+/**
+ * Client for deploying to Astro.
+ *
+ * @example
+ * ```ts
+ * const client = new AstroClient(); // ASTRO_API_TOKEN from the environment
+ * const deployment = await client.deployments.get('cldeploymentid');
+ * ```
+ */
+export class AstroClient {
+  /** Deployment endpoints (get, list, listAll, update). */
+  readonly deployments: DeploymentsResource;
+  /** Deploy-record endpoints (create, get, list, finalize). */
+  readonly deploys: DeploysResource;
+  /** `GET /deployment-options` (runtime releases). */
+  readonly deploymentOptions: DeploymentOptionsResource;
+  /** The organization this client acts on. */
+  readonly organizationId: string;
+  /** Options after defaults were applied (the token is not exposed). */
+  protected readonly resolved: ResolvedClientOptions;
+  private readonly original: ClientOptions;
+
+  /** Throws {@link AstroConfigError} when the token is missing, malformed or expired. */
+  constructor(options: ClientOptions = {}) {
+    this.original = options;
+    this.resolved = resolveClientOptions(options);
+    this.organizationId = this.resolved.organizationId;
+    const transport = new ApiTransport({
+      baseUrl: this.resolved.baseUrl,
+      token: this.resolved.token,
+      dispatcher: this.resolved.dispatcher,
+      timeoutMs: this.resolved.timeoutMs,
+      maxRetries: this.resolved.maxRetries,
+      logger: this.resolved.logger,
+      userAgent: this.resolved.userAgent,
+    });
+    this.deployments = new DeploymentsResource(transport, this.organizationId);
+    this.deploys = new DeploysResource(transport, this.organizationId);
+    this.deploymentOptions = new DeploymentOptionsResource(transport, this.organizationId);
+  }
+
+  /** A new client with some options replaced; this one is left unchanged. */
+  withOptions(overrides: Partial<ClientOptions>): AstroClient {
+    return new AstroClient({ ...this.original, token: this.resolved.token, ...overrides });
+  }
+
+  /**
+   * Turn DAG-only deploys on or off for a deployment, as `astro deployment update --dag-deploy`
+   * does: read the deployment, send its full update body with the flag changed (secret
+   * environment variables kept), then re-read it to confirm. Nothing is sent when the deployment
+   * is already in the wanted state.
+   *
+   * Enabling removes the DAGs baked into the image: new tasks are not scheduled until the first
+   * DAG deploy. Disabling removes DAG-deployed DAGs until the next image deploy. Both are reported
+   * as `dag-deploy:warning` events before the change.
+   */
+  setDagDeploy(deploymentId: string, enabled: boolean, options: SetDagDeployOptions = {}): Promise<SetDagDeployResult> {
+    return setDagDeploy(
+      { deployments: this.deployments, claims: this.resolved.claims },
+      deploymentId,
+      enabled,
+      withRetryEvents(options),
+    );
+  }
+
+  /**
+   * Wait until a deploy is applied: the deploy record (when `deployId` is given) is `DEPLOYED`,
+   * the deployment reports the finalized DAG version and/or image tag, and it is `HEALTHY` (or
+   * `HIBERNATING`). Polling starts at once and backs off with jitter.
+   *
+   * Throws {@link AstroRolloutError} with `ASTRO_ROLLOUT_FAILED` when the deploy fails and
+   * `ASTRO_ROLLOUT_TIMEOUT` (carrying the last observed state) when `timeoutMs` passes.
+   */
+  waitForRollout(params: WaitForRolloutParams): Promise<RolloutResult> {
+    return waitForRollout({ deployments: this.deployments, deploys: this.deploys }, params);
+  }
+}
+
+/** Turn transport retries into `api:retry` events on the caller's `onEvent`. */
+function withRetryEvents<T extends RequestOptions & { onEvent?: (e: ClientEvent) => void }>(options: T): T {
+  if (!options.onEvent) return options;
+  const onEvent = options.onEvent;
+  return {
+    ...options,
+    onRetry: (info) => {
+      options.onRetry?.(info);
+      onEvent({
+        type: 'api:retry',
+        method: info.method,
+        path: info.path,
+        attempt: info.attempt,
+        delayMs: info.delayMs,
+        ...(isAstroError(info.error) ? { errorCode: info.error.code } : {}),
+        errorMessage: info.error instanceof Error ? info.error.message : String(info.error),
+      });
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Typed events emitted by the client's flows through the `onEvent` option. Every payload is plain
+ * data (safe to serialise) and never contains a token or a SAS signature.
+ */
+import type { AstroErrorCode, RolloutSnapshot } from '../core/errors.js';
+
+/** An API call is about to be retried. */
+export interface ApiRetryEvent {
+  type: 'api:retry';
+  method: string;
+  path: string;
+  /** 1-based retry number. */
+  attempt: number;
+  /** Wait before the retry, in milliseconds. */
+  delayMs: number;
+  /** Code of the error that caused the retry, when it is an SDK error. */
+  errorCode?: AstroErrorCode;
+  /** Redacted message of that error. */
+  errorMessage: string;
+}
+
+/** Warning codes of {@link DagDeployWarningEvent}. */
+export type DagDeployWarningCode =
+  | 'DAG_DEPLOY_ENABLE_REMOVES_IMAGE_DAGS'
+  | 'DAG_DEPLOY_DISABLE_REMOVES_DAGS'
+  | 'CICD_ENFORCED';
+
+/** Something the caller should tell its user before (or after) toggling DAG deploys. */
+export interface DagDeployWarningEvent {
+  type: 'dag-deploy:warning';
+  code: DagDeployWarningCode;
+  message: string;
+  deploymentId: string;
+}
+
+/** setDagDeploy found the deployment already in the wanted state; nothing was sent. */
+export interface DagDeployUnchangedEvent {
+  type: 'dag-deploy:unchanged';
+  deploymentId: string;
+  enabled: boolean;
+}
+
+/** setDagDeploy changed the setting and confirmed it by re-reading the deployment. */
+export interface DagDeployUpdatedEvent {
+  type: 'dag-deploy:updated';
+  deploymentId: string;
+  enabled: boolean;
+}
+
+/** One poll of waitForRollout. */
+export interface RolloutPollEvent {
+  type: 'rollout:poll';
+  snapshot: RolloutSnapshot;
+}
+
+/** waitForRollout saw a change in any observed field. */
+export interface RolloutChangeEvent {
+  type: 'rollout:change';
+  /** Names of the fields that changed since the previous poll. */
+  changed: Array<keyof RolloutSnapshot>;
+  snapshot: RolloutSnapshot;
+}
+
+/** A poll failed with a retryable error; polling goes on until the deadline. */
+export interface RolloutPollErrorEvent {
+  type: 'rollout:poll-error';
+  errorCode?: AstroErrorCode;
+  errorMessage: string;
+}
+
+/** The rollout is applied and the deployment healthy. */
+export interface RolloutCompleteEvent {
+  type: 'rollout:complete';
+  snapshot: RolloutSnapshot;
+}
+
+/** Events of waitForRollout. */
+export type RolloutEvent = RolloutPollEvent | RolloutChangeEvent | RolloutPollErrorEvent | RolloutCompleteEvent;
+
+/** Events of setDagDeploy. */
+export type DagDeployEvent = DagDeployWarningEvent | DagDeployUnchangedEvent | DagDeployUpdatedEvent;
+
+/** Every event the client emits. */
+export type ClientEvent = ApiRetryEvent | DagDeployEvent | RolloutEvent;

@@ -1,0 +1,215 @@
+/**
+ * One typed method per Astro API v1 endpoint the deploy flows use. Paths, bodies and status
+ * handling follow the Astro CLI (see the protocol notes); responses are validated by the schemas.
+ */
+import {
+  deployListSchema,
+  deploySchema,
+  deploymentListSchema,
+  deploymentOptionsSchema,
+  deploymentSchema,
+  type Deploy,
+  type DeployList,
+  type DeployType,
+  type Deployment,
+  type DeploymentList,
+  type DeploymentOptions,
+} from './schemas.js';
+import type { ApiTransport, RequestOptions } from './transport.js';
+
+const enc = encodeURIComponent;
+
+/** Git metadata attached to a deploy (shown in the Astro UI). */
+export interface DeployGitMetadata {
+  provider: 'GITHUB' | 'GENERIC';
+  commitSha: string;
+  /** GITHUB only. */
+  account?: string;
+  /** GITHUB only. */
+  repo?: string;
+  /** GENERIC only. */
+  remoteUrl?: string;
+  branch?: string;
+  path?: string;
+  commitUrl?: string;
+  authorName?: string;
+  authorUsername?: string;
+  authorUrl?: string;
+  beforeCommitSha?: string;
+}
+
+/** Body of create-deploy. */
+export interface CreateDeployParams {
+  type: DeployType;
+  /** Shown in the Astro UI; at most 500 characters. The CLI always sends it, possibly empty. @default '' */
+  description?: string;
+  git?: DeployGitMetadata;
+  /** BUNDLE deploys only. */
+  bundleMountPath?: string;
+  /** BUNDLE deploys only, e.g. `dbt`. */
+  bundleType?: string;
+}
+
+/** Body of finalize-deploy. */
+export interface FinalizeDeployParams {
+  /** The `x-ms-version-id` of the uploaded DAG bundle; `''` when no DAGs were uploaded. */
+  dagTarballVersion?: string;
+  /** BUNDLE deploys only. */
+  bundleTarballVersion?: string;
+}
+
+/** Paging parameters. */
+export interface PageParams {
+  /** @default 100 (deploys), 1000 (deployments) */
+  limit?: number;
+  /** @default 0 */
+  offset?: number;
+}
+
+/** Deployment endpoints. */
+export class DeploymentsResource {
+  constructor(
+    private readonly transport: ApiTransport,
+    private readonly organizationId: string,
+  ) {}
+
+  private base(): string {
+    return `/organizations/${enc(this.organizationId)}/deployments`;
+  }
+
+  /** `GET /organizations/{org}/deployments/{id}`. */
+  get(deploymentId: string, options?: RequestOptions): Promise<Deployment> {
+    return this.transport.send(
+      { method: 'GET', path: `${this.base()}/${enc(deploymentId)}`, schema: deploymentSchema, retry: 'idempotent' },
+      options,
+    );
+  }
+
+  /** One page of `GET /organizations/{org}/deployments`. */
+  list(params: PageParams & { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<DeploymentList> {
+    return this.transport.send(
+      {
+        method: 'GET',
+        path: this.base(),
+        query: { limit: params.limit ?? 1000, offset: params.offset ?? 0, workspaceIds: params.workspaceIds },
+        schema: deploymentListSchema,
+        retry: 'idempotent',
+      },
+      options,
+    );
+  }
+
+  /** Every deployment, following pages until `totalCount` is reached. */
+  async listAll(params: { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<Deployment[]> {
+    const out: Deployment[] = [];
+    const limit = 1000;
+    for (let offset = 0; ; offset += limit) {
+      const page = await this.list({ ...params, limit, offset }, options);
+      out.push(...page.deployments);
+      const total = page.totalCount ?? out.length;
+      if (page.deployments.length === 0 || out.length >= total) return out;
+    }
+  }
+
+  /**
+   * `POST /organizations/{org}/deployments/{id}` with a full update body. Prefer
+   * `AstroClient.setDagDeploy`, which builds the body from the current deployment.
+   */
+  update(deploymentId: string, body: Record<string, unknown>, options?: RequestOptions): Promise<Deployment> {
+    return this.transport.send(
+      {
+        method: 'POST',
+        path: `${this.base()}/${enc(deploymentId)}`,
+        body,
+        schema: deploymentSchema,
+        // The body is the whole desired state, so sending it twice has the same effect as once.
+        retry: 'idempotent',
+      },
+      options,
+    );
+  }
+}
+
+/** `GET /organizations/{org}/deployment-options`. */
+export class DeploymentOptionsResource {
+  constructor(
+    private readonly transport: ApiTransport,
+    private readonly organizationId: string,
+  ) {}
+
+  /** Runtime releases and other options available to the organization. */
+  get(options?: RequestOptions): Promise<DeploymentOptions> {
+    return this.transport.send(
+      {
+        method: 'GET',
+        path: `/organizations/${enc(this.organizationId)}/deployment-options`,
+        schema: deploymentOptionsSchema,
+        retry: 'idempotent',
+      },
+      options,
+    );
+  }
+}
+
+/** Deploy-record endpoints. */
+export class DeploysResource {
+  constructor(
+    private readonly transport: ApiTransport,
+    private readonly organizationId: string,
+  ) {}
+
+  private base(deploymentId: string): string {
+    return `/organizations/${enc(this.organizationId)}/deployments/${enc(deploymentId)}/deploys`;
+  }
+
+  /**
+   * `POST …/deploys`: start a deploy. Never retried once the request may have reached Astro,
+   * because a retry could create a second deploy.
+   */
+  create(deploymentId: string, params: CreateDeployParams, options?: RequestOptions): Promise<Deploy> {
+    const body: Record<string, unknown> = { type: params.type, description: params.description ?? '' };
+    if (params.git) body.git = params.git;
+    if (params.bundleMountPath !== undefined) body.bundleMountPath = params.bundleMountPath;
+    if (params.bundleType !== undefined) body.bundleType = params.bundleType;
+    return this.transport.send(
+      { method: 'POST', path: this.base(deploymentId), body, schema: deploySchema, retry: 'once' },
+      options,
+    );
+  }
+
+  /** `GET …/deploys/{deployId}`. */
+  get(deploymentId: string, deployId: string, options?: RequestOptions): Promise<Deploy> {
+    return this.transport.send(
+      { method: 'GET', path: `${this.base(deploymentId)}/${enc(deployId)}`, schema: deploySchema, retry: 'idempotent' },
+      options,
+    );
+  }
+
+  /** One page of `GET …/deploys`. */
+  list(deploymentId: string, params: PageParams = {}, options?: RequestOptions): Promise<DeployList> {
+    return this.transport.send(
+      {
+        method: 'GET',
+        path: this.base(deploymentId),
+        query: { limit: params.limit ?? 100, offset: params.offset ?? 0 },
+        schema: deployListSchema,
+        retry: 'idempotent',
+      },
+      options,
+    );
+  }
+
+  /**
+   * `POST …/deploys/{deployId}/finalize`. Sent once: whether a lost answer means the deploy was
+   * finalized is decided by the deploy flows, which re-read the deploy before trying again.
+   */
+  finalize(deploymentId: string, deployId: string, params: FinalizeDeployParams, options?: RequestOptions): Promise<Deploy> {
+    const body: Record<string, unknown> = {};
+    if (params.dagTarballVersion !== undefined) body.dagTarballVersion = params.dagTarballVersion;
+    if (params.bundleTarballVersion !== undefined) body.bundleTarballVersion = params.bundleTarballVersion;
+    return this.transport.send(
+      { method: 'POST', path: `${this.base(deploymentId)}/${enc(deployId)}/finalize`, body, schema: deploySchema, retry: 'once' },
+      options,
+    );
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * waitForRollout: poll until THIS deploy is applied and the deployment is healthy.
+ *
+ * The CLI sleeps 90 s (30 s for DAG deploys) and then accepts any HEALTHY status, which can end
+ * the wait on a deployment that is still running the previous version, and wastes the sleep when
+ * the rollout is fast. Here polling starts at once and the wait only ends when the deployment
+ * reports the version we finalized (and the deploy record says DEPLOYED, where it says anything).
+ */
+import { sleep, throwIfAborted } from '../core/abort.js';
+import { AstroRolloutError, ErrorCodes, isAstroError, type RolloutSnapshot } from '../core/errors.js';
+import type { ClientEvent, RolloutEvent } from './events.js';
+import type { DeploymentsResource, DeploysResource } from './resources.js';
+import type { Deploy, Deployment } from './schemas.js';
+
+/** What must be true of the deployment for the rollout to count as applied. */
+export interface RolloutExpectation {
+  /** The `dagTarballVersion` that was finalized. */
+  dagTarballVersion?: string;
+  /** The image tag that was pushed. */
+  imageTag?: string;
+}
+
+/** Parameters of `waitForRollout`. */
+export interface WaitForRolloutParams {
+  deploymentId: string;
+  /**
+   * The deploy to wait for. Its record is polled too: `FAILED` ends the wait at once, and when
+   * `expect` is not given, the versions to wait for are read from it.
+   */
+  deployId?: string;
+  /** Versions the deployment must report. @default taken from the deploy record */
+  expect?: RolloutExpectation;
+  /** Give up after this long, in milliseconds. @default 600000 (10 minutes) */
+  timeoutMs?: number;
+  /** First delay between polls, in milliseconds; later delays grow by 1.5x up to `maxPollIntervalMs`. @default 2000 */
+  pollIntervalMs?: number;
+  /** Longest delay between polls, in milliseconds. @default 15000 */
+  maxPollIntervalMs?: number;
+  signal?: AbortSignal;
+  onEvent?: (event: ClientEvent) => void;
+}
+
+/** What waitForRollout resolves with. */
+export interface RolloutResult {
+  deployment: Deployment;
+  deploy?: Deploy;
+  snapshot: RolloutSnapshot;
+}
+
+const HEALTHY = new Set(['HEALTHY', 'HIBERNATING']);
+
+function snapshotOf(deployment: Deployment, deploy: Deploy | undefined, polls: number, elapsedMs: number): RolloutSnapshot {
+  const s: RolloutSnapshot = { deploymentStatus: deployment.status, polls, elapsedMs };
+  if (deployment.statusReason) s.deploymentStatusReason = deployment.statusReason;
+  if (deploy?.status) s.deployStatus = deploy.status;
+  if (deployment.dagTarballVersion !== undefined) s.dagTarballVersion = deployment.dagTarballVersion;
+  if (deployment.desiredDagTarballVersion !== undefined) s.desiredDagTarballVersion = deployment.desiredDagTarballVersion;
+  if (deployment.imageTag !== undefined) s.imageTag = deployment.imageTag;
+  return s;
+}
+
+const WATCHED: Array<keyof RolloutSnapshot> = [
+  'deploymentStatus',
+  'deploymentStatusReason',
+  'deployStatus',
+  'dagTarballVersion',
+  'desiredDagTarballVersion',
+  'imageTag',
+];
+
+function isApplied(snapshot: RolloutSnapshot, expect: RolloutExpectation, deployTracked: boolean): boolean {
+  if (deployTracked && snapshot.deployStatus !== undefined && snapshot.deployStatus !== 'DEPLOYED') return false;
+  if (expect.dagTarballVersion !== undefined) {
+    if (snapshot.dagTarballVersion !== expect.dagTarballVersion) return false;
+    if (snapshot.desiredDagTarballVersion !== undefined && snapshot.desiredDagTarballVersion !== expect.dagTarballVersion) return false;
+  }
+  if (expect.imageTag !== undefined && snapshot.imageTag !== expect.imageTag) return false;
+  return snapshot.deploymentStatus !== undefined && HEALTHY.has(snapshot.deploymentStatus);
+}
+
+/** Derive what to wait for from the deploy record, when the caller did not say. */
+function expectationFromDeploy(deploy: Deploy): RolloutExpectation {
+  const expect: RolloutExpectation = {};
+  if (deploy.dagTarballVersion) expect.dagTarballVersion = deploy.dagTarballVersion;
+  if (deploy.type === 'IMAGE_ONLY' || deploy.type === 'IMAGE_AND_DAG') expect.imageTag = deploy.imageTag;
+  return expect;
+}
+
+/** Poll delay with ±20 % jitter, clipped to what is left of the deadline. */
+function nextDelay(base: number, remainingMs: number): number {
+  const jittered = base * (0.8 + Math.random() * 0.4);
+  return Math.max(0, Math.min(jittered, remainingMs));
+}
+
+/** Implementation of `AstroClient.waitForRollout`; see there. */
+export async function waitForRollout(
+  api: { deployments: DeploymentsResource; deploys: DeploysResource },
+  params: WaitForRolloutParams,
+): Promise<RolloutResult> {
+  const timeoutMs = params.timeoutMs ?? 600_000;
+  const maxInterval = params.maxPollIntervalMs ?? 15_000;
+  let interval = params.pollIntervalMs ?? 2_000;
+  const started = performance.now();
+  const emit = (event: RolloutEvent) => params.onEvent?.(event);
+  const { signal } = params;
+  let expect = params.expect;
+  let last: RolloutSnapshot = { polls: 0, elapsedMs: 0 };
+  let polls = 0;
+
+  for (;;) {
+    throwIfAborted(signal);
+    const elapsed = () => Math.round(performance.now() - started);
+    try {
+      const deploy = params.deployId ? await api.deploys.get(params.deploymentId, params.deployId, { signal }) : undefined;
+      const deployment = await api.deployments.get(params.deploymentId, { signal });
+      polls += 1;
+      if (!expect) expect = deploy ? expectationFromDeploy(deploy) : {};
+      const snapshot = snapshotOf(deployment, deploy, polls, elapsed());
+      emit({ type: 'rollout:poll', snapshot });
+      const changed = WATCHED.filter((k) => snapshot[k] !== last[k]);
+      if (changed.length > 0) emit({ type: 'rollout:change', changed, snapshot });
+      last = snapshot;
+
+      if (deploy?.status === 'FAILED') {
+        throw new AstroRolloutError(
+          ErrorCodes.ROLLOUT_FAILED,
+          `Deploy ${deploy.id} failed on Astro${deployment.statusReason ? `: ${deployment.statusReason}` : ''}. Check the deploy history in the Astro UI, fix the cause and deploy again.`,
+          snapshot,
+        );
+      }
+      if (isApplied(snapshot, expect, deploy !== undefined)) {
+        emit({ type: 'rollout:complete', snapshot });
+        return { deployment, ...(deploy ? { deploy } : {}), snapshot };
+      }
+    } catch (error) {
+      // A poll that fails for a passing reason (5xx, reset, timeout) must not end a long wait.
+      if (!isAstroError(error) || !error.retryable) throw error;
+      emit({ type: 'rollout:poll-error', errorCode: error.code, errorMessage: error.message });
+    }
+
+    const remaining = timeoutMs - (performance.now() - started);
+    if (remaining <= 0) {
+      const waitedFor = [
+        expect?.dagTarballVersion ? `DAG version ${expect.dagTarballVersion}` : '',
+        expect?.imageTag ? `image tag ${expect.imageTag}` : '',
+      ]
+        .filter(Boolean)
+        .join(' and ');
+      throw new AstroRolloutError(
+        ErrorCodes.ROLLOUT_TIMEOUT,
+        `Timed out after ${timeoutMs} ms waiting for deployment ${params.deploymentId} to become healthy${waitedFor ? ` with ${waitedFor}` : ''}; last status ${last.deploymentStatus ?? 'unknown'}. The deploy may still complete: raise timeoutMs or check the Astro UI.`,
+        { ...last, elapsedMs: Math.round(performance.now() - started) },
+      );
+    }
+    await sleep(nextDelay(interval, remaining), signal);
+    interval = Math.min(maxInterval, interval * 1.5);
+  }
+}

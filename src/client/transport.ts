@@ -1,0 +1,273 @@
+/**
+ * One HTTP call to the Astro API: headers, per-try timeout, retries, error mapping and response
+ * validation. Everything the resource methods share lives here so each of them is a few lines.
+ */
+import { request, type Dispatcher } from 'undici';
+import type { z } from 'zod';
+import { linkSignals, throwIfAborted, toAbortError } from '../core/abort.js';
+import {
+  AstroApiError,
+  AstroConnectionError,
+  AstroSchemaError,
+  AstroTimeoutError,
+  ErrorCodes,
+  isAstroError,
+  type AstroErrorCode,
+} from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { redact } from '../core/redact.js';
+import { parseRetryAfter, withRetries, type RetryInfo } from '../core/retry.js';
+import { apiErrorBodySchema } from './schemas.js';
+import { SDK_VERSION } from '../version.js';
+
+/** Per-call options accepted by every client method. */
+export interface RequestOptions {
+  /** Cancels the call, including any backoff wait. */
+  signal?: AbortSignal;
+  /** Per-try time limit in milliseconds (overrides the client's `timeoutMs`). */
+  timeoutMs?: number;
+  /** Retries after the first try (overrides the client's `maxRetries`). */
+  maxRetries?: number;
+  /** Called before each retry with the attempt number, the delay and the (redacted) error. */
+  onRetry?: (info: RetryInfo & { method: string; path: string }) => void;
+}
+
+/**
+ * How safe a call is to repeat.
+ * - `idempotent`: GETs and full-body updates; retried on 408, 429, 5xx, timeouts and connection errors.
+ * - `once`: calls with side effects (create deploy); retried only when the request provably never
+ *   reached the server (connection refused, DNS failure) or was rejected by rate limiting.
+ */
+export type RetryMode = 'idempotent' | 'once';
+
+/** Everything the transport needs from the client. */
+export interface TransportConfig {
+  baseUrl: string;
+  token: string;
+  dispatcher: Dispatcher | undefined;
+  timeoutMs: number;
+  maxRetries: number;
+  logger: Logger;
+  userAgent: string | undefined;
+}
+
+/** A single API call description. */
+export interface ApiCall<S extends z.ZodType> {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  path: string;
+  query?: Record<string, string | number | boolean | string[] | undefined>;
+  body?: unknown;
+  schema: S;
+  retry: RetryMode;
+}
+
+const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', ia32: '386', arm: 'arm' };
+
+/** Error codes that show the request never reached the server (safe to retry anything). */
+const PRE_CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** Hints appended to API error messages: what the caller should do next. */
+const STATUS_HINTS: Partial<Record<AstroErrorCode, string>> = {
+  [ErrorCodes.API_UNAUTHORIZED]: 'Check that ASTRO_API_TOKEN is a valid, unrevoked Astro API token.',
+  [ErrorCodes.API_FORBIDDEN]:
+    'The token lacks permission here: use a token of the deployment’s organization or workspace with deploy rights.',
+  [ErrorCodes.API_NOT_FOUND]: 'Check the deployment ID and that the token belongs to the right organization.',
+  [ErrorCodes.API_RATE_LIMITED]: 'Astro is rate limiting this token; retry later.',
+  [ErrorCodes.API_SERVER_ERROR]: 'Astro had a server-side problem; retry later.',
+  [ErrorCodes.API_REQUEST_TIMEOUT]: 'A proxy or Astro timed the request out; retry, ideally on a faster link.',
+  [ErrorCodes.API_BAD_REQUEST]: 'The request was rejected as invalid; see fieldErrors.',
+  [ErrorCodes.API_CONFLICT]: 'The resource changed concurrently; re-read it and retry.',
+};
+
+function codeForStatus(status: number): AstroErrorCode {
+  if (status === 400 || status === 422) return ErrorCodes.API_BAD_REQUEST;
+  if (status === 401) return ErrorCodes.API_UNAUTHORIZED;
+  if (status === 403) return ErrorCodes.API_FORBIDDEN;
+  if (status === 404) return ErrorCodes.API_NOT_FOUND;
+  if (status === 408) return ErrorCodes.API_REQUEST_TIMEOUT;
+  if (status === 409) return ErrorCodes.API_CONFLICT;
+  if (status === 429) return ErrorCodes.API_RATE_LIMITED;
+  if (status >= 500) return ErrorCodes.API_SERVER_ERROR;
+  return ErrorCodes.API_ERROR;
+}
+
+function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+function buildUrl(baseUrl: string, path: string, query: ApiCall<z.ZodType>['query']): string {
+  const url = new URL(baseUrl.replace(/\/+$/, '') + path);
+  for (const [key, value] of Object.entries(query ?? {})) {
+    if (value === undefined) continue;
+    // Repeated keys ("form, explode" style), as the generated Go client sends them.
+    if (Array.isArray(value)) for (const v of value) url.searchParams.append(key, v);
+    else url.searchParams.set(key, String(value));
+  }
+  return url.toString();
+}
+
+function describeSchemaIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => (issue.path.length ? issue.path.join('.') : '(root)'));
+}
+
+/** Sends API calls for one client configuration. */
+export class ApiTransport {
+  constructor(private readonly config: TransportConfig) {}
+
+  private headers(hasBody: boolean): Record<string, string> {
+    const ua = `astro-deploy-sdk/${SDK_VERSION} node/${process.version}`;
+    return {
+      authorization: `Bearer ${this.config.token}`,
+      accept: 'application/json',
+      'user-agent': this.config.userAgent ? `${ua} ${this.config.userAgent}` : ua,
+      'x-astro-client-identifier': 'astro-deploy-sdk',
+      'x-astro-client-version': SDK_VERSION,
+      'x-client-os-identifier': `${process.platform}-${GO_ARCH[process.arch] ?? process.arch}`,
+      ...(hasBody ? { 'content-type': 'application/json' } : {}),
+    };
+  }
+
+  /** Perform `call` with retries; resolves with the validated response body. */
+  async send<S extends z.ZodType>(call: ApiCall<S>, options: RequestOptions = {}): Promise<z.output<S>> {
+    const maxRetries = options.maxRetries ?? this.config.maxRetries;
+    return withRetries((attempt) => this.tryOnce(call, options, attempt), {
+      maxRetries,
+      signal: options.signal,
+      isRetryable: (error) => this.mayRetry(call.retry, error),
+      onRetry: (info) => {
+        this.config.logger.warn(`retrying ${call.method} ${call.path} in ${info.delayMs} ms`, {
+          attempt: info.attempt,
+          error: isAstroError(info.error) ? info.error.code : String(info.error),
+        });
+        options.onRetry?.({ ...info, method: call.method, path: call.path });
+      },
+    });
+  }
+
+  private mayRetry(mode: RetryMode, error: unknown): boolean {
+    if (!isAstroError(error)) return false;
+    if (mode === 'idempotent') return error.retryable;
+    // A call with side effects: only when the server cannot have acted on it.
+    if (error instanceof AstroApiError) return error.status === 429;
+    if (error instanceof AstroConnectionError) {
+      const causeCode = (error.cause as { code?: string } | undefined)?.code;
+      return causeCode !== undefined && PRE_CONNECT_CODES.has(causeCode);
+    }
+    return false;
+  }
+
+  private async tryOnce<S extends z.ZodType>(call: ApiCall<S>, options: RequestOptions, attempt: number): Promise<z.output<S>> {
+    throwIfAborted(options.signal);
+    const timeoutMs = options.timeoutMs ?? this.config.timeoutMs;
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new Error('timeout')), timeoutMs);
+    const linked = linkSignals(options.signal, timeout.signal);
+    const url = buildUrl(this.config.baseUrl, call.path, call.query);
+    const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+    const started = performance.now();
+    let status: number;
+    let text: string;
+    let headers: Record<string, string | string[] | undefined>;
+    try {
+      const res = await request(url, {
+        method: call.method,
+        headers: this.headers(body !== undefined),
+        body,
+        signal: linked.signal,
+        dispatcher: this.config.dispatcher,
+      });
+      status = res.statusCode;
+      headers = res.headers;
+      text = await res.body.text();
+    } catch (error) {
+      if (options.signal?.aborted) throw toAbortError(options.signal);
+      if (timeout.signal.aborted) {
+        throw new AstroTimeoutError(
+          `${call.method} ${call.path} did not answer within ${timeoutMs} ms. Raise timeoutMs or check the network.`,
+          timeoutMs,
+        );
+      }
+      const code = (error as { code?: string }).code;
+      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+        throw new AstroTimeoutError(`${call.method} ${call.path} timed out (${code}).`, timeoutMs, { cause: error });
+      }
+      throw new AstroConnectionError(
+        `Could not reach the Astro API for ${call.method} ${call.path}: ${(error as Error).message}. Check the network and baseUrl.`,
+        { cause: error },
+      );
+    } finally {
+      clearTimeout(timer);
+      linked.dispose();
+    }
+    const durationMs = Math.round(performance.now() - started);
+    this.config.logger.info(`${call.method} ${call.path} -> ${status} (${durationMs} ms)`, { attempt });
+
+    if (status < 200 || status > 299) throw this.apiError(call, status, text, headers);
+
+    let json: unknown;
+    try {
+      json = text.length ? JSON.parse(text) : {};
+    } catch (cause) {
+      throw new AstroSchemaError(
+        `${call.method} ${call.path} answered ${status} with a body that is not JSON. A proxy may be intercepting the call.`,
+        call.path,
+        ['(root)'],
+        { cause },
+      );
+    }
+    const parsed = call.schema.safeParse(json);
+    if (!parsed.success) {
+      const fields = describeSchemaIssues(parsed.error);
+      throw new AstroSchemaError(
+        `The Astro API response to ${call.method} ${call.path} does not match what this SDK expects (fields: ${fields.join(', ')}). Upgrade astro-deploy-sdk or report it.`,
+        call.path,
+        fields,
+      );
+    }
+    return parsed.data;
+  }
+
+  private apiError(
+    call: ApiCall<z.ZodType>,
+    status: number,
+    text: string,
+    headers: Record<string, string | string[] | undefined>,
+  ): AstroApiError {
+    let apiMessage: string | undefined;
+    let requestId: string | undefined;
+    let fieldErrors: AstroApiError['fieldErrors'] | undefined;
+    try {
+      const parsed = apiErrorBodySchema.safeParse(JSON.parse(text));
+      if (parsed.success) {
+        apiMessage = parsed.data.message;
+        requestId = parsed.data.requestId;
+        fieldErrors = parsed.data.fieldErrors?.map((f) => ({
+          ...(f.code ? { code: f.code } : {}),
+          ...(f.field ? { field: f.field } : {}),
+          ...(f.message ? { message: f.message } : {}),
+        }));
+      }
+    } catch {
+      // Not JSON: a proxy or load balancer answered. The status alone has to do.
+    }
+    const code = codeForStatus(status);
+    const retryAfterMs = parseRetryAfter(headers['retry-after-ms'] ?? undefined) ?? parseRetryAfter(headers['retry-after']);
+    const reason = apiMessage ? `: ${apiMessage}` : '';
+    const hint = STATUS_HINTS[code] ? ` ${STATUS_HINTS[code]}` : '';
+    const rid = requestId ? ` (requestId ${requestId})` : '';
+    return new AstroApiError(
+      code,
+      `${call.method} ${call.path} failed with HTTP ${status}${reason}${rid}.${hint}`,
+      {
+        status,
+        method: call.method,
+        path: call.path,
+        ...(requestId ? { requestId } : {}),
+        ...(apiMessage ? { apiMessage: redact(apiMessage) } : {}),
+        ...(fieldErrors ? { fieldErrors } : {}),
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      },
+      { retryable: isRetryableStatus(status) },
+    );
+  }
+}

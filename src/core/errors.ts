@@ -1,0 +1,336 @@
+/**
+ * The error family of astro-deploy-sdk.
+ *
+ * Every error the SDK throws is an {@link AstroError} with a stable {@link AstroErrorCode}. Match on
+ * `code` (or use {@link isAstroError}) rather than `instanceof` when your process may load both the
+ * ESM and the CommonJS build: `instanceof` is made to work across those copies through a
+ * `Symbol.for` brand, but codes are the contract.
+ *
+ * Messages say what to do next and never contain a token or a SAS signature: every message and
+ * every `cause` is passed through {@link redact} when the error is built.
+ */
+import { redact } from './redact.js';
+
+const BRAND = Symbol.for('astro-deploy-sdk.error');
+const KINDS = Symbol.for('astro-deploy-sdk.error.kinds');
+
+/** Every stable error code, grouped by area. */
+export const ErrorCodes = {
+  // Configuration
+  CONFIG_MISSING_TOKEN: 'ASTRO_CONFIG_MISSING_TOKEN',
+  CONFIG_INVALID_TOKEN: 'ASTRO_CONFIG_INVALID_TOKEN',
+  CONFIG_TOKEN_EXPIRED: 'ASTRO_CONFIG_TOKEN_EXPIRED',
+  CONFIG_MISSING_ORGANIZATION: 'ASTRO_CONFIG_MISSING_ORGANIZATION',
+  CONFIG_INVALID_OPTION: 'ASTRO_CONFIG_INVALID_OPTION',
+  // HTTP API
+  API_BAD_REQUEST: 'ASTRO_API_BAD_REQUEST',
+  API_UNAUTHORIZED: 'ASTRO_API_UNAUTHORIZED',
+  API_FORBIDDEN: 'ASTRO_API_FORBIDDEN',
+  API_NOT_FOUND: 'ASTRO_API_NOT_FOUND',
+  API_CONFLICT: 'ASTRO_API_CONFLICT',
+  API_REQUEST_TIMEOUT: 'ASTRO_API_REQUEST_TIMEOUT',
+  API_RATE_LIMITED: 'ASTRO_API_RATE_LIMITED',
+  API_SERVER_ERROR: 'ASTRO_API_SERVER_ERROR',
+  API_ERROR: 'ASTRO_API_ERROR',
+  API_SCHEMA: 'ASTRO_API_SCHEMA',
+  // Transport
+  CONNECTION: 'ASTRO_CONNECTION',
+  TIMEOUT: 'ASTRO_TIMEOUT',
+  ABORTED: 'ASTRO_ABORTED',
+  // Deploy flows
+  DAG_DEPLOY_DISABLED: 'ASTRO_DAG_DEPLOY_DISABLED',
+  DAG_DEPLOY_NOT_APPLIED: 'ASTRO_DAG_DEPLOY_NOT_APPLIED',
+  CICD_ENFORCED: 'ASTRO_CICD_ENFORCED',
+  DEPLOY_REFUSED: 'ASTRO_DEPLOY_REFUSED',
+  ROLLOUT_FAILED: 'ASTRO_ROLLOUT_FAILED',
+  ROLLOUT_TIMEOUT: 'ASTRO_ROLLOUT_TIMEOUT',
+  // Bundling
+  BUNDLE_DIR_NOT_FOUND: 'ASTRO_BUNDLE_DIR_NOT_FOUND',
+  BUNDLE_EMPTY: 'ASTRO_BUNDLE_EMPTY',
+  BUNDLE_SYMLINK_ESCAPE: 'ASTRO_BUNDLE_SYMLINK_ESCAPE',
+  BUNDLE_SYMLINK_LOOP: 'ASTRO_BUNDLE_SYMLINK_LOOP',
+  BUNDLE_IGNORE_INVALID: 'ASTRO_BUNDLE_IGNORE_INVALID',
+  BUNDLE_HIDDEN_IMPORT: 'ASTRO_BUNDLE_HIDDEN_IMPORT',
+  BUNDLE_IO: 'ASTRO_BUNDLE_IO',
+  // Uploads
+  UPLOAD_FAILED: 'ASTRO_UPLOAD_FAILED',
+  UPLOAD_REJECTED: 'ASTRO_UPLOAD_REJECTED',
+  UPLOAD_SAS_EXPIRED: 'ASTRO_UPLOAD_SAS_EXPIRED',
+  UPLOAD_NO_VERSION_ID: 'ASTRO_UPLOAD_NO_VERSION_ID',
+  UPLOAD_SOURCE_CHANGED: 'ASTRO_UPLOAD_SOURCE_CHANGED',
+  UPLOAD_INVALID_URL: 'ASTRO_UPLOAD_INVALID_URL',
+  UPLOAD_SOURCE_UNREADABLE: 'ASTRO_UPLOAD_SOURCE_UNREADABLE',
+  UPLOAD_TOO_LARGE: 'ASTRO_UPLOAD_TOO_LARGE',
+  // Images
+  IMAGE_DOCKER_UNAVAILABLE: 'ASTRO_IMAGE_DOCKER_UNAVAILABLE',
+  IMAGE_NOT_FOUND: 'ASTRO_IMAGE_NOT_FOUND',
+  IMAGE_PLATFORM_MISMATCH: 'ASTRO_IMAGE_PLATFORM_MISMATCH',
+  IMAGE_NOT_RUNTIME: 'ASTRO_IMAGE_NOT_RUNTIME',
+  IMAGE_RUNTIME_DOWNGRADE: 'ASTRO_IMAGE_RUNTIME_DOWNGRADE',
+  IMAGE_RUNTIME_UNSUPPORTED: 'ASTRO_IMAGE_RUNTIME_UNSUPPORTED',
+  IMAGE_AIRFLOW3_UPGRADE_BLOCKED: 'ASTRO_IMAGE_AIRFLOW3_UPGRADE_BLOCKED',
+  IMAGE_INVALID_ARCHIVE: 'ASTRO_IMAGE_INVALID_ARCHIVE',
+  IMAGE_PUSH_FAILED: 'ASTRO_IMAGE_PUSH_FAILED',
+  IMAGE_REGISTRY_AUTH: 'ASTRO_IMAGE_REGISTRY_AUTH',
+  IMAGE_PARSE_FAILED: 'ASTRO_IMAGE_PARSE_FAILED',
+  IMAGE_REGISTRY_UNAVAILABLE: 'ASTRO_IMAGE_REGISTRY_UNAVAILABLE',
+  IMAGE_PARSE_CHECK_ERROR: 'ASTRO_IMAGE_PARSE_CHECK_ERROR',
+} as const;
+
+/** A stable, documented error code. */
+export type AstroErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Options accepted by every error constructor. */
+export interface AstroErrorOptions {
+  /** The underlying error; redacted before it is attached. */
+  cause?: unknown;
+  /** Whether retrying the same operation may succeed. @default false */
+  retryable?: boolean;
+}
+
+/**
+ * Base class of every error thrown by the SDK.
+ *
+ * @example
+ * ```ts
+ * try { await client.deployDags({ deploymentId, dagsDir }) }
+ * catch (err) { if (isAstroError(err, 'ASTRO_DAG_DEPLOY_DISABLED')) { ... } }
+ * ```
+ */
+export class AstroError extends Error {
+  /** Class name used for cross-copy `instanceof`. */
+  static readonly kind: string = 'AstroError';
+  /** Stable machine-readable code. */
+  readonly code: AstroErrorCode;
+  /** Whether the operation may succeed if tried again. */
+  readonly retryable: boolean;
+
+  constructor(code: AstroErrorCode, message: string, options: AstroErrorOptions = {}) {
+    const cause = options.cause === undefined ? undefined : sanitizeCause(options.cause);
+    super(redact(message), cause === undefined ? undefined : { cause });
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    Object.defineProperty(this, BRAND, { value: true });
+    const kinds: string[] = [];
+    for (let ctor = new.target as unknown; ctor && typeof ctor === 'function'; ctor = Object.getPrototypeOf(ctor)) {
+      const kind = (ctor as { kind?: string }).kind;
+      if (kind && Object.prototype.hasOwnProperty.call(ctor, 'kind')) kinds.push(kind);
+    }
+    Object.defineProperty(this, KINDS, { value: Object.freeze(kinds) });
+    this.name = (new.target as { kind?: string }).kind ?? 'AstroError';
+  }
+
+  /** `instanceof` that also recognises errors created by the other (ESM/CJS) copy of the package. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (!value || typeof value !== 'object') return false;
+    const kinds = (value as Record<symbol, unknown>)[KINDS];
+    return Array.isArray(kinds) && kinds.includes((this as unknown as { kind: string }).kind);
+  }
+
+  /** Plain JSON form (no cause chain), safe to log. */
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { name: this.name, code: this.code, message: this.message };
+    for (const [k, v] of Object.entries(this)) if (!(k in out)) out[k] = v;
+    return out;
+  }
+}
+
+/**
+ * True when `err` is an error from this SDK (from either build), optionally with the given code.
+ * Narrows the type so `err.code` can be switched on.
+ */
+export function isAstroError<C extends AstroErrorCode>(err: unknown, code?: C): err is AstroError & { code: C } {
+  if (!err || typeof err !== 'object' || (err as Record<symbol, unknown>)[BRAND] !== true) return false;
+  return code === undefined || (err as AstroError).code === code;
+}
+
+/** Bad options or credentials given to the SDK. Never retryable: fix the input. */
+export class AstroConfigError extends AstroError {
+  static override readonly kind = 'AstroConfigError';
+}
+
+/** One field error from the Astro API error body. */
+export interface ApiFieldError {
+  code?: string;
+  field?: string;
+  message?: string;
+}
+
+/** Details of a failed HTTP call to the Astro API. */
+export interface AstroApiErrorDetails {
+  status: number;
+  method: string;
+  /** Path of the call, without query string. */
+  path: string;
+  requestId?: string;
+  apiMessage?: string;
+  fieldErrors?: ApiFieldError[];
+  /** Milliseconds the server asked us to wait (from `Retry-After`). */
+  retryAfterMs?: number;
+}
+
+/** The Astro API answered with a non-success status. */
+export class AstroApiError extends AstroError {
+  static override readonly kind = 'AstroApiError';
+  /** HTTP status code. */
+  readonly status: number;
+  /** HTTP method of the failed call. */
+  readonly method: string;
+  /** API path of the failed call (no query string). */
+  readonly path: string;
+  /** `requestId` from the API error body; quote it to Astronomer support. */
+  readonly requestId: string | undefined;
+  /** `message` from the API error body. */
+  readonly apiMessage: string | undefined;
+  /** `fieldErrors` from the API error body. */
+  readonly fieldErrors: ApiFieldError[];
+  /** Server-requested delay before a retry, in milliseconds. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: AstroErrorCode, message: string, details: AstroApiErrorDetails, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.status = details.status;
+    this.method = details.method;
+    this.path = redact(details.path);
+    this.requestId = details.requestId;
+    this.apiMessage = details.apiMessage === undefined ? undefined : redact(details.apiMessage);
+    this.fieldErrors = details.fieldErrors ?? [];
+    this.retryAfterMs = details.retryAfterMs;
+  }
+}
+
+/** A response did not match the schema the SDK relies on (the API changed, or a proxy answered). */
+export class AstroSchemaError extends AstroError {
+  static override readonly kind = 'AstroSchemaError';
+  /** Dotted paths of the fields that failed validation. */
+  readonly fields: string[];
+  /** API path whose response failed validation. */
+  readonly path: string;
+  constructor(message: string, path: string, fields: string[], options: AstroErrorOptions = {}) {
+    super(ErrorCodes.API_SCHEMA, message, options);
+    this.fields = fields;
+    this.path = path;
+  }
+}
+
+/** The connection failed (DNS, refused, reset, TLS) before a response arrived. */
+export class AstroConnectionError extends AstroError {
+  static override readonly kind = 'AstroConnectionError';
+  constructor(message: string, options: AstroErrorOptions = {}) {
+    super(ErrorCodes.CONNECTION, message, { retryable: true, ...options });
+  }
+}
+
+/** A single request (or operation) ran past its time limit. */
+export class AstroTimeoutError extends AstroError {
+  static override readonly kind = 'AstroTimeoutError';
+  /** The limit that was exceeded, in milliseconds. */
+  readonly timeoutMs: number;
+  constructor(message: string, timeoutMs: number, options: AstroErrorOptions = {}) {
+    super(ErrorCodes.TIMEOUT, message, { retryable: true, ...options });
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The caller's `AbortSignal` fired. `cause` is the signal's reason. */
+export class AstroAbortError extends AstroError {
+  static override readonly kind = 'AstroAbortError';
+  constructor(message = 'The operation was aborted by the caller.', options: AstroErrorOptions = {}) {
+    super(ErrorCodes.ABORTED, message, options);
+  }
+}
+
+/** A deploy flow refused to go on (DAG deploys disabled, CI/CD enforcement, ...). */
+export class AstroDeployError extends AstroError {
+  static override readonly kind = 'AstroDeployError';
+}
+
+/** A snapshot of what `waitForRollout` last saw. */
+export interface RolloutSnapshot {
+  deploymentStatus?: string;
+  deploymentStatusReason?: string;
+  deployStatus?: string;
+  dagTarballVersion?: string;
+  desiredDagTarballVersion?: string;
+  imageTag?: string;
+  polls: number;
+  elapsedMs: number;
+}
+
+/** The rollout failed or did not finish in time; `lastState` holds what was last observed. */
+export class AstroRolloutError extends AstroError {
+  static override readonly kind = 'AstroRolloutError';
+  /** The last state observed before giving up. */
+  readonly lastState: RolloutSnapshot;
+  constructor(code: AstroErrorCode, message: string, lastState: RolloutSnapshot, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.lastState = lastState;
+  }
+}
+
+/** Turn anything thrown into something safe to attach as `cause`: redacted message, no secrets. */
+export function sanitizeCause(cause: unknown, depth = 0): unknown {
+  if (depth > 5) return undefined;
+  if (isAstroError(cause)) return cause;
+  if (cause instanceof Error) {
+    const message = redact(cause.message);
+    const inner = (cause as { cause?: unknown }).cause;
+    const copy = new Error(message, inner === undefined ? undefined : { cause: sanitizeCause(inner, depth + 1) });
+    copy.name = cause.name;
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string') (copy as Error & { code?: string }).code = code;
+    if (cause.stack) copy.stack = redact(cause.stack);
+    return copy;
+  }
+  if (typeof cause === 'string') return redact(cause);
+  if (cause === null || typeof cause !== 'object') return cause;
+  try {
+    return redact(JSON.stringify(cause));
+  } catch {
+    return '[unserialisable cause]';
+  }
+}
+
+/** Bundling a dags folder failed (missing folder, escaping symlink, invalid ignore file, ...). */
+export class BundleError extends AstroError {
+  static override readonly kind = 'BundleError';
+  /** The file or folder concerned, relative to the dags folder where possible. */
+  readonly path: string | undefined;
+  constructor(code: AstroErrorCode, message: string, path?: string, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.path = path;
+  }
+}
+
+/** An upload (Azure block blob or registry blob) failed after its retries. */
+export class UploadError extends AstroError {
+  static override readonly kind = 'UploadError';
+  /** HTTP status of the last failed request, when there was one. */
+  readonly status: number | undefined;
+  /** Service error code (`x-ms-error-code` or the registry's `errors[0].code`). */
+  readonly serviceCode: string | undefined;
+  /** Attempts made for the failing part before giving up. */
+  readonly attempts: number | undefined;
+  constructor(
+    code: AstroErrorCode,
+    message: string,
+    details: { status?: number; serviceCode?: string; attempts?: number } = {},
+    options: AstroErrorOptions = {},
+  ) {
+    super(code, message, options);
+    this.status = details.status;
+    this.serviceCode = details.serviceCode;
+    this.attempts = details.attempts;
+  }
+}
+
+/** An image check or push failed. */
+export class ImageError extends AstroError {
+  static override readonly kind = 'ImageError';
+  /** The image reference or archive path concerned. */
+  readonly reference: string | undefined;
+  constructor(code: AstroErrorCode, message: string, reference?: string, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.reference = reference;
+  }
+}

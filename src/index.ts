@@ -1,0 +1,61 @@
+/**
+ * astro-deploy-sdk: typed, resumable deploys of Apache Airflow DAGs and images to Astronomer Astro.
+ *
+ * The main entry exports the client, its option and result types, and the error family. The
+ * building blocks are also published on their own subpaths: `astro-deploy-sdk/bundle`,
+ * `astro-deploy-sdk/upload`, `astro-deploy-sdk/image` and `astro-deploy-sdk/testing`.
+ *
+ * @packageDocumentation
+ */
+export { AstroClient } from './client/client.js';
+export { DEFAULT_BASE_URL, type ClientOptions } from './client/options.js';
+export type { RequestOptions } from './client/transport.js';
+export {
+  DeploymentsResource,
+  DeploysResource,
+  DeploymentOptionsResource,
+  type CreateDeployParams,
+  type FinalizeDeployParams,
+  type DeployGitMetadata,
+  type PageParams,
+} from './client/resources.js';
+export type {
+  Deploy,
+  DeployList,
+  DeployStatus,
+  DeployType,
+  Deployment,
+  DeploymentList,
+  DeploymentOptions,
+  DeploymentStatus,
+  DeploymentType,
+} from './client/schemas.js';
+export type { RolloutExpectation, RolloutResult, WaitForRolloutParams } from './client/rollout.js';
+export type { SetDagDeployOptions, SetDagDeployResult } from './client/dag-deploy.js';
+export { buildUpdateBody, type DeploymentChanges } from './client/update-body.js';
+export { readTokenClaims, type AstroTokenClaims } from './client/token.js';
+export type * from './client/events.js';
+export {
+  AstroError,
+  AstroConfigError,
+  AstroApiError,
+  AstroSchemaError,
+  AstroConnectionError,
+  AstroTimeoutError,
+  AstroAbortError,
+  AstroDeployError,
+  AstroRolloutError,
+  BundleError,
+  UploadError,
+  ImageError,
+  ErrorCodes,
+  isAstroError,
+  type AstroErrorCode,
+  type AstroErrorOptions,
+  type AstroApiErrorDetails,
+  type ApiFieldError,
+  type RolloutSnapshot,
+} from './core/errors.js';
+export { redact, registerSecret } from './core/redact.js';
+export type { Logger, LogLevel } from './core/logger.js';
+export { SDK_VERSION } from './version.js';

@@ -1,0 +1,539 @@
+/**
+ * A faithful fake of the Astro API v1 (the endpoints deploys use) and of the Azure block-blob
+ * endpoint behind `dagsUploadUrl`, served over real HTTP on 127.0.0.1.
+ *
+ * It is strict where the real API is: unknown paths, missing or foreign tokens and malformed bodies
+ * get the real error shapes, so an SDK bug fails a test instead of a production deploy.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { applyFault, dropConnection, FaultInjector, type FaultAction, type FaultRule, type ProceedOptions } from './faults.js';
+import { createFakeBlobService, type FakeBlobService } from './fake-blob.js';
+import {
+  deployImageTag,
+  deployView,
+  deploymentView,
+  fakeId,
+  newDeployment,
+  type FakeDeploy,
+  type FakeDeployment,
+  type FakeDeploymentInit,
+  type RolloutBehaviour,
+} from './fake-state.js';
+import { TestTokenMinter, type TestTokenOptions } from './tokens.js';
+import { applyUpdateBody } from './fake-update.js';
+
+/** Options of {@link createFakeAstro}. */
+export interface FakeAstroOptions {
+  /** @default a generated id */
+  organizationId?: string;
+  /** Default workspace of added deployments. @default a generated id */
+  workspaceId?: string;
+  /** Deployments to start with. @default none */
+  deployments?: FakeDeploymentInit[];
+  /** Delay between finalize and the deployment reporting the new version, in ms. @default 100 */
+  rolloutDelayMs?: number;
+  /** Registry host (and port) used in `imageRepository`. @default 'images.astronomer.cloud' */
+  imageRegistry?: string;
+  /** `runtimeReleases[].version` of deployment-options. @default a realistic list of Airflow 2 and 3 runtimes */
+  runtimeReleases?: string[];
+  /** Organization product (`HOSTED` or `HYBRID`). @default 'HOSTED' */
+  product?: 'HOSTED' | 'HYBRID';
+}
+
+/** One request the fake received. Authorization headers are never recorded. */
+export interface RecordedRequest {
+  route: string;
+  method: string;
+  path: string;
+  query: Record<string, string | string[]>;
+  /** Response status (0 when a fault cut the connection). */
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** Parsed JSON body of API calls. */
+  body?: unknown;
+  /** Body size in bytes. */
+  bodyBytes: number;
+  fault?: FaultAction['kind'];
+}
+
+/** A running fake. */
+export interface FakeAstro {
+  /** API base URL to pass as `baseUrl` (ends in `/v1`). */
+  readonly baseUrl: string;
+  /** Server origin, `http://127.0.0.1:<port>`. */
+  readonly origin: string;
+  readonly organizationId: string;
+  readonly workspaceId: string;
+  /** A valid Organization API token for this fake. */
+  readonly token: string;
+  /** Mint another token (workspace, deployment, expired, non-API ...). */
+  mintToken(options?: TestTokenOptions): string;
+  /** Add a deployment; returns its live state (mutations are visible to the API). */
+  addDeployment(init?: FakeDeploymentInit): FakeDeployment;
+  /** Live state of a deployment. Throws for unknown ids. */
+  deployment(id: string): FakeDeployment;
+  /** Deploy records of a deployment, oldest first. */
+  deploys(deploymentId: string): FakeDeploy[];
+  /** Set how the next rollouts of a deployment behave. */
+  setRollout(deploymentId: string, behaviour: RolloutBehaviour): void;
+  /** Every request received, in order. */
+  readonly requests: RecordedRequest[];
+  /** Requests of one route. */
+  requestsFor(route: string): RecordedRequest[];
+  /** Fault rules, by route name (see {@link FAKE_ROUTES}) or RegExp. */
+  readonly faults: FaultInjector;
+  /** Shorthand for `faults.add(...)`. */
+  fail(rule: FaultRule): () => void;
+  /** The Azure block-blob endpoint behind `dagsUploadUrl`. */
+  readonly blob: FakeBlobService;
+  /** Stop the server and all pending rollouts. */
+  close(): Promise<void>;
+}
+
+/** Route names used in the request log and for fault rules. */
+export const FAKE_ROUTES = [
+  'organizations.list',
+  'deployments.list',
+  'deployments.get',
+  'deployments.update',
+  'deploymentOptions.get',
+  'deploys.create',
+  'deploys.list',
+  'deploys.get',
+  'deploys.finalize',
+  'blob.putBlob',
+  'blob.putBlock',
+  'blob.putBlockList',
+  'blob.getBlockList',
+  'blob.getBlob',
+  'blob.other',
+] as const;
+
+const DEFAULT_RUNTIMES = ['12.5.0', '12.6.0', '12.7.1', '13.0.0', '3.0-1', '3.0-2', '3.1-1', '3.1-2', '3.1-3'];
+
+class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly fieldErrors?: Array<{ code: string; field: string; message: string }>,
+  ) {
+    super(message);
+  }
+}
+
+const DEPLOY_TYPES = new Set(['IMAGE_AND_DAG', 'IMAGE_ONLY', 'DAG_ONLY', 'BUNDLE']);
+
+interface RouteMatch {
+  route: string;
+  params: Record<string, string>;
+}
+
+/** Map method + path (below /v1) to a route name and its parameters. */
+function matchApiRoute(method: string, path: string): RouteMatch | { allow: string[] } | undefined {
+  const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const table: Array<[string, string[], string]> = [
+    ['GET', ['organizations'], 'organizations.list'],
+    ['GET', ['organizations', ':org', 'deployments'], 'deployments.list'],
+    ['GET', ['organizations', ':org', 'deployments', ':dep'], 'deployments.get'],
+    ['POST', ['organizations', ':org', 'deployments', ':dep'], 'deployments.update'],
+    ['GET', ['organizations', ':org', 'deployment-options'], 'deploymentOptions.get'],
+    ['POST', ['organizations', ':org', 'deployments', ':dep', 'deploys'], 'deploys.create'],
+    ['GET', ['organizations', ':org', 'deployments', ':dep', 'deploys'], 'deploys.list'],
+    ['GET', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy'], 'deploys.get'],
+    ['POST', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy', 'finalize'], 'deploys.finalize'],
+  ];
+  const allow: string[] = [];
+  for (const [m, pattern, route] of table) {
+    if (pattern.length !== seg.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    pattern.forEach((p, i) => {
+      if (p.startsWith(':')) params[p.slice(1)] = seg[i]!;
+      else if (p !== seg[i]) ok = false;
+    });
+    if (!ok) continue;
+    if (m === method) return { route, params };
+    allow.push(m);
+  }
+  return allow.length ? { allow } : undefined;
+}
+
+async function readBody(req: IncomingMessage, throttleBytesPerSecond?: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const started = Date.now();
+  let total = 0;
+  for await (const chunk of req) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (throttleBytesPerSecond) {
+      const due = (total / throttleBytesPerSecond) * 1000 - (Date.now() - started);
+      if (due > 0) await new Promise((r) => setTimeout(r, due));
+    }
+  }
+  return Buffer.concat(chunks);
+}
+
+function queryObject(url: URL): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const key of new Set(url.searchParams.keys())) {
+    const all = url.searchParams.getAll(key);
+    out[key] = all.length === 1 ? all[0]! : all;
+  }
+  return out;
+}
+
+/**
+ * Start a fake Astro on 127.0.0.1 with a random port.
+ *
+ * @example
+ * ```ts
+ * const astro = await createFakeAstro({ deployments: [{ id: 'cldep1' }] });
+ * const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
+ * astro.fail({ route: 'deploys.finalize', action: { kind: 'status', status: 503 } });
+ * ```
+ */
+export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<FakeAstro> {
+  const organizationId = options.organizationId ?? fakeId();
+  const workspaceId = options.workspaceId ?? fakeId();
+  const rolloutDelayMs = options.rolloutDelayMs ?? 100;
+  const imageRegistry = options.imageRegistry ?? 'images.astronomer.cloud';
+  const runtimeReleases = options.runtimeReleases ?? DEFAULT_RUNTIMES;
+  const minter = new TestTokenMinter(organizationId);
+  const blob = createFakeBlobService({ mountPath: '/blob' });
+  const faults = new FaultInjector();
+  const requests: RecordedRequest[] = [];
+  const deployments = new Map<string, FakeDeployment>();
+  const deploys = new Map<string, FakeDeploy[]>();
+  const timers = new Set<NodeJS.Timeout>();
+  const sockets = new Set<Socket>();
+  let tagCounter = 0;
+  let origin = '';
+
+  const addDeployment = (init: FakeDeploymentInit = {}) => {
+    const d = newDeployment(init, organizationId, workspaceId, imageRegistry);
+    deployments.set(d.id, d);
+    deploys.set(d.id, []);
+    return d;
+  };
+  for (const init of options.deployments ?? []) addDeployment(init);
+
+  const authenticate = (req: IncomingMessage, org: string | undefined) => {
+    const header = req.headers.authorization ?? '';
+    const match = /^Bearer (.+)$/.exec(header);
+    if (!match) throw new HttpProblem(401, 'Unauthorized: missing bearer token');
+    const claims = minter.verify(match[1]!);
+    if (!claims) throw new HttpProblem(401, 'Unauthorized: invalid token');
+    if (claims.exp * 1000 <= Date.now()) throw new HttpProblem(401, 'Unauthorized: token has expired');
+    // Tokens without permissions stand for user sessions, which belong to the fake's organization.
+    const userSession = claims.permissions.length === 0;
+    if (org !== undefined && !userSession && org !== organizationId) {
+      throw new HttpProblem(403, `Forbidden: token has no access to organization ${org}`);
+    }
+    if (org !== undefined && !userSession && !claims.permissions.includes(`organizationId:${org}`)) {
+      throw new HttpProblem(403, `Forbidden: token has no access to organization ${org}`);
+    }
+    return claims;
+  };
+
+  const findDeployment = (org: string, id: string) => {
+    const d = deployments.get(id);
+    if (!d || d.organizationId !== org) throw new HttpProblem(404, `Deployment ${id} not found`);
+    return d;
+  };
+
+  const scheduleRollout = (d: FakeDeployment, deploy: FakeDeploy, newImageTag: string | undefined, dagVersion: string | undefined) => {
+    const behaviour = d.rollout;
+    d.status = 'DEPLOYING';
+    delete d.statusReason;
+    if (dagVersion !== undefined) d.desiredDagTarballVersion = dagVersion;
+    if (behaviour.outcome === 'stuck') return;
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      const now = new Date().toISOString();
+      if (behaviour.outcome === 'failed') {
+        deploy.status = 'FAILED';
+        d.status = 'UNHEALTHY';
+        d.statusReason = behaviour.statusReason ?? 'The deploy failed to roll out';
+      } else {
+        deploy.status = 'DEPLOYED';
+        if (dagVersion !== undefined) d.dagTarballVersion = dagVersion;
+        if (newImageTag !== undefined) d.imageTag = newImageTag;
+        d.status = 'HEALTHY';
+      }
+      deploy.updatedAt = now;
+      d.updatedAt = now;
+    }, behaviour.delayMs ?? rolloutDelayMs);
+    timer.unref();
+    timers.add(timer);
+  };
+
+  const parseJson = (body: Buffer): Record<string, unknown> => {
+    if (body.length === 0) return {};
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new HttpProblem(400, 'Invalid request body: malformed JSON');
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new HttpProblem(400, 'Invalid request body: expected an object');
+    return parsed as Record<string, unknown>;
+  };
+
+  const handlers: Record<string, (p: Record<string, string>, url: URL, body: Record<string, unknown>) => unknown> = {
+    'organizations.list': () => ({
+      organizations: [{ id: organizationId, name: 'Fake Org', product: options.product ?? 'HOSTED' }],
+      totalCount: 1,
+      limit: 100,
+      offset: 0,
+    }),
+    'deployments.list': (p, url) => {
+      const limit = Number(url.searchParams.get('limit') ?? 20);
+      const offset = Number(url.searchParams.get('offset') ?? 0);
+      const ws = url.searchParams.getAll('workspaceIds');
+      const all = [...deployments.values()].filter((d) => d.organizationId === p.org && (ws.length === 0 || ws.includes(d.workspaceId)));
+      return { deployments: all.slice(offset, offset + limit).map((d) => deploymentView(d, origin)), totalCount: all.length, limit, offset };
+    },
+    'deployments.get': (p) => deploymentView(findDeployment(p.org!, p.dep!), origin),
+    'deployments.update': (p, _url, body) => {
+      const d = findDeployment(p.org!, p.dep!);
+      const problems = applyUpdateBody(d, body);
+      if (problems.length) throw new HttpProblem(400, 'Invalid request: update body failed validation', problems);
+      d.updatedAt = new Date().toISOString();
+      return deploymentView(d, origin);
+    },
+    'deploymentOptions.get': () => ({
+      runtimeReleases: runtimeReleases.map((version) => ({
+        version,
+        airflowVersion: /^\d+\.\d+-\d+/.test(version) ? `${version.split('-')[0]}.0` : '2.10.5',
+        channel: 'STABLE',
+        releaseDate: '2026-01-01T00:00:00Z',
+      })),
+    }),
+    'deploys.create': (p, _url, body) => {
+      const d = findDeployment(p.org!, p.dep!);
+      const type = body.type;
+      if (typeof type !== 'string' || !DEPLOY_TYPES.has(type)) {
+        throw new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: 'type', message: 'type must be one of IMAGE_AND_DAG, IMAGE_ONLY, DAG_ONLY, BUNDLE' }]);
+      }
+      if (body.description !== undefined && (typeof body.description !== 'string' || body.description.length > 500)) {
+        throw new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: 'description', message: 'description must be a string of at most 500 characters' }]);
+      }
+      if (type === 'BUNDLE' && (typeof body.bundleMountPath !== 'string' || typeof body.bundleType !== 'string')) {
+        throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'bundleMountPath', message: 'BUNDLE deploys need bundleMountPath and bundleType' }]);
+      }
+      const now = new Date().toISOString();
+      const id = fakeId();
+      const deploy: FakeDeploy = {
+        id,
+        deploymentId: d.id,
+        type: type as FakeDeploy['type'],
+        status: 'INITIALIZED',
+        description: typeof body.description === 'string' ? body.description : '',
+        imageRepository: d.imageRepository,
+        // DAG-only deploys report the image that is already running.
+        imageTag: type === 'DAG_ONLY' || type === 'BUNDLE' ? d.imageTag : deployImageTag(++tagCounter),
+        isDagDeployEnabled: d.isDagDeployEnabled,
+        finalizeCount: 0,
+        createdAt: now,
+        updatedAt: now,
+      };
+      if (body.git && typeof body.git === 'object') deploy.git = body.git as Record<string, unknown>;
+      if (d.isDagDeployEnabled && type !== 'BUNDLE' && !d.remoteExecution) {
+        deploy.dagsUploadUrl = blob.sasUrl(origin, 'dags', `${organizationId}/${d.id}`, { permissions: 'cw', expiresInMs: 3_600_000 });
+      }
+      if (type === 'BUNDLE') deploy.bundleUploadUrl = blob.sasUrl(origin, 'bundles', `${organizationId}/${d.id}/${id}`, { permissions: 'cw', expiresInMs: 3_600_000 });
+      deploys.get(d.id)!.push(deploy);
+      return deployView(deploy);
+    },
+    'deploys.list': (p, url) => {
+      findDeployment(p.org!, p.dep!);
+      const limit = Number(url.searchParams.get('limit') ?? 20);
+      const offset = Number(url.searchParams.get('offset') ?? 0);
+      const all = [...deploys.get(p.dep!)!].reverse();
+      return { deploys: all.slice(offset, offset + limit).map(deployView), totalCount: all.length, limit, offset };
+    },
+    'deploys.get': (p) => {
+      findDeployment(p.org!, p.dep!);
+      const deploy = deploys.get(p.dep!)!.find((x) => x.id === p.deploy);
+      if (!deploy) throw new HttpProblem(404, `Deploy ${p.deploy} not found`);
+      return deployView(deploy);
+    },
+    'deploys.finalize': (p, _url, body) => {
+      const d = findDeployment(p.org!, p.dep!);
+      const deploy = deploys.get(d.id)!.find((x) => x.id === p.deploy);
+      if (!deploy) throw new HttpProblem(404, `Deploy ${p.deploy} not found`);
+      if (deploy.finalizeCount > 0) throw new HttpProblem(400, `Deploy ${deploy.id} has already been finalized`);
+      const carriesDags = deploy.type === 'IMAGE_AND_DAG' || deploy.type === 'DAG_ONLY';
+      let dagVersion: string | undefined;
+      if (deploy.isDagDeployEnabled && carriesDags) {
+        if (typeof body.dagTarballVersion !== 'string') {
+          throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'dagTarballVersion', message: 'dagTarballVersion is required when DAG deploys are enabled' }]);
+        }
+        dagVersion = body.dagTarballVersion;
+        if (dagVersion !== '') {
+          const known = blob.versions('dags', `${organizationId}/${d.id}`).some((v) => v.versionId === dagVersion);
+          if (!known) throw new HttpProblem(400, `dagTarballVersion ${dagVersion} does not match an uploaded DAG bundle`);
+        }
+      } else if (body.dagTarballVersion !== undefined && body.dagTarballVersion !== '' && !deploy.isDagDeployEnabled) {
+        throw new HttpProblem(400, 'DAG deploys are not enabled for this deployment; dagTarballVersion must not be set');
+      }
+      if (deploy.type === 'BUNDLE') {
+        if (typeof body.bundleTarballVersion !== 'string') {
+          throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'bundleTarballVersion', message: 'bundleTarballVersion is required for BUNDLE deploys' }]);
+        }
+        deploy.bundleTarballVersion = body.bundleTarballVersion;
+      }
+      deploy.finalizeCount += 1;
+      if (dagVersion !== undefined) deploy.dagTarballVersion = dagVersion;
+      deploy.updatedAt = new Date().toISOString();
+      const imageTag = deploy.type === 'IMAGE_ONLY' || deploy.type === 'IMAGE_AND_DAG' ? deploy.imageTag : undefined;
+      scheduleRollout(d, deploy, imageTag, dagVersion);
+      return deployView(deploy);
+    },
+  };
+
+  const sendJson = (res: ServerResponse, status: number, payload: unknown, drop: boolean, req: IncomingMessage) => {
+    if (drop) return dropConnection(req);
+    const text = JSON.stringify(payload);
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      'x-request-id': randomUUID(),
+    });
+    res.end(text);
+  };
+
+  const errorBody = (status: number, message: string, fieldErrors?: unknown[]) => ({
+    message,
+    requestId: randomUUID(),
+    statusCode: status,
+    ...(fieldErrors ? { fieldErrors } : {}),
+  });
+
+  const recordHeaders = (req: IncomingMessage) => {
+    const { authorization: _auth, ...rest } = req.headers;
+    return rest;
+  };
+
+  const handleApi = async (req: IncomingMessage, res: ServerResponse, url: URL, match: RouteMatch, record: RecordedRequest, proceed: ProceedOptions) => {
+    const raw = await readBody(req, proceed.throttleBytesPerSecond);
+    record.bodyBytes = raw.length;
+    try {
+      authenticate(req, match.params.org);
+      const body = req.method === 'POST' ? parseJson(raw) : {};
+      if (req.method === 'POST') record.body = body;
+      const payload = handlers[match.route]!(match.params, url, body);
+      record.status = proceed.dropResponse ? 0 : 200;
+      // Astro answers 200 (not 201) to create and finalize; the CLI treats anything else as an error.
+      sendJson(res, 200, payload, proceed.dropResponse === true, req);
+    } catch (error) {
+      if (!(error instanceof HttpProblem)) throw error;
+      record.status = proceed.dropResponse ? 0 : error.status;
+      sendJson(res, error.status, errorBody(error.status, error.message, error.fieldErrors), proceed.dropResponse === true, req);
+    }
+  };
+
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', origin);
+    const method = req.method ?? 'GET';
+    let route: string;
+    let apiMatch: RouteMatch | undefined;
+    let notAllowed: string[] | undefined;
+    if (url.pathname.startsWith('/blob/')) {
+      route = blob.routeOf(method, url);
+    } else if (url.pathname === '/v1' || url.pathname.startsWith('/v1/')) {
+      const m = matchApiRoute(method, url.pathname.slice(3));
+      if (m && 'route' in m) {
+        apiMatch = m;
+        route = m.route;
+      } else {
+        route = 'unknown';
+        notAllowed = m?.allow;
+      }
+    } else {
+      route = 'unknown';
+    }
+    const record: RecordedRequest = {
+      route,
+      method,
+      path: url.pathname,
+      query: queryObject(url),
+      status: 0,
+      headers: recordHeaders(req),
+      bodyBytes: 0,
+    };
+    requests.push(record);
+
+    const proceed = async (p: ProceedOptions) => {
+      if (route.startsWith('blob.')) {
+        res.on('finish', () => (record.status = res.statusCode));
+        await blob.handle(req, res, url, p);
+        return;
+      }
+      if (apiMatch) return handleApi(req, res, url, apiMatch, record, p);
+      await readBody(req);
+      const status = notAllowed ? 405 : 404;
+      record.status = status;
+      sendJson(res, status, errorBody(status, notAllowed ? `Method ${method} not allowed` : `No route for ${method} ${url.pathname}`), false, req);
+    };
+
+    const fault = faults.match(route, method, `${url.pathname}${url.search}`);
+    if (fault) record.fault = fault.kind;
+    const work = fault ? applyFault(fault, req, res, proceed).then(() => {
+      if (fault.kind === 'status') record.status = fault.status;
+    }) : proceed({});
+    work.catch((error: unknown) => {
+      if (!res.headersSent && !res.destroyed) {
+        record.status = 500;
+        sendJson(res, 500, errorBody(500, `Fake Astro internal error: ${(error as Error).message}`), false, req);
+      } else {
+        res.destroy();
+      }
+    });
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  origin = `http://127.0.0.1:${port}`;
+
+  const token = minter.mint();
+  return {
+    baseUrl: `${origin}/v1`,
+    origin,
+    organizationId,
+    workspaceId,
+    token,
+    mintToken: (o) => minter.mint(o),
+    addDeployment,
+    deployment: (id) => {
+      const d = deployments.get(id);
+      if (!d) throw new Error(`fake Astro: no deployment ${id}`);
+      return d;
+    },
+    deploys: (id) => [...(deploys.get(id) ?? [])],
+    setRollout: (id, behaviour) => {
+      const d = deployments.get(id);
+      if (!d) throw new Error(`fake Astro: no deployment ${id}`);
+      d.rollout = { ...behaviour };
+    },
+    requests,
+    requestsFor: (route) => requests.filter((r) => r.route === route),
+    faults,
+    fail: (rule) => faults.add(rule),
+    blob,
+    close: async () => {
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

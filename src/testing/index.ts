@@ -1,0 +1,12 @@
+/**
+ * `astro-deploy-sdk/testing`: a faithful fake of the Astro API and its upload endpoints, with
+ * fault injection, for your own test harnesses. Everything listens on 127.0.0.1 only.
+ *
+ * @packageDocumentation
+ */
+export { createFakeAstro, FAKE_ROUTES, type FakeAstro, type FakeAstroOptions, type RecordedRequest } from './fake-astro.js';
+export type { FakeDeployment, FakeDeploymentInit, FakeDeploy, FakeEnvVar, RolloutBehaviour } from './fake-state.js';
+export { FaultInjector, applyFault, type FaultAction, type FaultRule, type FiredFault, type ProceedOptions } from './faults.js';
+export { TestTokenMinter, type TestTokenOptions } from './tokens.js';
+export * from './fake-blob.js';
+export * from './fault-proxy.js';

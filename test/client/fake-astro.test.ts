@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { createFakeAstro } from '../../src/testing/index.js';
+import { onTestFinished } from 'vitest';
+
+async function call(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}) {
+  const res = await request(url, { method: (init.method ?? 'GET') as 'GET', headers: init.headers, body: init.body });
+  const text = await res.body.text();
+  return { status: res.statusCode, json: text ? JSON.parse(text) : undefined, headers: res.headers };
+}
+
+describe('fake Astro strictness', () => {
+  it('answers unknown paths, wrong methods and missing auth with the real error shape', async () => {
+    const astro = await createFakeAstro({ deployments: [{ id: 'cldep1' }] });
+    onTestFinished(() => astro.close());
+    const auth = { authorization: `Bearer ${astro.token}` };
+    const unknown = await call(`${astro.baseUrl}/organizations/${astro.organizationId}/nope`, { headers: auth });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json).toEqual({ message: expect.any(String), requestId: expect.any(String), statusCode: 404 });
+    const wrongMethod = await call(`${astro.baseUrl}/organizations/${astro.organizationId}/deployments/cldep1/deploys`, { method: 'PUT', headers: auth });
+    expect(wrongMethod.status).toBe(405);
+    const noAuth = await call(`${astro.baseUrl}/organizations/${astro.organizationId}/deployments/cldep1`);
+    expect(noAuth.status).toBe(401);
+    expect(noAuth.json.statusCode).toBe(401);
+    const badJson = await call(`${astro.baseUrl}/organizations/${astro.organizationId}/deployments/cldep1/deploys`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: '{not json',
+    });
+    expect(badJson.status).toBe(400);
+  });
+
+  it('answers create and finalize with 200, refuses a second finalize and an unknown version', async () => {
+    const astro = await createFakeAstro({ deployments: [{ id: 'cldep1' }] });
+    onTestFinished(() => astro.close());
+    const headers = { authorization: `Bearer ${astro.token}`, 'content-type': 'application/json' };
+    const base = `${astro.baseUrl}/organizations/${astro.organizationId}/deployments/cldep1/deploys`;
+    const created = await call(base, { method: 'POST', headers, body: JSON.stringify({ type: 'DAG_ONLY', description: '' }) });
+    expect(created.status).toBe(200);
+    const unknownVersion = await call(`${base}/${created.json.id}/finalize`, { method: 'POST', headers, body: JSON.stringify({ dagTarballVersion: 'bogus' }) });
+    expect(unknownVersion.status).toBe(400);
+    const missing = await call(`${base}/${created.json.id}/finalize`, { method: 'POST', headers, body: '{}' });
+    expect(missing.status).toBe(400);
+    expect(missing.json.fieldErrors[0].field).toBe('dagTarballVersion');
+    const empty = await call(`${base}/${created.json.id}/finalize`, { method: 'POST', headers, body: JSON.stringify({ dagTarballVersion: '' }) });
+    expect(empty.status).toBe(200);
+    const again = await call(`${base}/${created.json.id}/finalize`, { method: 'POST', headers, body: JSON.stringify({ dagTarballVersion: '' }) });
+    expect(again.status).toBe(400);
+  });
+
+  it('returns dagsUploadUrl only when DAG deploys are enabled', async () => {
+    const astro = await createFakeAstro({ deployments: [{ id: 'clon' }, { id: 'cloff', isDagDeployEnabled: false }] });
+    onTestFinished(() => astro.close());
+    const headers = { authorization: `Bearer ${astro.token}`, 'content-type': 'application/json' };
+    const mk = (dep: string) =>
+      call(`${astro.baseUrl}/organizations/${astro.organizationId}/deployments/${dep}/deploys`, { method: 'POST', headers, body: JSON.stringify({ type: 'IMAGE_AND_DAG' }) });
+    expect((await mk('clon')).json.dagsUploadUrl).toEqual(expect.any(String));
+    expect((await mk('cloff')).json.dagsUploadUrl).toBeUndefined();
+  });
+
+  it('never records the Authorization header', async () => {
+    const astro = await createFakeAstro({ deployments: [{ id: 'cldep1' }] });
+    onTestFinished(() => astro.close());
+    await call(`${astro.baseUrl}/organizations/${astro.organizationId}/deployments/cldep1`, { headers: { authorization: `Bearer ${astro.token}` } });
+    expect(JSON.stringify(astro.requests)).not.toContain(astro.token);
+  });
+});

@@ -1,0 +1,19 @@
+import { defineConfig } from 'tsup';
+
+/** One entry per package subpath (see the `exports` map in package.json). */
+const entry: Record<string, string> = {
+  index: 'src/index.ts',
+  'testing/index': 'src/testing/index.ts',
+};
+
+export default defineConfig({
+  entry,
+  format: ['esm', 'cjs'],
+  dts: true,
+  sourcemap: true,
+  clean: true,
+  target: 'node20',
+  splitting: true,
+  // p-retry is ESM-only; inlining it keeps the CommonJS build loadable with require() on Node 20.
+  noExternal: ['p-retry', 'is-network-error'],
+});
