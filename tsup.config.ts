@@ -3,6 +3,8 @@ import { defineConfig } from 'tsup';
 /** One entry per package subpath (see the `exports` map in package.json). */
 const entry: Record<string, string> = {
   index: 'src/index.ts',
+  'bundle/index': 'src/bundle/index.ts',
+  'upload/index': 'src/upload/index.ts',
   'testing/index': 'src/testing/index.ts',
 };
 

@@ -32,6 +32,13 @@ export type {
 } from './client/schemas.js';
 export type { RolloutExpectation, RolloutResult, WaitForRolloutParams } from './client/rollout.js';
 export type { SetDagDeployOptions, SetDagDeployResult } from './client/dag-deploy.js';
+export type {
+  DeployDagsParams,
+  DeployDagsResult,
+  DeployDagsEvent,
+  DeployDagsBundleOptions,
+  DeployPhaseEvent,
+} from './client/deploy-dags.js';
 export { buildUpdateBody, type DeploymentChanges } from './client/update-body.js';
 export { readTokenClaims, type AstroTokenClaims } from './client/token.js';
 export type * from './client/events.js';

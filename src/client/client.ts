@@ -8,6 +8,8 @@ import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } 
 import { DeploymentOptionsResource, DeploymentsResource, DeploysResource } from './resources.js';
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
 import { setDagDeploy, type SetDagDeployOptions, type SetDagDeployResult } from './dag-deploy.js';
+import type { DeployContext } from './deploy-common.js';
+import { deployDags, type DeployDagsParams, type DeployDagsResult } from './deploy-dags.js';
 import { ApiTransport, type RequestOptions } from './transport.js';
 
 /**
@@ -76,6 +78,35 @@ export class AstroClient {
   }
 
   /**
+   * Deploy a dags folder as a DAG-only deploy: check the deployment (DAG deploys enabled, CI/CD
+   * enforcement), bundle the folder with its `.airflowignore` rules (syntax of the deployment's
+   * Airflow unless given), create a `DAG_ONLY` deploy, upload the bundle to its `dagsUploadUrl`
+   * (chunked, resumable, adaptive), finalize with the blob's version and, with `wait`, wait until
+   * the deployment runs it. Deploys to one deployment from this process run one after another.
+   *
+   * Nothing is created when the checks or the bundle fail; an incomplete or mismatched upload is
+   * never finalized; a lost finalize answer is resolved by reading the deploy back, so a deploy
+   * is finalized exactly once.
+   */
+  deployDags(params: DeployDagsParams): Promise<DeployDagsResult> {
+    const onEvent = params.onEvent;
+    return deployDags(
+      this.deployContext(),
+      onEvent ? { ...params, request: { ...params.request, onRetry: retryEventEmitter(onEvent) } } : params,
+    );
+  }
+
+  private deployContext(): DeployContext {
+    return {
+      deployments: this.deployments,
+      deploys: this.deploys,
+      claims: this.resolved.claims,
+      organizationId: this.organizationId,
+      token: this.resolved.token,
+    };
+  }
+
+  /**
    * Wait until a deploy is applied: the deploy record (when `deployId` is given) is `DEPLOYED`,
    * the deployment reports the finalized DAG version and/or image tag, and it is `HEALTHY` (or
    * `HIBERNATING`). Polling starts at once and backs off with jitter.
@@ -88,23 +119,29 @@ export class AstroClient {
   }
 }
 
+/** An `onRetry` callback that reports transport retries as `api:retry` events. */
+function retryEventEmitter(onEvent: (e: ClientEvent) => void): NonNullable<RequestOptions['onRetry']> {
+  return (info) =>
+    onEvent({
+      type: 'api:retry',
+      method: info.method,
+      path: info.path,
+      attempt: info.attempt,
+      delayMs: info.delayMs,
+      ...(isAstroError(info.error) ? { errorCode: info.error.code } : {}),
+      errorMessage: info.error instanceof Error ? info.error.message : String(info.error),
+    });
+}
+
 /** Turn transport retries into `api:retry` events on the caller's `onEvent`. */
 function withRetryEvents<T extends RequestOptions & { onEvent?: (e: ClientEvent) => void }>(options: T): T {
   if (!options.onEvent) return options;
-  const onEvent = options.onEvent;
+  const emit = retryEventEmitter(options.onEvent);
   return {
     ...options,
     onRetry: (info) => {
       options.onRetry?.(info);
-      onEvent({
-        type: 'api:retry',
-        method: info.method,
-        path: info.path,
-        attempt: info.attempt,
-        delayMs: info.delayMs,
-        ...(isAstroError(info.error) ? { errorCode: info.error.code } : {}),
-        errorMessage: info.error instanceof Error ? info.error.message : String(info.error),
-      });
+      emit(info);
     },
   };
 }

@@ -1,0 +1,5 @@
+from include.transform import normalise
+
+
+def test_normalise():
+    assert normalise([" A "]) == ["a"]

@@ -1,0 +1,187 @@
+/**
+ * `createBundle`: scan a dags folder, then stream a deterministic `.tar.gz` of it to a temporary
+ * file outside the project or to a caller's stream, with a manifest and progress events.
+ */
+import { mkdtemp, realpath, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { AstroConfigError, BundleError, ErrorCodes, isAstroError } from '../core/errors.js';
+import { deterministicGzip, GzipFinisher } from './gzip.js';
+import { fingerprint } from './manifest.js';
+import { IGNORE_FILE, scanTree } from './scan.js';
+import { tarStream } from './tar-writer.js';
+import type { BundleEvent, BundleManifest, BundleManifestFile, BundleResult, CreateBundleOptions } from './types.js';
+
+/** Name of the temporary bundle file inside its temporary folder. */
+const BUNDLE_FILE_NAME = 'dags.tar.gz';
+
+function normalisePrefix(prefix: CreateBundleOptions['prefix']): string | null {
+  if (prefix === false) return null;
+  if (prefix === undefined) return 'dags';
+  const p = prefix.replace(/^\/+|\/+$/g, '');
+  if (p === '' || p.includes('\\') || p.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Invalid bundle prefix ${JSON.stringify(prefix)}: use a relative folder name such as 'dags', or false for no prefix.`);
+  }
+  return p;
+}
+
+function isInside(root: string, p: string): boolean {
+  return p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+}
+
+/**
+ * Bundle a dags folder into a gzip'd tar, as a DAG deploy uploads it.
+ *
+ * The archive holds the regular files and symlinks chosen by {@link scanDags} (same options),
+ * sorted by path, under `prefix/` (default `dags/`), with uid/gid 0, no user/group names, modes
+ * 0644/0755 (0777 for links), real modification times, no folder entries, and a gzip header
+ * without timestamp: the same tree gives the same bytes. Nothing is written into the dags folder,
+ * and the bundle is never held in memory.
+ *
+ * @throws BundleError `ASTRO_BUNDLE_EMPTY` when nothing but `.airflowignore` files would be
+ *   shipped (deploying that removes every DAG) unless `allowEmpty`; `ASTRO_BUNDLE_OUTPUT_INSIDE_DAGS`
+ *   when the output folder is inside the dags folder; `ASTRO_BUNDLE_FILE_CHANGED` (retryable) when a
+ *   file changes while it is packed; the scan's errors (see {@link scanDags}); `ASTRO_ABORTED`.
+ *
+ * @example
+ * ```ts
+ * const bundle = await createBundle('./dags', { syntax: ignoreSyntaxForRuntime('3.0-4') });
+ * try { await upload(bundle.path!) } finally { await bundle.cleanup() }
+ * ```
+ */
+export async function createBundle(dir: string, options: CreateBundleOptions = {}): Promise<BundleResult> {
+  const started = performance.now();
+  const signal = options.signal;
+  const emit = (event: BundleEvent) => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // A failing listener must not break the bundle.
+    }
+  };
+  const prefix = normalisePrefix(options.prefix);
+  const level = options.compressionLevel ?? 6;
+  if (!Number.isInteger(level) || level < 0 || level > 9) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `compressionLevel must be an integer from 0 to 9, got ${String(options.compressionLevel)}.`);
+  }
+  const output = options.output ?? { type: 'file' };
+
+  const scan = await scanTree(dir, options, (warning) => emit({ type: 'bundle:warning', warning }));
+  const shipped = scan.scannedEntries.filter((e) => path.posix.basename(e.path) !== IGNORE_FILE);
+  if (shipped.length === 0 && !options.allowEmpty) {
+    throw new BundleError(
+      ErrorCodes.BUNDLE_EMPTY,
+      `Nothing to ship from '${dir}': every file is excluded${scan.entries.length > 0 ? ' (only .airflowignore files are left)' : ''}. Deploying an empty bundle removes every DAG from the deployment; pass allowEmpty: true if that is what you want.`,
+      dir,
+    );
+  }
+  const totalFiles = scan.scannedEntries.length;
+  const totalBytes = scan.totalBytes;
+  emit({
+    type: 'bundle:scan-complete',
+    totalFiles,
+    totalBytes,
+    excluded: scan.excluded.length,
+    kept: scan.kept.length,
+    warnings: scan.warnings.length,
+    durationMs: Math.round(performance.now() - started),
+  });
+
+  // Where the bytes go.
+  let tempDir: string | undefined;
+  let filePath: string | undefined;
+  let destination: NodeJS.WritableStream;
+  if (output.type === 'file') {
+    const outDir = path.resolve(output.dir ?? os.tmpdir());
+    let outReal: string;
+    try {
+      outReal = await realpath(outDir);
+    } catch (err) {
+      throw new BundleError(ErrorCodes.BUNDLE_IO, `The output folder '${outDir}' does not exist. Create it or pass another output.dir.`, outDir, { cause: err });
+    }
+    if (isInside(scan.root, outReal)) {
+      throw new BundleError(
+        ErrorCodes.BUNDLE_OUTPUT_INSIDE_DAGS,
+        `The output folder '${outDir}' is inside the dags folder; the bundle would end up in the project. Use a folder outside it (the default is the system temp folder).`,
+        outDir,
+      );
+    }
+    tempDir = await mkdtemp(path.join(outReal, 'astro-dags-'));
+    filePath = path.join(tempDir, BUNDLE_FILE_NAME);
+    destination = createWriteStream(filePath, { flags: 'wx', mode: 0o600 });
+  } else {
+    destination = output.stream;
+  }
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned || tempDir === undefined) return;
+    cleaned = true;
+    await rm(tempDir, { recursive: true, force: true });
+  };
+
+  // Pack.
+  const files: BundleManifestFile[] = [];
+  let doneFiles = 0;
+  let doneBytes = 0;
+  let lastProgress = 0;
+  const interval = options.progressIntervalMs ?? 200;
+  const finisher = new GzipFinisher();
+  try {
+    throwIfAborted(signal);
+    const source = Readable.from(
+      tarStream(scan.scannedEntries, {
+        prefix,
+        signal,
+        onEntry: (file, bytes) => {
+          files.push(file);
+          doneFiles++;
+          doneBytes += bytes;
+          const now = performance.now();
+          if (now - lastProgress >= interval || doneFiles === totalFiles) {
+            lastProgress = now;
+            emit({ type: 'bundle:progress', files: doneFiles, totalFiles, bytes: doneBytes, totalBytes: Math.max(totalBytes, doneBytes) });
+          }
+        },
+      }),
+      { objectMode: false, highWaterMark: 1024 * 1024 },
+    );
+    await pipeline(source, deterministicGzip(level), finisher, destination, signal ? { signal } : {});
+  } catch (err) {
+    await cleanup().catch(() => undefined);
+    if (signal?.aborted) throw toAbortError(signal);
+    if (isAstroError(err)) throw err;
+    throw new BundleError(ErrorCodes.BUNDLE_IO, `Writing the bundle failed: ${(err as Error)?.message ?? String(err)}.`, filePath, { cause: err });
+  }
+
+  const sha256 = finisher.digest();
+  const manifest: BundleManifest = {
+    prefix,
+    syntax: scan.syntax,
+    files,
+    excluded: scan.excluded,
+    kept: scan.kept,
+    totals: { files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), excluded: scan.excluded.length },
+    fingerprint: fingerprint(files, prefix),
+  };
+  emit({
+    type: 'bundle:complete',
+    ...(filePath !== undefined ? { path: filePath } : {}),
+    bytes: finisher.bytes,
+    sha256,
+    fingerprint: manifest.fingerprint,
+    files: files.length,
+    durationMs: Math.round(performance.now() - started),
+  });
+  return {
+    ...(filePath !== undefined ? { path: filePath } : {}),
+    bytes: finisher.bytes,
+    sha256,
+    manifest,
+    warnings: scan.warnings,
+    cleanup,
+  };
+}

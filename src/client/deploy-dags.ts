@@ -1,0 +1,178 @@
+/**
+ * deployDags: bundle a dags folder, upload it to the deploy's SAS URL, finalize, optionally wait.
+ *
+ * Differences from `astro deploy --dags`, each on purpose:
+ * - the deployment is read and checked (DAG deploys enabled, CI/CD enforcement) and the bundle is
+ *   built BEFORE a deploy is created, so a refusal or an empty folder leaves no dangling deploy;
+ * - `.airflowignore` is applied when bundling, in the syntax of the deployment's Airflow;
+ * - the upload is resumable and adapts to slow links (see `astro-deploy-sdk/upload`);
+ * - finalize is sent once and, when its answer is lost, the deploy record is read back to learn
+ *   whether it took before anything is re-sent: a deploy is finalized exactly once;
+ * - two deploys to one deployment from this process run one after the other, because concurrent
+ *   block lists on the deployment's single blob fail in the real service.
+ */
+import { createBundle, ignoreSyntaxForRuntime, type BundleEvent, type BundleManifest, type CreateBundleOptions } from '../bundle/index.js';
+import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
+import { throwIfAborted } from '../core/abort.js';
+import { AstroDeployError, ErrorCodes, UploadError } from '../core/errors.js';
+import { checkCicd, finalizeOnce, safeEmitter, serialised, type DeployContext, type DeployPhaseEvent } from './deploy-common.js';
+import type { ClientEvent } from './events.js';
+import type { DeployGitMetadata } from './resources.js';
+import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
+import type { Deploy, Deployment } from './schemas.js';
+import type { AstroTokenClaims } from './token.js';
+import type { RequestOptions } from './transport.js';
+
+/** Bundle options that deployDags passes through to `createBundle`. */
+export type DeployDagsBundleOptions = Pick<
+  CreateBundleOptions,
+  'syntax' | 'prefix' | 'defaultExcludes' | 'exclude' | 'hiddenImports' | 'allowEmpty' | 'compressionLevel'
+>;
+
+/** Parameters of `deployDags`. */
+export interface DeployDagsParams extends DeployDagsBundleOptions {
+  deploymentId: string;
+  /** The dags folder to ship. */
+  dagsDir: string;
+  /** Shown in the Astro UI; at most 500 characters. @default '' */
+  description?: string;
+  /** Git metadata shown with the deploy. */
+  git?: DeployGitMetadata;
+  /**
+   * Wait until the deployment runs this DAG version (see `waitForRollout`). `true` uses the
+   * default wait options. @default false
+   */
+  wait?: boolean | Omit<WaitForRolloutParams, 'deploymentId' | 'deployId' | 'expect' | 'signal' | 'onEvent'>;
+  /** Options of the upload (block size, concurrency, journal, dispatcher, ...). */
+  upload?: Omit<UploadBlockBlobOptions, 'signal' | 'onEvent'>;
+  /** Cancels the deploy; an abort after finalize leaves the deploy in place. */
+  signal?: AbortSignal;
+  /** Typed events for every phase (bundle, upload, API retries, rollout). */
+  onEvent?: (event: DeployDagsEvent) => void;
+  /** Per-call options for the API requests (timeoutMs, maxRetries). */
+  request?: Omit<RequestOptions, 'signal'>;
+}
+
+/** Every event deployDags emits. */
+export type DeployDagsEvent = DeployPhaseEvent | BundleEvent | UploadEvent | ClientEvent;
+export type { DeployPhaseEvent };
+
+/** What deployDags resolves with. */
+export interface DeployDagsResult {
+  deployId: string;
+  /** The finalized deploy record. */
+  deploy: Deploy;
+  /** The `x-ms-version-id` of the uploaded bundle, sent as `dagTarballVersion`. */
+  dagTarballVersion: string;
+  bundle: { bytes: number; sha256: string; fingerprint: string; files: number; excluded: number; manifest: BundleManifest };
+  upload: UploadBlockBlobResult;
+  /** Present when `wait` was set. */
+  rollout?: RolloutResult;
+}
+
+function checkDagDeployable(deployment: Deployment, claims: AstroTokenClaims): void {
+  if (!deployment.isDagDeployEnabled) {
+    throw new AstroDeployError(
+      ErrorCodes.DAG_DEPLOY_DISABLED,
+      `DAG deploys are disabled for deployment ${deployment.id}: enable them with client.setDagDeploy('${deployment.id}', true) (or \`astro deployment update ${deployment.id} --dag-deploy enable\`), or ship the DAGs in an image with deployImage.`,
+    );
+  }
+  if (deployment.remoteExecution?.enabled) {
+    throw new AstroDeployError(
+      ErrorCodes.DEPLOY_REFUSED,
+      `Deployment ${deployment.id} uses Remote Execution, whose DAGs are not deployed through Astro's DAG deploys. Ship them to your remote workers instead.`,
+    );
+  }
+  checkCicd(deployment, claims);
+}
+
+/** Implementation of `AstroClient.deployDags`; see there. */
+export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsResult> {
+  const { deploymentId, signal } = params;
+  const emit = safeEmitter<DeployDagsEvent>(params.onEvent);
+  const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
+  const key = `${ctx.organizationId}/${deploymentId}`;
+
+  return serialised(key, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
+    throwIfAborted(signal);
+    const deployment = await ctx.deployments.get(deploymentId, requestOptions);
+    checkDagDeployable(deployment, ctx.claims);
+    const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
+    const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
+    emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
+
+    const bundle = await createBundle(params.dagsDir, {
+      syntax,
+      ...(params.prefix !== undefined ? { prefix: params.prefix } : {}),
+      ...(params.defaultExcludes !== undefined ? { defaultExcludes: params.defaultExcludes } : {}),
+      ...(params.exclude ? { exclude: params.exclude } : {}),
+      ...(params.hiddenImports ? { hiddenImports: params.hiddenImports } : {}),
+      ...(params.allowEmpty !== undefined ? { allowEmpty: params.allowEmpty } : {}),
+      ...(params.compressionLevel !== undefined ? { compressionLevel: params.compressionLevel } : {}),
+      output: { type: 'file' },
+      ...(signal ? { signal } : {}),
+      onEvent: emit,
+    });
+    try {
+      throwIfAborted(signal);
+      const deploy = await ctx.deploys.create(
+        deploymentId,
+        { type: 'DAG_ONLY', description: params.description ?? '', ...(params.git ? { git: params.git } : {}) },
+        requestOptions,
+      );
+      emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType: 'DAG_ONLY', imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+      if (!deploy.dagsUploadUrl) {
+        throw new AstroDeployError(
+          ErrorCodes.DAG_DEPLOY_DISABLED,
+          `Astro created deploy ${deploy.id} without a dagsUploadUrl, so DAG deploys are not available for deployment ${deploymentId}. Check its DAG deploy setting in the Astro UI.`,
+        );
+      }
+
+      const upload = await uploadBlockBlob(deploy.dagsUploadUrl, bundle.path!, {
+        ...params.upload,
+        ...(signal ? { signal } : {}),
+        onEvent: emit,
+      });
+      // Never finalize something other than the bundle we built.
+      if (upload.bytes !== bundle.bytes || !upload.versionId) {
+        throw new UploadError(
+          ErrorCodes.UPLOAD_FAILED,
+          `The upload committed ${upload.bytes} bytes but the bundle has ${bundle.bytes}; deploy ${deploy.id} was not finalized. Run the deploy again.`,
+        );
+      }
+      emit({ type: 'deploy:uploaded', deployId: deploy.id, versionId: upload.versionId, bytes: upload.bytes, retries: upload.retries, resumed: upload.resumed });
+
+      throwIfAborted(signal);
+      const finalized = await finalizeOnce(ctx.deploys, deploymentId, deploy, { dagTarballVersion: upload.versionId }, requestOptions, emit);
+      emit({ type: 'deploy:finalized', deployId: deploy.id, dagTarballVersion: upload.versionId });
+
+      const result: DeployDagsResult = {
+        deployId: deploy.id,
+        deploy: finalized,
+        dagTarballVersion: upload.versionId,
+        bundle: {
+          bytes: bundle.bytes,
+          sha256: bundle.sha256,
+          fingerprint: bundle.manifest.fingerprint,
+          files: bundle.manifest.totals.files,
+          excluded: bundle.manifest.totals.excluded,
+          manifest: bundle.manifest,
+        },
+        upload,
+      };
+      if (params.wait) {
+        result.rollout = await waitForRollout(ctx, {
+          ...(typeof params.wait === 'object' ? params.wait : {}),
+          deploymentId,
+          deployId: deploy.id,
+          expect: { dagTarballVersion: upload.versionId },
+          ...(signal ? { signal } : {}),
+          onEvent: emit,
+        });
+      }
+      return result;
+    } finally {
+      await bundle.cleanup();
+    }
+  });
+}

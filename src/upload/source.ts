@@ -1,0 +1,101 @@
+/**
+ * The bytes being uploaded: a file read range by range (never loaded whole) or an in-memory
+ * buffer. A file is checked for changes before the commit so a bundle rewritten mid-upload is
+ * never committed as a mix of old and new bytes.
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { ErrorCodes, UploadError } from '../core/errors.js';
+
+/** Random access to the upload's bytes. */
+export interface UploadSource {
+  /** Total size, in bytes. */
+  readonly size: number;
+  /** The bytes of `[offset, offset + length)`. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Throw `ASTRO_UPLOAD_SOURCE_CHANGED` if the source changed since it was opened. */
+  assertUnchanged(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Base64 MD5 of some bytes (the `Content-MD5` header form). */
+export function md5(bytes: Uint8Array): Buffer {
+  return createHash('md5').update(bytes).digest();
+}
+
+class BytesSource implements UploadSource {
+  readonly size: number;
+  constructor(private readonly bytes: Uint8Array) {
+    this.size = bytes.byteLength;
+  }
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    return this.bytes.subarray(offset, offset + length);
+  }
+  async assertUnchanged(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+class FileSource implements UploadSource {
+  constructor(
+    private readonly path: string,
+    private readonly handle: FileHandle,
+    readonly size: number,
+    private readonly mtimeMs: number,
+  ) {}
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const buf = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const { bytesRead } = await this.handle.read(buf, filled, length - filled, offset + filled);
+      if (bytesRead === 0) throw this.changed('it became shorter while being uploaded');
+      filled += bytesRead;
+    }
+    return buf;
+  }
+
+  async assertUnchanged(): Promise<void> {
+    const st = await this.handle.stat();
+    if (st.size !== this.size || st.mtimeMs !== this.mtimeMs) throw this.changed('it was modified while being uploaded');
+  }
+
+  private changed(what: string): UploadError {
+    return new UploadError(
+      ErrorCodes.UPLOAD_SOURCE_CHANGED,
+      `The upload source ${this.path} changed: ${what}. Nothing was committed; upload it again once it is stable.`,
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+/** Open a file path or wrap a byte array as an {@link UploadSource}. */
+export async function openSource(source: string | Uint8Array): Promise<UploadSource> {
+  if (typeof source !== 'string') return new BytesSource(source);
+  let handle: FileHandle;
+  try {
+    handle = await open(source, 'r');
+  } catch (error) {
+    throw new UploadError(
+      ErrorCodes.UPLOAD_SOURCE_UNREADABLE,
+      `Cannot open the upload source ${source}: ${(error as Error).message}. Check the path and its permissions.`,
+      {},
+      { cause: error },
+    );
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new Error('not a regular file');
+    return new FileSource(source, handle, st.size, st.mtimeMs);
+  } catch (error) {
+    await handle.close().catch(() => {});
+    throw new UploadError(
+      ErrorCodes.UPLOAD_SOURCE_UNREADABLE,
+      `Cannot read the upload source ${source}: ${(error as Error).message}.`,
+      {},
+      { cause: error },
+    );
+  }
+}

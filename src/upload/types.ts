@@ -1,0 +1,200 @@
+/**
+ * Public types of the block-blob uploader: options, result and the events it emits.
+ */
+import type { Dispatcher } from 'undici';
+
+/** Why a request is retried. `http-<status>` for an HTTP answer, otherwise the transport failure. */
+export type UploadRetryCause =
+  | `http-${number}`
+  /** The connection was reset or closed before the response arrived (ECONNRESET, EPIPE, socket closed). */
+  | 'reset'
+  /** The per-try timeout fired (the request stalled or the link is slower than expected). */
+  | 'timeout'
+  /** The connection could not be opened (ECONNREFUSED, DNS). */
+  | 'connect';
+
+/** Which request of the upload a retry concerns. */
+export type UploadPhase = 'put-blob' | 'put-block' | 'commit' | 'block-list' | 'clear-stale';
+
+/** The upload began. */
+export interface UploadStartEvent {
+  type: 'upload:start';
+  /** Blob URL without its query string (no SAS). */
+  blobUrl: string;
+  totalBytes: number;
+  /** `single`: one Put Blob; `blocks`: Put Block per chunk then one Put Block List. */
+  mode: 'single' | 'blocks';
+  blockSizeBytes: number;
+  concurrency: number;
+}
+
+/** Blocks staged by an earlier run were found and will not be sent again. */
+export interface UploadResumedEvent {
+  type: 'upload:resumed';
+  /** `journal`: the local journal of acknowledged blocks; `block-list`: the service's Get Block List. */
+  via: 'journal' | 'block-list';
+  blocksSkipped: number;
+  bytesSkipped: number;
+}
+
+/** Progress after a block (or the single Put Blob) was acknowledged by the service. */
+export interface UploadProgressEvent {
+  type: 'upload:progress';
+  /** Source bytes the service has acknowledged (including blocks skipped on resume). */
+  bytesAcked: number;
+  totalBytes: number;
+  /** Payload bytes handed to the network so far, re-sends included. */
+  bytesSent: number;
+}
+
+/** A request failed and will be tried again after `delayMs`. */
+export interface UploadRetryEvent {
+  type: 'upload:retry';
+  phase: UploadPhase;
+  /** Index of the block (in the order blocks were cut) for `put-block` retries. */
+  blockIndex?: number;
+  /** 1-based number of the retry about to happen for this block or request. */
+  attempt: number;
+  delayMs: number;
+  cause: UploadRetryCause;
+  /** HTTP status when the service or a proxy answered. */
+  status?: number;
+  /** `x-ms-error-code` when the service answered with one. */
+  serviceCode?: string;
+}
+
+/** The size of blocks not yet sent changed. */
+export interface UploadBlockSizeEvent {
+  type: 'upload:block-size';
+  fromBytes: number;
+  toBytes: number;
+  /** `http-408`, `timeout`, `reset`, `http-413`: shrink after a failure; `rate`: fit the measured rate; `growth`: grow after successes. */
+  reason: 'http-408' | 'http-413' | 'timeout' | 'reset' | 'rate' | 'growth';
+}
+
+/** The number of blocks sent at the same time changed. */
+export interface UploadConcurrencyEvent {
+  type: 'upload:concurrency';
+  from: number;
+  to: number;
+  reason: 'failure' | 'growth';
+}
+
+/** Something went wrong that the upload worked around (journal unwritable, stale blocks cleared, ...). */
+export interface UploadWarningEvent {
+  type: 'upload:warning';
+  code: 'journal-unavailable' | 'stale-blocks-cleared' | 'resumed-blocks-lost' | 'block-list-unavailable';
+  message: string;
+}
+
+/** Put Block List (or the single Put Blob) succeeded. */
+export interface UploadCommittedEvent {
+  type: 'upload:committed';
+  /** `x-ms-version-id` of the new blob version (empty when absent and `requireVersionId` is false). */
+  versionId: string;
+  etag: string;
+  bytes: number;
+  blocks: number;
+}
+
+/** Every event {@link uploadBlockBlob} emits, discriminated on `type`. */
+export type UploadEvent =
+  | UploadStartEvent
+  | UploadResumedEvent
+  | UploadProgressEvent
+  | UploadRetryEvent
+  | UploadBlockSizeEvent
+  | UploadConcurrencyEvent
+  | UploadWarningEvent
+  | UploadCommittedEvent;
+
+/** What the per-try timeout rule is given. */
+export interface TryTimeoutContext {
+  /** Body bytes of the request. */
+  bytes: number;
+  /** Measured rate of one upload stream, in bytes per second, once at least one block finished. */
+  bytesPerSecond: number | undefined;
+  phase: UploadPhase;
+}
+
+/** Options of {@link uploadBlockBlob}. */
+export interface UploadBlockBlobOptions {
+  /** undici dispatcher for every request (proxy agent, MockAgent, custom pool). @default the global dispatcher */
+  dispatcher?: Dispatcher;
+  /** Aborts the upload promptly: in-flight requests are cancelled and an `AstroAbortError` is thrown. */
+  signal?: AbortSignal;
+  /** Receives progress, retry and sizing events. Payloads are redacted; exceptions thrown here are ignored. */
+  onEvent?: (event: UploadEvent) => void;
+  /** Size of the first blocks, in bytes. Later blocks adapt to the link. @default 4 MiB */
+  blockSizeBytes?: number;
+  /** Floor of the adaptive block size, in bytes. @default 256 KiB */
+  minBlockSizeBytes?: number;
+  /** Cap of the adaptive block size, in bytes (also capped by the SAS `sv` limits). @default 16 MiB */
+  maxBlockSizeBytes?: number;
+  /** Most blocks in flight at once. The upload starts with fewer and adapts. @default 4 */
+  concurrency?: number;
+  /** Retries of one block (or of the commit) before the upload fails. @default 6 */
+  maxRetriesPerBlock?: number;
+  /**
+   * Largest payload sent as one Put Blob; larger payloads are staged as blocks. A single Put Blob
+   * that hits a 408, timeout or reset falls back to blocks. @default 4 MiB
+   */
+  singleShotMaxBytes?: number;
+  /**
+   * Time one request may run, in milliseconds: a number, or a rule given the body size and the
+   * measured per-stream rate. @default max(20 s, 3 × bytes / rate) with rate = the measured
+   * per-stream rate, or 256 KiB/s until one block has finished; 90 s for the commit.
+   */
+  tryTimeoutMs?: number | ((context: TryTimeoutContext) => number);
+  /**
+   * Each block is sized so that it takes about this long at the measured per-stream rate, which
+   * keeps requests well under the time budget of proxies that answer 408. Halved (down to 1 s)
+   * whenever a 408 or timeout shows the budget is shorter. @default 8000
+   */
+  targetBlockDurationMs?: number;
+  /** Backoff before the first retry, in milliseconds (exponential with jitter after that). @default 500 */
+  initialRetryDelayMs?: number;
+  /** Cap of the exponential backoff, in milliseconds. @default 8000 */
+  maxRetryDelayMs?: number;
+  /** Longest `Retry-After` honoured, in milliseconds. @default 60000 */
+  maxRetryAfterMs?: number;
+  /**
+   * Folder of the resume journal (acknowledged block IDs per blob URL, no SAS). `false` disables it.
+   * @default `$XDG_CACHE_HOME/astro-deploy-sdk/uploads`, else `~/.cache/astro-deploy-sdk/uploads`
+   */
+  journalDir?: string | false;
+  /** Look for blocks of an earlier run (journal, or Get Block List when the SAS has `r`). @default true */
+  resume?: boolean;
+  /**
+   * Fail with `ASTRO_UPLOAD_NO_VERSION_ID` when the commit response has no `x-ms-version-id`
+   * (Astro needs it as `dagTarballVersion`). @default true
+   */
+  requireVersionId?: boolean;
+  /** `x-ms-blob-content-type` of the blob. @default 'application/octet-stream' */
+  contentType?: string;
+  /**
+   * When a Put Block is refused because the blob holds uncommitted blocks with IDs of another width
+   * (left by another client), discard them with an empty Put Blob and go on. @default true
+   */
+  clearStaleBlocks?: boolean;
+}
+
+/** Outcome of {@link uploadBlockBlob}. */
+export interface UploadBlockBlobResult {
+  /** `x-ms-version-id` of the committed version (Astro's `dagTarballVersion`); empty only when `requireVersionId` is false and the service sent none. */
+  versionId: string;
+  /** ETag of the committed blob. */
+  etag: string;
+  /** Size of the blob, in bytes. */
+  bytes: number;
+  /** Blocks committed (1 for a single Put Blob). */
+  blocks: number;
+  /** Requests retried in total. */
+  retries: number;
+  /** True when blocks of an earlier run were reused. */
+  resumed: boolean;
+  /** Payload bytes handed to the network, re-sends included (compare with `bytes` for overhead). */
+  bytesSent: number;
+  /** `single` (one Put Blob) or `blocks`. */
+  mode: 'single' | 'blocks';
+}
