@@ -26,6 +26,8 @@ export interface FaultProxyStats {
   bytesDown: number;
   /** The same counters per route name. */
   byRoute: Record<string, { requests: number; bytesUp: number }>;
+  /** Connections reset by `randomResets`. */
+  randomResets: number;
 }
 
 /** Options of {@link createFaultProxy}. */
@@ -45,6 +47,12 @@ export interface FaultProxyOptions {
   throttleBytesPerSecond?: number;
   /** Answer 408 (and close the connection) to any request whose response has not started after `respond408AfterMs`. */
   timeoutPolicy?: { respond408AfterMs: number };
+  /**
+   * A flaky link: reset the connection of whichever request body carries the byte at which a
+   * random countdown (exponential, mean `meanBytesBetween`) runs out. Seeded, so two runs of the
+   * same traffic see resets at the same byte counts. Only routes matching `routes` count. @default off
+   */
+  randomResets?: { meanBytesBetween: number; seed?: number; routes?: RegExp };
 }
 
 /** A running fault proxy. */
@@ -141,7 +149,19 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
   const routeOf = options.route ?? blobRouteOf;
   const faults = new FaultInjector();
   for (const rule of options.rules ?? []) faults.add(rule);
-  const stats: FaultProxyStats = { requests: 0, bytesUp: 0, bytesDown: 0, byRoute: {} };
+  const stats: FaultProxyStats = { requests: 0, bytesUp: 0, bytesDown: 0, byRoute: {}, randomResets: 0 };
+  const chaos = options.randomResets;
+  // mulberry32: small, seedable, good enough to place faults.
+  let seed = (chaos?.seed ?? 1) >>> 0;
+  const random = () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const nextReset = () => (chaos ? Math.max(1, Math.round(-Math.log(1 - random()) * chaos.meanBytesBetween)) : Infinity);
+  let bytesToReset = nextReset();
   let linkBucket = options.throttleBytesPerSecond ? new TokenBucket(options.throttleBytesPerSecond) : undefined;
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const sockets = new Set<Socket>();
@@ -158,8 +178,20 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
    */
   function countBody(req: IncomingMessage, route: string): void {
     const push = req.push.bind(req);
+    const flaky = chaos !== undefined && (chaos.routes === undefined || chaos.routes.test(route));
     req.push = (chunk: unknown, encoding?: BufferEncoding) => {
-      if (chunk && typeof (chunk as { length?: unknown }).length === 'number') countUp(route, (chunk as Buffer).length);
+      if (chunk && typeof (chunk as { length?: unknown }).length === 'number') {
+        const n = (chunk as Buffer).length;
+        countUp(route, n);
+        if (flaky) {
+          bytesToReset -= n;
+          if (bytesToReset <= 0) {
+            bytesToReset = nextReset();
+            stats.randomResets += 1;
+            setImmediate(() => dropConnection(req));
+          }
+        }
+      }
       return push(chunk, encoding);
     };
   }
@@ -272,6 +304,7 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
       stats.bytesUp = 0;
       stats.bytesDown = 0;
       stats.byRoute = {};
+      stats.randomResets = 0;
     },
     setThrottle(bytesPerSecond) {
       linkBucket = bytesPerSecond ? new TokenBucket(bytesPerSecond) : undefined;

@@ -6,10 +6,10 @@
  *
  *   0..3   magic `ADSK`
  *   4      format version (1)
- *   5      reserved (0)
+ *   5      digest algorithm: 0 = MD5, 1 = SHA-256 truncated to 16 bytes
  *   6..11  offset of the block in the blob, unsigned 48-bit big-endian
  *   12..15 length of the block, unsigned 32-bit big-endian
- *   16..31 MD5 of the block's bytes
+ *   16..31 digest of the block's bytes
  *   32..63 zero
  *
  * Because the ID names offset, length and content, the same ID always denotes the same bytes (a
@@ -18,7 +18,19 @@
  * matches the source: it re-hashes that range and compares.
  */
 
+import { createHash } from 'node:crypto';
+
 const MAGIC = Buffer.from('ADSK', 'latin1');
+const ALGORITHMS = ['md5', 'sha256'] as const;
+
+/** Digest named in a block ID: MD5 (also sent as `Content-MD5`) or SHA-256 (faster, when MD5 is not sent). */
+export type BlockDigestAlgorithm = (typeof ALGORITHMS)[number];
+
+/** The 16-byte digest of a block that goes into its ID. */
+export function blockDigest(bytes: Uint8Array, algorithm: BlockDigestAlgorithm): Buffer {
+  const full = createHash(algorithm).update(bytes).digest();
+  return algorithm === 'md5' ? full : full.subarray(0, 16);
+}
 const FORMAT_VERSION = 1;
 
 /** Decoded width of every block ID, in bytes. */
@@ -30,8 +42,10 @@ export interface BlockRef {
   offset: number;
   /** Length of the block, in bytes. */
   length: number;
-  /** MD5 of the block (16 bytes). */
-  md5: Buffer;
+  /** Digest of the block (16 bytes), see {@link blockDigest}. */
+  digest: Buffer;
+  /** Algorithm of `digest`. */
+  algorithm: BlockDigestAlgorithm;
 }
 
 /** Base64 block ID of a block. */
@@ -39,9 +53,10 @@ export function encodeBlockId(ref: BlockRef): string {
   const buf = Buffer.alloc(BLOCK_ID_BYTES);
   MAGIC.copy(buf, 0);
   buf[4] = FORMAT_VERSION;
+  buf[5] = ALGORITHMS.indexOf(ref.algorithm);
   buf.writeUIntBE(ref.offset, 6, 6);
   buf.writeUInt32BE(ref.length, 12);
-  ref.md5.copy(buf, 16, 0, 16);
+  ref.digest.copy(buf, 16, 0, 16);
   return buf.toString('base64');
 }
 
@@ -50,6 +65,12 @@ export function decodeBlockId(id: string): BlockRef | undefined {
   if (id.length !== 88) return undefined;
   const buf = Buffer.from(id, 'base64');
   if (buf.length !== BLOCK_ID_BYTES || !buf.subarray(0, 4).equals(MAGIC) || buf[4] !== FORMAT_VERSION) return undefined;
-  if (buf.toString('base64') !== id) return undefined;
-  return { offset: buf.readUIntBE(6, 6), length: buf.readUInt32BE(12), md5: Buffer.from(buf.subarray(16, 32)) };
+  const algorithm = ALGORITHMS[buf[5]!];
+  if (!algorithm || buf.toString('base64') !== id) return undefined;
+  return {
+    offset: buf.readUIntBE(6, 6),
+    length: buf.readUInt32BE(12),
+    digest: Buffer.from(buf.subarray(16, 32)),
+    algorithm,
+  };
 }

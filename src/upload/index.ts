@@ -6,7 +6,7 @@
  */
 export { uploadBlockBlob, isResumableUploadError } from './upload-block-blob.js';
 export { defaultJournalDir } from './journal.js';
-export { BLOCK_ID_BYTES, decodeBlockId, encodeBlockId, type BlockRef } from './block-id.js';
+export { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId, type BlockDigestAlgorithm, type BlockRef } from './block-id.js';
 export type {
   TryTimeoutContext,
   UploadBlockBlobOptions,

@@ -10,6 +10,9 @@
  * - Concurrency. Starts at 2 (or the cap if lower), grows by one after every 4 clean successes (8
  *   after a fault) up to the cap, halves on a 408 or timeout: parallel streams share one uplink, so
  *   on a slow link more of them only make each request slower and likelier to hit the budget.
+ * - Resets. A reset loses the bytes the block had sent, about half a block on average. With the
+ *   link's mean bytes between resets estimated as (bytes acknowledged / resets), blocks are capped
+ *   at {@link RESET_LOSS_SHARE} of it, which keeps the expected re-sent share near half that.
  * - The block size never drops so low that the remaining bytes would need more than the 50,000
  *   blocks a blob may commit.
  */
@@ -21,6 +24,8 @@ const KIB = 1024;
 export const MAX_COMMITTED_BLOCKS = 50_000;
 /** Sizes are kept on this grid (when above it) so logs stay readable. */
 const GRID_BYTES = 64 * KIB;
+/** Cap of the block size as a share of the mean bytes seen between resets. */
+export const RESET_LOSS_SHARE = 0.05;
 /** Rate assumed before any block has finished, in bytes per second (a slow DSL uplink). */
 export const ASSUMED_RATE_BYTES_PER_SECOND = 256 * KIB;
 
@@ -48,6 +53,13 @@ export class LinkController {
   private targetMs: number;
   private faulted = false;
   private streak = 0;
+  private bytesAcked = 0;
+  private resets = 0;
+  /**
+   * Bumped on every shrink. Blocks cut before a shrink that fail afterwards were sized for the old
+   * conditions: like TCP's one reduction per window, they do not shrink the size again.
+   */
+  epoch = 0;
 
   constructor(private readonly o: LinkControllerOptions) {
     this.blockBytes = onGrid(Math.min(o.maxBlockBytes, Math.max(o.minBlockBytes, o.initialBlockBytes)));
@@ -70,8 +82,11 @@ export class LinkController {
       this.rateBytesPerSecond = this.rateBytesPerSecond === undefined ? sample : 0.5 * this.rateBytesPerSecond + 0.5 * sample;
     }
     this.streak += 1;
-    const fit =
-      this.rateBytesPerSecond === undefined ? Infinity : (this.rateBytesPerSecond * this.targetMs) / 1000;
+    this.bytesAcked += bytes;
+    const fit = Math.min(
+      this.rateBytesPerSecond === undefined ? Infinity : (this.rateBytesPerSecond * this.targetMs) / 1000,
+      this.resetCeiling(),
+    );
     if (fit < this.blockBytes * 0.75) {
       this.setBlockBytes(fit, 'rate');
     } else if (!this.faulted || this.streak % 2 === 0) {
@@ -84,10 +99,15 @@ export class LinkController {
     }
   }
 
-  /** A request failed with `failure` after running `failure.elapsedMs`. */
-  recordFailure(failure: BlobRequestFailure): void {
+  /**
+   * A request failed with `failure` after running `failure.elapsedMs`. `epochAtStart` is
+   * {@link LinkController.epoch} when the failed block was cut (omit it for a fresh request).
+   */
+  recordFailure(failure: BlobRequestFailure, epochAtStart = this.epoch): void {
     this.streak = 0;
     const cause = failure.retryCause;
+    if (cause === 'reset') this.resets += 1;
+    if (epochAtStart < this.epoch) return;
     if (cause === 'http-408' || cause === 'timeout') {
       this.faulted = true;
       // The request ran this long before something gave up on it: keep blocks well inside that.
@@ -100,8 +120,13 @@ export class LinkController {
     } else if (cause === 'reset') {
       // A reset loses what the block had sent: smaller blocks lose less on a flaky link.
       this.faulted = true;
-      this.setBlockBytes(this.blockBytes / 2, 'reset');
+      this.setBlockBytes(Math.min(this.blockBytes / 2, this.resetCeiling()), 'reset');
     }
+  }
+
+  /** Largest block the observed reset rate allows (Infinity before any reset). */
+  private resetCeiling(): number {
+    return this.resets === 0 ? Infinity : (RESET_LOSS_SHARE * this.bytesAcked) / this.resets;
   }
 
   /** Make blocks at most `bytes` long (after a whole payload failed in one request). */
@@ -113,6 +138,7 @@ export class LinkController {
     const next = onGrid(Math.min(this.o.maxBlockBytes, Math.max(this.o.minBlockBytes, bytes)));
     if (next === this.blockBytes) return;
     const from = this.blockBytes;
+    if (next < from) this.epoch += 1;
     this.blockBytes = next;
     this.o.onBlockSize({ type: 'upload:block-size', fromBytes: from, toBytes: next, reason });
   }

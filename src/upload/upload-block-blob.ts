@@ -10,12 +10,13 @@
  * journaled so that a re-run sends only what is missing; with a SAS that may read, Get Block List
  * tells the same thing.
  */
+import { rm } from 'node:fs/promises';
 import { throwIfAborted, linkSignals, sleep, toAbortError } from '../core/abort.js';
-import { AstroAbortError, ErrorCodes, UploadError, isAstroError, type AstroErrorCode } from '../core/errors.js';
+import { AstroAbortError, AstroConfigError, ErrorCodes, UploadError, isAstroError, type AstroErrorCode } from '../core/errors.js';
 import { redactDeep } from '../core/redact.js';
 import { backoffDelay } from '../core/retry.js';
 import { BlobRequestFailure, sendBlobRequest, type BlobHttpContext, type BlobResponse } from './blob-http.js';
-import { BLOCK_ID_BYTES, decodeBlockId, encodeBlockId } from './block-id.js';
+import { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId } from './block-id.js';
 import { UploadJournal, defaultJournalDir } from './journal.js';
 import { ASSUMED_RATE_BYTES_PER_SECOND, LinkController, MAX_COMMITTED_BLOCKS } from './link-controller.js';
 import { parseBlobSas, sasAllowsRead, type BlobSas } from './sas.js';
@@ -53,21 +54,22 @@ interface ResolvedOptions {
   requireVersionId: boolean;
   contentType: string;
   clearStaleBlocks: boolean;
+  contentMd5: boolean;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) {
-    throw new UploadError(ErrorCodes.UPLOAD_FAILED, `Option ${name} must be a positive number (got ${value}).`);
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option ${name} of uploadBlockBlob must be a positive number (got ${value}).`);
   }
   return value;
 }
 
 function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): ResolvedOptions {
-  const maxBlock = Math.min(sas.maxBlockBytes, positive('maxBlockSizeBytes', o.maxBlockSizeBytes, 16 * MIB));
+  const maxBlock = Math.min(sas.maxBlockBytes, positive('maxBlockSizeBytes', o.maxBlockSizeBytes, 4 * MIB));
   const minBlock = Math.min(maxBlock, positive('minBlockSizeBytes', o.minBlockSizeBytes, 256 * KIB));
   return {
-    blockSizeBytes: Math.min(maxBlock, Math.max(minBlock, positive('blockSizeBytes', o.blockSizeBytes, 4 * MIB))),
+    blockSizeBytes: Math.min(maxBlock, Math.max(minBlock, positive('blockSizeBytes', o.blockSizeBytes, 2 * MIB))),
     minBlockSizeBytes: minBlock,
     maxBlockSizeBytes: maxBlock,
     concurrency: Math.floor(positive('concurrency', o.concurrency, 4)),
@@ -82,6 +84,7 @@ function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): ResolvedOption
     requireVersionId: o.requireVersionId ?? true,
     contentType: o.contentType ?? 'application/octet-stream',
     clearStaleBlocks: o.clearStaleBlocks ?? true,
+    contentMd5: o.contentMd5 ?? true,
   };
 }
 
@@ -90,6 +93,12 @@ interface PendingRange {
   offset: number;
   length: number;
   attempts: number;
+}
+
+/** A block being sent: its range, its index in cut order and the link epoch it was sized in. */
+interface CutBlock extends PendingRange {
+  index: number;
+  epoch: number;
 }
 
 /** A block the service acknowledged (or that an earlier run staged and still matches). */
@@ -198,10 +207,11 @@ class BlockBlobUpload {
 
   private async runInner(): Promise<UploadBlockBlobResult> {
     const size = this.src.size;
-    if (size > MAX_COMMITTED_BLOCKS * this.o.maxBlockSizeBytes) {
+    // Past maxBlockSizeBytes × 50,000 blocks grow beyond the cap as needed; only the service limit is hard.
+    if (size > MAX_COMMITTED_BLOCKS * this.sas.maxBlockBytes) {
       throw new UploadError(
         ErrorCodes.UPLOAD_TOO_LARGE,
-        `The payload (${size} bytes) exceeds what one block blob can hold with blocks of at most ${this.o.maxBlockSizeBytes} bytes. Raise maxBlockSizeBytes.`,
+        `The payload (${size} bytes) exceeds the largest block blob this upload URL's service version allows (50,000 blocks of ${this.sas.maxBlockBytes} bytes).`,
       );
     }
     const single = size <= this.o.singleShotMaxBytes;
@@ -291,7 +301,7 @@ class BlockBlobUpload {
           headers: {
             'x-ms-blob-type': 'BlockBlob',
             'x-ms-blob-content-type': this.o.contentType,
-            'content-md5': md5(data).toString('base64'),
+            ...(this.o.contentMd5 ? { 'content-md5': md5(data).toString('base64') } : {}),
           },
           body: data,
           timeoutMs: this.tryTimeoutMs(size, 'put-blob'),
@@ -299,6 +309,10 @@ class BlockBlobUpload {
         });
         this.bytesAcked = size;
         this.emit({ type: 'upload:progress', bytesAcked: size, totalBytes: size, bytesSent: this.bytesSent });
+        // A Put Blob discards staged blocks, so a journal of an earlier blocks run is void now.
+        if (this.o.journalDir !== false) {
+          await rm(UploadJournal.pathFor(this.o.journalDir, this.sas.displayUrl), { force: true }).catch(() => {});
+        }
         return this.finish(res, 1, 'single');
       } catch (error) {
         this.rethrowIfStopped(error);
@@ -334,12 +348,15 @@ class BlockBlobUpload {
     const size = this.src.size;
     await this.openJournal(size);
     if (this.o.resume) await this.findStagedBlocks(size);
+    else if (this.journalRecorded.length > 0) await this.journal?.reset().catch(() => {});
     let fullRetryDone = false;
     for (;;) {
       this.pending = this.gaps(size);
-      await this.sendPending();
-      if (this.journal) {
-        const failed = await this.journal.flush();
+      try {
+        await this.sendPending();
+      } finally {
+        // What was acknowledged must be on disk before we give up or commit: it is what a re-run resumes from.
+        const failed = await this.journal?.flush();
         if (failed) this.journalUnavailable(failed);
       }
       await this.src.assertUnchanged();
@@ -426,7 +443,7 @@ class BlockBlobUpload {
       if (ref.offset < coveredTo) continue;
       throwIfAborted(this.raw.signal);
       const bytes = await this.src.read(ref.offset, ref.length);
-      if (!md5(bytes).equals(ref.md5)) continue;
+      if (!blockDigest(bytes, ref.algorithm).equals(ref.digest)) continue;
       this.acked.set(ref.offset, { id, offset: ref.offset, length: ref.length });
       this.bytesAcked += ref.length;
       coveredTo = ref.offset + ref.length;
@@ -459,7 +476,8 @@ class BlockBlobUpload {
       } catch (error) {
         this.rethrowIfStopped(error);
         const failure = error as BlobRequestFailure;
-        if (failure.status === 404) return undefined;
+        // No blob at all: nothing staged, whatever the journal says.
+        if (failure.status === 404) return { committed: [], uncommitted: [] };
         if (!failure.retryable || attempt >= Math.min(2, this.o.maxRetriesPerBlock)) {
           this.emit({
             type: 'upload:warning',
@@ -536,13 +554,13 @@ class BlockBlobUpload {
   }
 
   /** Cut the next block off the first pending range, at the current block size. */
-  private cutBlock(): PendingRange & { index: number } {
+  private cutBlock(): CutBlock {
     const range = this.pending[0]!;
     const remaining = this.pending.reduce((n, p) => n + p.length, 0);
     let length = Math.min(range.length, this.link.nextBlockBytes(remaining, this.blocksCut));
     // Do not leave a sliver behind: fold a small tail into this block.
     if (range.length - length < Math.min(this.o.minBlockSizeBytes, length / 4)) length = range.length;
-    const block = { offset: range.offset, length, attempts: range.attempts, index: this.blocksCut++ };
+    const block = { offset: range.offset, length, attempts: range.attempts, index: this.blocksCut++, epoch: this.link.epoch };
     if (length === range.length) this.pending.shift();
     else {
       range.offset += length;
@@ -577,17 +595,18 @@ class BlockBlobUpload {
     }
   }
 
-  private async sendBlock(block: PendingRange & { index: number }): Promise<void> {
+  private async sendBlock(block: CutBlock): Promise<void> {
     const data = await this.src.read(block.offset, block.length);
-    const digest = md5(data);
-    const id = encodeBlockId({ offset: block.offset, length: block.length, md5: digest });
+    const algorithm = this.o.contentMd5 ? 'md5' : 'sha256';
+    const digest = blockDigest(data, algorithm);
+    const id = encodeBlockId({ offset: block.offset, length: block.length, digest, algorithm });
     const clearedBeforeSend = this.staleCleared;
     try {
       const res = await sendBlobRequest(this.http, {
         method: 'PUT',
         phase: 'put-block',
         params: { comp: 'block', blockid: id },
-        headers: { 'content-md5': digest.toString('base64') },
+        headers: this.o.contentMd5 ? { 'content-md5': digest.toString('base64') } : {},
         body: data,
         timeoutMs: this.tryTimeoutMs(block.length, 'put-block'),
         onBodyBytes: (n) => (this.bytesSent += n),
@@ -618,7 +637,7 @@ class BlockBlobUpload {
       if (!failure.retryable || tooBigAtFloor || attempt > this.o.maxRetriesPerBlock) {
         throw this.toUploadError(failure, attempt);
       }
-      this.link.recordFailure(failure);
+      this.link.recordFailure(failure, block.epoch);
       const delayMs = this.retryDelayMs(failure, attempt);
       this.retries += 1;
       this.emit({

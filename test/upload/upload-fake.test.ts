@@ -391,4 +391,30 @@ describe('uploadBlockBlob against the fake blob service', () => {
       await cleanup();
     }
   });
+
+  it('uploads an empty payload with one Put Blob', async () => {
+    const blob = newBlob();
+    const result = await uploadBlockBlob(blob.url, new Uint8Array(0), opts());
+    expect(result).toMatchObject({ mode: 'single', bytes: 0, blocks: 1 });
+    expect(fake.service.read('dags', blob.name)?.length).toBe(0);
+  });
+
+  it('shrinks blocks when a hop refuses them as too large (413)', async () => {
+    const small = await startFakeBlobServer({ maxBlockBytes: 300 * KIB });
+    try {
+      const url = small.service.sasUrl(small.url, 'dags', 'big-blocks.bin');
+      const data = payload(2 * MIB, 15);
+      const log = new EventLog();
+      await uploadBlockBlob(url, data, opts(log));
+      expect(log.of('upload:block-size').some((e) => e.reason === 'http-413' && e.toBytes <= 300 * KIB)).toBe(true);
+      expect(sameBytes(small.service.read('dags', 'big-blocks.bin'), data)).toBe(true);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('rejects nonsensical options as configuration errors', async () => {
+    const error = await uploadBlockBlob(newBlob().url, payload(10), opts(undefined, { blockSizeBytes: -1 })).catch((e: unknown) => e);
+    expect(isAstroError(error, 'ASTRO_CONFIG_INVALID_OPTION')).toBe(true);
+  });
 });

@@ -1,0 +1,194 @@
+/**
+ * Upload benchmark: our `uploadBlockBlob` against `@azure/storage-blob` (`uploadData` and
+ * `uploadStream`, default options) into Azurite, every peer through the same fault proxy, in one
+ * run. Scenarios:
+ *   clean     loopback, no faults
+ *   throttled 2 MiB/s uplink; the proxy answers 408 to any request still running after 10 s
+ *   resets    a flaky link: a connection reset on average every 32 MiB of request body
+ *
+ * Prints one table: time, ratio of time vs ours, bytes the proxy received / payload, completed.
+ *
+ *   node --import tsx bench/upload.ts                # 64 MiB and 512 MiB (throttled: 64 MiB only)
+ *   BENCH_SIZES_MIB=16,64 node --import tsx bench/upload.ts
+ *
+ * Azurite is not a throughput reference (its README says so); the ratios compare clients on the
+ * same loopback server, which is what this is for.
+ */
+import type { IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { BlockBlobClient } from '@azure/storage-blob';
+import { blobRouteOf, createFaultProxy, type FaultProxy, type FaultProxyOptions } from '../src/testing/fault-proxy.js';
+import { uploadBlockBlob } from '../src/upload/index.js';
+import { startAzurite, type AzuriteHandle } from '../test/helpers/azurite.js';
+
+const MIB = 1024 * 1024;
+const SIZES_MIB = (process.env.BENCH_SIZES_MIB ?? '64,512').split(',').map(Number);
+/** A throttled run of this size takes ~size/2 s; larger ones would blow the time budget. */
+const THROTTLED_MAX_MIB = Number(process.env.BENCH_THROTTLED_MAX_MIB ?? 64);
+const RUN_TIMEOUT_MS = 180_000;
+const CLEAN_REPS = Number(process.env.BENCH_CLEAN_REPS ?? 5);
+
+type Peer = 'ours' | 'ours.noMd5' | 'sdk.uploadData' | 'sdk.uploadStream';
+/** `ours.noMd5` is ours with `contentMd5: false`, to show what the per-block MD5 costs on a CPU-bound loopback. */
+const PEERS: Peer[] = ['ours', 'ours.noMd5', 'sdk.uploadData', 'sdk.uploadStream'];
+
+interface Scenario {
+  name: string;
+  proxy: Omit<FaultProxyOptions, 'target' | 'injectHeaders'>;
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: 'clean', proxy: {} },
+  { name: 'throttled', proxy: { throttleBytesPerSecond: 2 * MIB, timeoutPolicy: { respond408AfterMs: 10_000 } } },
+  {
+    name: 'resets',
+    proxy: { randomResets: { meanBytesBetween: 32 * MIB, seed: 7, routes: /^blob\.put(Block|Blob)$/ } },
+  },
+];
+
+interface Row {
+  scenario: string;
+  sizeMiB: number;
+  peer: Peer;
+  ok: boolean;
+  seconds: number;
+  wireRatio: number;
+  requests: number;
+  resets: number;
+  note: string;
+}
+
+function payload(size: number): Buffer {
+  // Incompressible and cheap to make: a repeated random 1 MiB pattern with a per-MiB counter.
+  const out = Buffer.allocUnsafe(size);
+  const pattern = Buffer.allocUnsafe(MIB);
+  for (let i = 0; i < MIB; i += 4) pattern.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  for (let at = 0, n = 0; at < size; at += MIB, n++) {
+    pattern.copy(out, at, 0, Math.min(MIB, size - at));
+    if (at + 4 <= size) out.writeUInt32LE(n, at);
+  }
+  return out;
+}
+
+function versionHeaders(req: IncomingMessage, upRes: IncomingMessage): Record<string, string> {
+  const route = blobRouteOf(req.method ?? 'GET', new URL(req.url ?? '/', 'http://x'));
+  if (upRes.statusCode !== 201 || (route !== 'blob.putBlob' && route !== 'blob.putBlockList')) return {};
+  return { 'x-ms-version-id': `${new Date().toISOString().slice(0, 19)}.0000000Z` };
+}
+
+async function runPeer(peer: Peer, url: string, data: Buffer, journalDir: string): Promise<void> {
+  const signal = AbortSignal.timeout(RUN_TIMEOUT_MS);
+  if (peer === 'ours' || peer === 'ours.noMd5') {
+    await uploadBlockBlob(url, data, { signal, journalDir, contentMd5: peer === 'ours' });
+    return;
+  }
+  const client = new BlockBlobClient(url);
+  if (peer === 'sdk.uploadData') {
+    await client.uploadData(data, { abortSignal: signal });
+    return;
+  }
+  const source = Readable.from(
+    (function* () {
+      for (let at = 0; at < data.length; at += MIB) yield data.subarray(at, Math.min(data.length, at + MIB));
+    })(),
+  );
+  await client.uploadStream(source, undefined, undefined, { abortSignal: signal });
+}
+
+async function runOne(azurite: AzuriteHandle, scenario: Scenario, peer: Peer, data: Buffer, index: number): Promise<Row> {
+  const proxy: FaultProxy = await createFaultProxy({ target: azurite.origin, injectHeaders: versionHeaders, ...scenario.proxy });
+  const blob = `bench-${scenario.name}-${peer}-${index}.bin`;
+  const url = azurite.sasUrl('bench', blob, 'cw', proxy.url);
+  const journalDir = await mkdtemp(join(tmpdir(), 'bench-journal-'));
+  const started = performance.now();
+  let ok = false;
+  let note = '';
+  let seconds = 0;
+  try {
+    await runPeer(peer, url, data, journalDir);
+    seconds = (performance.now() - started) / 1000;
+    const back = await azurite.download('bench', blob);
+    ok = back.equals(data);
+    if (!ok) note = 'content mismatch';
+  } catch (error) {
+    const e = error as { code?: string; statusCode?: number; message?: string };
+    note = (e.code ?? (e.statusCode ? `HTTP ${e.statusCode}` : '')) + ' ' + (e.message ?? String(error)).split('\n')[0]!.slice(0, 60);
+  }
+  if (seconds === 0) seconds = (performance.now() - started) / 1000;
+  const up = proxy.stats.byRoute;
+  const wire = (up['blob.putBlock']?.bytesUp ?? 0) + (up['blob.putBlob']?.bytesUp ?? 0) + (up['blob.putBlockList']?.bytesUp ?? 0);
+  const row: Row = {
+    scenario: scenario.name,
+    sizeMiB: data.length / MIB,
+    peer,
+    ok,
+    seconds,
+    wireRatio: wire / data.length,
+    requests: proxy.stats.requests,
+    resets: proxy.stats.randomResets,
+    note: note.trim(),
+  };
+  await proxy.close();
+  await rm(journalDir, { recursive: true, force: true });
+  await azurite.service.getContainerClient('bench').getBlockBlobClient(blob).deleteIfExists().catch(() => undefined);
+  return row;
+}
+
+async function main(): Promise<void> {
+  const azurite = await startAzurite();
+  const rows: Row[] = [];
+  const benchStart = performance.now();
+  try {
+    await azurite.createContainer('bench');
+    let index = 0;
+    // Warm up every client (JIT, module loading, first connections) outside the measurements.
+    const warm = payload(2 * MIB);
+    for (const peer of PEERS) await runOne(azurite, SCENARIOS[0]!, peer, warm, index++);
+    for (const sizeMiB of SIZES_MIB) {
+      const data = payload(sizeMiB * MIB);
+      for (const scenario of SCENARIOS) {
+        if (scenario.name === 'throttled' && sizeMiB > THROTTLED_MAX_MIB) continue;
+        // Clean runs are short and noisy on a shared 2-core box: interleave the peers and keep the median.
+        const reps = scenario.name === 'clean' ? (sizeMiB > 64 ? Math.min(3, CLEAN_REPS) : CLEAN_REPS) : 1;
+        const byPeer = new Map<Peer, Row[]>();
+        for (let rep = 0; rep < reps; rep++) {
+          for (const peer of PEERS) {
+            // noMd5 only differs on CPU-bound runs; skip it where the link is the bottleneck.
+            if (peer === 'ours.noMd5' && scenario.name === 'throttled') continue;
+            const row = await runOne(azurite, scenario, peer, data, index++);
+            byPeer.set(peer, [...(byPeer.get(peer) ?? []), row]);
+            process.stderr.write(`${row.scenario} ${row.sizeMiB} MiB ${row.peer}: ${row.ok ? 'ok' : 'FAILED'} ${row.seconds.toFixed(2)} s ${row.note}\n`);
+          }
+        }
+        for (const peer of PEERS) {
+          if (!byPeer.has(peer)) continue;
+          const runs = [...byPeer.get(peer)!].sort((a, b) => a.seconds - b.seconds);
+          const median = runs[Math.floor(runs.length / 2)]!;
+          rows.push({ ...median, ok: runs.every((r) => r.ok), note: reps > 1 ? `median of ${reps}; ${median.note}` : median.note });
+        }
+      }
+    }
+  } finally {
+    await azurite.stop();
+  }
+  const ours = (r: Row) => rows.find((x) => x.scenario === r.scenario && x.sizeMiB === r.sizeMiB && x.peer === 'ours');
+  const lines = [
+    '| scenario | payload | client | completed | time (s) | time / ours | wire bytes / payload | requests | resets | note |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => {
+      const base = ours(r);
+      const ratio = base && base.ok && base.seconds > 0 ? (r.seconds / base.seconds).toFixed(2) : 'n/a';
+      return `| ${r.scenario} | ${r.sizeMiB} MiB | ${r.peer} | ${r.ok ? 'yes' : 'NO'} | ${r.seconds.toFixed(2)} | ${ratio} | ${r.wireRatio.toFixed(3)} | ${r.requests} | ${r.resets} | ${r.note} |`;
+    }),
+  ];
+  console.log(lines.join('\n'));
+  console.log(`\nTotal bench time: ${((performance.now() - benchStart) / 1000).toFixed(0)} s. Throttled scenario limited to payloads <= ${THROTTLED_MAX_MIB} MiB.`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
