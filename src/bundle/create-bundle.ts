@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { throwIfAborted, toAbortError } from '../core/abort.js';
 import { AstroConfigError, BundleError, ErrorCodes, isAstroError } from '../core/errors.js';
-import { deterministicGzip, GzipFinisher } from './gzip.js';
+import { OutputMeter, parallelGzip } from './gzip.js';
 import { fingerprint } from './manifest.js';
 import { IGNORE_FILE, scanTree } from './scan.js';
 import { tarStream } from './tar-writer.js';
@@ -70,14 +70,25 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
   }
   const output = options.output ?? { type: 'file' };
 
-  const scan = await scanTree(dir, options, (warning) => emit({ type: 'bundle:warning', warning }));
+  // A caller's stream is destroyed on every failure, so that a consumer (an upload) never waits
+  // forever for bytes that will not come. Without an error argument here: the stream may have no
+  // 'error' listener yet, and an unhandled 'error' event would crash the caller's process; the
+  // consumer sees a premature close. (Failures while packing go through `pipeline`, which
+  // destroys it with the error while its own listeners are attached.)
+  const failStream = (err: unknown) => {
+    if (output.type === 'stream') (output.stream as NodeJS.WritableStream & { destroy?: () => void }).destroy?.();
+    return err;
+  };
+  const scan = await scanTree(dir, options, (warning) => emit({ type: 'bundle:warning', warning })).catch((err: unknown) => {
+    throw failStream(err);
+  });
   const shipped = scan.scannedEntries.filter((e) => path.posix.basename(e.path) !== IGNORE_FILE);
   if (shipped.length === 0 && !options.allowEmpty) {
-    throw new BundleError(
+    throw failStream(new BundleError(
       ErrorCodes.BUNDLE_EMPTY,
       `Nothing to ship from '${dir}': every file is excluded${scan.entries.length > 0 ? ' (only .airflowignore files are left)' : ''}. Deploying an empty bundle removes every DAG from the deployment; pass allowEmpty: true if that is what you want.`,
       dir,
-    );
+    ));
   }
   const totalFiles = scan.scannedEntries.length;
   const totalBytes = scan.totalBytes;
@@ -129,7 +140,7 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
   let doneBytes = 0;
   let lastProgress = 0;
   const interval = options.progressIntervalMs ?? 200;
-  const finisher = new GzipFinisher();
+  const finisher = new OutputMeter();
   try {
     throwIfAborted(signal);
     const source = Readable.from(
@@ -149,7 +160,7 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
       }),
       { objectMode: false, highWaterMark: 1024 * 1024 },
     );
-    await pipeline(source, deterministicGzip(level), finisher, destination, signal ? { signal } : {});
+    await pipeline(source, parallelGzip(level), finisher, destination, signal ? { signal } : {});
   } catch (err) {
     await cleanup().catch(() => undefined);
     if (signal?.aborted) throw toAbortError(signal);

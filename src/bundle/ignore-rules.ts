@@ -11,6 +11,20 @@
  *
  * Regexp (Airflow 2 default): Python `re.search` against the path relative to the BASE folder (the
  * dags folder), without a trailing slash; any match ignores; order does not matter.
+ *
+ * Where Airflow versions differ, this follows current Airflow 3 (with pathspec 0.12.1, the version
+ * Airflow 3 pins):
+ * - `dir/` rules only apply to folders (PR #62860, 2026); before it, `!abc/def/` also re-included
+ *   the files directly inside `abc/def/` (issue #62716).
+ * - Folders are always matched with a trailing `/`; 2.x and 3.0 added it only for patterns ending
+ *   in `/` (no observed difference in practice).
+ * - Repeated lines are all kept (the last one wins); 2.x and 3.0 de-duplicated the rule list and
+ *   kept the FIRST occurrence, which only matters for glob negation.
+ * - 3.1.0 to 3.1.x had bugs in glob negation order and `dir/` patterns (#56126, #56299, #58636),
+ *   not reproduced here.
+ * - Regexp lines use Python's `re`; Airflow 2.6.3+ used google-re2, which rejects look-around
+ *   (`^(?!keep)`) and skips such lines, whereas we (like Airflow 3) apply them.
+ * - pathspec >= 1.0 keeps leading spaces of a glob line; 0.12.1 (followed here) strips them.
  */
 import { compileGitWildMatch, GitWildMatchError } from './gitwildmatch.js';
 import { translatePythonRegex } from './python-regexp.js';

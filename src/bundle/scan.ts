@@ -14,7 +14,9 @@
  * as links, their targets are shipped too) and the hidden-import guard.
  */
 import { lstat, readdir, readFile, realpath, readlink, stat } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
 import type { Dirent, Stats } from 'node:fs';
+import { setImmediate } from 'node:timers/promises';
 import path from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
 import { AstroConfigError, BundleError, ErrorCodes } from '../core/errors.js';
@@ -70,7 +72,7 @@ interface DirJob {
   chain: string[];
 }
 
-type Kind = 'dir' | 'file' | 'file-link' | 'dir-link' | 'broken-link' | 'special';
+type Kind = 'dir' | 'file' | 'file-link' | 'dir-link' | 'broken-link' | 'loop-link' | 'special';
 
 interface Classified {
   name: string;
@@ -130,13 +132,7 @@ function bundleFilters(options: ScanOptions): GlobRule[] {
   return rules;
 }
 
-/**
- * Walk a dags folder and decide what the bundle holds. See {@link ScanResult} for the meaning of
- * each list. Throws `BundleError` with `ASTRO_BUNDLE_DIR_NOT_FOUND`, `ASTRO_BUNDLE_IGNORE_INVALID`
- * (a glob line pathspec rejects, with file and line), `ASTRO_BUNDLE_SYMLINK_ESCAPE`,
- * `ASTRO_BUNDLE_SYMLINK_LOOP`, `ASTRO_BUNDLE_DIR_REACHED_TWICE`, `ASTRO_BUNDLE_HIDDEN_IMPORT`
- * (with `hiddenImports: 'error'`) or `ASTRO_BUNDLE_IO`.
- */
+/** {@link scanDags} plus the packer's view of the entries (absolute paths, scan-time sizes). */
 export async function scanTree(dir: string, options: ScanOptions = {}, onWarning?: (w: BundleWarning) => void): Promise<ScanOutcome> {
   const syntax = options.syntax ?? 'glob';
   const signal = options.signal;
@@ -255,6 +251,13 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
         exclude(rel, 'file', filterRule!);
         continue;
       }
+      if (it.kind === 'loop-link') {
+        throw new BundleError(
+          ErrorCodes.BUNDLE_SYMLINK_LOOP,
+          `The symlink '${rel}' never resolves (it is part of a symlink loop). Remove it or ignore it in .airflowignore.`,
+          rel,
+        );
+      }
       if (it.kind === 'special') {
         excluded.push({ path: rel, type: 'file', reason: 'not a regular file or symlink (FIFO, socket or device)', source: 'special-file' });
         warn({ code: 'SPECIAL_FILE_SKIPPED', message: `'${rel}' is a FIFO, socket or device file; it is not shipped.`, file: rel });
@@ -268,17 +271,31 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
   const entries = new Map<string, ScannedEntry>();
   const included = new Set<string>();
   const linkTargets: Array<{ link: string; target: string }> = [];
+  // Regular files (nearly all of a tree) are stat'ed synchronously, in slices that give the event
+  // loop back every few milliseconds: a thread-pool round trip per file costs more than the
+  // lstat itself (see tar-writer.ts for the figures), and this runs once per file of the tree.
+  let sliceStart = performance.now();
+  for (const f of [...includedFiles, ...ignoreFiles]) {
+    if (f.kind !== 'file') continue;
+    const physAbs = path.join(f.physDir, f.name);
+    const physRel = toPosix(path.relative(root, physAbs));
+    let st: Stats;
+    try {
+      st = lstatSync(physAbs);
+    } catch (err) {
+      throw ioError('read', f.rel, err);
+    }
+    entries.set(physRel, { path: physRel, type: 'file', abs: physAbs, size: st.size, mode: st.mode });
+    if (performance.now() - sliceStart >= 4) {
+      await setImmediate();
+      throwIfAborted(signal);
+      sliceStart = performance.now();
+    }
+  }
   const addFileEntries = async (files: IncludedFile[]) => {
-    await mapLimit(files, 64, async (f) => {
+    await mapLimit(files.filter((f) => f.kind !== 'file'), 16, async (f) => {
       const physAbs = path.join(f.physDir, f.name);
       const physRel = toPosix(path.relative(root, physAbs));
-      if (f.kind === 'file') {
-        const st = await lstat(physAbs).catch((err: unknown) => {
-          throw ioError('read', f.rel, err);
-        });
-        entries.set(physRel, { path: physRel, type: 'file', abs: physAbs, size: st.size, mode: st.mode });
-        return;
-      }
       if (f.kind === 'broken-link') {
         const text = await readlink(physAbs).catch((err: unknown) => {
           throw ioError('read the symlink', f.rel, err);
@@ -423,7 +440,16 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
   };
 }
 
-/** Public form of {@link scanTree}: the decision, without the packer's internals. */
+/**
+ * Walk a dags folder and decide what a bundle of it holds, applying `.airflowignore` exactly as
+ * Airflow's discovery does (see `ScanResult` for the meaning of each list), plus the default
+ * excludes, the `exclude` option, the symlink policy and the hidden-import guard. Reads nothing
+ * but folder listings, file metadata, ignore files and (for the guard) Python sources.
+ * Throws `BundleError` with `ASTRO_BUNDLE_DIR_NOT_FOUND`, `ASTRO_BUNDLE_IGNORE_INVALID`
+ * (a glob line pathspec rejects, with file and line), `ASTRO_BUNDLE_SYMLINK_ESCAPE`,
+ * `ASTRO_BUNDLE_SYMLINK_LOOP`, `ASTRO_BUNDLE_DIR_REACHED_TWICE`, `ASTRO_BUNDLE_HIDDEN_IMPORT`
+ * (with `hiddenImports: 'error'`) or `ASTRO_BUNDLE_IO`.
+ */
 export async function scanDags(dir: string, options: ScanOptions = {}): Promise<ScanResult> {
   const { scannedEntries: _internal, ...result } = await scanTree(dir, options);
   return result;
@@ -437,8 +463,8 @@ async function classify(d: Dirent, parentAbs: string): Promise<Classified> {
     let st: Stats;
     try {
       st = await stat(abs);
-    } catch {
-      return { name: d.name, kind: 'broken-link', abs };
+    } catch (err) {
+      return { name: d.name, kind: (err as NodeJS.ErrnoException).code === 'ELOOP' ? 'loop-link' : 'broken-link', abs };
     }
     return { name: d.name, kind: st.isDirectory() ? 'dir-link' : st.isFile() ? 'file-link' : 'special', abs };
   }

@@ -10,13 +10,18 @@
  * seconds, and no directory entries (extractors create folders as needed; folder mtimes and modes
  * would only add noise that changes with every checkout).
  *
- * Memory: small files are read whole (a bounded number at a time, read ahead in parallel to hide
- * file-system latency); large ones are streamed in 1 MiB chunks. Output is batched into ~1 MiB
- * buffers so that gzip sees few, large writes. Nothing is proportional to the size of the tree.
+ * Reading: files up to 256 KiB are read with synchronous calls, in batches that give the event
+ * loop back (`setImmediate`) after every ~1 MiB or 4 ms of work. A thread-pool round trip per
+ * open/fstat/read/close costs more than the read itself for such files (measured on Node 20 with
+ * 20,000 files of 2-8 KB: ~1.8 s through the async API against ~0.6 s this way), and that cost
+ * decides whether bundling keeps up with `tar -czf`. Larger files are streamed asynchronously in
+ * 1 MiB chunks. Output is batched into ~1 MiB buffers so that gzip sees few, large writes, and
+ * nothing held is proportional to the size of the tree.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { setImmediate } from 'node:timers/promises';
 import { Header, Pax } from 'tar';
 import { throwIfAborted } from '../core/abort.js';
 import { BundleError, ErrorCodes } from '../core/errors.js';
@@ -25,11 +30,10 @@ import type { BundleManifestFile } from './types.js';
 
 const BLOCK = 512;
 const CHUNK_BYTES = 1024 * 1024;
-const SMALL_FILE_BYTES = 1024 * 1024;
-const READ_AHEAD_FILES = 32;
-const READ_AHEAD_BYTES = 8 * 1024 * 1024;
+const SMALL_FILE_BYTES = 256 * 1024;
+/** Longest stretch of synchronous reads before the event loop gets a turn, in milliseconds. */
+const SYNC_SLICE_MS = 4;
 const MAX_USTAR_SIZE = 0o77777777777;
-const ZEROS = Buffer.alloc(CHUNK_BYTES);
 
 /** Options of {@link tarStream}. */
 export interface TarStreamOptions {
@@ -54,16 +58,12 @@ function headerBlocks(name: string, type: 'File' | 'SymbolicLink', size: number,
   if (!needPax) return block;
   const pax = new Pax({
     path: name,
-    linkpath: linkpath !== undefined && Buffer.byteLength(linkpath) > 99 ? linkpath : undefined,
+    // In PAX when it does not fit, or is not ASCII (USTAR fields carry no encoding).
+    linkpath: linkpath !== undefined && (Buffer.byteLength(linkpath) > 99 || Buffer.byteLength(linkpath) !== linkpath.length) ? linkpath : undefined,
     size: size > MAX_USTAR_SIZE ? size : undefined,
     mtime,
   }).encode();
   return Buffer.concat([pax, block]);
-}
-
-function padding(size: number): Buffer {
-  const rest = size % BLOCK;
-  return rest === 0 ? ZEROS.subarray(0, 0) : ZEROS.subarray(0, BLOCK - rest);
 }
 
 function changed(rel: string): BundleError {
@@ -80,149 +80,154 @@ function readError(rel: string, err: unknown): BundleError {
   return new BundleError(ErrorCodes.BUNDLE_IO, `Could not read '${rel}'${code ? ` (${code})` : ''}. Check that it is readable.`, rel, { cause: err });
 }
 
-interface SmallRead {
-  buf: Buffer;
-  st: Stats;
-}
-
-async function readSmall(entry: ScannedEntry): Promise<SmallRead> {
-  const fh = await open(entry.abs, 'r').catch((err: unknown) => {
-    throw readError(entry.path, err);
-  });
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw changed(entry.path);
-    const buf = await fh.readFile();
-    return { buf, st };
-  } catch (err) {
-    if (err instanceof BundleError) throw err;
-    throw readError(entry.path, err);
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
-}
-
 /**
  * Yield the bytes of a tar archive holding `entries` (already sorted), hashing each file's content
  * as it is read. Throws `ASTRO_BUNDLE_FILE_CHANGED` if a file changes size under us.
  */
 export async function* tarStream(entries: readonly ScannedEntry[], options: TarStreamOptions): AsyncGenerator<Buffer> {
   const { prefix, signal } = options;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const push = (b: Buffer) => {
-    if (b.length === 0) return;
-    pending.push(b);
-    pendingBytes += b.length;
+  // Output is assembled in `chunk`: headers are copied in and small files are read straight into
+  // it, so a small file costs no allocation of its own. A chunk is never written to again once
+  // yielded (the consumer owns it).
+  let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  let used = 0;
+  /** Make room for `n` more bytes; returns the full part of the current chunk to yield, if any. */
+  const reserve = (n: number): Buffer | undefined => {
+    if (used + n <= chunk.length) return undefined;
+    const full = used > 0 ? chunk.subarray(0, used) : undefined;
+    chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, n));
+    used = 0;
+    return full;
   };
-  const take = (): Buffer => {
-    const out = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    return out;
+  const flush = (): Buffer | undefined => {
+    if (used === 0) return undefined;
+    const full = chunk.subarray(0, used);
+    chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    used = 0;
+    return full;
   };
+  const append = (b: Buffer) => {
+    b.copy(chunk, used);
+    used += b.length;
+  };
+  const zeroPad = (size: number) => {
+    const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+    chunk.fill(0, used, used + pad);
+    used += pad;
+  };
+  let sliceStart = performance.now();
+  let sliceBytes = 0;
 
-  // Read-ahead of small files: index -> pending read.
-  const ahead = new Map<number, Promise<SmallRead>>();
-  let aheadBytes = 0;
-  let nextAhead = 0;
-  const isSmall = (e: ScannedEntry) => e.type === 'file' && e.size <= SMALL_FILE_BYTES;
-  const fillAhead = (from: number) => {
-    if (nextAhead < from) nextAhead = from;
-    while (nextAhead < entries.length && nextAhead < from + READ_AHEAD_FILES) {
-      const e = entries[nextAhead]!;
-      if (e.type === 'file' && !isSmall(e)) break; // never read past a large file
-      if (isSmall(e)) {
-        if (ahead.size > 0 && aheadBytes + e.size > READ_AHEAD_BYTES) break;
-        const p = readSmall(e);
-        p.catch(() => undefined); // consumed (and rethrown) when its turn comes
-        ahead.set(nextAhead, p);
-        aheadBytes += e.size;
+  for (const entry of entries) {
+    throwIfAborted(signal);
+    const name = prefix ? `${prefix}/${entry.path}` : entry.path;
+    if (entry.type === 'symlink') {
+      const st = await lstat(entry.abs).catch((err: unknown) => {
+        throw readError(entry.path, err);
+      });
+      const target = entry.linkTarget!;
+      const mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
+      const header = headerBlocks(name, 'SymbolicLink', 0, 0o777, mtimeSeconds, target);
+      const full = reserve(header.length);
+      if (full) yield full;
+      append(header);
+      options.onEntry(
+        { path: entry.path, size: 0, sha256: createHash('sha256').update(target, 'utf8').digest('hex'), mode: 0o777, type: 'symlink', linkTarget: target, mtimeSeconds },
+        0,
+      );
+    } else if (entry.size <= SMALL_FILE_BYTES) {
+      let fd: number;
+      try {
+        fd = openSync(entry.abs, 'r');
+      } catch (err) {
+        throw readError(entry.path, err);
       }
-      nextAhead++;
-    }
-  };
-
-  try {
-    for (let i = 0; i < entries.length; i++) {
-      throwIfAborted(signal);
-      const entry = entries[i]!;
-      const name = prefix ? `${prefix}/${entry.path}` : entry.path;
-      if (entry.type === 'symlink') {
-        const st = await lstat(entry.abs).catch((err: unknown) => {
-          throw readError(entry.path, err);
-        });
-        const target = entry.linkTarget!;
-        const mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-        push(headerBlocks(name, 'SymbolicLink', 0, 0o777, mtimeSeconds, target));
-        options.onEntry(
-          { path: entry.path, size: 0, sha256: createHash('sha256').update(target, 'utf8').digest('hex'), mode: 0o777, type: 'symlink', linkTarget: target, mtimeSeconds },
-          0,
-        );
-      } else if (isSmall(entry)) {
-        fillAhead(i);
-        let read = ahead.get(i);
-        if (read) {
-          ahead.delete(i);
-          aheadBytes -= entry.size;
-        } else {
-          read = readSmall(entry);
+      let size: number;
+      let mode: number;
+      let mtimeSeconds: number;
+      let sha256: string;
+      try {
+        const st = fstatSync(fd);
+        if (!st.isFile()) throw changed(entry.path);
+        size = st.size;
+        mode = normalisedMode('file', st.mode);
+        mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
+        const header = headerBlocks(name, 'File', size, mode, mtimeSeconds);
+        const full = reserve(header.length + size + BLOCK);
+        if (full) yield full;
+        append(header);
+        const start = used;
+        let done = 0;
+        while (done < size) {
+          const n = readSync(fd, chunk, start + done, size - done, done);
+          if (n === 0) throw changed(entry.path); // shrank since fstat: the header is already wrong
+          done += n;
         }
-        const { buf, st } = await read;
-        fillAhead(i + 1);
-        const mode = normalisedMode('file', st.mode);
-        const mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-        push(headerBlocks(name, 'File', buf.length, mode, mtimeSeconds));
-        push(buf);
-        push(padding(buf.length));
-        options.onEntry(
-          { path: entry.path, size: buf.length, sha256: createHash('sha256').update(buf).digest('hex'), mode, type: 'file', mtimeSeconds },
-          buf.length,
-        );
-      } else {
-        if (pendingBytes > 0) yield take();
-        const hash = createHash('sha256');
-        const fh = await open(entry.abs, 'r').catch((err: unknown) => {
-          throw readError(entry.path, err);
-        });
-        let size = 0;
-        let mode = 0o644;
-        let mtimeSeconds = 0;
-        try {
-          const st = await fh.stat();
-          if (!st.isFile()) throw changed(entry.path);
-          size = st.size;
-          mode = normalisedMode('file', st.mode);
-          mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-          yield headerBlocks(name, 'File', size, mode, mtimeSeconds);
-          let done = 0;
-          while (done < size) {
-            throwIfAborted(signal);
-            const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, size - done));
-            const { bytesRead } = await fh.read(buf, 0, buf.length, done);
-            if (bytesRead === 0) throw changed(entry.path);
-            hash.update(buf.subarray(0, bytesRead));
-            done += bytesRead;
-            yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
-          }
-          const after = await fh.stat();
-          if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
-        } catch (err) {
-          if (err instanceof BundleError || (err as { code?: string }).code === 'ASTRO_ABORTED') throw err;
-          throw readError(entry.path, err);
-        } finally {
-          await fh.close().catch(() => undefined);
-        }
-        const pad = padding(size);
-        if (pad.length > 0) yield pad;
-        options.onEntry({ path: entry.path, size, sha256: hash.digest('hex'), mode, type: 'file', mtimeSeconds }, size);
+        const after = fstatSync(fd);
+        if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
+        sha256 = createHash('sha256').update(chunk.subarray(start, start + size)).digest('hex');
+        used += size;
+        zeroPad(size);
+      } catch (err) {
+        if (err instanceof BundleError) throw err;
+        throw readError(entry.path, err);
+      } finally {
+        closeSync(fd);
       }
-      if (pendingBytes >= CHUNK_BYTES) yield take();
+      sliceBytes += size + BLOCK;
+      options.onEntry({ path: entry.path, size, sha256, mode, type: 'file', mtimeSeconds }, size);
+    } else {
+      const full = flush();
+      if (full) yield full;
+      const hash = createHash('sha256');
+      const fh = await open(entry.abs, 'r').catch((err: unknown) => {
+        throw readError(entry.path, err);
+      });
+      let size = 0;
+      let mode = 0o644;
+      let mtimeSeconds = 0;
+      try {
+        const st = await fh.stat();
+        if (!st.isFile()) throw changed(entry.path);
+        size = st.size;
+        mode = normalisedMode('file', st.mode);
+        mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
+        yield headerBlocks(name, 'File', size, mode, mtimeSeconds);
+        let done = 0;
+        while (done < size) {
+          throwIfAborted(signal);
+          const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, size - done));
+          const { bytesRead } = await fh.read(buf, 0, buf.length, done);
+          if (bytesRead === 0) throw changed(entry.path);
+          hash.update(buf.subarray(0, bytesRead));
+          done += bytesRead;
+          yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+        }
+        const after = await fh.stat();
+        if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
+      } catch (err) {
+        if (err instanceof BundleError || (err as { code?: string }).code === 'ASTRO_ABORTED') throw err;
+        throw readError(entry.path, err);
+      } finally {
+        await fh.close().catch(() => undefined);
+      }
+      const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+      if (pad > 0) yield Buffer.alloc(pad);
+      options.onEntry({ path: entry.path, size, sha256: hash.digest('hex'), mode, type: 'file', mtimeSeconds }, size);
     }
-    push(Buffer.alloc(BLOCK * 2));
-    yield take();
-  } finally {
-    // Let abandoned read-aheads settle so no file handle outlives the generator.
-    await Promise.allSettled([...ahead.values()]);
+    if (used >= CHUNK_BYTES - BLOCK) {
+      const full = flush();
+      if (full) yield full;
+    }
+    if (sliceBytes >= CHUNK_BYTES || performance.now() - sliceStart >= SYNC_SLICE_MS) {
+      await setImmediate();
+      sliceStart = performance.now();
+      sliceBytes = 0;
+    }
   }
+  const full = reserve(BLOCK * 2);
+  if (full) yield full;
+  chunk.fill(0, used, used + BLOCK * 2);
+  used += BLOCK * 2;
+  yield chunk.subarray(0, used);
 }

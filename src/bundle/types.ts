@@ -6,7 +6,7 @@
  * `.airflowignore` syntax. `regexp`: Airflow 2's default (Python regular expressions, searched in
  * the path relative to the dags folder). `glob`: Airflow 3's default (gitignore-style wildmatch
  * with `!` negation). The deployment's `[core] dag_ignore_file_syntax` decides which one Airflow
- * uses; see {@link ignoreSyntaxForRuntime}.
+ * uses; see `ignoreSyntaxForRuntime`.
  */
 export type IgnoreSyntax = 'regexp' | 'glob';
 
@@ -84,7 +84,7 @@ export interface BundleEntry {
   linkTarget?: string;
 }
 
-/** Options of {@link scanDags}. */
+/** Options of `scanDags`. */
 export interface ScanOptions {
   /** `.airflowignore` syntax of the target Airflow. @default 'glob' */
   syntax?: IgnoreSyntax;
@@ -108,7 +108,7 @@ export interface ScanOptions {
   signal?: AbortSignal;
 }
 
-/** What {@link scanDags} found. */
+/** What `scanDags` found. */
 export interface ScanResult {
   /**
    * Sorted relative paths (forward slashes) of every file a reader of the extracted bundle can
@@ -132,7 +132,7 @@ export interface ScanResult {
   totalBytes: number;
 }
 
-/** Where {@link createBundle} writes the `.tar.gz`. */
+/** Where `createBundle` writes the `.tar.gz`. */
 export type BundleOutput =
   | {
       type: 'file';
@@ -145,7 +145,7 @@ export type BundleOutput =
       stream: NodeJS.WritableStream;
     };
 
-/** Options of {@link createBundle}. */
+/** Options of `createBundle`. */
 export interface CreateBundleOptions extends ScanOptions {
   /**
    * Folder that every archive member is placed under. `'dags'` matches what the Astro CLI uploads
@@ -206,7 +206,7 @@ export interface BundleManifest {
   fingerprint: string;
 }
 
-/** What {@link createBundle} produced. */
+/** What `createBundle` produced. */
 export interface BundleResult {
   /** The temporary `.tar.gz` when the output is a file. */
   path?: string;
@@ -261,5 +261,5 @@ export interface BundleCompleteEvent {
   durationMs: number;
 }
 
-/** Events of {@link createBundle}, discriminated by `type`. */
+/** Events of `createBundle`, discriminated by `type`. */
 export type BundleEvent = BundleScanCompleteEvent | BundleProgressEvent | BundleWarningEvent | BundleCompleteEvent;

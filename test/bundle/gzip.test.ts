@@ -1,0 +1,74 @@
+/**
+ * The parallel gzip stage: one valid gzip member whatever the input size or chunking, the same
+ * bytes for the same input, readable by the real gzip and by Python.
+ */
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { OutputMeter, parallelGzip, PIECE_BYTES } from '../../src/bundle/gzip.js';
+import { cleanupTemp, python, run, tempDir } from './helpers.js';
+
+afterAll(cleanupTemp);
+
+async function gz(chunks: Buffer[], level = 6, concurrency = 2): Promise<Buffer> {
+  const out: Buffer[] = [];
+  const meter = new OutputMeter();
+  await pipeline(Readable.from(chunks, { objectMode: false }), parallelGzip(level, concurrency), meter, async (source: AsyncIterable<Buffer>) => {
+    for await (const c of source) out.push(c);
+  });
+  const all = Buffer.concat(out);
+  expect(meter.bytes).toBe(all.length);
+  return all;
+}
+
+/** Split `data` into pieces of pseudo-random sizes. */
+function split(data: Buffer, seed: number): Buffer[] {
+  const parts: Buffer[] = [];
+  let i = 0;
+  let x = seed;
+  while (i < data.length) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    const n = 1 + (x % 300_000);
+    parts.push(data.subarray(i, i + n));
+    i += n;
+  }
+  return parts;
+}
+
+describe('parallelGzip', () => {
+  const text = Buffer.from(Array.from({ length: 200_000 }, (_, i) => `line ${i % 977} of some dag code\n`).join(''));
+  const sizes = [0, 1, PIECE_BYTES - 1, PIECE_BYTES, PIECE_BYTES + 1, 3 * PIECE_BYTES + 12345];
+
+  it.each(sizes)('round-trips %i bytes (one gzip member, header without timestamp)', async (size) => {
+    const data = Buffer.concat([text, randomBytes(size)]).subarray(0, size);
+    const out = await gz([data]);
+    expect(gunzipSync(out).equals(data)).toBe(true);
+    expect([...out.subarray(0, 4)]).toEqual([0x1f, 0x8b, 8, 0]);
+    expect(out.readUInt32LE(4)).toBe(0);
+    expect(out[9]).toBe(255);
+  });
+
+  it('gives the same bytes whatever the input chunking and concurrency', async () => {
+    const data = Buffer.concat([text, randomBytes(PIECE_BYTES), text]);
+    const reference = await gz([data]);
+    expect((await gz(split(data, 1))).equals(reference)).toBe(true);
+    expect((await gz(split(data, 7), 6, 4)).equals(reference)).toBe(true);
+    expect((await gz(split(data, 3), 6, 1)).equals(reference)).toBe(true);
+  });
+
+  it('compresses about as well as one zlib stream, and is read by gzip and Python', async () => {
+    const out = await gz([text, text]);
+    const single = (await import('node:zlib')).gzipSync(Buffer.concat([text, text]), { level: 6 });
+    expect(out.length).toBeLessThan(single.length * 1.02);
+    const dir = await tempDir();
+    const file = path.join(dir, 'x.gz');
+    await writeFile(file, out);
+    await run('gzip', ['-t', file]);
+    const n = await python<number>('import gzip, json, sys; print(json.dumps(len(gzip.open(json.load(sys.stdin)).read())))', file);
+    expect(n).toBe(text.length * 2);
+  });
+});

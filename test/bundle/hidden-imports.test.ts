@@ -1,0 +1,120 @@
+/**
+ * The hidden-import guard: modules that .airflowignore hides from the parser but that shipped
+ * files import must not vanish from the bundle.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { scanDags } from '../../src/bundle/index.js';
+import { candidateFiles } from '../../src/bundle/hidden-imports.js';
+import { extractImports } from '../../src/bundle/python-imports.js';
+import { cleanupTemp, makeTree } from './helpers.js';
+
+afterAll(cleanupTemp);
+
+describe('static import extraction', () => {
+  it('finds import statements of every shape, with their line', () => {
+    const src = [
+      'import os, json as j',
+      'import helpers.util as hu',
+      'from helpers import (',
+      '    a,',
+      '    b as c,',
+      ')',
+      'from . import sibling',
+      'from ..pkg.mod import thing',
+      'x = 1; import semi',
+      'try: import in_try',
+      'except ImportError: pass',
+      'def f():',
+      '    from lazy.mod import *',
+      'if True: \\',
+      '    import continued',
+    ].join('\n');
+    expect(extractImports(src)).toEqual([
+      { module: 'os', level: 0, names: [], line: 1 },
+      { module: 'json', level: 0, names: [], line: 1 },
+      { module: 'helpers.util', level: 0, names: [], line: 2 },
+      { module: 'helpers', level: 0, names: ['a', 'b'], line: 3 },
+      { module: '', level: 1, names: ['sibling'], line: 7 },
+      { module: 'pkg.mod', level: 2, names: ['thing'], line: 8 },
+      { module: 'semi', level: 0, names: [], line: 9 },
+      { module: 'in_try', level: 0, names: [], line: 10 },
+      { module: 'lazy.mod', level: 0, names: [], line: 13 },
+      { module: 'continued', level: 0, names: [], line: 14 },
+    ]);
+  });
+
+  it('ignores imports inside strings, docstrings and comments', () => {
+    const src = ['"""', 'import in_docstring', '"""', "s = 'import in_string'", '# import in_comment', "t = '''x", 'from nope import y', "'''", 'import real'].join('\n');
+    expect(extractImports(src).map((i) => i.module)).toEqual(['real']);
+    expect(extractImports(src)[0]!.line).toBe(9);
+  });
+
+  it('maps an import to the module files Python would load', () => {
+    expect(candidateFiles('dag.py', { module: 'a.b', level: 0, names: [] })).toEqual(['a/__init__.py', 'a.py', 'a/b/__init__.py', 'a/b.py']);
+    expect(candidateFiles('pkg/mod.py', { module: '', level: 1, names: ['x'] })).toEqual(['pkg/__init__.py', 'pkg.py', 'pkg/x/__init__.py', 'pkg/x.py']);
+    expect(candidateFiles('pkg/sub/mod.py', { module: 'y', level: 2, names: [] })).toEqual(['pkg/__init__.py', 'pkg.py', 'pkg/y/__init__.py', 'pkg/y.py']);
+    expect(candidateFiles('mod.py', { module: 'y', level: 3, names: [] })).toEqual([]);
+  });
+});
+
+describe('hidden-import guard', () => {
+  const tree = {
+    '.airflowignore': 'helpers/\ncommon_*.py\nunused/\n',
+    'dag.py': 'from airflow import DAG\nimport helpers.util\nfrom common_tasks import make\n',
+    'helpers/__init__.py': '',
+    'helpers/util.py': 'from .fmt import pretty\n',
+    'helpers/fmt.py': 'import os\n',
+    'helpers/unrelated.py': '',
+    'common_tasks.py': 'def make(): pass\n',
+    'unused/x.py': '',
+  };
+
+  it('keeps an imported module that .airflowignore hides, transitively, and warns with file and line', async () => {
+    const root = await makeTree(tree);
+    const result = await scanDags(root);
+    expect(result.included).toEqual(['.airflowignore', 'common_tasks.py', 'dag.py', 'helpers/__init__.py', 'helpers/fmt.py', 'helpers/util.py']);
+    expect(result.kept.map((k) => [k.path, k.importedBy?.file, k.importedBy?.line])).toEqual([
+      ['common_tasks.py', 'dag.py', 3],
+      ['helpers/__init__.py', 'dag.py', 2],
+      ['helpers/fmt.py', 'helpers/util.py', 1],
+      ['helpers/util.py', 'dag.py', 2],
+    ]);
+    expect(result.kept.every((k) => k.reason === 'hidden-import')).toBe(true);
+    const warnings = result.warnings.filter((w) => w.code === 'HIDDEN_IMPORT_KEPT');
+    expect(warnings).toHaveLength(4);
+    expect(warnings).toContainEqual(expect.objectContaining({ file: 'dag.py', line: 2, path: 'helpers/util.py' }));
+    // A kept file no longer counts as excluded; the pruned folder still does.
+    expect(result.excluded.map((e) => e.path)).toEqual(['helpers', 'unused']);
+    expect(result.entries.map((e) => e.path)).toContain('helpers/fmt.py');
+    expect(result.entries.map((e) => e.path)).not.toContain('helpers/unrelated.py');
+  });
+
+  it('fails instead with hiddenImports: "error"', async () => {
+    const root = await makeTree(tree);
+    const err = await scanDags(root, { hiddenImports: 'error' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_BUNDLE_HIDDEN_IMPORT' });
+    expect((err as Error).message).toContain('dag.py:2');
+  });
+
+  it('leaves them out with hiddenImports: "off"', async () => {
+    const root = await makeTree(tree);
+    const result = await scanDags(root, { hiddenImports: 'off' });
+    expect(result.included).toEqual(['.airflowignore', 'dag.py']);
+    expect(result.kept).toEqual([]);
+  });
+
+  it('also guards modules left out by the exclude option, but not by default excludes', async () => {
+    const root = await makeTree({ 'dag.py': 'import lib.x\nimport vendor.y\n', 'lib/x.py': '', 'vendor/y.py': '' });
+    const result = await scanDags(root, { exclude: ['lib/'], defaultExcludes: ['vendor/'] });
+    expect(result.included).toEqual(['dag.py', 'lib/x.py']);
+    expect(result.kept).toHaveLength(1);
+    expect(result.kept[0]).toMatchObject({ path: 'lib/x.py', excludedBy: 'option' });
+  });
+
+  it('does not keep a hidden module nobody imports, nor one imported only in a comment or string', async () => {
+    const root = await makeTree({ '.airflowignore': 'helpers.py\n', 'dag.py': '# import helpers\nx = "import helpers"\n', 'helpers.py': '' });
+    const result = await scanDags(root);
+    expect(result.included).toEqual(['.airflowignore', 'dag.py']);
+    expect(result.warnings).toEqual([]);
+  });
+});
