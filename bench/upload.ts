@@ -10,6 +10,7 @@
  *
  *   node --import tsx bench/upload.ts                # 64 MiB and 512 MiB (throttled: 64 MiB only)
  *   BENCH_SIZES_MIB=16,64 node --import tsx bench/upload.ts
+ *   BENCH_SCENARIOS=clean BENCH_PEERS=ours,sdk.uploadData BENCH_CLEAN_REPS=3 node --import tsx bench/upload.ts
  *
  * Azurite is not a throughput reference (its README says so); the ratios compare clients on the
  * same loopback server, which is what this is for.
@@ -21,7 +22,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BlockBlobClient } from '@azure/storage-blob';
 import { blobRouteOf, createFaultProxy, type FaultProxy, type FaultProxyOptions } from '../src/testing/fault-proxy.js';
-import { uploadBlockBlob } from '../src/upload/index.js';
+import { uploadBlockBlob, type UploadBlockBlobOptions } from '../src/upload/index.js';
 import { startAzurite, type AzuriteHandle } from '../test/helpers/azurite.js';
 
 const MIB = 1024 * 1024;
@@ -33,14 +34,19 @@ const CLEAN_REPS = Number(process.env.BENCH_CLEAN_REPS ?? 5);
 
 type Peer = 'ours' | 'ours.noMd5' | 'sdk.uploadData' | 'sdk.uploadStream';
 /** `ours.noMd5` is ours with `contentMd5: false`, to show what the per-block MD5 costs on a CPU-bound loopback. */
-const PEERS: Peer[] = ['ours', 'ours.noMd5', 'sdk.uploadData', 'sdk.uploadStream'];
+const ALL_PEERS: Peer[] = ['ours', 'ours.noMd5', 'sdk.uploadData', 'sdk.uploadStream'];
+/** `BENCH_PEERS=ours,sdk.uploadData` and `BENCH_SCENARIOS=clean,resets` narrow a run (for tuning). */
+const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENCH_PEERS!.split(',').includes(p)) : ALL_PEERS;
+
+/** `BENCH_OURS_OPTIONS='{"maxBlockSizeBytes":8388608}'` overrides options of ours (for tuning). */
+const OURS_OPTIONS = JSON.parse(process.env.BENCH_OURS_OPTIONS ?? '{}') as Partial<UploadBlockBlobOptions>;
 
 interface Scenario {
   name: string;
   proxy: Omit<FaultProxyOptions, 'target' | 'injectHeaders'>;
 }
 
-const SCENARIOS: Scenario[] = [
+const ALL_SCENARIOS: Scenario[] = [
   { name: 'clean', proxy: {} },
   { name: 'throttled', proxy: { throttleBytesPerSecond: 2 * MIB, timeoutPolicy: { respond408AfterMs: 10_000 } } },
   {
@@ -48,6 +54,10 @@ const SCENARIOS: Scenario[] = [
     proxy: { randomResets: { meanBytesBetween: 32 * MIB, seed: 7, routes: /^blob\.put(Block|Blob)$/ } },
   },
 ];
+
+const SCENARIOS = process.env.BENCH_SCENARIOS
+  ? ALL_SCENARIOS.filter((x) => process.env.BENCH_SCENARIOS!.split(',').includes(x.name))
+  : ALL_SCENARIOS;
 
 interface Row {
   scenario: string;
@@ -82,7 +92,7 @@ function versionHeaders(req: IncomingMessage, upRes: IncomingMessage): Record<st
 async function runPeer(peer: Peer, url: string, data: Buffer, journalDir: string): Promise<void> {
   const signal = AbortSignal.timeout(RUN_TIMEOUT_MS);
   if (peer === 'ours' || peer === 'ours.noMd5') {
-    await uploadBlockBlob(url, data, { signal, journalDir, contentMd5: peer === 'ours' });
+    await uploadBlockBlob(url, data, { ...OURS_OPTIONS, signal, journalDir, contentMd5: peer === 'ours' });
     return;
   }
   const client = new BlockBlobClient(url);
@@ -146,7 +156,7 @@ async function main(): Promise<void> {
     let index = 0;
     // Warm up every client (JIT, module loading, first connections) outside the measurements.
     const warm = payload(2 * MIB);
-    for (const peer of PEERS) await runOne(azurite, SCENARIOS[0]!, peer, warm, index++);
+    for (const peer of PEERS) await runOne(azurite, ALL_SCENARIOS[0]!, peer, warm, index++);
     for (const sizeMiB of SIZES_MIB) {
       const data = payload(sizeMiB * MIB);
       for (const scenario of SCENARIOS) {

@@ -251,7 +251,12 @@ export class ApiTransport {
       // Not JSON: a proxy or load balancer answered. The status alone has to do.
     }
     const code = codeForStatus(status);
-    const retryAfterMs = parseRetryAfter(headers['retry-after-ms'] ?? undefined) ?? parseRetryAfter(headers['retry-after']);
+    // `retry-after-ms` (milliseconds, used by some gateways) wins over the standard header.
+    const retryAfterMsHeader = Number(headers['retry-after-ms']);
+    const retryAfterMs =
+      Number.isFinite(retryAfterMsHeader) && retryAfterMsHeader >= 0 && headers['retry-after-ms'] !== undefined
+        ? retryAfterMsHeader
+        : parseRetryAfter(headers['retry-after']);
     const reason = apiMessage ? `: ${apiMessage}` : '';
     const hint = STATUS_HINTS[code] ? ` ${STATUS_HINTS[code]}` : '';
     const rid = requestId ? ` (requestId ${requestId})` : '';

@@ -14,8 +14,12 @@ import type { BlobSas } from './sas.js';
 import { operationUrl } from './sas.js';
 import type { UploadPhase, UploadRetryCause } from './types.js';
 
-/** Chunk size the body is handed to the socket in; also the granularity of `bytesSent`. */
-const BODY_CHUNK_BYTES = 64 * 1024;
+/**
+ * Chunk size the body is handed to the socket in; also the granularity of `bytesSent`. 1 MiB rather
+ * than 64 KiB: on a fast link the per-chunk stream overhead cost ~30 % of this process's CPU in the
+ * upload benchmark (measured), while progress granularity of 1 MiB is still fine for rendering.
+ */
+const BODY_CHUNK_BYTES = 1024 * 1024;
 
 /** Transport error codes that mean the request never reached the server. */
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);

@@ -43,7 +43,7 @@ export interface UploadProgressEvent {
   /** Source bytes the service has acknowledged (including blocks skipped on resume). */
   bytesAcked: number;
   totalBytes: number;
-  /** Payload bytes handed to the network so far, re-sends included. */
+  /** Payload bytes handed to the network so far, re-sends included (counted in chunks of up to 1 MiB). */
   bytesSent: number;
 }
 
