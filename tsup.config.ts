@@ -5,6 +5,7 @@ const entry: Record<string, string> = {
   index: 'src/index.ts',
   'bundle/index': 'src/bundle/index.ts',
   'upload/index': 'src/upload/index.ts',
+  'image/index': 'src/image/index.ts',
   'testing/index': 'src/testing/index.ts',
 };
 

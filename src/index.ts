@@ -39,6 +39,7 @@ export type {
   DeployDagsBundleOptions,
   DeployPhaseEvent,
 } from './client/deploy-dags.js';
+export type { DeployImageParams, DeployImageResult, DeployImageEvent } from './client/deploy-image.js';
 export { buildUpdateBody, type DeploymentChanges } from './client/update-body.js';
 export { readTokenClaims, type AstroTokenClaims } from './client/token.js';
 export type * from './client/events.js';

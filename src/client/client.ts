@@ -9,6 +9,7 @@ import { DeploymentOptionsResource, DeploymentsResource, DeploysResource } from 
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
 import { setDagDeploy, type SetDagDeployOptions, type SetDagDeployResult } from './dag-deploy.js';
 import type { DeployContext } from './deploy-common.js';
+import { deployImage, type DeployImageParams, type DeployImageResult } from './deploy-image.js';
 import { deployDags, type DeployDagsParams, type DeployDagsResult } from './deploy-dags.js';
 import { ApiTransport, type RequestOptions } from './transport.js';
 
@@ -96,10 +97,28 @@ export class AstroClient {
     );
   }
 
+  /**
+   * Deploy an image: check the deployment, validate the image (linux/amd64, Astro Runtime label,
+   * runtime version not lower than the deployment's, listed in the organization's deployment
+   * options, Airflow 2 to 3 rule), optionally run the DAG parse check in it, create an
+   * `IMAGE_ONLY` deploy (or `IMAGE_AND_DAG` when `dagsDir` is given and DAG deploys are enabled,
+   * or when DAG deploys are disabled and the image carries the DAGs), push it to the deploy's
+   * `imageRepository:imageTag` (user `cli`, the API token as password), upload the DAG bundle
+   * when there is one, finalize, and with `wait` wait until the deployment runs this image tag.
+   */
+  deployImage(params: DeployImageParams): Promise<DeployImageResult> {
+    const onEvent = params.onEvent;
+    return deployImage(
+      this.deployContext(),
+      onEvent ? { ...params, request: { ...params.request, onRetry: retryEventEmitter(onEvent) } } : params,
+    );
+  }
+
   private deployContext(): DeployContext {
     return {
       deployments: this.deployments,
       deploys: this.deploys,
+      deploymentOptions: this.deploymentOptions,
       claims: this.resolved.claims,
       organizationId: this.organizationId,
       token: this.resolved.token,

@@ -2,10 +2,12 @@
  * Pieces shared by the deploy flows (deployDags, deployImage): per-deployment serialisation,
  * exactly-once finalize, the CI/CD enforcement check and the phase events.
  */
+import { createBundle, type BundleEvent, type BundleResult, type CreateBundleOptions, type IgnoreSyntax } from '../bundle/index.js';
+import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
 import { sleep } from '../core/abort.js';
-import { AstroDeployError, ErrorCodes, isAstroError } from '../core/errors.js';
+import { AstroDeployError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
 import { backoffDelay } from '../core/retry.js';
-import type { DeploymentsResource, DeploysResource, FinalizeDeployParams } from './resources.js';
+import type { DeploymentOptionsResource, DeploymentsResource, DeploysResource, FinalizeDeployParams } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
@@ -14,6 +16,7 @@ import type { RequestOptions } from './transport.js';
 export interface DeployContext {
   deployments: DeploymentsResource;
   deploys: DeploysResource;
+  deploymentOptions: DeploymentOptionsResource;
   claims: AstroTokenClaims;
   organizationId: string;
   /** The API token (the registry password on Astro). */
@@ -115,4 +118,50 @@ export async function finalizeOnce(
       await sleep(backoffDelay(attempt), options.signal);
     }
   }
+}
+
+/** Bundle options the deploy flows pass through to `createBundle`. */
+export type DeployBundleOptions = Pick<
+  CreateBundleOptions,
+  'syntax' | 'prefix' | 'defaultExcludes' | 'exclude' | 'hiddenImports' | 'allowEmpty' | 'compressionLevel'
+>;
+
+/** Bundle `dagsDir` into a temporary file with the caller's options and the resolved syntax. */
+export function bundleDags(
+  dagsDir: string,
+  options: DeployBundleOptions,
+  syntax: IgnoreSyntax,
+  signal: AbortSignal | undefined,
+  emit: (e: BundleEvent) => void,
+): Promise<BundleResult> {
+  const passed = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as DeployBundleOptions;
+  return createBundle(dagsDir, { ...passed, syntax, output: { type: 'file' }, ...(signal ? { signal } : {}), onEvent: emit });
+}
+
+/**
+ * Upload a bundle to the deploy's `dagsUploadUrl` and check that what was committed is the bundle:
+ * an upload that does not match is never finalized.
+ */
+export async function uploadBundle(
+  deploy: Deploy,
+  bundle: BundleResult,
+  options: Omit<UploadBlockBlobOptions, 'signal' | 'onEvent'> | undefined,
+  signal: AbortSignal | undefined,
+  emit: (e: UploadEvent | DeployPhaseEvent) => void,
+): Promise<UploadBlockBlobResult & { versionId: string }> {
+  if (!deploy.dagsUploadUrl) {
+    throw new AstroDeployError(
+      ErrorCodes.DAG_DEPLOY_DISABLED,
+      `Astro created deploy ${deploy.id} without a dagsUploadUrl, so DAG deploys are not available for deployment ${deploy.deploymentId}; it was not finalized. Check the deployment's DAG deploy setting.`,
+    );
+  }
+  const upload = await uploadBlockBlob(deploy.dagsUploadUrl, bundle.path!, { ...options, ...(signal ? { signal } : {}), onEvent: emit });
+  if (upload.bytes !== bundle.bytes || !upload.versionId) {
+    throw new UploadError(
+      ErrorCodes.UPLOAD_FAILED,
+      `The upload committed ${upload.bytes} bytes but the bundle has ${bundle.bytes}; deploy ${deploy.id} was not finalized. Run the deploy again.`,
+    );
+  }
+  emit({ type: 'deploy:uploaded', deployId: deploy.id, versionId: upload.versionId, bytes: upload.bytes, retries: upload.retries, resumed: upload.resumed });
+  return upload;
 }

@@ -11,11 +11,11 @@
  * - two deploys to one deployment from this process run one after the other, because concurrent
  *   block lists on the deployment's single blob fail in the real service.
  */
-import { createBundle, ignoreSyntaxForRuntime, type BundleEvent, type BundleManifest, type CreateBundleOptions } from '../bundle/index.js';
-import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
+import { ignoreSyntaxForRuntime, type BundleEvent, type BundleManifest } from '../bundle/index.js';
+import type { UploadBlockBlobOptions, UploadBlockBlobResult, UploadEvent } from '../upload/index.js';
 import { throwIfAborted } from '../core/abort.js';
-import { AstroDeployError, ErrorCodes, UploadError } from '../core/errors.js';
-import { checkCicd, finalizeOnce, safeEmitter, serialised, type DeployContext, type DeployPhaseEvent } from './deploy-common.js';
+import { AstroDeployError, ErrorCodes } from '../core/errors.js';
+import { bundleDags, checkCicd, finalizeOnce, safeEmitter, serialised, uploadBundle, type DeployBundleOptions, type DeployContext, type DeployPhaseEvent } from './deploy-common.js';
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata } from './resources.js';
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
@@ -24,10 +24,7 @@ import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
 
 /** Bundle options that deployDags passes through to `createBundle`. */
-export type DeployDagsBundleOptions = Pick<
-  CreateBundleOptions,
-  'syntax' | 'prefix' | 'defaultExcludes' | 'exclude' | 'hiddenImports' | 'allowEmpty' | 'compressionLevel'
->;
+export type DeployDagsBundleOptions = DeployBundleOptions;
 
 /** Parameters of `deployDags`. */
 export interface DeployDagsParams extends DeployDagsBundleOptions {
@@ -101,18 +98,7 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
     const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
     emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
 
-    const bundle = await createBundle(params.dagsDir, {
-      syntax,
-      ...(params.prefix !== undefined ? { prefix: params.prefix } : {}),
-      ...(params.defaultExcludes !== undefined ? { defaultExcludes: params.defaultExcludes } : {}),
-      ...(params.exclude ? { exclude: params.exclude } : {}),
-      ...(params.hiddenImports ? { hiddenImports: params.hiddenImports } : {}),
-      ...(params.allowEmpty !== undefined ? { allowEmpty: params.allowEmpty } : {}),
-      ...(params.compressionLevel !== undefined ? { compressionLevel: params.compressionLevel } : {}),
-      output: { type: 'file' },
-      ...(signal ? { signal } : {}),
-      onEvent: emit,
-    });
+    const bundle = await bundleDags(params.dagsDir, params, syntax, signal, emit);
     try {
       throwIfAborted(signal);
       const deploy = await ctx.deploys.create(
@@ -121,26 +107,7 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
         requestOptions,
       );
       emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType: 'DAG_ONLY', imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
-      if (!deploy.dagsUploadUrl) {
-        throw new AstroDeployError(
-          ErrorCodes.DAG_DEPLOY_DISABLED,
-          `Astro created deploy ${deploy.id} without a dagsUploadUrl, so DAG deploys are not available for deployment ${deploymentId}. Check its DAG deploy setting in the Astro UI.`,
-        );
-      }
-
-      const upload = await uploadBlockBlob(deploy.dagsUploadUrl, bundle.path!, {
-        ...params.upload,
-        ...(signal ? { signal } : {}),
-        onEvent: emit,
-      });
-      // Never finalize something other than the bundle we built.
-      if (upload.bytes !== bundle.bytes || !upload.versionId) {
-        throw new UploadError(
-          ErrorCodes.UPLOAD_FAILED,
-          `The upload committed ${upload.bytes} bytes but the bundle has ${bundle.bytes}; deploy ${deploy.id} was not finalized. Run the deploy again.`,
-        );
-      }
-      emit({ type: 'deploy:uploaded', deployId: deploy.id, versionId: upload.versionId, bytes: upload.bytes, retries: upload.retries, resumed: upload.resumed });
+      const upload = await uploadBundle(deploy, bundle, params.upload, signal, emit);
 
       throwIfAborted(signal);
       const finalized = await finalizeOnce(ctx.deploys, deploymentId, deploy, { dagTarballVersion: upload.versionId }, requestOptions, emit);

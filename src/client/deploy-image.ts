@@ -1,0 +1,228 @@
+/**
+ * deployImage: validate an image, push it to the deploy's repository, ship the DAGs alongside
+ * when asked, finalize, optionally wait.
+ *
+ * Everything that can refuse the deploy runs before a deploy is created: the deployment checks,
+ * the image checks (linux/amd64, Astro Runtime label, runtime version rules against the
+ * organization's deployment options), the DAG bundle and the optional DAG parse check. The CLI
+ * creates the deploy first and discovers most of these afterwards.
+ */
+import { ignoreSyntaxForRuntime, type BundleEvent, type BundleResult } from '../bundle/index.js';
+import {
+  pushImage,
+  runDagParseCheck,
+  validateImage,
+  type DagParseCheckOptions,
+  type DagParseCheckResult,
+  type ImageEvent,
+  type ImageInfo,
+  type ImageSource,
+  type PushImageOptions,
+  type PushResult,
+} from '../image/index.js';
+import type { UploadBlockBlobResult, UploadEvent } from '../upload/index.js';
+import { throwIfAborted } from '../core/abort.js';
+import { AstroDeployError, ErrorCodes, ImageError } from '../core/errors.js';
+import { bundleDags, checkCicd, finalizeOnce, safeEmitter, serialised, uploadBundle, type DeployContext, type DeployPhaseEvent } from './deploy-common.js';
+import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js';
+import type { ClientEvent } from './events.js';
+import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
+import { waitForRollout, type RolloutResult } from './rollout.js';
+import type { Deploy, DeployType } from './schemas.js';
+import type { RequestOptions } from './transport.js';
+import type Dockerode from 'dockerode';
+
+/** Parameters of `deployImage`. */
+export interface DeployImageParams extends DeployDagsBundleOptions {
+  deploymentId: string;
+  /** A local image name or ID in the Docker daemon, or a path to a `docker save` / OCI-layout archive. */
+  image: ImageSource;
+  /**
+   * The dags folder. With DAG deploys enabled it is bundled and uploaded with the image (an
+   * `IMAGE_AND_DAG` deploy); with DAG deploys disabled the DAGs must already be in the image, and
+   * the folder is only used by the parse check.
+   */
+  dagsDir?: string;
+  description?: string;
+  git?: DeployGitMetadata;
+  /**
+   * Run the DAG integrity test (`.astro/test_dag_integrity_default.py`, as `astro deploy --parse`)
+   * in a container of the image before pushing. Needs a Docker daemon and `dagsDir`. A failure
+   * stops the deploy with `ASTRO_IMAGE_PARSE_FAILED` carrying the output. @default false
+   */
+  parseCheck?: boolean | Omit<DagParseCheckOptions, 'dagsDir' | 'docker' | 'signal' | 'onOutput'>;
+  /** Skip the parse check even when `parseCheck` is set (the CLI's `--force`). @default false */
+  force?: boolean;
+  /** Allow moving an Airflow 2 deployment to an Airflow 3 image. @default false */
+  allowAirflow3Upgrade?: boolean;
+  /** Engine API client for daemon images and the parse check. @default one for DOCKER_HOST */
+  docker?: Dockerode;
+  /** Push options (method `native` or `daemon`, chunk size, concurrency, ...). */
+  push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
+  /** Options of the DAG bundle upload. */
+  upload?: DeployDagsParams['upload'];
+  /** Wait until the deployment runs this image (and DAG version). @default false */
+  wait?: DeployDagsParams['wait'];
+  signal?: AbortSignal;
+  onEvent?: (event: DeployImageEvent) => void;
+  request?: Omit<RequestOptions, 'signal'>;
+}
+
+/** Every event deployImage emits. */
+export type DeployImageEvent =
+  | DeployPhaseEvent
+  | { type: 'deploy:image-validated'; reference: string; platform: string; runtimeVersion?: string }
+  | { type: 'deploy:parse-check'; status: 'started' | 'passed' | 'skipped'; reason?: string }
+  | { type: 'deploy:parse-output'; chunk: string }
+  | ImageEvent
+  | BundleEvent
+  | UploadEvent
+  | ClientEvent;
+
+/** What deployImage resolves with. */
+export interface DeployImageResult {
+  deployId: string;
+  deployType: DeployType;
+  deploy: Deploy;
+  image: ImageInfo;
+  push: PushResult;
+  /** `repository:tag` that was pushed. */
+  reference: string;
+  /** Set when a DAG bundle was uploaded with the image. */
+  dagTarballVersion?: string;
+  bundle?: { bytes: number; sha256: string; fingerprint: string; files: number };
+  upload?: UploadBlockBlobResult;
+  parseCheck?: DagParseCheckResult;
+  rollout?: RolloutResult;
+}
+
+/** Implementation of `AstroClient.deployImage`; see there. */
+export async function deployImage(ctx: DeployContext, params: DeployImageParams): Promise<DeployImageResult> {
+  const { deploymentId, signal } = params;
+  const emit = safeEmitter<DeployImageEvent>(params.onEvent);
+  const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
+
+  return serialised(`${ctx.organizationId}/${deploymentId}`, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
+    throwIfAborted(signal);
+    const deployment = await ctx.deployments.get(deploymentId, requestOptions);
+    checkCicd(deployment, ctx.claims);
+    const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
+    const shipDags = params.dagsDir !== undefined && deployment.isDagDeployEnabled && !deployment.remoteExecution?.enabled;
+    // As the CLI: IMAGE_ONLY only when DAG deploys carry the DAGs; otherwise the image does.
+    const deployType: DeployType = shipDags || !deployment.isDagDeployEnabled ? 'IMAGE_AND_DAG' : 'IMAGE_ONLY';
+    const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
+    emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
+
+    const options = await ctx.deploymentOptions.get(requestOptions);
+    const image = await validateImage(params.image, {
+      ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
+      allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
+      ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
+      ...(params.docker ? { docker: params.docker } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    emit({
+      type: 'deploy:image-validated',
+      reference: image.reference,
+      platform: `${image.os}/${image.architecture}`,
+      ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
+    });
+
+    let parseCheck: DagParseCheckResult | undefined;
+    if (params.parseCheck && params.force) {
+      emit({ type: 'deploy:parse-check', status: 'skipped', reason: 'force' });
+    } else if (params.parseCheck) {
+      if (!params.dagsDir) {
+        throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'parseCheck needs dagsDir: the DAG folder to parse in the image.');
+      }
+      if (typeof params.image !== 'string' && 'archivePath' in params.image) {
+        throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The parse check runs a container, so it needs an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
+      }
+      const imageName = typeof params.image === 'string' ? params.image : params.image.imageName;
+      emit({ type: 'deploy:parse-check', status: 'started' });
+      parseCheck = await runDagParseCheck(imageName, {
+        ...(typeof params.parseCheck === 'object' ? params.parseCheck : {}),
+        dagsDir: params.dagsDir,
+        ...(params.docker ? { docker: params.docker } : {}),
+        ...(signal ? { signal } : {}),
+        onOutput: (chunk) => emit({ type: 'deploy:parse-output', chunk }),
+      });
+      if (!parseCheck.passed) {
+        throw new ImageError(
+          ErrorCodes.IMAGE_PARSE_FAILED,
+          `Your DAGs did not parse in image ${imageName} (exit code ${parseCheck.exitCode}); nothing was deployed. Fix the errors below, or pass force: true to deploy anyway.\n${parseCheck.output.slice(-4000)}`,
+          imageName,
+        );
+      }
+      emit({ type: 'deploy:parse-check', status: parseCheck.skipped ? 'skipped' : 'passed', ...(parseCheck.skipped ? { reason: parseCheck.skipped } : {}) });
+    }
+
+    let bundle: BundleResult | undefined;
+    if (shipDags) {
+      bundle = await bundleDags(params.dagsDir!, params, syntax, signal, emit);
+    }
+    try {
+      throwIfAborted(signal);
+      const deploy = await ctx.deploys.create(
+        deploymentId,
+        { type: deployType, description: params.description ?? '', ...(params.git ? { git: params.git } : {}) },
+        requestOptions,
+      );
+      emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+
+      const push = await pushImage(
+        params.image,
+        { repository: deploy.imageRepository, tag: deploy.imageTag },
+        {
+          ...params.push,
+          // On Astro the registry user is `cli` and the password the API token.
+          auth: { username: 'cli', password: ctx.token },
+          ...(params.docker ? { docker: params.docker } : {}),
+          ...(signal ? { signal } : {}),
+          onEvent: emit,
+        },
+      );
+
+      let upload: UploadBlockBlobResult | undefined;
+      if (bundle) {
+        upload = await uploadBundle(deploy, bundle, params.upload, signal, emit);
+      }
+
+      // The finalize body the CLI sends: the DAG version when DAG deploys are on ('' when this
+      // deploy carries no DAGs), nothing when they are off.
+      const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
+      throwIfAborted(signal);
+      const finalized = await finalizeOnce(ctx.deploys, deploymentId, deploy, body, requestOptions, emit);
+      emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
+
+      const result: DeployImageResult = {
+        deployId: deploy.id,
+        deployType,
+        deploy: finalized,
+        image,
+        push,
+        reference: `${deploy.imageRepository}:${deploy.imageTag}`,
+        ...(parseCheck ? { parseCheck } : {}),
+      };
+      if (upload && bundle) {
+        result.dagTarballVersion = upload.versionId;
+        result.upload = upload;
+        result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
+      }
+      if (params.wait) {
+        result.rollout = await waitForRollout(ctx, {
+          ...(typeof params.wait === 'object' ? params.wait : {}),
+          deploymentId,
+          deployId: deploy.id,
+          expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) },
+          ...(signal ? { signal } : {}),
+          onEvent: emit,
+        });
+      }
+      return result;
+    } finally {
+      await bundle?.cleanup();
+    }
+  });
+}
+

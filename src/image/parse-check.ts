@@ -1,0 +1,195 @@
+/**
+ * The DAG parse check, as the Astro CLI runs it before an image deploy (`astro deploy --parse`):
+ * create a container of the image running pytest on `.astro/test_dag_integrity_default.py`, copy
+ * the project's `dags`, `tests`, `plugins`, `include` and `.astro` into `/usr/local/airflow/`, start
+ * it, collect its output, read its exit code, remove it. Everything goes through the Engine API
+ * (no `docker` binary), and nothing is written into the project.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import type Dockerode from 'dockerode';
+import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
+import { dockerClient, engineCall } from './docker.js';
+import { packTrees, type PackTree } from './tar.js';
+import type { DockerOptions } from './types.js';
+
+/** Where the CLI puts the project inside the container. */
+export const AIRFLOW_HOME = '/usr/local/airflow';
+/** The integrity test the CLI runs. */
+export const DAG_INTEGRITY_TEST = '.astro/test_dag_integrity_default.py';
+
+/** Options of {@link runDagParseCheck}. */
+export interface DagParseCheckOptions extends DockerOptions {
+  /** The DAGs folder; copied to `/usr/local/airflow/dags`. */
+  dagsDir: string;
+  /** The Astro project folder, whose `tests`, `plugins`, `include` and `.astro` are copied when present. @default the parent of `dagsDir` */
+  projectDir?: string;
+  /** Project folders copied besides `dags`. @default ['tests', 'plugins', 'include', '.astro'] */
+  copyDirs?: string[];
+  /** Command run in the container. @default ['pytest', '.astro/test_dag_integrity_default.py'] */
+  command?: string[];
+  /** Working directory in the container. @default '/usr/local/airflow' */
+  workdir?: string;
+  /** Environment variables for the container. */
+  env?: Record<string, string>;
+  /** A `.env`-style file (KEY=VALUE lines) whose variables are passed, like the CLI's `--env`. */
+  envFile?: string;
+  /** Kill the check after this long, in milliseconds. @default 600000 */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Output of the container (stdout and stderr) as it comes. */
+  onOutput?: (chunk: string) => void;
+}
+
+/** Result of {@link runDagParseCheck}. */
+export interface DagParseCheckResult {
+  /** True when the command exited 0 (or the check was skipped). */
+  passed: boolean;
+  exitCode: number;
+  /** Everything the command printed (stdout and stderr, interleaved), at most the last 1 MiB. */
+  output: string;
+  /** Set when the check did not run: the integrity test file is missing (run `astro dev init` to create it). */
+  skipped?: 'no-integrity-test';
+}
+
+const MAX_OUTPUT = 1024 * 1024;
+
+/** Parse KEY=VALUE lines (comments and blank lines ignored, optional quotes removed). */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    const key = line.slice(0, eq).replace(/^export\s+/, '').trim();
+    let value = line.slice(eq + 1).trim();
+    if ((value.startsWith('"') && value.endsWith('"')) || (value.startsWith("'") && value.endsWith("'"))) value = value.slice(1, -1);
+    out[key] = value;
+  }
+  return out;
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
+function checkError(message: string, image: string, cause?: unknown): ImageError {
+  return new ImageError(ErrorCodes.IMAGE_PARSE_CHECK_ERROR, message, image, cause === undefined ? {} : { cause });
+}
+
+/**
+ * Run the DAG integrity test in a container of `image` (see the module comment). A failing test is
+ * a normal result (`passed: false`, with the output); only a check that cannot run throws.
+ *
+ * @throws ImageError `ASTRO_IMAGE_PARSE_CHECK_ERROR` (no DAGs folder, container failed to run, timeout),
+ *   `ASTRO_IMAGE_NOT_FOUND`, `ASTRO_IMAGE_DOCKER_UNAVAILABLE`; AstroAbortError when `signal` fires.
+ */
+export async function runDagParseCheck(image: string, options: DagParseCheckOptions): Promise<DagParseCheckResult> {
+  const signal = options.signal;
+  throwIfAborted(signal);
+  const dagsDir = resolve(options.dagsDir);
+  if (!(await isDir(dagsDir))) throw checkError(`DAGs folder ${dagsDir} does not exist; nothing to parse.`, image);
+  const projectDir = resolve(options.projectDir ?? dirname(dagsDir));
+  const workdir = options.workdir ?? AIRFLOW_HOME;
+  const command = options.command ?? ['pytest', DAG_INTEGRITY_TEST];
+  if (!options.command && !(await stat(join(projectDir, DAG_INTEGRITY_TEST)).then(() => true, () => false))) {
+    return { passed: true, exitCode: 0, output: '', skipped: 'no-integrity-test' };
+  }
+  const env: Record<string, string> = {};
+  if (options.envFile) {
+    let text: string;
+    try {
+      text = await readFile(options.envFile, 'utf8');
+    } catch (err) {
+      throw checkError(`Cannot read the env file ${options.envFile}: ${(err as Error).message}`, image, err);
+    }
+    Object.assign(env, parseEnvFile(text));
+  }
+  Object.assign(env, options.env);
+
+  const trees: PackTree[] = [{ from: dagsDir, to: `${workdir}/dags` }];
+  for (const name of options.copyDirs ?? ['tests', 'plugins', 'include', '.astro']) {
+    const from = join(projectDir, name);
+    if (from !== dagsDir && (await isDir(from))) trees.push({ from, to: `${workdir}/${name}` });
+  }
+
+  const docker = dockerClient(options.docker);
+  const container: Dockerode.Container = await engineCall(
+    'create the parse-check container',
+    image,
+    () =>
+      docker.createContainer({
+        Image: image,
+        Cmd: command,
+        WorkingDir: workdir,
+        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        Labels: { 'io.astro-deploy-sdk.purpose': 'dag-parse-check' },
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: false,
+      }),
+    ErrorCodes.IMAGE_PARSE_CHECK_ERROR,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const kill = () => container.kill().catch(() => undefined);
+  const onAbort = () => void kill();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    // Paths in the archive are absolute from "/" so no folder above them needs to exist first.
+    const archive = Readable.from(packTrees(trees.map((t) => ({ from: t.from, to: t.to.replace(/^\//, '') }))));
+    await engineCall('copy the project into the container', image, () => container.putArchive(archive, { path: '/' }), ErrorCodes.IMAGE_PARSE_CHECK_ERROR);
+    throwIfAborted(signal);
+    await engineCall('start the parse-check container', image, () => container.start(), ErrorCodes.IMAGE_PARSE_CHECK_ERROR);
+    timer = setTimeout(() => {
+      timedOut = true;
+      void kill();
+    }, options.timeoutMs ?? 600_000);
+    let output = '';
+    const collect = new PassThrough();
+    collect.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      options.onOutput?.(text);
+      output += text;
+      if (output.length > MAX_OUTPUT) output = output.slice(-MAX_OUTPUT);
+    });
+    const logs = (await engineCall(
+      'read the parse-check output',
+      image,
+      () => container.logs({ follow: true, stdout: true, stderr: true }),
+      ErrorCodes.IMAGE_PARSE_CHECK_ERROR,
+    )) as NodeJS.ReadableStream;
+    await new Promise<void>((res, rej) => {
+      docker.modem.demuxStream(logs, collect, collect);
+      logs.on('end', () => res());
+      logs.on('error', rej);
+    });
+    const waited = (await engineCall('wait for the parse-check container', image, () => container.wait(), ErrorCodes.IMAGE_PARSE_CHECK_ERROR)) as {
+      StatusCode?: number;
+    };
+    if (signal?.aborted) throw toAbortError(signal);
+    if (timedOut) throw checkError(`The DAG parse check did not finish within ${options.timeoutMs ?? 600_000} ms and was stopped.`, image);
+    const exitCode = waited.StatusCode ?? -1;
+    if (exitCode === 127 || exitCode === 126) {
+      throw checkError(
+        `The parse-check command (${command.join(' ')}) could not run in ${image} (exit ${exitCode}): ${output.slice(-500)}`,
+        image,
+      );
+    }
+    return { passed: exitCode === 0, exitCode, output };
+  } catch (err) {
+    if (signal?.aborted) throw toAbortError(signal);
+    if (isAstroError(err)) throw err;
+    throw checkError(`The DAG parse check could not run: ${(err as Error).message}`, image, err);
+  } finally {
+    if (timer) clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    await container.remove({ force: true }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * The daemon push: tag the image and let the Docker daemon push it (`POST /images/{name}/push`
+ * with `X-Registry-Auth`), for users who prefer Docker's own pusher.
+ *
+ * The Engine API answers 200 and streams progress even when the push fails, so the stream is read
+ * to the end: error lines become typed errors (a 403 or "denied" is mapped to its known causes),
+ * and the manifest digest comes from the final `aux` line.
+ */
+import { AstroConfigError, ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
+import { redact, redactDeep, registerSecret } from '../core/redact.js';
+import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { dockerClient, engineCall } from './docker.js';
+import { inspectDaemonImage } from './inspect.js';
+import { assertTag, splitRepository } from './push-native.js';
+import { classifySource } from './source.js';
+import type { DockerOptions, ImageEvent, ImageSource, PushedLayer, PushResult, PushTarget, RegistryAuth } from './types.js';
+import { MediaTypes } from './layout.js';
+
+/** Options of the daemon push. */
+export interface DaemonPushOptions extends DockerOptions {
+  auth?: RegistryAuth;
+  /** Keep the `repository:tag` tag in the daemon after the push. @default false (removed, as the CLI does, when the image has another tag) */
+  keepTag?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (e: ImageEvent) => void;
+}
+
+interface ProgressLine {
+  status?: string;
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
+  aux?: { Tag?: string; Digest?: string; Size?: number };
+  error?: string;
+  errorDetail?: { message?: string; code?: number };
+}
+
+/** Turn a daemon push error line into a typed error with advice. */
+export function daemonPushError(message: string, reference: string): ImageError {
+  const text = redact(message);
+  if (/\b403\b|forbidden|denied|authentication required|unauthorized|\b401\b/i.test(text)) {
+    return new ImageError(
+      ErrorCodes.IMAGE_REGISTRY_AUTH,
+      `The registry refused the push of ${reference}: ${text}. Known causes: an expired or wrong API token (on Astro the user ` +
+        'is "cli" and the password the API token); stale credentials for this registry cached by `docker login` in ' +
+        '~/.docker/config.json (run `docker logout <registry>`); or Docker Desktop\'s containerd image store, which is known ' +
+        'to fail these pushes (turn it off, or use the native push).',
+      reference,
+    );
+  }
+  if (/server gave HTTP response to HTTPS client/i.test(text)) {
+    return new ImageError(
+      ErrorCodes.IMAGE_PUSH_FAILED,
+      `The registry for ${reference} speaks plain HTTP and the daemon insists on HTTPS: ${text}. Add it to the daemon's ` +
+        '"insecure-registries", or use the native push (method "native"), which can use plain HTTP.',
+      reference,
+    );
+  }
+  if (/connection refused|no such host|i\/o timeout|TLS handshake timeout|connection reset|EOF/i.test(text)) {
+    return new ImageError(ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE, `The daemon could not reach the registry for ${reference}: ${text}. Try again.`, reference, {
+      retryable: true,
+    });
+  }
+  return new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `The daemon failed to push ${reference}: ${text}`, reference);
+}
+
+/** Push through the Docker daemon. */
+export async function pushDaemon(source: ImageSource, target: PushTarget, options: DaemonPushOptions = {}): Promise<PushResult> {
+  const started = Date.now();
+  const { host } = splitRepository(target.repository);
+  assertTag(target.tag);
+  const where = await classifySource(source);
+  if (where.kind !== 'daemon') {
+    throw new AstroConfigError(
+      ErrorCodes.CONFIG_INVALID_OPTION,
+      'A daemon push needs an image in the Docker daemon, not an archive; use method "native" to push an archive.',
+    );
+  }
+  const signal = options.signal;
+  throwIfAborted(signal);
+  const emit = (e: ImageEvent) => options.onEvent?.(redactDeep(e));
+  const reference = `${target.repository}:${target.tag}`;
+  const docker = dockerClient(options.docker);
+  const info = await inspectDaemonImage(where.name, docker);
+  emit({ type: 'image:push-start', reference, method: 'daemon' });
+
+  const hadTag = info.repoTags.includes(reference);
+  await engineCall('tag the image', where.name, () => docker.getImage(where.name).tag({ repo: target.repository, tag: target.tag }));
+  if (options.auth) {
+    registerSecret(options.auth.password);
+  }
+  const authconfig = options.auth ? { username: options.auth.username, password: options.auth.password, serveraddress: host } : { serveraddress: host };
+  if (options.auth) registerSecret(Buffer.from(JSON.stringify(authconfig)).toString('base64url'));
+  try {
+    const stream = await engineCall('push the image', reference, () =>
+      docker.getImage(reference).push({ tag: target.tag, authconfig, ...(signal ? { abortSignal: signal } : {}) }),
+    );
+    const layers = new Map<string, { status: PushedLayer['status'] | undefined; size: number }>();
+    let digest: string | undefined;
+    let size: number | undefined;
+    let failure: string | undefined;
+    let buffer = '';
+    const handle = (line: string) => {
+      if (!line.trim()) return;
+      let msg: ProgressLine;
+      try {
+        msg = JSON.parse(line) as ProgressLine;
+      } catch {
+        return;
+      }
+      if (msg.error || msg.errorDetail?.message) {
+        failure ??= msg.errorDetail?.message ?? msg.error;
+        return;
+      }
+      if (msg.aux?.Digest) {
+        digest = msg.aux.Digest;
+        size = msg.aux.Size;
+        return;
+      }
+      if (!msg.status) return;
+      const ev: ImageEvent = { type: 'image:daemon-progress', status: msg.status };
+      if (msg.id) ev.id = msg.id;
+      if (msg.progressDetail?.current !== undefined) ev.current = msg.progressDetail.current;
+      if (msg.progressDetail?.total !== undefined) ev.total = msg.progressDetail.total;
+      emit(ev);
+      if (!msg.id || /^[^:]+: digest:/.test(msg.status)) return;
+      const layer = layers.get(msg.id) ?? { status: undefined, size: 0 };
+      if (msg.status === 'Pushing') layer.size = Math.max(layer.size, msg.progressDetail?.total ?? msg.progressDetail?.current ?? 0);
+      else if (msg.status === 'Pushed') layer.status = 'pushed';
+      else if (msg.status === 'Layer already exists') layer.status = 'skipped';
+      else if (msg.status.startsWith('Mounted from')) layer.status = 'mounted';
+      if (/^[0-9a-f]{12,64}$/.test(msg.id)) layers.set(msg.id, layer);
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+        buffer += chunk.toString();
+        let nl: number;
+        while ((nl = buffer.indexOf('\n')) >= 0) {
+          handle(buffer.slice(0, nl));
+          buffer = buffer.slice(nl + 1);
+        }
+      }
+      handle(buffer);
+    } catch (err) {
+      if (signal?.aborted) throw toAbortError(signal);
+      throw new ImageError(ErrorCodes.IMAGE_DOCKER_UNAVAILABLE, `The Docker daemon's push stream broke off: ${(err as Error).message}`, reference, {
+        cause: err,
+        retryable: true,
+      });
+    }
+    if (failure) throw daemonPushError(failure, reference);
+    if (!digest) throw new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `The daemon's push of ${reference} ended without reporting a digest.`, reference);
+
+    const pushed: PushedLayer[] = [];
+    for (const [id, l] of layers) {
+      const full = info.diffIds.find((d) => d.slice('sha256:'.length).startsWith(id));
+      pushed.push({ digest: full ?? id, size: l.size, status: l.status ?? 'pushed' });
+    }
+    const bytesSent = pushed.filter((l) => l.status === 'pushed').reduce((n, l) => n + l.size, 0);
+    emit({ type: 'image:manifest-pushed', digest, reference, mediaType: MediaTypes.dockerManifest });
+    emit({ type: 'image:push-complete', digest, reference, bytesSent, durationMs: Date.now() - started });
+    void size;
+    return {
+      digest,
+      reference,
+      canonicalReference: `${target.repository}@${digest}`,
+      mediaType: MediaTypes.dockerManifest,
+      layers: pushed,
+      bytesSent,
+      method: 'daemon',
+    };
+  } catch (err) {
+    if (signal?.aborted && !isAstroError(err)) throw toAbortError(signal);
+    throw err;
+  } finally {
+    // Like the CLI, drop the remote tag again, but never the image's last name.
+    if (!options.keepTag && !hadTag && info.repoTags.length > 0) {
+      await docker
+        .getImage(reference)
+        .remove({ noprune: true })
+        .catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Public types of the image module: sources, what an image looks like, push results and events.
+ */
+import type Dockerode from 'dockerode';
+
+/**
+ * Where an image comes from.
+ * - a string: a path to an existing `docker save` / OCI-layout tar archive (optionally gzipped)
+ *   when such a file exists, otherwise an image name or ID in the Docker daemon;
+ * - `{ archivePath }` or `{ imageName }` to say which, when a name could be mistaken for a path.
+ * `archiveImage` picks one image from an archive holding several (by `RepoTags` or ref annotation).
+ */
+export type ImageSource = string | { archivePath: string; archiveImage?: string } | { imageName: string };
+
+/** An OS/architecture pair as in image configs and OCI indexes. */
+export interface ImagePlatform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+/** What the SDK knows about an image before pushing it. */
+export interface ImageInfo {
+  /** Where it was read from. */
+  source: 'daemon' | 'archive';
+  /** The image name, ID or archive path it was read from. */
+  reference: string;
+  /** Digest of the image config (the daemon's image ID), `sha256:...`. */
+  configDigest: string;
+  /** OS of the selected image, normally `linux`. */
+  os: string;
+  /** CPU architecture of the selected image, e.g. `amd64` or `arm64`. */
+  architecture: string;
+  /** Architecture variant (ARM only), e.g. `v8`. */
+  variant?: string;
+  /** Every platform an archive's multi-platform index offers (absent for single-platform images). */
+  platforms?: ImagePlatform[];
+  /** All image labels. */
+  labels: Record<string, string>;
+  /** `io.astronomer.docker.runtime.version`, when present. */
+  runtimeVersion?: string;
+  /** `io.astronomer.docker.airflow.version`, when present. */
+  airflowVersion?: string;
+  /** Uncompressed layer digests (`rootfs.diff_ids`), base layer first. */
+  diffIds: string[];
+  /** Tags the daemon or archive knows the image by. */
+  repoTags: string[];
+  /** Creation time from the config, ISO 8601. */
+  created?: string;
+}
+
+/** Options shared by functions that may talk to the Docker daemon. */
+export interface DockerOptions {
+  /** Engine API client. @default a client for `DOCKER_HOST` (or the default socket) */
+  docker?: Dockerode;
+}
+
+/** Registry credentials. On Astro: user `cli`, password the API token. */
+export interface RegistryAuth {
+  username: string;
+  password: string;
+}
+
+/** Where to push: `repository` is `host[:port]/path`, `tag` the tag to create. */
+export interface PushTarget {
+  repository: string;
+  tag: string;
+}
+
+/** One layer (or the config) in a push result. */
+export interface PushedLayer {
+  /**
+   * Registry digest of the blob. For a daemon push the daemon only reports layer IDs, so this is
+   * the layer's uncompressed digest (diff ID) when it could be matched, else the short ID.
+   */
+  digest: string;
+  /** Bytes of the blob in the registry (native push); uncompressed bytes reported by the daemon (daemon push). */
+  size: number;
+  /** `pushed`: uploaded now; `skipped`: the registry already had it; `mounted`: linked from another repository. */
+  status: 'pushed' | 'skipped' | 'mounted';
+}
+
+/** Result of {@link pushImage}. */
+export interface PushResult {
+  /** Digest of the manifest as stored by the registry. */
+  digest: string;
+  /** `repository:tag` that was pushed. */
+  reference: string;
+  /** `repository@digest`, the immutable reference. */
+  canonicalReference: string;
+  /** Manifest media type. */
+  mediaType: string;
+  /** Layers in manifest order (native push), or in the order the daemon reported them. */
+  layers: PushedLayer[];
+  /**
+   * Request-body bytes sent to the registry, including re-sent bytes after faults (native push).
+   * For a daemon push: the daemon's own (uncompressed) progress counts.
+   */
+  bytesSent: number;
+  /** How the push was done. */
+  method: 'native' | 'daemon';
+}
+
+/** Events of the image functions, through the `onEvent` option. Payloads never hold secrets. */
+export type ImageEvent =
+  | { type: 'image:push-start'; reference: string; method: 'native' | 'daemon' }
+  /** A layer was read and (if needed) gzipped; `fromCache` when its digest came from the layer cache. */
+  | { type: 'image:layer-prepared'; digest: string; size: number; diffId?: string; compressed: boolean; fromCache: boolean }
+  | { type: 'image:layer-skipped'; digest: string; size: number }
+  | { type: 'image:layer-mounted'; digest: string; size: number; from: string }
+  /** Bytes of this blob the registry has confirmed so far (after each chunk). */
+  | { type: 'image:layer-progress'; digest: string; bytesConfirmed: number; size: number }
+  | {
+      type: 'image:layer-retry';
+      digest: string;
+      /** 1-based retry count for this blob. */
+      attempt: number;
+      /** Redacted reason. */
+      reason: string;
+      /** `resume`: continuing at `resumeAt`; `restart`: a new upload session from byte 0; `verify`: checking whether a lost commit landed. */
+      action: 'resume' | 'restart' | 'verify';
+      resumeAt: number;
+      delayMs: number;
+      chunkSizeBytes: number;
+    }
+  | { type: 'image:layer-pushed'; digest: string; size: number; bytesSent: number }
+  | { type: 'image:manifest-pushed'; digest: string; reference: string; mediaType: string }
+  | { type: 'image:push-complete'; digest: string; reference: string; bytesSent: number; durationMs: number }
+  /** Progress line of a daemon push (`status` as the daemon wrote it). */
+  | { type: 'image:daemon-progress'; id?: string; status: string; current?: number; total?: number };

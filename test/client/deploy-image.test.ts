@@ -1,0 +1,183 @@
+/**
+ * deployImage end to end: the fake Astro hands out an imageRepository on a REAL registry
+ * (distribution 2.8, bearer challenge like Astro's), images come from archives built in the test
+ * or from a real Docker engine, and the pushed image is checked with skopeo.
+ */
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AstroClient, type DeployImageEvent } from '../../src/index.js';
+import { RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
+import { createFakeAstro, createFaultProxy, type FakeAstro, type FaultProxy } from '../../src/testing/index.js';
+import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeImage, noise, writeLegacyArchive } from '../image/fixtures.js';
+import { skopeoInfo } from '../image/verify.js';
+
+let dir: string;
+/** The registry's token server accepts user `cli` with the API token of the current test's fake Astro. */
+let currentToken = '';
+let registry: TestRegistry;
+let proxy: FaultProxy;
+const archives: Record<string, string> = {};
+
+function archiveFor(name: string, labels: Record<string, string>, arch = 'amd64') {
+  return { name, labels, arch };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'deploy-image-'));
+  registry = await startRegistry('bearer', { tokenPassword: () => currentToken });
+  proxy = await createFaultProxy({ target: registry.url, route: registryRouteOf });
+  const specs = [
+    archiveFor('good', { [RUNTIME_VERSION_LABEL]: '3.1-3' }),
+    archiveFor('arm', { [RUNTIME_VERSION_LABEL]: '3.1-3' }, 'arm64'),
+    archiveFor('old', { [RUNTIME_VERSION_LABEL]: '3.0-1' }),
+    archiveFor('unlisted', { [RUNTIME_VERSION_LABEL]: '3.1-99' }),
+    archiveFor('nolabel', {}),
+  ];
+  for (const s of specs) {
+    const path = join(dir, `${s.name}.tar`);
+    await writeLegacyArchive(path, makeImage({ architecture: s.arch, labels: s.labels, layers: [{ 'data.bin': noise(600_000) }, { 'app/x.txt': s.name }] }), `test/${s.name}:1`);
+    archives[s.name] = path;
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await proxy?.close();
+  await registry?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function makeDags(): string {
+  const d = mkdtempSync(join(tmpdir(), 'img-dags-'));
+  onTestFinished(() => rmSync(d, { recursive: true, force: true }));
+  writeFileSync(join(d, 'dag.py'), 'from airflow import DAG\n');
+  return d;
+}
+
+async function setup(deployment: Record<string, unknown> = {}, viaProxy = false): Promise<{ astro: FakeAstro; client: AstroClient; events: DeployImageEvent[] }> {
+  const astro = await createFakeAstro({
+    deployments: [{ id: uniqueName('cldep').replace(/[^a-z0-9]/g, ''), runtimeVersion: '3.1-2', ...deployment }],
+    imageRegistry: viaProxy ? new URL(proxy.url).host : registry.host,
+    rolloutDelayMs: 100,
+  });
+  onTestFinished(() => astro.close());
+  currentToken = astro.token;
+  const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
+  return { astro, client, events: [] };
+}
+
+describe('deployImage', () => {
+  it('IMAGE_ONLY: validates, pushes to imageRepository:imageTag as user cli, finalizes with an empty DAG version, waits for the tag', async () => {
+    const { astro, client, events } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const result = await client.deployImage({ deploymentId, image: archives.good!, wait: { pollIntervalMs: 50 }, onEvent: (e) => events.push(e) });
+    expect(result.deployType).toBe('IMAGE_ONLY');
+    expect(result.reference).toBe(`${registry.host}/${astro.organizationId}/${deploymentId}:${result.deploy.imageTag}`);
+    expect(astro.requestsFor('deploys.finalize')[0]!.body).toEqual({ dagTarballVersion: '' });
+    expect(result.rollout?.deployment.imageTag).toBe(result.deploy.imageTag);
+    const info = await skopeoInfo(`${result.reference}`, { username: 'cli', password: astro.token });
+    expect(info.Digest).toBe(result.push.digest);
+    expect(info.Architecture).toBe('amd64');
+    // The registry's token server saw the Astro convention: user `cli`.
+    expect(registry.tokenRequests.some((t) => t.username === 'cli')).toBe(true);
+    const types = events.map((e) => e.type);
+    expect(types.indexOf('deploy:image-validated')).toBeLessThan(types.indexOf('deploy:created'));
+    expect(types).toContain('image:push-complete');
+    expect(JSON.stringify(events)).not.toContain(astro.token);
+  });
+
+  it('IMAGE_AND_DAG: ships the DAG bundle too and waits for both', async () => {
+    const { astro, client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const result = await client.deployImage({ deploymentId, image: archives.good!, dagsDir: makeDags(), wait: { pollIntervalMs: 50 } });
+    expect(result.deployType).toBe('IMAGE_AND_DAG');
+    expect(result.dagTarballVersion).toMatch(/Z$/);
+    expect(astro.requestsFor('deploys.finalize')[0]!.body).toEqual({ dagTarballVersion: result.dagTarballVersion });
+    const d = astro.deployment(deploymentId);
+    expect(d.dagTarballVersion).toBe(result.dagTarballVersion);
+    expect(d.imageTag).toBe(result.deploy.imageTag);
+  });
+
+  it('DAG deploys disabled: an IMAGE_AND_DAG deploy finalized with an empty body', async () => {
+    const { astro, client } = await setup({ isDagDeployEnabled: false });
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const result = await client.deployImage({ deploymentId, image: archives.good!, dagsDir: makeDags() });
+    expect(result.deployType).toBe('IMAGE_AND_DAG');
+    expect(result.upload).toBeUndefined();
+    expect(astro.requestsFor('deploys.finalize')[0]!.body).toEqual({});
+  });
+
+  for (const [name, code] of [
+    ['arm', 'ASTRO_IMAGE_PLATFORM_MISMATCH'],
+    ['old', 'ASTRO_IMAGE_RUNTIME_DOWNGRADE'],
+    ['unlisted', 'ASTRO_IMAGE_RUNTIME_UNSUPPORTED'],
+    ['nolabel', 'ASTRO_IMAGE_NOT_RUNTIME'],
+  ] as const) {
+    it(`fails validation (${code}) before creating a deploy or pushing a byte`, async () => {
+      const { astro, client } = await setup({}, true);
+      const deploymentId = (await client.deployments.listAll())[0]!.id;
+      proxy.resetStats();
+      const err = await client.deployImage({ deploymentId, image: archives[name]! }).catch((e) => e);
+      expect(err.code).toBe(code);
+      expect(astro.requestsFor('deploys.create')).toHaveLength(0);
+      expect(proxy.stats.requests).toBe(0);
+      if (name === 'arm') expect(err.message).toMatch(/--platform=linux\/amd64/);
+    });
+  }
+
+  it('recovers from a reset mid-upload at the registry and a lost finalize answer: finalized exactly once', async () => {
+    const { astro, client } = await setup({}, true);
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    proxy.faults.add({ route: /PATCH/, action: { kind: 'reset', afterBodyBytes: 100_000 } });
+    astro.fail({ route: 'deploys.finalize', action: { kind: 'dropResponse' } });
+    const result = await client.deployImage({ deploymentId, image: archives.good!, push: { layerCache: false, chunkSizeBytes: 256 * 1024, backoff: { initialDelayMs: 20, maxDelayMs: 100 } } });
+    expect(proxy.faults.pending()).toEqual([]);
+    expect(astro.deploys(deploymentId)[0]!.finalizeCount).toBe(1);
+    const info = await skopeoInfo(result.reference, { username: 'cli', password: astro.token });
+    expect(info.Digest).toBe(result.push.digest);
+  });
+});
+
+describe('deployImage with a daemon image and the DAG parse check', () => {
+  let image: string;
+  beforeAll(async () => {
+    await getTestDocker();
+    image = `astro-test/parse-${uniqueName('i')}:1`;
+    await buildScratchImage({ tag: image, busybox: true, layers: [{ 'usr/local/airflow/README': 'x' }], labels: { [RUNTIME_VERSION_LABEL]: '3.1-3' } });
+  }, 180_000);
+  afterAll(async () => {
+    if (image) await removeImages(image);
+  });
+
+  it('stops before creating a deploy when the DAGs do not parse, with the output', async () => {
+    const { astro, client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const err = await client
+      .deployImage({ deploymentId, image, dagsDir: makeDags(), parseCheck: { command: ['/bin/busybox', 'sh', '-c', 'echo "ImportError: broken_dag.py"; exit 1'] } })
+      .catch((e) => e);
+    expect(err.code).toBe('ASTRO_IMAGE_PARSE_FAILED');
+    expect(err.message).toContain('ImportError: broken_dag.py');
+    expect(astro.requestsFor('deploys.create')).toHaveLength(0);
+  });
+
+  it('deploys after a passing parse check, and skips it with force', async () => {
+    const { client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const events: DeployImageEvent[] = [];
+    const ok = await client.deployImage({
+      deploymentId,
+      image,
+      dagsDir: makeDags(),
+      parseCheck: { command: ['/bin/busybox', 'sh', '-c', 'ls /usr/local/airflow/dags && echo parsed-ok'] },
+      onEvent: (e) => events.push(e),
+    });
+    expect(ok.parseCheck?.passed).toBe(true);
+    expect(ok.parseCheck?.output).toContain('dag.py');
+    expect(events.some((e) => e.type === 'deploy:parse-output')).toBe(true);
+    const forced = await client.deployImage({ deploymentId, image, dagsDir: makeDags(), parseCheck: { command: ['/bin/busybox', 'false'] }, force: true });
+    expect(forced.parseCheck).toBeUndefined();
+  });
+});
