@@ -7,7 +7,9 @@ import type { AstroErrorCode, RolloutSnapshot } from '../core/errors.js';
 /** An API call is about to be retried. */
 export interface ApiRetryEvent {
   type: 'api:retry';
+  /** HTTP method of the call. */
   method: string;
+  /** API path of the call (no query string). */
   path: string;
   /** 1-based retry number. */
   attempt: number;
@@ -28,28 +30,36 @@ export type DagDeployWarningCode =
 /** Something the caller should tell its user before (or after) toggling DAG deploys. */
 export interface DagDeployWarningEvent {
   type: 'dag-deploy:warning';
+  /** Stable warning code. */
   code: DagDeployWarningCode;
+  /** What will happen, for the caller's user. */
   message: string;
+  /** The deployment concerned. */
   deploymentId: string;
 }
 
 /** setDagDeploy found the deployment already in the wanted state; nothing was sent. */
 export interface DagDeployUnchangedEvent {
   type: 'dag-deploy:unchanged';
+  /** The deployment concerned. */
   deploymentId: string;
+  /** The (unchanged) DAG deploy setting. */
   enabled: boolean;
 }
 
 /** setDagDeploy changed the setting and confirmed it by re-reading the deployment. */
 export interface DagDeployUpdatedEvent {
   type: 'dag-deploy:updated';
+  /** The deployment concerned. */
   deploymentId: string;
+  /** The new DAG deploy setting. */
   enabled: boolean;
 }
 
 /** One poll of waitForRollout. */
 export interface RolloutPollEvent {
   type: 'rollout:poll';
+  /** What this poll observed. */
   snapshot: RolloutSnapshot;
 }
 
@@ -58,19 +68,23 @@ export interface RolloutChangeEvent {
   type: 'rollout:change';
   /** Names of the fields that changed since the previous poll. */
   changed: Array<keyof RolloutSnapshot>;
+  /** What this poll observed. */
   snapshot: RolloutSnapshot;
 }
 
 /** A poll failed with a retryable error; polling goes on until the deadline. */
 export interface RolloutPollErrorEvent {
   type: 'rollout:poll-error';
+  /** Code of the failed poll's error. */
   errorCode?: AstroErrorCode;
+  /** Its redacted message. */
   errorMessage: string;
 }
 
 /** The rollout is applied and the deployment healthy. */
 export interface RolloutCompleteEvent {
   type: 'rollout:complete';
+  /** The state that ended the wait. */
   snapshot: RolloutSnapshot;
 }
 

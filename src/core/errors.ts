@@ -250,13 +250,21 @@ export class AstroDeployError extends AstroError {
 
 /** A snapshot of what `waitForRollout` last saw. */
 export interface RolloutSnapshot {
+  /** The deployment's `status` (HEALTHY, DEPLOYING, ...). */
   deploymentStatus?: string;
+  /** The deployment's `statusReason`, when it gave one. */
   deploymentStatusReason?: string;
+  /** The deploy record's `status` (INITIALIZED, DEPLOYED, FAILED), when a deploy is tracked. */
   deployStatus?: string;
+  /** The DAG version the deployment runs. */
   dagTarballVersion?: string;
+  /** The DAG version the deployment is moving to. */
   desiredDagTarballVersion?: string;
+  /** The image tag the deployment runs. */
   imageTag?: string;
+  /** Polls made so far. */
   polls: number;
+  /** Time since the wait started, in milliseconds. */
   elapsedMs: number;
 }
 
