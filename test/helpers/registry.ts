@@ -116,6 +116,19 @@ async function waitReady(url: string, proc: ChildProcess, logs: () => string, ti
   throw new Error(`docker-registry did not answer GET /v2/ within ${timeoutMs} ms: ${logs()}`);
 }
 
+/** Registries still running, killed when the test process exits however it exits. */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function trackChild(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const c of running) c.kill('SIGKILL');
+  });
+}
+
 /** Start a registry. Fails (never skips) when `docker-registry` is not installed. */
 export async function startRegistry(
   auth: RegistryAuthMode = 'none',
@@ -162,6 +175,7 @@ export async function startRegistry(
     } catch (err) {
       throw new Error(`cannot start docker-registry (apt-get install -y docker-registry): ${(err as Error).message}`);
     }
+    trackChild(proc);
     proc.stdout?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
     proc.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
     const spawnError = new Promise<never>((_, reject) =>
