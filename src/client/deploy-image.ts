@@ -9,6 +9,7 @@
  */
 import { ignoreSyntaxForRuntime, type BundleEvent, type BundleResult } from '../bundle/index.js';
 import {
+  compareRuntimeVersions,
   pushImage,
   runDagParseCheck,
   validateImage,
@@ -67,6 +68,9 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
   onEvent?: (event: DeployImageEvent) => void;
   request?: Omit<RequestOptions, 'signal'>;
 }
+
+/** Oldest Astro Runtime whose images carry the DAG integrity test (the CLI skips the check below it). */
+const PARSE_CHECK_MIN_RUNTIME = '4.1.0';
 
 /** Every event deployImage emits. */
 export type DeployImageEvent =
@@ -131,6 +135,9 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
     let parseCheck: DagParseCheckResult | undefined;
     if (params.parseCheck && params.force) {
       emit({ type: 'deploy:parse-check', status: 'skipped', reason: 'force' });
+    } else if (params.parseCheck && image.runtimeVersion && compareRuntimeVersions(image.runtimeVersion, PARSE_CHECK_MIN_RUNTIME) < 0) {
+      // As the CLI: runtimes before 4.1.0 ship no DAG integrity test to run.
+      emit({ type: 'deploy:parse-check', status: 'skipped', reason: `runtime ${image.runtimeVersion} is older than ${PARSE_CHECK_MIN_RUNTIME}` });
     } else if (params.parseCheck) {
       if (!params.dagsDir) {
         throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'parseCheck needs dagsDir: the DAG folder to parse in the image.');

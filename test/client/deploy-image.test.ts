@@ -128,6 +128,19 @@ describe('deployImage', () => {
     });
   }
 
+  it('skips the parse check for runtimes older than 4.1.0, as the CLI does', async () => {
+    const path = join(dir, 'ancient.tar');
+    await writeLegacyArchive(path, makeImage({ labels: { [RUNTIME_VERSION_LABEL]: '4.0.0' }, layers: [{ 'a.txt': 'a' }] }), 'test/ancient:1');
+    const astro = await createFakeAstro({ deployments: [{ id: 'clancient', runtimeVersion: '4.0.0' }], runtimeReleases: ['4.0.0'], imageRegistry: registry.host });
+    onTestFinished(() => astro.close());
+    currentToken = astro.token;
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
+    const events: DeployImageEvent[] = [];
+    const result = await client.deployImage({ deploymentId: 'clancient', image: path, dagsDir: makeDags(), parseCheck: true, onEvent: (e) => events.push(e) });
+    expect(result.parseCheck).toBeUndefined();
+    expect(events.find((e) => e.type === 'deploy:parse-check')).toMatchObject({ status: 'skipped', reason: expect.stringContaining('4.1.0') });
+  });
+
   it('recovers from a reset mid-upload at the registry and a lost finalize answer: finalized exactly once', async () => {
     const { astro, client } = await setup({}, true);
     const deploymentId = (await client.deployments.listAll())[0]!.id;
