@@ -6,7 +6,6 @@ import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { throwIfAborted, toAbortError } from '../core/abort.js';
 import { AstroConfigError, BundleError, ErrorCodes, isAstroError } from '../core/errors.js';
@@ -143,23 +142,23 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
   const finisher = new OutputMeter();
   try {
     throwIfAborted(signal);
-    const source = Readable.from(
-      tarStream(scan.scannedEntries, {
-        prefix,
-        signal,
-        onEntry: (file, bytes) => {
-          files.push(file);
-          doneFiles++;
-          doneBytes += bytes;
-          const now = performance.now();
-          if (now - lastProgress >= interval || doneFiles === totalFiles) {
-            lastProgress = now;
-            emit({ type: 'bundle:progress', files: doneFiles, totalFiles, bytes: doneBytes, totalBytes: Math.max(totalBytes, doneBytes) });
-          }
-        },
-      }),
-      { objectMode: false, highWaterMark: 1024 * 1024 },
-    );
+    // The tar generator feeds gzip directly (no stream buffer in between), which lets it reuse
+    // its output buffer: gzip copies every chunk before asking for the next.
+    const source = tarStream(scan.scannedEntries, {
+      prefix,
+      signal,
+      reuseBuffers: true,
+      onEntry: (file, bytes) => {
+        files.push(file);
+        doneFiles++;
+        doneBytes += bytes;
+        const now = performance.now();
+        if (now - lastProgress >= interval || doneFiles === totalFiles) {
+          lastProgress = now;
+          emit({ type: 'bundle:progress', files: doneFiles, totalFiles, bytes: doneBytes, totalBytes: Math.max(totalBytes, doneBytes) });
+        }
+      },
+    });
     await pipeline(source, parallelGzip(level), finisher, destination, signal ? { signal } : {});
   } catch (err) {
     await cleanup().catch(() => undefined);

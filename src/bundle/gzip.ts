@@ -45,43 +45,61 @@ export function parallelGzip(level: number, concurrency = 2): (source: AsyncIter
     yield gzipHeader(level);
     let crc = 0;
     let total = 0;
-    let window: Buffer | undefined;
-    const jobs: Array<Promise<Buffer>> = [];
-    const start = (piece: Buffer, last: boolean) => {
-      crc = crc32(piece, crc);
-      total += piece.length;
+    // The last WINDOW_BYTES of input, copied (zlib copies a dictionary when the stream is created,
+    // so this buffer can be refilled as soon as the next piece has started).
+    const window = Buffer.allocUnsafe(WINDOW_BYTES);
+    let windowBytes = 0;
+    // Pieces are recycled once their deflate job has finished: at most `concurrency + 1` of them
+    // ever exist, instead of one fresh 1 MiB buffer per MiB of input left for the GC to find.
+    const free: Buffer[] = [];
+    const jobs: Array<{ piece: Buffer; out: Promise<Buffer> }> = [];
+    const start = (piece: Buffer, length: number, last: boolean) => {
+      const input = piece.subarray(0, length);
+      crc = crc32(input, crc);
+      total += length;
       // One output buffer large enough for the whole piece: one thread-pool round trip per piece.
       const options: ZlibOptions = { level, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, chunkSize: PIECE_BYTES + 64 * 1024 };
-      if (window && window.length > 0) options.dictionary = window;
-      const job = deflatePiece(piece, options);
-      job.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection on early exit
-      jobs.push(job);
-      window = piece.length >= WINDOW_BYTES ? piece.subarray(piece.length - WINDOW_BYTES) : Buffer.concat([window ?? Buffer.alloc(0), piece]).subarray(-WINDOW_BYTES);
+      if (windowBytes > 0) options.dictionary = window.subarray(0, windowBytes);
+      const out = deflatePiece(input, options);
+      out.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection on early exit
+      jobs.push({ piece, out });
+      if (length >= WINDOW_BYTES) {
+        input.copy(window, 0, length - WINDOW_BYTES);
+        windowBytes = WINDOW_BYTES;
+      } else {
+        const keep = Math.min(windowBytes, WINDOW_BYTES - length);
+        window.copy(window, 0, windowBytes - keep, windowBytes);
+        input.copy(window, keep);
+        windowBytes = keep + length;
+      }
     };
-    const pending: Buffer[] = [];
-    let pendingBytes = 0;
+    const finish = async (): Promise<Buffer> => {
+      const job = jobs.shift()!;
+      const out = await job.out;
+      free.push(job.piece);
+      return out;
+    };
+    // Every input is copied into the current piece before the next one is requested, so the
+    // source may reuse the buffer it yielded (the tar writer does).
+    let piece: Buffer = Buffer.allocUnsafe(PIECE_BYTES);
+    let filled = 0;
     for await (const input of source) {
-      pending.push(input);
-      pendingBytes += input.length;
-      while (pendingBytes >= PIECE_BYTES) {
-        // Exactly PIECE_BYTES, copied once; the remainder stays a view of the last input.
-        const piece = Buffer.allocUnsafe(PIECE_BYTES);
-        let filled = 0;
-        while (filled < PIECE_BYTES) {
-          const head = pending[0]!;
-          const n = Math.min(head.length, PIECE_BYTES - filled);
-          head.copy(piece, filled, 0, n);
-          filled += n;
-          if (n === head.length) pending.shift();
-          else pending[0] = head.subarray(n);
+      let offset = 0;
+      while (offset < input.length) {
+        const n = Math.min(input.length - offset, PIECE_BYTES - filled);
+        input.copy(piece, filled, offset, offset + n);
+        filled += n;
+        offset += n;
+        if (filled === PIECE_BYTES) {
+          start(piece, PIECE_BYTES, false);
+          while (jobs.length >= concurrency) yield await finish();
+          piece = free.pop() ?? Buffer.allocUnsafe(PIECE_BYTES);
+          filled = 0;
         }
-        pendingBytes -= PIECE_BYTES;
-        start(piece, false);
-        while (jobs.length >= concurrency) yield await jobs.shift()!;
       }
     }
-    start(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes), true);
-    while (jobs.length > 0) yield await jobs.shift()!;
+    start(piece, filled, true);
+    while (jobs.length > 0) yield await finish();
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(total % 0x100000000, 4);

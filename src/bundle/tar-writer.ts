@@ -42,6 +42,13 @@ export interface TarStreamOptions {
   signal?: AbortSignal;
   /** Called once per member, in archive order, after its content has been written. */
   onEntry(file: BundleManifestFile, contentBytes: number): void;
+  /**
+   * Reuse one output buffer: a yielded buffer is then only valid until the next one is requested,
+   * so the consumer must copy what it keeps (as {@link parallelGzip} does) and pull the generator
+   * directly (no stream buffering in between). Keeps the packer from leaving a dead 1 MiB buffer
+   * behind per MiB of archive. @default false
+   */
+  reuseBuffers?: boolean;
 }
 
 /** Permission bits stored for a member: 0644, 0755 when any execute bit is set, 0777 for links. */
@@ -86,6 +93,7 @@ function readError(rel: string, err: unknown): BundleError {
  */
 export async function* tarStream(entries: readonly ScannedEntry[], options: TarStreamOptions): AsyncGenerator<Buffer> {
   const { prefix, signal } = options;
+  const reuse = options.reuseBuffers === true;
   // Output is assembled in `chunk`: headers are copied in and small files are read straight into
   // it, so a small file costs no allocation of its own. A chunk is never written to again once
   // yielded (the consumer owns it).
@@ -95,14 +103,14 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
   const reserve = (n: number): Buffer | undefined => {
     if (used + n <= chunk.length) return undefined;
     const full = used > 0 ? chunk.subarray(0, used) : undefined;
-    chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, n));
+    if (!reuse || chunk.length < n) chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, n));
     used = 0;
     return full;
   };
   const flush = (): Buffer | undefined => {
     if (used === 0) return undefined;
     const full = chunk.subarray(0, used);
-    chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    if (!reuse) chunk = Buffer.allocUnsafe(CHUNK_BYTES);
     used = 0;
     return full;
   };
@@ -196,7 +204,8 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
         let done = 0;
         while (done < size) {
           throwIfAborted(signal);
-          const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, size - done));
+          // `chunk` is empty here (flushed above) and, when reused, free once the consumer asks again.
+          const buf = reuse ? chunk.subarray(0, Math.min(chunk.length, size - done)) : Buffer.allocUnsafe(Math.min(CHUNK_BYTES, size - done));
           const { bytesRead } = await fh.read(buf, 0, buf.length, done);
           if (bytesRead === 0) throw changed(entry.path);
           hash.update(buf.subarray(0, bytesRead));
