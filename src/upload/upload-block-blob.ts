@@ -244,6 +244,23 @@ class BlockBlobUpload {
     return Math.max(MIN_TRY_TIMEOUT_MS, Math.ceil((3 * bytes * 1000) / rate));
   }
 
+
+  /** Count a retry, report it as an `upload:retry` event, and wait its backoff (cut short by abort). */
+  private async waitBeforeRetry(failure: BlobRequestFailure, attempt: number, phase: UploadPhase, blockIndex?: number): Promise<void> {
+    const delayMs = this.retryDelayMs(failure, attempt);
+    this.retries += 1;
+    this.emit({
+      type: 'upload:retry',
+      phase,
+      ...(blockIndex !== undefined ? { blockIndex } : {}),
+      attempt,
+      delayMs,
+      cause: failure.retryCause,
+      ...(failure.status !== undefined ? { status: failure.status } : {}),
+      ...(failure.serviceCode !== undefined ? { serviceCode: failure.serviceCode } : {}),
+    });
+    await sleep(delayMs, this.http.signal);
+  }
   private retryDelayMs(failure: BlobRequestFailure, attempt: number): number {
     const serverDelay = failure.details.retryAfterMs;
     if (serverDelay !== undefined) return Math.min(serverDelay, this.o.maxRetryAfterMs) + Math.round(Math.random() * 100);
@@ -325,18 +342,7 @@ class BlockBlobUpload {
           this.link.capBlockBytes(size / 2, failure.retryCause === 'http-413' ? 'http-413' : failure.retryCause === 'reset' ? 'reset' : failure.retryCause === 'timeout' ? 'timeout' : 'http-408');
         }
         if (attempt + 1 > this.o.maxRetriesPerBlock) throw this.toUploadError(failure, attempt + 1);
-        const delayMs = this.retryDelayMs(failure, attempt + 1);
-        this.retries += 1;
-        this.emit({
-          type: 'upload:retry',
-          phase: 'put-blob',
-          attempt: attempt + 1,
-          delayMs,
-          cause: failure.retryCause,
-          ...(failure.status !== undefined ? { status: failure.status } : {}),
-          ...(failure.serviceCode !== undefined ? { serviceCode: failure.serviceCode } : {}),
-        });
-        await sleep(delayMs, this.http.signal);
+        await this.waitBeforeRetry(failure, attempt + 1, 'put-blob');
         if (fallBack) return undefined;
       }
     }
@@ -486,10 +492,7 @@ class BlockBlobUpload {
           });
           return undefined;
         }
-        const delayMs = this.retryDelayMs(failure, attempt + 1);
-        this.retries += 1;
-        this.emit({ type: 'upload:retry', phase: 'block-list', attempt: attempt + 1, delayMs, cause: failure.retryCause });
-        await sleep(delayMs, this.http.signal);
+        await this.waitBeforeRetry(failure, attempt + 1, 'block-list');
       }
     }
   }
@@ -516,10 +519,7 @@ class BlockBlobUpload {
           this.rethrowIfStopped(error);
           const failure = error as BlobRequestFailure;
           if (!failure.retryable || attempt >= this.o.maxRetriesPerBlock) throw this.toUploadError(failure, attempt + 1);
-          const delayMs = this.retryDelayMs(failure, attempt + 1);
-          this.retries += 1;
-          this.emit({ type: 'upload:retry', phase: 'clear-stale', attempt: attempt + 1, delayMs, cause: failure.retryCause });
-          await sleep(delayMs, this.http.signal);
+          await this.waitBeforeRetry(failure, attempt + 1, 'clear-stale');
         }
       }
       // None of our blocks can have been staged while the other width was there (the service refused
@@ -638,19 +638,7 @@ class BlockBlobUpload {
         throw this.toUploadError(failure, attempt);
       }
       this.link.recordFailure(failure, block.epoch);
-      const delayMs = this.retryDelayMs(failure, attempt);
-      this.retries += 1;
-      this.emit({
-        type: 'upload:retry',
-        phase: 'put-block',
-        blockIndex: block.index,
-        attempt,
-        delayMs,
-        cause: failure.retryCause,
-        ...(failure.status !== undefined ? { status: failure.status } : {}),
-        ...(failure.serviceCode !== undefined ? { serviceCode: failure.serviceCode } : {}),
-      });
-      await sleep(delayMs, this.http.signal);
+      await this.waitBeforeRetry(failure, attempt, 'put-block', block.index);
       this.requeue({ offset: block.offset, length: block.length, attempts: attempt });
     }
   }
@@ -693,18 +681,7 @@ class BlockBlobUpload {
         if (failure.status === 400 && failure.serviceCode === 'InvalidBlockList') throw new BlocksMissingError(failure.message);
         // `<Latest>` makes a repeated commit harmless, so a lost answer is simply asked for again.
         if (!failure.retryable || attempt + 1 > this.o.maxRetriesPerBlock) throw this.toUploadError(failure, attempt + 1);
-        const delayMs = this.retryDelayMs(failure, attempt + 1);
-        this.retries += 1;
-        this.emit({
-          type: 'upload:retry',
-          phase: 'commit',
-          attempt: attempt + 1,
-          delayMs,
-          cause: failure.retryCause,
-          ...(failure.status !== undefined ? { status: failure.status } : {}),
-          ...(failure.serviceCode !== undefined ? { serviceCode: failure.serviceCode } : {}),
-        });
-        await sleep(delayMs, this.http.signal);
+        await this.waitBeforeRetry(failure, attempt + 1, 'commit');
       }
     }
   }
