@@ -37,6 +37,17 @@ export function backoffDelay(retry: number, options: BackoffOptions = {}, random
 }
 
 /**
+ * Delay before retry number `retry` (1-based): the server's `Retry-After` when it sent one (capped
+ * at `maxRetryAfterMs`, plus up to 100 ms so clients told the same time do not return together),
+ * else {@link backoffDelay}. The one delay rule of every retry loop in the SDK.
+ */
+export function retryDelayMs(retry: number, retryAfterMs: number | undefined, options: BackoffOptions = {}): number {
+  if (retryAfterMs === undefined) return backoffDelay(retry, options);
+  const cap = options.maxRetryAfterMs ?? DEFAULT_BACKOFF.maxRetryAfterMs;
+  return Math.min(retryAfterMs, cap) + Math.round(Math.random() * 100);
+}
+
+/**
  * Parse a `Retry-After` (seconds or HTTP date) or `retry-after-ms` header value into milliseconds.
  * Returns undefined for missing or unparseable values.
  */
@@ -100,11 +111,7 @@ export async function withRetries<T>(fn: (attempt: number) => Promise<T>, option
       factor: 1,
       shouldRetry: async ({ error, attemptNumber }) => {
         if (options.signal?.aborted || !isRetryable(error)) return false;
-        const serverDelay = retryAfterOf(error);
-        const delayMs =
-          serverDelay !== undefined
-            ? Math.min(serverDelay, backoff.maxRetryAfterMs) + Math.round(Math.random() * 100)
-            : backoffDelay(attemptNumber, backoff);
+        const delayMs = retryDelayMs(attemptNumber, retryAfterOf(error), backoff);
         options.onRetry?.({ attempt: attemptNumber, delayMs, error });
         await sleep(delayMs, options.signal);
         return true;

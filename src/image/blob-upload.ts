@@ -13,7 +13,7 @@
  */
 import { sleep, throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
-import { backoffDelay, type BackoffOptions } from '../core/retry.js';
+import { retryDelayMs, type BackoffOptions } from '../core/retry.js';
 import type { PreparedBlob } from './blob.js';
 import { RegistryHttpError, RegistryTransportError, responseHeader, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { ImageEvent } from './types.js';
@@ -107,9 +107,8 @@ export async function blobExists(
   digest: string,
   options: { signal?: AbortSignal; backoff?: BackoffOptions; maxRetries?: number } = {},
 ): Promise<number | undefined> {
-  const max = options.maxRetries ?? DEFAULTS.maxRetries;
-  for (let attempt = 1; ; attempt++) {
-    try {
+  return retryTransient(
+    async () => {
       const res = await client.send(
         { method: 'HEAD', url: `/v2/${client.repository}/blobs/${digest}`, ...(options.signal ? { signal: options.signal } : {}) },
         [200, 404],
@@ -117,17 +116,31 @@ export async function blobExists(
       if (res.status === 404) return undefined;
       const len = Number(responseHeader(res.headers, 'content-length'));
       return Number.isFinite(len) ? len : 0;
-    } catch (err) {
-      if (isAstroError(err) || !isTransient(err) || attempt > max) throw err;
-      await sleep(retryDelay(err, attempt, options.backoff), options.signal);
-    }
-  }
+    },
+    options.signal,
+    options.backoff,
+    options.maxRetries ?? DEFAULTS.maxRetries,
+  );
 }
 
+/** Backoff of registry calls unless the caller sets one. */
+const REGISTRY_BACKOFF: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 5_000 };
+
+/** Delay before retry `attempt` of a registry call: the registry's Retry-After, else backoff. */
 function retryDelay(err: unknown, attempt: number, backoff: BackoffOptions | undefined): number {
-  const server = err instanceof RegistryHttpError ? err.retryAfterMs : undefined;
-  if (server !== undefined) return Math.min(server, backoff?.maxRetryAfterMs ?? 60_000);
-  return backoffDelay(attempt, { initialDelayMs: 250, maxDelayMs: 5_000, ...backoff });
+  return retryDelayMs(attempt, err instanceof RegistryHttpError ? err.retryAfterMs : undefined, { ...REGISTRY_BACKOFF, ...backoff });
+}
+
+/** Run an idempotent registry call, retrying transient failures (408, 429, 5xx, resets, timeouts) up to `max` times. */
+export async function retryTransient<T>(fn: () => Promise<T>, signal: AbortSignal | undefined, backoff: BackoffOptions | undefined, max = 4): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isTransient(err) || attempt > max) throw err;
+      await sleep(retryDelay(err, attempt, backoff), signal);
+    }
+  }
 }
 
 function locationOf(res: RegistryResponse): string {

@@ -16,13 +16,12 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Dispatcher } from 'undici';
-import { sleep, throwIfAborted, toAbortError } from '../core/abort.js';
+import { throwIfAborted, toAbortError } from '../core/abort.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { redactDeep } from '../core/redact.js';
 import type { BackoffOptions } from '../core/retry.js';
-import { backoffDelay } from '../core/retry.js';
 import { bufferData, DEFAULT_GZIP, digestOf, fileData, gzipToFile, hashStream, TempSpace, type BlobData, type GzipSettings, type PreparedBlob } from './blob.js';
-import { blobExists, ChunkSizer, pushBlob, type BlobUploadOptions, type BlobUploadOutcome } from './blob-upload.js';
+import { blobExists, ChunkSizer, pushBlob, retryTransient, type BlobUploadOptions, type BlobUploadOutcome } from './blob-upload.js';
 import { dockerClient, engineCall } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
 import { LayerCache, defaultLayerCache } from './layer-cache.js';
@@ -236,7 +235,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
       mountSources: [...mountFrom],
     });
     const registry = client;
-    await withTransient(() => registry.ping(signal), signal, options.backoff);
+    await retryTransient(() => registry.ping(signal), signal, options.backoff);
 
     const uploadOptions: BlobUploadOptions = {
       ...(options.chunkSizeBytes ? { chunkSizeBytes: options.chunkSizeBytes } : {}),
@@ -311,15 +310,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
 
     if (resolved && archive) {
       const a = archive;
-      plans = resolved.layers.map((l) => {
-        const data = a.data(l.member);
-        const plan: LayerPlan = { diffId: l.diffId ?? '', compression: l.compression, data };
-        if (l.digest && l.compression !== 'none') {
-          plan.storedDigest = l.digest;
-          plan.storedSize = l.size ?? data.size;
-        }
-        return plan;
-      });
+      plans = resolved.layers.map((l) => planFromMember(l, a.data(l.member)));
       config = { digest: digestOf(resolved.config), size: resolved.config.length, data: resolved.config };
       for (const plan of plans) void schedule(plan);
     } else {
@@ -345,13 +336,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
         plans = image.layers.map((l) => {
           const prepared = spooled.gzipped(l.member);
           if (prepared) return { diffId: l.diffId ?? '', compression: 'none' as const, prepared };
-          const data = spooled.data(l.member);
-          const plan: LayerPlan = { diffId: l.diffId ?? '', compression: l.compression, data };
-          if (l.digest && l.compression !== 'none') {
-            plan.storedDigest = l.digest;
-            plan.storedSize = l.size ?? data.size;
-          }
-          return plan;
+          return planFromMember(l, spooled.data(l.member));
         });
         for (const plan of plans) void schedule(plan);
         config = { digest: digestOf(image.config), size: image.config.length, data: image.config };
@@ -388,7 +373,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
       }),
     );
     const digest = digestOf(manifest);
-    await withTransient(
+    await retryTransient(
       async () => {
         const res = await registry.send(
           {
@@ -513,20 +498,20 @@ async function tryMount(client: RegistryClient, digest: string, from: string, si
   }
 }
 
-/** Retry transient failures of an idempotent call. */
-async function withTransient<T>(fn: () => Promise<T>, signal: AbortSignal | undefined, backoff: BackoffOptions | undefined, max = 4): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      const transient =
-        (err instanceof RegistryTransportError && err.kind !== 'other') ||
-        (err instanceof RegistryHttpError && (err.status === 408 || err.status === 429 || err.status >= 500));
-      if (!transient || attempt > max) throw err;
-      const server = err instanceof RegistryHttpError ? err.retryAfterMs : undefined;
-      await sleep(server ?? backoffDelay(attempt, { initialDelayMs: 250, maxDelayMs: 5_000, ...backoff }), signal);
-    }
+/**
+ * The upload plan of a layer read from an archive or export member. An already-compressed layer
+ * keeps its stored digest and size, so it is pushed as it is instead of being re-gzipped.
+ */
+function planFromMember(
+  layer: { diffId?: string; compression: LayerPlan['compression']; digest?: string; size?: number },
+  data: NonNullable<LayerPlan['data']>,
+): LayerPlan {
+  const plan: LayerPlan = { diffId: layer.diffId ?? '', compression: layer.compression, data };
+  if (layer.digest && layer.compression !== 'none') {
+    plan.storedDigest = layer.digest;
+    plan.storedSize = layer.size ?? data.size;
   }
+  return plan;
 }
 
 /** Anything that escaped the steps above, as an ImageError. */

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { applyFault, dropConnection, FaultInjector, type FaultAction, type FaultRule, type ProceedOptions } from './faults.js';
+import { applyFault, dropConnection, FaultInjector, readRequestBody, type FaultAction, type FaultRule, type ProceedOptions } from './faults.js';
 import { createFakeBlobService, type FakeBlobService } from './fake-blob.js';
 import {
   deployImageTag,
@@ -158,21 +158,6 @@ function matchApiRoute(method: string, path: string): RouteMatch | { allow: stri
     allow.push(m);
   }
   return allow.length ? { allow } : undefined;
-}
-
-async function readBody(req: IncomingMessage, throttleBytesPerSecond?: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  const started = Date.now();
-  let total = 0;
-  for await (const chunk of req) {
-    chunks.push(chunk as Buffer);
-    total += (chunk as Buffer).length;
-    if (throttleBytesPerSecond) {
-      const due = (total / throttleBytesPerSecond) * 1000 - (Date.now() - started);
-      if (due > 0) await new Promise((r) => setTimeout(r, due));
-    }
-  }
-  return Buffer.concat(chunks);
 }
 
 function queryObject(url: URL): Record<string, string | string[]> {
@@ -418,7 +403,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
   };
 
   const handleApi = async (req: IncomingMessage, res: ServerResponse, url: URL, match: RouteMatch, record: RecordedRequest, proceed: ProceedOptions) => {
-    const raw = await readBody(req, proceed.throttleBytesPerSecond);
+    const raw = await readRequestBody(req, proceed.throttleBytesPerSecond);
     record.bodyBytes = raw.length;
     try {
       authenticate(req, match.params.org);
@@ -473,7 +458,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
         return;
       }
       if (apiMatch) return handleApi(req, res, url, apiMatch, record, p);
-      await readBody(req);
+      await readRequestBody(req);
       const status = notAllowed ? 405 : 404;
       record.status = status;
       sendJson(res, status, errorBody(status, notAllowed ? `Method ${method} not allowed` : `No route for ${method} ${url.pathname}`), false, req);

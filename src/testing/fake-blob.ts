@@ -14,7 +14,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dropConnection, type ProceedOptions } from './faults.js';
+import { dropConnection, readRequestBody, type ProceedOptions } from './faults.js';
 
 /** Route names {@link FakeBlobService.routeOf} gives requests (used by fault rules). */
 export type FakeBlobRoute =
@@ -113,41 +113,6 @@ class HttpFailure extends Error {
   ) {
     super(message);
   }
-}
-
-/** Read the whole request body, optionally throttled; rejects when the client goes away mid-body. */
-function readBody(req: IncomingMessage, bytesPerSecond: number | undefined): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    const started = Date.now();
-    let done = false;
-    const finish = (error?: Error) => {
-      if (done) return;
-      done = true;
-      req.off('data', onData);
-      if (error) reject(error);
-      else resolve(Buffer.concat(chunks));
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      received += chunk.length;
-      if (bytesPerSecond && bytesPerSecond > 0) {
-        const due = started + (received / bytesPerSecond) * 1000;
-        const wait = due - Date.now();
-        if (wait > 0) {
-          req.pause();
-          setTimeout(() => req.resume(), wait);
-        }
-      }
-    };
-    req.on('data', onData);
-    req.once('end', () => finish());
-    req.once('error', (e) => finish(e));
-    req.once('close', () => {
-      if (!req.complete) finish(new Error('client closed the connection mid-body'));
-    });
-  });
 }
 
 function xmlEscape(s: string): string {
@@ -302,7 +267,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
       case 'blob.putBlob': {
         authorizeWrite(url, container, blob);
         requireLength(req);
-        const body = await readBody(req, opts.throttleBytesPerSecond);
+        const body = await readRequestBody(req, opts.throttleBytesPerSecond);
         if (req.headers['x-ms-blob-type'] !== 'BlockBlob') {
           throw new HttpFailure(400, 'MissingRequiredHeader', 'An HTTP header that is mandatory for this request is not specified: x-ms-blob-type.');
         }
@@ -319,7 +284,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
         authorizeWrite(url, container, blob);
         requireLength(req);
         const id = url.searchParams.get('blockid') ?? '';
-        const body = await readBody(req, opts.throttleBytesPerSecond);
+        const body = await readRequestBody(req, opts.throttleBytesPerSecond);
         if (!isBase64(id) || Buffer.from(id, 'base64').length > MAX_BLOCK_ID_BYTES) {
           throw new HttpFailure(400, 'InvalidBlobOrBlock', 'The specified blob or block content is invalid (block ID must be base64 of at most 64 bytes).');
         }
@@ -339,7 +304,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
       }
       case 'blob.putBlockList': {
         authorizeWrite(url, container, blob);
-        const xml = await readBody(req, opts.throttleBytesPerSecond);
+        const xml = await readRequestBody(req, opts.throttleBytesPerSecond);
         checkMd5(req, xml);
         const entries = parseBlockList(xml.toString('utf8'));
         if (entries.length > MAX_COMMITTED_BLOCKS) throw new HttpFailure(400, 'InvalidBlockList', 'The block list may not contain more than 50,000 blocks.');
@@ -368,7 +333,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
       }
       case 'blob.getBlockList': {
         authorize(url, container, blob, 'r');
-        await readBody(req, undefined);
+        await readRequestBody(req);
         const state = stateOf(container, blob, false);
         if (!state) throw new HttpFailure(404, 'BlobNotFound', 'The specified blob does not exist.');
         const type = (url.searchParams.get('blocklisttype') ?? 'committed').toLowerCase();
@@ -395,7 +360,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
       }
       case 'blob.getBlob': {
         authorize(url, container, blob, 'r');
-        await readBody(req, undefined);
+        await readRequestBody(req);
         const c = stateOf(container, blob, false)?.committed;
         if (!c) throw new HttpFailure(404, 'BlobNotFound', 'The specified blob does not exist.');
         return {
@@ -412,7 +377,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
         };
       }
       default:
-        await readBody(req, undefined).catch(() => Buffer.alloc(0));
+        await readRequestBody(req).catch(() => Buffer.alloc(0));
         throw new HttpFailure(400, 'UnsupportedQueryParameter', 'This fake blob service supports Put Blob, Put Block, Put Block List, Get Block List and Get Blob only.');
     }
   }

@@ -185,6 +185,44 @@ export async function applyFault(
   }
 }
 
+/**
+ * Read the whole request body, at most `bytesPerSecond` when given (the `throttle` fault); rejects
+ * when the client goes away mid-body. Shared by the fake servers.
+ */
+export function readRequestBody(req: IncomingMessage, bytesPerSecond?: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const started = Date.now();
+    let done = false;
+    const finish = (error?: Error) => {
+      if (done) return;
+      done = true;
+      req.off('data', onData);
+      if (error) reject(error);
+      else resolve(Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      received += chunk.length;
+      if (bytesPerSecond && bytesPerSecond > 0) {
+        const due = started + (received / bytesPerSecond) * 1000;
+        const wait = due - Date.now();
+        if (wait > 0) {
+          req.pause();
+          setTimeout(() => req.resume(), wait);
+        }
+      }
+    };
+    req.on('data', onData);
+    req.once('end', () => finish());
+    req.once('error', (e) => finish(e));
+    req.once('close', () => {
+      if (!req.complete) finish(new Error('client closed the connection mid-body'));
+    });
+  });
+}
+
 /** Reset the client connection instead of answering (the "lost response" fault). */
 export function dropConnection(req: IncomingMessage): void {
   resetSocket(req);

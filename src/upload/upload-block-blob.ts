@@ -14,7 +14,7 @@ import { rm } from 'node:fs/promises';
 import { throwIfAborted, linkSignals, sleep, toAbortError } from '../core/abort.js';
 import { AstroAbortError, AstroConfigError, ErrorCodes, UploadError, isAstroError, type AstroErrorCode } from '../core/errors.js';
 import { redactDeep } from '../core/redact.js';
-import { backoffDelay } from '../core/retry.js';
+import { retryDelayMs } from '../core/retry.js';
 import { BlobRequestFailure, sendBlobRequest, type BlobHttpContext, type BlobResponse } from './blob-http.js';
 import { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId } from './block-id.js';
 import { UploadJournal, defaultJournalDir } from './journal.js';
@@ -262,9 +262,11 @@ class BlockBlobUpload {
     await sleep(delayMs, this.http.signal);
   }
   private retryDelayMs(failure: BlobRequestFailure, attempt: number): number {
-    const serverDelay = failure.details.retryAfterMs;
-    if (serverDelay !== undefined) return Math.min(serverDelay, this.o.maxRetryAfterMs) + Math.round(Math.random() * 100);
-    return backoffDelay(attempt, { initialDelayMs: this.o.initialRetryDelayMs, maxDelayMs: this.o.maxRetryDelayMs });
+    return retryDelayMs(attempt, failure.details.retryAfterMs, {
+      initialDelayMs: this.o.initialRetryDelayMs,
+      maxDelayMs: this.o.maxRetryDelayMs,
+      maxRetryAfterMs: this.o.maxRetryAfterMs,
+    });
   }
 
   /** The error to throw for a failure that will not be retried. */
