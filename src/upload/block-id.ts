@@ -28,7 +28,11 @@ export type BlockDigestAlgorithm = (typeof ALGORITHMS)[number];
 
 /** The 16-byte digest of a block that goes into its ID. */
 export function blockDigest(bytes: Uint8Array, algorithm: BlockDigestAlgorithm): Buffer {
-  const full = createHash(algorithm).update(bytes).digest();
+  return toBlockDigest(createHash(algorithm).update(bytes).digest(), algorithm);
+}
+
+/** The block-ID form (16 bytes) of a full `algorithm` digest. */
+export function toBlockDigest(full: Buffer, algorithm: BlockDigestAlgorithm): Buffer {
   return algorithm === 'md5' ? full : full.subarray(0, 16);
 }
 const FORMAT_VERSION = 1;

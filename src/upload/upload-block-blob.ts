@@ -16,7 +16,9 @@ import { AstroAbortError, AstroConfigError, ErrorCodes, UploadError, isAstroErro
 import { redactDeep } from '../core/redact.js';
 import { retryDelayMs } from '../core/retry.js';
 import { BlobRequestFailure, sendBlobRequest, type BlobHttpContext, type BlobResponse } from './blob-http.js';
-import { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId } from './block-id.js';
+import { BLOCK_ID_BYTES, decodeBlockId, encodeBlockId, toBlockDigest } from './block-id.js';
+import { BufferPool } from './buffer-pool.js';
+import { hashOffThread } from './hash-pool.js';
 import { UploadJournal, defaultJournalDir } from './journal.js';
 import { ASSUMED_RATE_BYTES_PER_SECOND, LinkController, MAX_COMMITTED_BLOCKS } from './link-controller.js';
 import { parseBlobSas, sasAllowsRead, type BlobSas } from './sas.js';
@@ -165,6 +167,8 @@ class BlockBlobUpload {
   private staleClearing: Promise<void> | undefined;
   private staleCleared = false;
   private journalRecorded: string[] = [];
+  /** Block buffers reused across blocks (fresh memory is slow to touch; see buffer-pool.ts). */
+  private readonly buffers = new BufferPool();
 
   constructor(
     private readonly sas: BlobSas,
@@ -310,9 +314,10 @@ class BlockBlobUpload {
   private async putBlob(): Promise<UploadBlockBlobResult | undefined> {
     const size = this.src.size;
     for (let attempt = 0; ; attempt++) {
-      const data = await this.src.read(0, size);
-      await this.src.assertUnchanged();
+      const lease = await this.src.read(0, size, this.buffers);
+      const data = lease.bytes;
       try {
+        await this.src.assertUnchanged();
         const res = await sendBlobRequest(this.http, {
           method: 'PUT',
           phase: 'put-blob',
@@ -320,7 +325,7 @@ class BlockBlobUpload {
           headers: {
             'x-ms-blob-type': 'BlockBlob',
             'x-ms-blob-content-type': this.o.contentType,
-            ...(this.o.contentMd5 ? { 'content-md5': md5(data).toString('base64') } : {}),
+            ...(this.o.contentMd5 ? { 'content-md5': (await hashOffThread(data, 'md5')).toString('base64') } : {}),
           },
           body: data,
           timeoutMs: this.tryTimeoutMs(size, 'put-blob'),
@@ -346,6 +351,8 @@ class BlockBlobUpload {
         if (attempt + 1 > this.o.maxRetriesPerBlock) throw this.toUploadError(failure, attempt + 1);
         await this.waitBeforeRetry(failure, attempt + 1, 'put-blob');
         if (fallBack) return undefined;
+      } finally {
+        lease.release();
       }
     }
   }
@@ -450,8 +457,14 @@ class BlockBlobUpload {
     for (const { id, ref } of refs) {
       if (ref.offset < coveredTo) continue;
       throwIfAborted(this.raw.signal);
-      const bytes = await this.src.read(ref.offset, ref.length);
-      if (!blockDigest(bytes, ref.algorithm).equals(ref.digest)) continue;
+      const lease = await this.src.read(ref.offset, ref.length, this.buffers);
+      let matches: boolean;
+      try {
+        matches = toBlockDigest(await hashOffThread(lease.bytes, ref.algorithm), ref.algorithm).equals(ref.digest);
+      } finally {
+        lease.release();
+      }
+      if (!matches) continue;
       this.acked.set(ref.offset, { id, offset: ref.offset, length: ref.length });
       this.bytesAcked += ref.length;
       coveredTo = ref.offset + ref.length;
@@ -598,9 +611,17 @@ class BlockBlobUpload {
   }
 
   private async sendBlock(block: CutBlock): Promise<void> {
-    const data = await this.src.read(block.offset, block.length);
+    const lease = await this.src.read(block.offset, block.length, this.buffers);
+    try {
+      await this.sendLeasedBlock(block, lease.bytes);
+    } finally {
+      lease.release();
+    }
+  }
+
+  private async sendLeasedBlock(block: CutBlock, data: Uint8Array): Promise<void> {
     const algorithm = this.o.contentMd5 ? 'md5' : 'sha256';
-    const digest = blockDigest(data, algorithm);
+    const digest = toBlockDigest(await hashOffThread(data, algorithm), algorithm);
     const id = encodeBlockId({ offset: block.offset, length: block.length, digest, algorithm });
     const clearedBeforeSend = this.staleCleared;
     try {

@@ -1,0 +1,67 @@
+/** The block-buffer pool and the off-thread hashing the uploader builds on. */
+import { createHash, randomFillSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { BufferPool } from '../../src/upload/buffer-pool.js';
+import { HashPool } from '../../src/upload/hash-pool.js';
+
+const MIB = 1024 * 1024;
+
+function sharedBytes(length: number): Buffer {
+  const b = Buffer.from(new SharedArrayBuffer(length));
+  randomFillSync(b);
+  return b;
+}
+
+describe('HashPool', () => {
+  it('gives the same digests as the main thread, for shared and plain buffers, many at once', async () => {
+    const pool = new HashPool(2);
+    try {
+      const inputs = [sharedBytes(3 * MIB), sharedBytes(MIB + 7), randomFillSync(Buffer.alloc(2 * MIB)), sharedBytes(1000)];
+      // A view into the middle of a shared buffer: only its range may be hashed.
+      inputs.push(inputs[0]!.subarray(MIB / 2, MIB / 2 + MIB));
+      for (const algorithm of ['md5', 'sha256'] as const) {
+        const got = await Promise.all(inputs.map((b) => pool.digest(b, algorithm)));
+        const want = inputs.map((b) => createHash(algorithm).update(b).digest());
+        expect(got.map((d) => d.toString('hex'))).toEqual(want.map((d) => d.toString('hex')));
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('starts again after being closed, and never fails a digest because of a worker', async () => {
+    const pool = new HashPool(1);
+    const bytes = sharedBytes(2 * MIB);
+    const want = createHash('md5').update(bytes).digest('hex');
+    expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
+    // Closing while a digest is pending: it is answered on the main thread instead.
+    const pending = pool.digest(bytes, 'md5');
+    await pool.close();
+    expect((await pending).toString('hex')).toBe(want);
+    expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
+    await pool.close();
+  });
+});
+
+describe('BufferPool', () => {
+  it('reuses released buffers and never lends one buffer twice at a time', () => {
+    const pool = new BufferPool();
+    const a = pool.lease(4 * MIB);
+    const b = pool.lease(4 * MIB);
+    expect(a.bytes.buffer).not.toBe(b.bytes.buffer);
+    expect(a.bytes.buffer).toBeInstanceOf(SharedArrayBuffer);
+    const backing = a.bytes.buffer;
+    a.release();
+    a.release(); // idempotent: must not put the buffer on the free list twice
+    const c = pool.lease(2 * MIB);
+    expect(c.bytes.buffer).toBe(backing);
+    expect(c.bytes.length).toBe(2 * MIB);
+    const d = pool.lease(2 * MIB);
+    expect(d.bytes.buffer).not.toBe(backing);
+    // A block larger than every free buffer gets a new one.
+    c.release();
+    const e = pool.lease(8 * MIB);
+    expect(e.bytes.buffer).not.toBe(backing);
+    expect(e.bytes.length).toBe(8 * MIB);
+  });
+});
