@@ -179,18 +179,23 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
   function countBody(req: IncomingMessage, route: string): void {
     const push = req.push.bind(req);
     const flaky = chaos !== undefined && (chaos.routes === undefined || chaos.routes.test(route));
+    let cut = false;
     req.push = (chunk: unknown, encoding?: BufferEncoding) => {
-      if (chunk && typeof (chunk as { length?: unknown }).length === 'number') {
-        const n = (chunk as Buffer).length;
-        countUp(route, n);
-        if (flaky) {
-          bytesToReset -= n;
-          if (bytesToReset <= 0) {
-            bytesToReset = nextReset();
-            stats.randomResets += 1;
-            setImmediate(() => dropConnection(req));
-          }
+      // The link died at the reset byte: what the socket delivers after it never arrived (on
+      // loopback a whole block can be buffered before the reset below takes effect).
+      if (cut) return false;
+      if (Buffer.isBuffer(chunk)) {
+        if (flaky && bytesToReset <= chunk.length) {
+          const arrived = chunk.subarray(0, bytesToReset);
+          bytesToReset = nextReset();
+          stats.randomResets += 1;
+          cut = true;
+          countUp(route, arrived.length);
+          setImmediate(() => dropConnection(req));
+          return push(arrived, encoding);
         }
+        countUp(route, chunk.length);
+        if (flaky) bytesToReset -= chunk.length;
       }
       return push(chunk, encoding);
     };

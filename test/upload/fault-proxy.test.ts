@@ -169,6 +169,9 @@ describe('fault proxy', () => {
       }
       expect(flaky.stats.randomResets).toBeGreaterThan(0);
       expect(failures).toBe(flaky.stats.randomResets);
+      // Bytes after a reset point never arrived: a reset request counts only what came before it.
+      expect(flaky.stats.bytesUp).toBeLessThan(8 * 128 * KIB);
+      expect(flaky.stats.bytesUp).toBeGreaterThanOrEqual((8 - failures) * 128 * KIB);
     } finally {
       await flaky.close();
     }
