@@ -17,7 +17,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BlockBlobClient } from '@azure/storage-blob';
@@ -29,12 +29,17 @@ const MIB = 1024 * 1024;
 const SIZES_MIB = (process.env.BENCH_SIZES_MIB ?? '64,512').split(',').map(Number);
 /** A throttled run of this size takes ~size/2 s; larger ones would blow the time budget. */
 const THROTTLED_MAX_MIB = Number(process.env.BENCH_THROTTLED_MAX_MIB ?? 64);
-const RUN_TIMEOUT_MS = 180_000;
+/** Per-upload time limit; `BENCH_RUN_TIMEOUT_S` raises it for the 512 MiB throttled run (~260 s at 2 MiB/s). */
+const RUN_TIMEOUT_MS = Number(process.env.BENCH_RUN_TIMEOUT_S ?? 180) * 1000;
 const CLEAN_REPS = Number(process.env.BENCH_CLEAN_REPS ?? 5);
 
-type Peer = 'ours' | 'ours.noMd5' | 'sdk.uploadData' | 'sdk.uploadStream';
-/** `ours.noMd5` is ours with `contentMd5: false`, to show what the per-block MD5 costs on a CPU-bound loopback. */
-const ALL_PEERS: Peer[] = ['ours', 'ours.noMd5', 'sdk.uploadData', 'sdk.uploadStream'];
+type Peer = 'ours' | 'ours.noMd5' | 'sdk.uploadData' | 'sdk.uploadStream' | 'ours.file' | 'sdk.uploadFile';
+/**
+ * `ours.noMd5` is ours with `contentMd5: false`, to show what the per-block MD5 costs on a
+ * CPU-bound loopback. `ours.file` and `sdk.uploadFile` upload the same bytes from a file, which is
+ * how `deployDags` uploads a bundle (ours then hashes in a worker; see src/upload/hash-pool.ts).
+ */
+const ALL_PEERS: Peer[] = ['ours', 'ours.noMd5', 'sdk.uploadData', 'sdk.uploadStream', 'ours.file', 'sdk.uploadFile'];
 /** `BENCH_PEERS=ours,sdk.uploadData` and `BENCH_SCENARIOS=clean,resets` narrow a run (for tuning). */
 const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENCH_PEERS!.split(',').includes(p)) : ALL_PEERS;
 
@@ -89,13 +94,17 @@ function versionHeaders(req: IncomingMessage, upRes: IncomingMessage): Record<st
   return { 'x-ms-version-id': `${new Date().toISOString().slice(0, 19)}.0000000Z` };
 }
 
-async function runPeer(peer: Peer, url: string, data: Buffer, journalDir: string): Promise<void> {
+async function runPeer(peer: Peer, url: string, data: Buffer, file: string, journalDir: string): Promise<void> {
   const signal = AbortSignal.timeout(RUN_TIMEOUT_MS);
-  if (peer === 'ours' || peer === 'ours.noMd5') {
-    await uploadBlockBlob(url, data, { ...OURS_OPTIONS, signal, journalDir, contentMd5: peer === 'ours' });
+  if (peer === 'ours' || peer === 'ours.noMd5' || peer === 'ours.file') {
+    await uploadBlockBlob(url, peer === 'ours.file' ? file : data, { ...OURS_OPTIONS, signal, journalDir, contentMd5: peer !== 'ours.noMd5' });
     return;
   }
   const client = new BlockBlobClient(url);
+  if (peer === 'sdk.uploadFile') {
+    await client.uploadFile(file, { abortSignal: signal });
+    return;
+  }
   if (peer === 'sdk.uploadData') {
     await client.uploadData(data, { abortSignal: signal });
     return;
@@ -108,7 +117,7 @@ async function runPeer(peer: Peer, url: string, data: Buffer, journalDir: string
   await client.uploadStream(source, undefined, undefined, { abortSignal: signal });
 }
 
-async function runOne(azurite: AzuriteHandle, scenario: Scenario, peer: Peer, data: Buffer, index: number): Promise<Row> {
+async function runOne(azurite: AzuriteHandle, scenario: Scenario, peer: Peer, data: Buffer, file: string, index: number): Promise<Row> {
   const proxy: FaultProxy = await createFaultProxy({ target: azurite.origin, injectHeaders: versionHeaders, ...scenario.proxy });
   const blob = `bench-${scenario.name}-${peer}-${index}.bin`;
   const url = azurite.sasUrl('bench', blob, 'cw', proxy.url);
@@ -118,7 +127,7 @@ async function runOne(azurite: AzuriteHandle, scenario: Scenario, peer: Peer, da
   let note = '';
   let seconds = 0;
   try {
-    await runPeer(peer, url, data, journalDir);
+    await runPeer(peer, url, data, file, journalDir);
     seconds = (performance.now() - started) / 1000;
     const back = await azurite.download('bench', blob);
     ok = back.equals(data);
@@ -149,6 +158,7 @@ async function runOne(azurite: AzuriteHandle, scenario: Scenario, peer: Peer, da
 
 async function main(): Promise<void> {
   const azurite = await startAzurite();
+  const workDir = await mkdtemp(join(tmpdir(), 'bench-upload-'));
   const rows: Row[] = [];
   const benchStart = performance.now();
   try {
@@ -156,9 +166,13 @@ async function main(): Promise<void> {
     let index = 0;
     // Warm up every client (JIT, module loading, first connections) outside the measurements.
     const warm = payload(2 * MIB);
-    for (const peer of PEERS) await runOne(azurite, ALL_SCENARIOS[0]!, peer, warm, index++);
+    const warmFile = join(workDir, 'warm.bin');
+    await writeFile(warmFile, warm);
+    for (const peer of PEERS) await runOne(azurite, ALL_SCENARIOS[0]!, peer, warm, warmFile, index++);
     for (const sizeMiB of SIZES_MIB) {
       const data = payload(sizeMiB * MIB);
+      const file = join(workDir, `payload-${sizeMiB}.bin`);
+      await writeFile(file, data);
       for (const scenario of SCENARIOS) {
         if (scenario.name === 'throttled' && sizeMiB > THROTTLED_MAX_MIB) continue;
         // Clean runs are short and noisy on a shared 2-core box: interleave the peers and keep the median.
@@ -166,9 +180,9 @@ async function main(): Promise<void> {
         const byPeer = new Map<Peer, Row[]>();
         for (let rep = 0; rep < reps; rep++) {
           for (const peer of PEERS) {
-            // noMd5 only differs on CPU-bound runs; skip it where the link is the bottleneck.
-            if (peer === 'ours.noMd5' && scenario.name === 'throttled') continue;
-            const row = await runOne(azurite, scenario, peer, data, index++);
+            // The variants only differ on CPU-bound runs: the fault scenarios compare the issue's three clients.
+            if ((peer === 'ours.noMd5' || peer === 'ours.file' || peer === 'sdk.uploadFile') && scenario.name !== 'clean') continue;
+            const row = await runOne(azurite, scenario, peer, data, file, index++);
             byPeer.set(peer, [...(byPeer.get(peer) ?? []), row]);
             process.stderr.write(`${row.scenario} ${row.sizeMiB} MiB ${row.peer}: ${row.ok ? 'ok' : 'FAILED'} ${row.seconds.toFixed(2)} s ${row.note}\n`);
           }
@@ -183,10 +197,13 @@ async function main(): Promise<void> {
     }
   } finally {
     await azurite.stop();
+    await rm(workDir, { recursive: true, force: true });
   }
-  const ours = (r: Row) => rows.find((x) => x.scenario === r.scenario && x.sizeMiB === r.sizeMiB && x.peer === 'ours');
+  // File uploads are compared with ours from a file, the others with ours from memory.
+  const baseOf = (peer: Peer): Peer => (peer === 'ours.file' || peer === 'sdk.uploadFile' ? 'ours.file' : 'ours');
+  const ours = (r: Row) => rows.find((x) => x.scenario === r.scenario && x.sizeMiB === r.sizeMiB && x.peer === baseOf(r.peer));
   const lines = [
-    '| scenario | payload | client | completed | time (s) | time / ours | wire bytes / payload | requests | resets | note |',
+    '| scenario | payload | client | completed | time (s) | time / ours (same source) | wire bytes / payload | requests | resets | note |',
     '|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => {
       const base = ours(r);
