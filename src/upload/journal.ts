@@ -7,13 +7,71 @@
  * The file holds no SAS: it is keyed by a hash of `scheme://host/path` and records only that URL,
  * the payload size and block IDs. Appends are line-sized and a torn last line is ignored, so a
  * crash mid-write loses at most one acknowledgement (that block is simply sent again).
+ *
+ * One upload at a time owns a journal: a lock file next to it names the owning process. A second
+ * upload of the same blob (another CI job, another process) gets {@link JournalBusyError} and goes
+ * on without a journal rather than waiting or mixing its records into the first one's. A lock
+ * whose process is gone (same host) or that is older than {@link STALE_LOCK_MS} is taken over.
  */
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 
 const FORMAT = 'astro-deploy-sdk/upload-journal';
+/** A lock this old is abandoned whoever holds it (no upload of one blob runs for a day). */
+export const STALE_LOCK_MS = 24 * 60 * 60 * 1000;
+
+/** Thrown by {@link UploadJournal.open} when another live upload holds the journal. */
+export class JournalBusyError extends Error {
+  constructor(readonly holder: { pid: number; host: string; since: string }) {
+    super(`another upload of the same blob (process ${holder.pid} on ${holder.host}, since ${holder.since}) holds its resume journal`);
+    this.name = 'JournalBusyError';
+  }
+}
+
+interface LockInfo {
+  pid: number;
+  host: string;
+  since: string;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Take the lock file at `path`, or throw {@link JournalBusyError} if a live upload has it. */
+async function takeLock(path: string): Promise<void> {
+  const mine: LockInfo = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(path, JSON.stringify(mine), { flag: 'wx', mode: 0o600 });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    let held: Partial<LockInfo> = {};
+    try {
+      held = JSON.parse(await readFile(path, 'utf8')) as Partial<LockInfo>;
+    } catch {
+      // Unreadable or torn: treat it as abandoned.
+    }
+    const age = Date.now() - Date.parse(held.since ?? '');
+    const abandoned =
+      typeof held.pid !== 'number' ||
+      !(age < STALE_LOCK_MS) ||
+      (held.host === mine.host && (held.pid === process.pid ? false : !processAlive(held.pid)));
+    if (!abandoned) throw new JournalBusyError({ pid: held.pid!, host: held.host ?? '?', since: held.since ?? '?' });
+    await rm(path, { force: true });
+  }
+  throw new JournalBusyError({ pid: -1, host: '?', since: '?' });
+}
 
 /** Default journal folder: `$XDG_CACHE_HOME/astro-deploy-sdk/uploads`, else `~/.cache/astro-deploy-sdk/uploads`. */
 export function defaultJournalDir(): string {
@@ -53,6 +111,16 @@ export class UploadJournal {
   static async open(dir: string, blobUrl: string, size: number): Promise<{ journal: UploadJournal; recorded: string[] }> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const path = UploadJournal.pathFor(dir, blobUrl);
+    await takeLock(`${path}.lock`);
+    try {
+      return await UploadJournal.load(path, blobUrl, size);
+    } catch (error) {
+      await rm(`${path}.lock`, { force: true }).catch(() => {});
+      throw error;
+    }
+  }
+
+  private static async load(path: string, blobUrl: string, size: number): Promise<{ journal: UploadJournal; recorded: string[] }> {
     const recorded: string[] = [];
     let text: string | undefined;
     try {
@@ -102,9 +170,16 @@ export class UploadJournal {
     await writeFile(this.path, `${JSON.stringify(this.header)}\n`, { mode: 0o600 });
   }
 
-  /** Delete the journal (after a successful commit nothing is left to resume). */
+  /** Delete the journal (after a successful commit nothing is left to resume) and release it. */
   async remove(): Promise<void> {
     await this.chain;
     await rm(this.path, { force: true });
+    await this.release();
+  }
+
+  /** Let other uploads of this blob use the journal (it stays on disk for a later resume). */
+  async release(): Promise<void> {
+    await this.chain;
+    await rm(`${this.path}.lock`, { force: true });
   }
 }

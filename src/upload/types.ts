@@ -80,10 +80,14 @@ export interface UploadConcurrencyEvent {
   reason: 'failure' | 'growth';
 }
 
-/** Something went wrong that the upload worked around (journal unwritable, stale blocks cleared, ...). */
+/**
+ * Something went wrong that the upload worked around: `journal-unavailable` (the journal cannot be
+ * written), `journal-busy` (another live upload of the same blob holds it), `stale-blocks-cleared`,
+ * `resumed-blocks-lost` (staged blocks vanished; all are sent again), `block-list-unavailable`.
+ */
 export interface UploadWarningEvent {
   type: 'upload:warning';
-  code: 'journal-unavailable' | 'stale-blocks-cleared' | 'resumed-blocks-lost' | 'block-list-unavailable';
+  code: 'journal-unavailable' | 'journal-busy' | 'stale-blocks-cleared' | 'resumed-blocks-lost' | 'block-list-unavailable';
   message: string;
 }
 

@@ -19,7 +19,7 @@ import { BlobRequestFailure, sendBlobRequest, type BlobHttpContext, type BlobRes
 import { BLOCK_ID_BYTES, decodeBlockId, encodeBlockId, toBlockDigest } from './block-id.js';
 import { BufferPool } from './buffer-pool.js';
 import { hashOffThread } from './hash-pool.js';
-import { UploadJournal, defaultJournalDir } from './journal.js';
+import { JournalBusyError, UploadJournal, defaultJournalDir } from './journal.js';
 import { ASSUMED_RATE_BYTES_PER_SECOND, LinkController, MAX_COMMITTED_BLOCKS } from './link-controller.js';
 import { parseBlobSas, sasAllowsRead, type BlobSas } from './sas.js';
 import { md5, openSource, type UploadSource } from './source.js';
@@ -206,6 +206,8 @@ class BlockBlobUpload {
       throw error;
     } finally {
       this.linked.dispose();
+      // Acknowledged blocks stay journaled for a re-run; only the lock goes.
+      await this.journal?.release().catch(() => {});
     }
   }
 
@@ -410,7 +412,16 @@ class BlockBlobUpload {
   }
 
   private journalUnavailable(error: unknown): void {
+    void this.journal?.release().catch(() => {});
     this.journal = undefined;
+    if (error instanceof JournalBusyError) {
+      this.emit({
+        type: 'upload:warning',
+        code: 'journal-busy',
+        message: `The resume journal is in use: ${error.message}. This upload goes on without it; two uploads of one blob at once may discard each other's staged blocks.`,
+      });
+      return;
+    }
     this.emit({
       type: 'upload:warning',
       code: 'journal-unavailable',

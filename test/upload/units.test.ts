@@ -1,10 +1,12 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { redact } from '../../src/core/redact.js';
 import { BlobRequestFailure } from '../../src/upload/blob-http.js';
 import { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId } from '../../src/upload/block-id.js';
-import { UploadJournal } from '../../src/upload/journal.js';
+import { JournalBusyError, UploadJournal } from '../../src/upload/journal.js';
 import { LinkController } from '../../src/upload/link-controller.js';
 import { operationUrl, parseBlobSas } from '../../src/upload/sas.js';
 import type { UploadBlockSizeEvent, UploadConcurrencyEvent } from '../../src/upload/types.js';
@@ -142,11 +144,42 @@ describe('journal', () => {
       const text = await readFile(a.journal.path, 'utf8');
       expect(text).not.toContain('sig');
       await import('node:fs/promises').then((fs) => fs.appendFile(a.journal.path, 'R0hJ'));
+      await a.journal.release();
       const b = await UploadJournal.open(dir, url, 100);
       expect(b.recorded).toEqual(['QUJD', 'REVG']);
+      await b.journal.release();
       const c = await UploadJournal.open(dir, url, 101);
       expect(c.recorded).toEqual([]);
       await c.journal.remove();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('is held by one upload at a time; a lock of a dead process or a torn lock is taken over', async () => {
+    const { dir, cleanup } = await tempDir('journal-lock-');
+    try {
+      const url = 'https://h/c/locked';
+      const first = await UploadJournal.open(dir, url, 100);
+      const busy = await UploadJournal.open(dir, url, 100).catch((e: unknown) => e);
+      expect(busy).toBeInstanceOf(JournalBusyError);
+      expect((busy as JournalBusyError).holder.pid).toBe(process.pid);
+      // Another blob is not affected.
+      await (await UploadJournal.open(dir, 'https://h/c/other', 100)).journal.remove();
+      await first.journal.release();
+      const again = await UploadJournal.open(dir, url, 100);
+      await again.journal.release();
+
+      const lock = `${UploadJournal.pathFor(dir, url)}.lock`;
+      // A process that has exited (its pid is free again) left its lock behind.
+      const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+      await writeFile(lock, JSON.stringify({ pid: Number(dead.stdout), host: hostname(), since: new Date().toISOString() }));
+      await (await UploadJournal.open(dir, url, 100)).journal.release();
+      await writeFile(lock, '{"pid":');
+      const taken = await UploadJournal.open(dir, url, 100);
+      expect(JSON.parse(await readFile(lock, 'utf8')).pid).toBe(process.pid);
+      await taken.journal.remove();
+      await expect(readFile(lock)).rejects.toThrow();
     } finally {
       await cleanup();
     }

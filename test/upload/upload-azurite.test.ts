@@ -202,4 +202,21 @@ describe('uploadBlockBlob against Azurite', () => {
     await expectCommitted(blob.name, data);
   });
 
+  it('runs two uploads of one blob at once to completion: one journal owner, the blob whole', async () => {
+    const blob = newBlob('cw');
+    const first = payload(3 * MIB, 29);
+    const second = payload(3 * MIB, 30);
+    const logs = [new EventLog(), new EventLog()];
+    const [a, b] = await Promise.all([
+      uploadBlockBlob(blob.url, first, opts(logs[0])),
+      uploadBlockBlob(blob.url, second, opts(logs[1])),
+    ]);
+    // Same blob and size: the same journal, which only one of them may write.
+    const busy = logs.map((l) => l.of('upload:warning').filter((w) => w.code === 'journal-busy').length);
+    expect(busy.sort()).toEqual([0, 1]);
+    // Whichever committed last is the blob, whole; the other commit's blocks were never mixed in.
+    const last = a.versionId > b.versionId ? first : second;
+    await expectCommitted(blob.name, last);
+  });
+
 });
