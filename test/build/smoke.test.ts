@@ -49,6 +49,33 @@ describe('built package', () => {
     expect(JSON.parse(out)).toEqual([true, true, true, true, true, false, false]);
   });
 
+  for (const flavour of ['import', 'require'] as const) {
+    it(`uploads a file through the built ./upload (${flavour}), hashing blocks in its worker`, () => {
+      const load = (spec: string) =>
+        flavour === 'import' ? `await import('${spec}')` : `createRequire(${JSON.stringify(`${root}package.json`)})('${spec}')`;
+      const script = `
+        const { createRequire } = await import('node:module');
+        const { writeFileSync, mkdtempSync } = await import('node:fs');
+        const { randomFillSync, createHash } = await import('node:crypto');
+        const { uploadBlockBlob } = ${load('astro-deploy-sdk/upload')};
+        const { startFakeBlobServer } = ${load('astro-deploy-sdk/testing')};
+        const server = await startFakeBlobServer();
+        const file = mkdtempSync('/tmp/smoke-upload-') + '/bundle.bin';
+        const data = randomFillSync(Buffer.alloc(6 * 1024 * 1024 + 5));
+        writeFileSync(file, data);
+        const url = server.service.sasUrl(server.url, 'dags', 'b.tar.gz');
+        const r = await uploadBlockBlob(url, file, { journalDir: false, blockSizeBytes: 1024 * 1024, maxBlockSizeBytes: 1024 * 1024 });
+        const back = server.service.read('dags', 'b.tar.gz');
+        await server.close();
+        console.log(JSON.stringify({ blocks: r.blocks, same: createHash('sha256').update(back).digest('hex') === createHash('sha256').update(data).digest('hex') }));
+      `;
+      const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+      const { blocks, same } = JSON.parse(out) as { blocks: number; same: boolean };
+      expect(blocks).toBeGreaterThanOrEqual(6);
+      expect(same).toBe(true);
+    });
+  }
+
   it('runs the testing fake from the CommonJS build', () => {
     const require = createRequire(`${root}package.json`);
     const testing = require('astro-deploy-sdk/testing') as { createFakeAstro: unknown };
