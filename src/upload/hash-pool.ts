@@ -4,12 +4,15 @@
  * Every block's MD5 must be known before its request starts (it is both the `Content-MD5` header
  * and part of the block ID), and Node's hashes are synchronous: hashed inline, 64 MiB of MD5 holds
  * the event loop for about 0.1 s during which no socket is written. A small worker pool hashes the
- * next blocks while the current ones are on the wire, so on a fast link the digest costs no time.
+ * next blocks while the current ones are on the wire.
  *
- * Only inputs backed by a `SharedArrayBuffer` (the uploader's block buffers, see buffer-pool.ts)
- * go to a worker, which reads them in place; small or plain inputs are hashed inline. Idle
- * workers do not keep the process alive and are ended after a short idle time. If workers cannot
- * be started (a restricted runtime), hashing falls back to the main thread.
+ * Memory backed by a `SharedArrayBuffer` (the uploader's file-block buffers, see buffer-pool.ts)
+ * is read by the worker in place. A plain buffer (a caller's `Uint8Array`) is streamed to the
+ * worker through a few small shared slabs that are reused for the life of the process: copying a
+ * block into fresh memory would cost more than hashing it (new pages are slow to touch), while a
+ * copy into a slab already touched costs ~1/20 of the MD5. Small inputs are hashed inline. Idle
+ * workers do not keep the process alive and end after a short idle time. If workers cannot be
+ * started (a restricted runtime) or one fails, hashing falls back to the main thread.
  */
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -19,17 +22,38 @@ import { Worker } from 'node:worker_threads';
 const INLINE_BELOW_BYTES = 512 * 1024;
 /** Idle workers end after this long, in milliseconds. */
 const IDLE_END_MS = 5_000;
+/** Size of one slab that carries a piece of a plain buffer to a worker, in bytes. */
+const SLAB_BYTES = 1024 * 1024;
+/** Slabs per process: enough to keep two workers busy while the next pieces are copied. */
+const SLAB_COUNT = 4;
 
-/** The worker's whole program: hash what it is sent and answer with the digest. */
+/**
+ * The worker's whole program. `whole` tasks hash one shared range and answer with the digest;
+ * `piece` tasks feed a running hash, hand their slab back, and answer with the digest on the last.
+ */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
+const running = new Map();
 parentPort.on('message', (task) => {
   try {
     const bytes = new Uint8Array(task.buffer, task.byteOffset, task.length);
-    const digest = createHash(task.algorithm).update(bytes).digest();
-    parentPort.postMessage({ id: task.id, digest }, [digest.buffer]);
+    if (task.kind === 'whole') {
+      const digest = createHash(task.algorithm).update(bytes).digest();
+      parentPort.postMessage({ id: task.id, digest });
+      return;
+    }
+    let hash = running.get(task.id);
+    if (!hash) running.set(task.id, (hash = createHash(task.algorithm)));
+    hash.update(bytes);
+    parentPort.postMessage({ slab: task.slab });
+    if (task.last) {
+      running.delete(task.id);
+      parentPort.postMessage({ id: task.id, digest: hash.digest() });
+    }
   } catch (error) {
+    if (task.kind === 'piece') parentPort.postMessage({ slab: task.slab });
+    running.delete(task.id);
     parentPort.postMessage({ id: task.id, error: String((error && error.message) || error) });
   }
 });
@@ -46,11 +70,16 @@ interface Task {
 interface PoolWorker {
   worker: Worker;
   pending: Map<number, Task>;
+  /** Slabs this worker has not handed back yet (returned to the pool if it dies). */
+  slabsHeld: Set<number>;
+  dead: boolean;
 }
 
 function inlineDigest(bytes: Uint8Array, algorithm: HashAlgorithm): Buffer {
   return createHash(algorithm).update(bytes).digest();
 }
+
+const sharedMemory = typeof SharedArrayBuffer === 'function';
 
 /** A lazily started pool of hashing workers. One per process is enough: see {@link hashOffThread}. */
 export class HashPool {
@@ -59,27 +88,33 @@ export class HashPool {
   private turn = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private unavailable = false;
+  private slabs: Uint8Array[] = [];
+  private freeSlabs: number[] = [];
+  private slabWaiters: Array<() => void> = [];
 
   /** @param size Workers to run (default: one per spare core, at least 1, at most 2). */
   constructor(private readonly size = Math.max(1, Math.min(2, availableParallelism() - 1))) {}
 
   /** The `algorithm` digest of `bytes`; never rejects because of the pool (falls back inline). */
   async digest(bytes: Uint8Array, algorithm: HashAlgorithm): Promise<Buffer> {
-    // Only shared memory goes to a worker: copying a plain buffer into fresh memory costs more
-    // (page faults) than hashing it here.
-    const shared = typeof SharedArrayBuffer === 'function' && bytes.buffer instanceof SharedArrayBuffer;
-    if (!shared || bytes.byteLength < INLINE_BELOW_BYTES || this.unavailable) return inlineDigest(bytes, algorithm);
+    if (!sharedMemory || bytes.byteLength < INLINE_BELOW_BYTES || this.unavailable) return inlineDigest(bytes, algorithm);
     const slot = this.pick();
     if (!slot) return inlineDigest(bytes, algorithm);
     const id = this.nextId++;
     try {
-      return await new Promise<Buffer>((resolve, reject) => {
-        slot.pending.set(id, { resolve, reject });
-        this.busy(slot);
-        slot.worker.postMessage({ id, algorithm, buffer: bytes.buffer, byteOffset: bytes.byteOffset, length: bytes.byteLength });
-      });
+      const answer = new Promise<Buffer>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
+      // Observed below, but a worker may die while the pieces are still being sent.
+      answer.catch(() => {});
+      this.busy(slot);
+      if (bytes.buffer instanceof SharedArrayBuffer) {
+        slot.worker.postMessage({ kind: 'whole', id, algorithm, buffer: bytes.buffer, byteOffset: bytes.byteOffset, length: bytes.byteLength });
+      } else {
+        await this.stream(slot, id, bytes, algorithm);
+      }
+      return await answer;
     } catch {
       // The worker died or refused the task: the main thread still gives the right answer.
+      slot.pending.delete(id);
       return inlineDigest(bytes, algorithm);
     }
   }
@@ -90,6 +125,46 @@ export class HashPool {
     const workers = this.workers;
     this.workers = [];
     await Promise.all(workers.map((w) => w.worker.terminate().catch(() => 0)));
+  }
+
+  /** Feed `bytes` to the worker piece by piece through the shared slabs. */
+  private async stream(slot: PoolWorker, id: number, bytes: Uint8Array, algorithm: HashAlgorithm): Promise<void> {
+    for (let at = 0; at < bytes.byteLength; at += SLAB_BYTES) {
+      const slab = await this.takeSlab();
+      if (slot.dead) {
+        this.giveSlab(slab);
+        throw new Error('hash worker exited');
+      }
+      const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + SLAB_BYTES));
+      const target = this.slabs[slab]!;
+      target.set(piece);
+      slot.slabsHeld.add(slab);
+      slot.worker.postMessage({
+        kind: 'piece',
+        id,
+        algorithm,
+        slab,
+        buffer: target.buffer,
+        byteOffset: 0,
+        length: piece.byteLength,
+        last: at + SLAB_BYTES >= bytes.byteLength,
+      });
+    }
+  }
+
+  private takeSlab(): Promise<number> {
+    if (this.slabs.length < SLAB_COUNT && this.freeSlabs.length === 0) {
+      this.slabs.push(new Uint8Array(new SharedArrayBuffer(SLAB_BYTES)));
+      return Promise.resolve(this.slabs.length - 1);
+    }
+    const free = this.freeSlabs.pop();
+    if (free !== undefined) return Promise.resolve(free);
+    return new Promise((resolve) => this.slabWaiters.push(() => resolve(this.freeSlabs.pop()!)));
+  }
+
+  private giveSlab(slab: number): void {
+    this.freeSlabs.push(slab);
+    this.slabWaiters.shift()?.();
   }
 
   private pick(): PoolWorker | undefined {
@@ -113,17 +188,26 @@ export class HashPool {
       this.unavailable = true;
       return undefined;
     }
-    const slot: PoolWorker = { worker, pending: new Map() };
-    worker.on('message', (m: { id: number; digest?: Uint8Array; error?: string }) => {
-      const task = slot.pending.get(m.id);
+    const slot: PoolWorker = { worker, pending: new Map(), slabsHeld: new Set(), dead: false };
+    worker.on('message', (m: { id?: number; slab?: number; digest?: Uint8Array; error?: string }) => {
+      if (m.slab !== undefined) {
+        slot.slabsHeld.delete(m.slab);
+        this.giveSlab(m.slab);
+        return;
+      }
+      const task = slot.pending.get(m.id!);
       if (!task) return;
-      slot.pending.delete(m.id);
+      slot.pending.delete(m.id!);
       if (m.digest) task.resolve(Buffer.from(m.digest.buffer, m.digest.byteOffset, m.digest.byteLength));
       else task.reject(new Error(m.error ?? 'hash worker failed'));
       this.maybeIdle();
     });
     const fail = (error: Error) => {
+      if (slot.dead) return;
+      slot.dead = true;
       this.workers = this.workers.filter((w) => w !== slot);
+      for (const slab of slot.slabsHeld) this.giveSlab(slab);
+      slot.slabsHeld.clear();
       for (const task of slot.pending.values()) task.reject(error);
       slot.pending.clear();
     };

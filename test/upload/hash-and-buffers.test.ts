@@ -39,6 +39,14 @@ describe('HashPool', () => {
     await pool.close();
     expect((await pending).toString('hex')).toBe(want);
     expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
+    // The same while a plain buffer is being streamed through the slabs, many at once.
+    const plain = randomFillSync(Buffer.alloc(9 * MIB + 3));
+    const wantPlain = createHash('md5').update(plain).digest('hex');
+    const streaming = [pool.digest(plain, 'md5'), pool.digest(plain, 'md5'), pool.digest(plain, 'md5')];
+    await new Promise((r) => setTimeout(r, 5));
+    await pool.close();
+    expect((await Promise.all(streaming)).map((d) => d.toString('hex'))).toEqual([wantPlain, wantPlain, wantPlain]);
+    expect((await pool.digest(plain, 'md5')).toString('hex')).toBe(wantPlain);
     await pool.close();
   });
 });
