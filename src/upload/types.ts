@@ -139,7 +139,11 @@ export interface UploadBlockBlobOptions {
    * @default 4 MiB
    */
   maxBlockSizeBytes?: number;
-  /** Most blocks in flight at once. The upload starts with fewer and adapts. @default 4 */
+  /**
+   * Most blocks in flight at once. The upload starts with 2 and adds one after every 4 clean blocks
+   * (8 after a fault), halving on a 408 or timeout; on a fast link more streams hide each request's
+   * turnaround. @default 8
+   */
   concurrency?: number;
   /** Retries of one block (or of the commit) before the upload fails. @default 6 */
   maxRetriesPerBlock?: number;

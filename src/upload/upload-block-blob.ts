@@ -74,7 +74,7 @@ function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): ResolvedOption
     blockSizeBytes: Math.min(maxBlock, Math.max(minBlock, positive('blockSizeBytes', o.blockSizeBytes, 2 * MIB))),
     minBlockSizeBytes: minBlock,
     maxBlockSizeBytes: maxBlock,
-    concurrency: Math.floor(positive('concurrency', o.concurrency, 4)),
+    concurrency: Math.floor(positive('concurrency', o.concurrency, 8)),
     maxRetriesPerBlock: o.maxRetriesPerBlock === undefined ? 6 : Math.max(0, Math.floor(o.maxRetriesPerBlock)),
     singleShotMaxBytes: Math.min(sas.maxPutBlobBytes, o.singleShotMaxBytes ?? 4 * MIB),
     targetBlockDurationMs: positive('targetBlockDurationMs', o.targetBlockDurationMs, 8000),
