@@ -11,9 +11,10 @@
  * One upload at a time owns a journal: a lock file next to it names the owning process. A second
  * upload of the same blob (another CI job, another process) gets {@link JournalBusyError} and goes
  * on without a journal rather than waiting or mixing its records into the first one's. A lock
- * whose process is gone (same host) or that is older than {@link STALE_LOCK_MS} is taken over.
+ * whose process is gone (same host, including an earlier process that had our pid, as in
+ * containers) or that is older than {@link STALE_LOCK_MS} is taken over.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +35,11 @@ interface LockInfo {
   pid: number;
   host: string;
   since: string;
+  /** Tells this process from an earlier one that had the same pid (containers often reuse pids). */
+  process: string;
 }
+
+const THIS_PROCESS = randomUUID();
 
 function processAlive(pid: number): boolean {
   try {
@@ -48,7 +53,7 @@ function processAlive(pid: number): boolean {
 
 /** Take the lock file at `path`, or throw {@link JournalBusyError} if a live upload has it. */
 async function takeLock(path: string): Promise<void> {
-  const mine: LockInfo = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  const mine: LockInfo = { pid: process.pid, host: hostname(), since: new Date().toISOString(), process: THIS_PROCESS };
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await writeFile(path, JSON.stringify(mine), { flag: 'wx', mode: 0o600 });
@@ -63,10 +68,13 @@ async function takeLock(path: string): Promise<void> {
       // Unreadable or torn: treat it as abandoned.
     }
     const age = Date.now() - Date.parse(held.since ?? '');
+    const sameHost = held.host === mine.host;
     const abandoned =
       typeof held.pid !== 'number' ||
       !(age < STALE_LOCK_MS) ||
-      (held.host === mine.host && (held.pid === process.pid ? false : !processAlive(held.pid)));
+      // Our pid but not us: a crashed earlier run (the pid cannot belong to two live processes).
+      (sameHost && held.pid === process.pid && held.process !== THIS_PROCESS) ||
+      (sameHost && held.pid !== process.pid && !processAlive(held.pid));
     if (!abandoned) throw new JournalBusyError({ pid: held.pid!, host: held.host ?? '?', since: held.since ?? '?' });
     await rm(path, { force: true });
   }

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -174,6 +174,17 @@ describe('journal', () => {
       // A process that has exited (its pid is free again) left its lock behind.
       const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
       await writeFile(lock, JSON.stringify({ pid: Number(dead.stdout), host: hostname(), since: new Date().toISOString() }));
+      await (await UploadJournal.open(dir, url, 100)).journal.release();
+      // Another live process on this host holds it: busy.
+      const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+      try {
+        await writeFile(lock, JSON.stringify({ pid: live.pid, host: hostname(), since: new Date().toISOString(), process: 'other' }));
+        expect(await UploadJournal.open(dir, url, 100).catch((e: unknown) => e)).toBeInstanceOf(JournalBusyError);
+      } finally {
+        live.kill();
+      }
+      // An earlier process with our pid (containers restart with the same pids) crashed holding it.
+      await writeFile(lock, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), process: 'earlier-run' }));
       await (await UploadJournal.open(dir, url, 100)).journal.release();
       await writeFile(lock, '{"pid":');
       const taken = await UploadJournal.open(dir, url, 100);
