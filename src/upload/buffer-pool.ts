@@ -15,8 +15,8 @@ export interface BufferLease {
   release(): void;
 }
 
-/** Free buffers kept for reuse beyond this many are dropped (the in-flight ones are not counted). */
-const MAX_IDLE_BUFFERS = 6;
+/** Free buffers kept for reuse beyond this many are dropped: one per block in flight at most (the default concurrency cap). */
+const MAX_IDLE_BUFFERS = 8;
 
 function allocate(length: number): ArrayBufferLike {
   return typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(length) : new ArrayBuffer(length);
