@@ -5,6 +5,7 @@
  *
  * Trees (generated in os.tmpdir(), removed at the end):
  *   - small: 20,000 files of 2-8 KB in 200 folders (text-like, partly compressible);
+ *     `BENCH_SMALL_FILES=80000` changes the count, to see how peak RSS grows with it;
  *   - large: 200 MB in 4 files of random (incompressible) bytes.
  * Each packer runs in its own process under `/usr/bin/time -v` (wall time and "Maximum resident
  * set size"), alternately, `RUNS` times; the best wall time and the highest peak RSS are kept.
@@ -82,7 +83,8 @@ function textLike(bytes: number): Buffer {
 async function makeSmallTree(base: string): Promise<{ dir: string; files: number; bytes: number }> {
   const dir = path.join(base, 'small', 'dags');
   let bytes = 0;
-  const files = 20_000;
+  // `BENCH_SMALL_FILES=80000` shows how peak RSS grows with the file count (multiple of 200).
+  const files = Number(process.env.BENCH_SMALL_FILES ?? 20_000);
   for (let d = 0; d < 200; d++) {
     const sub = path.join(dir, `team_${d}`);
     await mkdir(sub, { recursive: true });
@@ -123,7 +125,7 @@ async function main(): Promise<void> {
     const baseline = await measure(process.execPath, ['--import', 'tsx', SELF, '--baseline'], path.dirname(SELF));
     const genStart = performance.now();
     const trees = [
-      { name: 'small: 20,000 x 2-8 KB', ...(await makeSmallTree(base)) },
+      { name: `small: ${Number(process.env.BENCH_SMALL_FILES ?? 20_000).toLocaleString('en')} x 2-8 KB`, ...(await makeSmallTree(base)) },
       { name: 'large: 4 x 50 MB random', ...(await makeLargeTree(base)) },
     ];
     console.log(`generated trees in ${sec(performance.now() - genStart)} s under ${base}`);
