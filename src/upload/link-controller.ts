@@ -11,8 +11,11 @@
  *   after a fault) up to the cap, halves on a 408 or timeout: parallel streams share one uplink, so
  *   on a slow link more of them only make each request slower and likelier to hit the budget.
  * - Resets. A reset loses the bytes the block had sent, about half a block on average. With the
- *   link's mean bytes between resets estimated as (bytes acknowledged / resets), blocks are capped
- *   at {@link RESET_LOSS_SHARE} of it, which keeps the expected re-sent share near half that.
+ *   link's mean bytes between resets estimated as (bytes acknowledged + a prior of
+ *   {@link RESET_PRIOR_BYTES}) / (resets + 1), blocks are capped at {@link RESET_LOSS_SHARE} of
+ *   it, which keeps the expected re-sent share near half that. The prior matters before the first
+ *   reset: without it, blocks reached the 4 MiB cap at once and a link resetting every 32 MiB
+ *   re-sent 5 % of a 64 MiB payload on average (7 of 12 seeds above 5 %; with it: 2.6 %, 2 of 12).
  * - The block size never drops so low that the remaining bytes would need more than the 50,000
  *   blocks a blob may commit.
  */
@@ -26,6 +29,12 @@ export const MAX_COMMITTED_BLOCKS = 50_000;
 const GRID_BYTES = 64 * KIB;
 /** Cap of the block size as a share of the mean bytes seen between resets. */
 export const RESET_LOSS_SHARE = 0.05;
+/**
+ * The reset estimate starts as if one reset had been seen after this many bytes, so that blocks
+ * grow only as clean bytes prove the link (a link with no resets lifts the ceiling to the 4 MiB
+ * cap after ~50 MiB; one that resets every 32 MiB keeps blocks near 1.6 MiB from the start).
+ */
+export const RESET_PRIOR_BYTES = 32 * 1024 * 1024;
 /** Rate assumed before any block has finished, in bytes per second (a slow DSL uplink). */
 export const ASSUMED_RATE_BYTES_PER_SECOND = 256 * KIB;
 
@@ -83,11 +92,10 @@ export class LinkController {
     }
     this.streak += 1;
     this.bytesAcked += bytes;
-    const fit = Math.min(
-      this.rateBytesPerSecond === undefined ? Infinity : (this.rateBytesPerSecond * this.targetMs) / 1000,
-      this.resetCeiling(),
-    );
-    if (fit < this.blockBytes * 0.75) {
+    const rateFit = this.rateBytesPerSecond === undefined ? Infinity : (this.rateBytesPerSecond * this.targetMs) / 1000;
+    // The reset ceiling only rises with clean bytes, so it bounds growth; a slower link shrinks.
+    const fit = Math.min(rateFit, this.resetCeiling());
+    if (rateFit < this.blockBytes * 0.75) {
       this.setBlockBytes(fit, 'rate');
     } else if (!this.faulted || this.streak % 2 === 0) {
       const grown = Math.min(this.blockBytes * (this.faulted ? 1.25 : 2), fit);
@@ -124,9 +132,9 @@ export class LinkController {
     }
   }
 
-  /** Largest block the observed reset rate allows (Infinity before any reset). */
+  /** Largest block the estimated reset rate allows. */
   private resetCeiling(): number {
-    return this.resets === 0 ? Infinity : (RESET_LOSS_SHARE * this.bytesAcked) / this.resets;
+    return (RESET_LOSS_SHARE * (this.bytesAcked + RESET_PRIOR_BYTES)) / (this.resets + 1);
   }
 
   /** Make blocks at most `bytes` long (after a whole payload failed in one request). */

@@ -7,7 +7,7 @@ import { redact } from '../../src/core/redact.js';
 import { BlobRequestFailure } from '../../src/upload/blob-http.js';
 import { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId } from '../../src/upload/block-id.js';
 import { JournalBusyError, UploadJournal } from '../../src/upload/journal.js';
-import { LinkController } from '../../src/upload/link-controller.js';
+import { LinkController, RESET_PRIOR_BYTES } from '../../src/upload/link-controller.js';
 import { operationUrl, parseBlobSas } from '../../src/upload/sas.js';
 import type { UploadBlockSizeEvent, UploadConcurrencyEvent } from '../../src/upload/types.js';
 import { KIB, MIB, tempDir } from './helpers.js';
@@ -70,11 +70,18 @@ describe('link controller', () => {
   const failure = (cause: 'http-408' | 'timeout' | 'reset' | 'http-503', elapsedMs = 10_000) =>
     new BlobRequestFailure('x', cause, true, elapsedMs);
 
-  it('grows fast on a fast link up to the cap and adds concurrency', () => {
+  it('grows on a fast link as clean bytes prove it, up to the cap, and adds concurrency', () => {
     const { c, conc } = controller();
     expect(c.concurrency).toBe(2);
-    for (let i = 0; i < 8; i++) c.recordSuccess(c.blockBytes, 10);
+    let acked = 0;
+    for (let i = 0; i < 200 && c.blockBytes < 16 * MIB; i++) {
+      acked += c.blockBytes;
+      c.recordSuccess(c.blockBytes, 10);
+      // Before any reset, blocks stay within 5 % of (clean bytes + the 32 MiB prior).
+      expect(c.blockBytes).toBeLessThanOrEqual(Math.max(4 * MIB, 0.05 * (acked + RESET_PRIOR_BYTES)));
+    }
     expect(c.blockBytes).toBe(16 * MIB);
+    expect(acked).toBeGreaterThanOrEqual(16 * MIB / 0.05 - RESET_PRIOR_BYTES - 16 * MIB);
     expect(c.concurrency).toBe(4);
     expect(conc.every((e) => e.reason === 'growth')).toBe(true);
   });
@@ -112,9 +119,9 @@ describe('link controller', () => {
 
   it('fits blocks to a slow measured rate before any fault', () => {
     const { c, sizes } = controller();
-    // 4 MiB took 16 s: 256 KiB/s per stream, so 8 s blocks are 2 MiB.
-    c.recordSuccess(4 * MIB, 16_000);
-    expect(c.blockBytes).toBe(2 * MIB);
+    // 4 MiB took 32 s: 128 KiB/s per stream, so 8 s blocks are 1 MiB.
+    c.recordSuccess(4 * MIB, 32_000);
+    expect(c.blockBytes).toBe(1 * MIB);
     expect(sizes.at(-1)?.reason).toBe('rate');
   });
 
