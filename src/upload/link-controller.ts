@@ -9,7 +9,10 @@
  *   request ran, which is an estimate of the hidden proxy's budget.
  * - Concurrency. Starts at 2 (or the cap if lower), grows by one after every 4 clean successes (8
  *   after a fault) up to the cap, halves on a 408 or timeout: parallel streams share one uplink, so
- *   on a slow link more of them only make each request slower and likelier to hit the budget.
+ *   on a slow link more of them only make each request slower and likelier to hit the budget. When
+ *   a stream is added, the per-stream rate estimate is scaled down as if the uplink were full and
+ *   the block size re-fitted at once (on a 2 MiB/s link with a 10 s proxy budget, growing to 7
+ *   streams with blocks sized for 6 ran into 408s before this).
  * - Resets. A reset loses the bytes the block had sent, about half a block on average. With the
  *   link's mean bytes between resets estimated as (bytes acknowledged + a prior of
  *   {@link RESET_PRIOR_BYTES}) / (resets + 1), blocks are capped at {@link RESET_LOSS_SHARE} of
@@ -95,7 +98,7 @@ export class LinkController {
     const rateFit = this.rateBytesPerSecond === undefined ? Infinity : (this.rateBytesPerSecond * this.targetMs) / 1000;
     // The reset ceiling only rises with clean bytes, so it bounds growth; a slower link shrinks.
     const fit = Math.min(rateFit, this.resetCeiling());
-    if (rateFit < this.blockBytes * 0.75) {
+    if (rateFit < this.blockBytes * 0.9) {
       this.setBlockBytes(fit, 'rate');
     } else if (!this.faulted || this.streak % 2 === 0) {
       const grown = Math.min(this.blockBytes * (this.faulted ? 1.25 : 2), fit);
@@ -103,7 +106,16 @@ export class LinkController {
     }
     const every = this.faulted ? 8 : 4;
     if (this.streak % every === 0 && this.concurrency < this.o.maxConcurrency) {
-      this.setConcurrency(this.concurrency + 1, 'growth');
+      const from = this.concurrency;
+      this.setConcurrency(from + 1, 'growth');
+      // Assume the uplink is the limit until samples say otherwise: one more stream takes its share
+      // from the others, so each block runs longer. Re-fit the size now, or the blocks cut next
+      // (at the old per-stream rate) would outlast a proxy's budget.
+      if (this.rateBytesPerSecond !== undefined) {
+        this.rateBytesPerSecond *= from / (from + 1);
+        const refit = (this.rateBytesPerSecond * this.targetMs) / 1000;
+        if (refit < this.blockBytes) this.setBlockBytes(refit, 'rate');
+      }
     }
   }
 

@@ -125,6 +125,20 @@ describe('link controller', () => {
     expect(sizes.at(-1)?.reason).toBe('rate');
   });
 
+  it('re-fits the block size when it adds a stream, as if the uplink were full', () => {
+    const { c } = controller({ initialBlockBytes: 1 * MIB });
+    // A saturated 256 KiB/s uplink: each stream gets it divided by the streams in flight.
+    const link = 256 * KIB;
+    for (let i = 0; i < 40; i++) {
+      const before = c.concurrency;
+      c.recordSuccess(c.blockBytes, (c.blockBytes / (link / c.concurrency)) * 1000);
+      // Right after a stream is added, the next block must fit the 8 s target at the new share.
+      if (c.concurrency > before) expect(c.blockBytes / (link / c.concurrency)).toBeLessThanOrEqual(8 + 0.1);
+    }
+    expect(c.concurrency).toBe(4);
+    expect(c.blockBytes / (link / c.concurrency)).toBeLessThanOrEqual(8 / 0.9 + 0.1);
+  });
+
   it('leaves the block size alone on server-side faults', () => {
     const { c, sizes } = controller();
     c.recordFailure(failure('http-503'));
