@@ -250,7 +250,6 @@ class BlockBlobUpload {
     return Math.max(MIN_TRY_TIMEOUT_MS, Math.ceil((3 * bytes * 1000) / rate));
   }
 
-
   /** Count a retry, report it as an `upload:retry` event, and wait its backoff (cut short by abort). */
   private async waitBeforeRetry(failure: BlobRequestFailure, attempt: number, phase: UploadPhase, blockIndex?: number): Promise<void> {
     const delayMs = this.retryDelayMs(failure, attempt);
@@ -267,6 +266,7 @@ class BlockBlobUpload {
     });
     await sleep(delayMs, this.http.signal);
   }
+
   private retryDelayMs(failure: BlobRequestFailure, attempt: number): number {
     return retryDelayMs(attempt, failure.details.retryAfterMs, {
       initialDelayMs: this.o.initialRetryDelayMs,
@@ -315,47 +315,51 @@ class BlockBlobUpload {
   /** One Put Blob; undefined when the link calls for blocks instead. */
   private async putBlob(): Promise<UploadBlockBlobResult | undefined> {
     const size = this.src.size;
-    for (let attempt = 0; ; attempt++) {
-      const lease = await this.src.read(0, size, this.buffers);
+    // Read and hash once: a retry sends the same bytes (a changed file is caught before each try).
+    const lease = await this.src.read(0, size, this.buffers);
+    try {
       const data = lease.bytes;
-      try {
-        await this.src.assertUnchanged();
-        const res = await sendBlobRequest(this.http, {
-          method: 'PUT',
-          phase: 'put-blob',
-          params: {},
-          headers: {
-            'x-ms-blob-type': 'BlockBlob',
-            'x-ms-blob-content-type': this.o.contentType,
-            ...(this.o.contentMd5 ? { 'content-md5': (await hashOffThread(data, 'md5')).toString('base64') } : {}),
-          },
-          body: data,
-          timeoutMs: this.tryTimeoutMs(size, 'put-blob'),
-          onBodyBytes: (n) => (this.bytesSent += n),
-        });
-        this.bytesAcked = size;
-        this.emit({ type: 'upload:progress', bytesAcked: size, totalBytes: size, bytesSent: this.bytesSent });
-        // A Put Blob discards staged blocks, so a journal of an earlier blocks run is void now.
-        if (this.o.journalDir !== false) {
-          await rm(UploadJournal.pathFor(this.o.journalDir, this.sas.displayUrl), { force: true }).catch(() => {});
+      const contentMd5 = this.o.contentMd5 ? (await hashOffThread(data, 'md5')).toString('base64') : undefined;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.src.assertUnchanged();
+          const res = await sendBlobRequest(this.http, {
+            method: 'PUT',
+            phase: 'put-blob',
+            params: {},
+            headers: {
+              'x-ms-blob-type': 'BlockBlob',
+              'x-ms-blob-content-type': this.o.contentType,
+              ...(contentMd5 ? { 'content-md5': contentMd5 } : {}),
+            },
+            body: data,
+            timeoutMs: this.tryTimeoutMs(size, 'put-blob'),
+            onBodyBytes: (n) => (this.bytesSent += n),
+          });
+          this.bytesAcked = size;
+          this.emit({ type: 'upload:progress', bytesAcked: size, totalBytes: size, bytesSent: this.bytesSent });
+          // A Put Blob discards staged blocks, so a journal of an earlier blocks run is void now.
+          if (this.o.journalDir !== false) {
+            await rm(UploadJournal.pathFor(this.o.journalDir, this.sas.displayUrl), { force: true }).catch(() => {});
+          }
+          return this.finish(res, 1, 'single');
+        } catch (error) {
+          this.rethrowIfStopped(error);
+          const failure = error as BlobRequestFailure;
+          if (!failure.retryable) throw this.toUploadError(failure, attempt + 1);
+          const fallBack = (failure.suggestsSmallerBlocks || failure.retryCause === 'reset') && size > this.o.minBlockSizeBytes;
+          if (fallBack) {
+            // Make the first blocks smaller than the payload that just failed.
+            this.link.recordFailure(failure);
+            this.link.capBlockBytes(size / 2, failure.retryCause === 'http-413' ? 'http-413' : failure.retryCause === 'reset' ? 'reset' : failure.retryCause === 'timeout' ? 'timeout' : 'http-408');
+          }
+          if (attempt + 1 > this.o.maxRetriesPerBlock) throw this.toUploadError(failure, attempt + 1);
+          await this.waitBeforeRetry(failure, attempt + 1, 'put-blob');
+          if (fallBack) return undefined;
         }
-        return this.finish(res, 1, 'single');
-      } catch (error) {
-        this.rethrowIfStopped(error);
-        const failure = error as BlobRequestFailure;
-        if (!failure.retryable) throw this.toUploadError(failure, attempt + 1);
-        const fallBack = (failure.suggestsSmallerBlocks || failure.retryCause === 'reset') && size > this.o.minBlockSizeBytes;
-        if (fallBack) {
-          // Make the first blocks smaller than the payload that just failed.
-          this.link.recordFailure(failure);
-          this.link.capBlockBytes(size / 2, failure.retryCause === 'http-413' ? 'http-413' : failure.retryCause === 'reset' ? 'reset' : failure.retryCause === 'timeout' ? 'timeout' : 'http-408');
-        }
-        if (attempt + 1 > this.o.maxRetriesPerBlock) throw this.toUploadError(failure, attempt + 1);
-        await this.waitBeforeRetry(failure, attempt + 1, 'put-blob');
-        if (fallBack) return undefined;
-      } finally {
-        lease.release();
       }
+    } finally {
+      lease.release();
     }
   }
 
