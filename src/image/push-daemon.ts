@@ -96,7 +96,6 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
     );
     const layers = new Map<string, { status: PushedLayer['status'] | undefined; size: number }>();
     let digest: string | undefined;
-    let size: number | undefined;
     let failure: string | undefined;
     let buffer = '';
     const handle = (line: string) => {
@@ -113,7 +112,6 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
       }
       if (msg.aux?.Digest) {
         digest = msg.aux.Digest;
-        size = msg.aux.Size;
         return;
       }
       if (!msg.status) return;
@@ -158,7 +156,6 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
     const bytesSent = pushed.filter((l) => l.status === 'pushed').reduce((n, l) => n + l.size, 0);
     emit({ type: 'image:manifest-pushed', digest, reference, mediaType: MediaTypes.dockerManifest });
     emit({ type: 'image:push-complete', digest, reference, bytesSent, durationMs: Date.now() - started });
-    void size;
     return {
       digest,
       reference,

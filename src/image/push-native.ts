@@ -311,7 +311,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
     if (resolved && archive) {
       const a = archive;
       plans = resolved.layers.map((l) => planFromMember(l, a.data(l.member)));
-      config = { digest: digestOf(resolved.config), size: resolved.config.length, data: resolved.config };
+      config = { digest: resolved.configDigest, size: resolved.config.length, data: resolved.config };
       for (const plan of plans) void schedule(plan);
     } else {
       // Daemon: first try to settle everything from the cache, without an export.
@@ -330,7 +330,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
           if (m.gzipped) void schedule({ diffId: m.digest, compression: 'none', prepared: m.gzipped });
         }, signal);
         const image = await resolveImage(spooled, { archiveName: `export of ${where.kind === 'daemon' ? where.name : ''}` });
-        if (digestOf(image.config) !== daemonConfigDigest && image.configDigest !== daemonConfigDigest) {
+        if (image.configDigest !== daemonConfigDigest) {
           throw new ImageError(ErrorCodes.IMAGE_INVALID_ARCHIVE, 'The daemon exported a different image than it described (was the tag moved during the push?). Try again.', reference);
         }
         plans = image.layers.map((l) => {
@@ -339,7 +339,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
           return planFromMember(l, spooled.data(l.member));
         });
         for (const plan of plans) void schedule(plan);
-        config = { digest: digestOf(image.config), size: image.config.length, data: image.config };
+        config = { digest: image.configDigest, size: image.config.length, data: image.config };
       }
     }
 
