@@ -26,6 +26,8 @@ import { promisify } from 'node:util';
 const execFileP = promisify(execFile);
 const SELF = fileURLToPath(import.meta.url);
 const RUNS = 2;
+/** `BENCH_SMALL_FILES=80000` shows how peak RSS grows with the file count (rounded to the 200 folders). */
+const SMALL_FILES = Math.max(200, Math.round(Number(process.env.BENCH_SMALL_FILES ?? 20_000) / 200) * 200);
 const TIME = '/usr/bin/time';
 
 
@@ -83,8 +85,7 @@ function textLike(bytes: number): Buffer {
 async function makeSmallTree(base: string): Promise<{ dir: string; files: number; bytes: number }> {
   const dir = path.join(base, 'small', 'dags');
   let bytes = 0;
-  // `BENCH_SMALL_FILES=80000` shows how peak RSS grows with the file count (multiple of 200).
-  const files = Number(process.env.BENCH_SMALL_FILES ?? 20_000);
+  const files = SMALL_FILES;
   for (let d = 0; d < 200; d++) {
     const sub = path.join(dir, `team_${d}`);
     await mkdir(sub, { recursive: true });
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
     const baseline = await measure(process.execPath, ['--import', 'tsx', SELF, '--baseline'], path.dirname(SELF));
     const genStart = performance.now();
     const trees = [
-      { name: `small: ${Number(process.env.BENCH_SMALL_FILES ?? 20_000).toLocaleString('en')} x 2-8 KB`, ...(await makeSmallTree(base)) },
+      { name: `small: ${SMALL_FILES.toLocaleString('en')} x 2-8 KB`, ...(await makeSmallTree(base)) },
       { name: 'large: 4 x 50 MB random', ...(await makeLargeTree(base)) },
     ];
     console.log(`generated trees in ${sec(performance.now() - genStart)} s under ${base}`);

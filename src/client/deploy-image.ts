@@ -142,10 +142,11 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
       if (!params.dagsDir) {
         throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'parseCheck needs dagsDir: the DAG folder to parse in the image.');
       }
-      if (typeof params.image !== 'string' && 'archivePath' in params.image) {
+      // Whatever form named it (an `{ archivePath }` or a plain path to a .tar), an archive has no container to run.
+      if (image.source === 'archive') {
         throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The parse check runs a container, so it needs an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
       }
-      const imageName = typeof params.image === 'string' ? params.image : params.image.imageName;
+      const imageName = typeof params.image === 'string' ? params.image : 'imageName' in params.image ? params.image.imageName : image.reference;
       emit({ type: 'deploy:parse-check', status: 'started' });
       parseCheck = await runDagParseCheck(imageName, {
         ...(typeof params.parseCheck === 'object' ? params.parseCheck : {}),

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AstroClient, type DeployImageEvent } from '../../src/index.js';
+import { AstroClient, isAstroError, type DeployImageEvent } from '../../src/index.js';
 import { RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
 import { createFakeAstro, createFaultProxy, type FakeAstro, type FaultProxy } from '../../src/testing/index.js';
 import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
@@ -139,6 +139,18 @@ describe('deployImage', () => {
     const result = await client.deployImage({ deploymentId: 'clancient', image: path, dagsDir: makeDags(), parseCheck: true, onEvent: (e) => events.push(e) });
     expect(result.parseCheck).toBeUndefined();
     expect(events.find((e) => e.type === 'deploy:parse-check')).toMatchObject({ status: 'skipped', reason: expect.stringContaining('4.1.0') });
+  });
+
+  it('refuses the parse check for an archive given as a plain path, before any deploy', async () => {
+    const path = join(dir, 'modern.tar');
+    await writeLegacyArchive(path, makeImage({ labels: { [RUNTIME_VERSION_LABEL]: '4.2.0' }, layers: [{ 'a.txt': 'a' }] }), 'test/modern:1');
+    const astro = await createFakeAstro({ deployments: [{ id: 'clmodern', runtimeVersion: '4.2.0' }], runtimeReleases: ['4.2.0'], imageRegistry: registry.host });
+    onTestFinished(() => astro.close());
+    currentToken = astro.token;
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
+    const err = await client.deployImage({ deploymentId: 'clmodern', image: path, dagsDir: makeDags(), parseCheck: true }).catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_DEPLOY_REFUSED')).toBe(true);
+    expect(astro.requestsFor('deploys.create')).toHaveLength(0);
   });
 
   it('recovers from a reset mid-upload at the registry and a lost finalize answer: finalized exactly once', async () => {
