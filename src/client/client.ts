@@ -93,7 +93,7 @@ export class AstroClient {
     const onEvent = params.onEvent;
     return deployDags(
       this.deployContext(),
-      onEvent ? { ...params, request: { ...params.request, onRetry: retryEventEmitter(onEvent) } } : params,
+      onEvent ? { ...params, request: chainOnRetry(params.request, retryEventEmitter(onEvent)) } : params,
     );
   }
 
@@ -110,7 +110,7 @@ export class AstroClient {
     const onEvent = params.onEvent;
     return deployImage(
       this.deployContext(),
-      onEvent ? { ...params, request: { ...params.request, onRetry: retryEventEmitter(onEvent) } } : params,
+      onEvent ? { ...params, request: chainOnRetry(params.request, retryEventEmitter(onEvent)) } : params,
     );
   }
 
@@ -155,11 +155,16 @@ function retryEventEmitter(onEvent: (e: ClientEvent) => void): NonNullable<Reque
 /** Turn transport retries into `api:retry` events on the caller's `onEvent`. */
 function withRetryEvents<T extends RequestOptions & { onEvent?: (e: ClientEvent) => void }>(options: T): T {
   if (!options.onEvent) return options;
-  const emit = retryEventEmitter(options.onEvent);
+  return chainOnRetry(options, retryEventEmitter(options.onEvent));
+}
+
+/** `options` with an `onRetry` that calls the caller's own first (never replaced), then `emit`. */
+function chainOnRetry<T extends Pick<RequestOptions, 'onRetry'>>(options: T | undefined, emit: NonNullable<RequestOptions['onRetry']>): T {
+  const own = options?.onRetry;
   return {
-    ...options,
+    ...(options as T),
     onRetry: (info) => {
-      options.onRetry?.(info);
+      own?.(info);
       emit(info);
     },
   };

@@ -109,6 +109,19 @@ describe('deployDags end to end against the fake Astro', () => {
   });
 });
 
+describe('deployDags retry reporting', () => {
+  it("calls the caller's request.onRetry and emits api:retry events for the same retry", async () => {
+    const { astro, events, deploy } = await setup();
+    astro.fail({ route: 'deployments.get', nth: 1, action: { kind: 'status', status: 503 } });
+    const own: Array<{ path: string; attempt: number }> = [];
+    await deploy({ request: { onRetry: (i) => own.push({ path: i.path, attempt: i.attempt }) } });
+    expect(own).toEqual([{ path: expect.stringContaining('/deployments/cldep1'), attempt: 1 }]);
+    const retries = events.filter((e) => e.type === 'api:retry');
+    expect(retries).toHaveLength(1);
+    expect(retries[0]).toMatchObject({ path: own[0]!.path, attempt: 1 });
+  });
+});
+
 describe('deployDags with a fault at every phase', () => {
   const recoverable: Array<[string, FaultRule]> = [
     ['a 408 on the first block', { route: 'blob.putBlock', action: { kind: 'status', status: 408 } }],
