@@ -627,14 +627,21 @@ class BlockBlobUpload {
 
   private async sendBlock(block: CutBlock): Promise<void> {
     const lease = await this.src.read(block.offset, block.length, this.buffers);
+    let retry: { failure: BlobRequestFailure; attempt: number } | undefined;
     try {
-      await this.sendLeasedBlock(block, lease.bytes);
+      retry = await this.sendLeasedBlock(block, lease.bytes);
     } finally {
       lease.release();
     }
+    if (!retry) return;
+    // The buffer went back first: a backoff lasts up to seconds, and the block is re-read (and
+    // re-cut at the current size) when its turn comes again.
+    await this.waitBeforeRetry(retry.failure, retry.attempt, 'put-block', block.index);
+    this.requeue({ offset: block.offset, length: block.length, attempts: retry.attempt });
   }
 
-  private async sendLeasedBlock(block: CutBlock, data: Uint8Array): Promise<void> {
+  /** Send one block; resolves with the failure to back off from when it should be tried again. */
+  private async sendLeasedBlock(block: CutBlock, data: Uint8Array): Promise<{ failure: BlobRequestFailure; attempt: number } | undefined> {
     const algorithm = this.o.contentMd5 ? 'md5' : 'sha256';
     const digest = toBlockDigest(await hashOffThread(data, algorithm), algorithm);
     const id = encodeBlockId({ offset: block.offset, length: block.length, digest, algorithm });
@@ -668,7 +675,7 @@ class BlockBlobUpload {
       ) {
         await this.clearStaleBlocks();
         this.requeue({ offset: block.offset, length: block.length, attempts: block.attempts + 1 });
-        return;
+        return undefined;
       }
       const tooBigAtFloor = failure.retryCause === 'http-413' && block.length <= this.o.minBlockSizeBytes;
       const attempt = block.attempts + 1;
@@ -676,9 +683,9 @@ class BlockBlobUpload {
         throw this.toUploadError(failure, attempt);
       }
       this.link.recordFailure(failure, block.epoch);
-      await this.waitBeforeRetry(failure, attempt, 'put-block', block.index);
-      this.requeue({ offset: block.offset, length: block.length, attempts: attempt });
+      return { failure, attempt };
     }
+    return undefined;
   }
 
   /** Never commit a list that does not tile the payload exactly. */
