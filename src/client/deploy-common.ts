@@ -12,7 +12,10 @@ import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
 
-/** What the deploy flows need from the client. */
+/**
+ * What the deploy flows need from the client.
+ * @internal Not a stable API: call the deploy methods of {@link AstroClient}.
+ */
 export interface DeployContext {
   deployments: DeploymentsResource;
   deploys: DeploysResource;

@@ -40,7 +40,10 @@ export interface RequestOptions {
  */
 export type RetryMode = 'idempotent' | 'once';
 
-/** Everything the transport needs from the client. */
+/**
+ * Everything the transport needs from the client.
+ * @internal Exported for the resource classes' signatures; not a stable API.
+ */
 export interface TransportConfig {
   baseUrl: string;
   token: string;
@@ -51,7 +54,10 @@ export interface TransportConfig {
   userAgent: string | undefined;
 }
 
-/** A single API call description. */
+/**
+ * A single API call description.
+ * @internal Exported for the resource classes' signatures; not a stable API.
+ */
 export interface ApiCall<S extends z.ZodType> {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   path: string;
@@ -110,7 +116,10 @@ function describeSchemaIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => (issue.path.length ? issue.path.join('.') : '(root)'));
 }
 
-/** Sends API calls for one client configuration. */
+/**
+ * Sends API calls for one client configuration.
+ * @internal Exported for the resource classes' signatures; use {@link AstroClient}.
+ */
 export class ApiTransport {
   constructor(private readonly config: TransportConfig) {}
 
