@@ -18,6 +18,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -34,13 +36,16 @@ const THROTTLED_MAX_MIB = Number(process.env.BENCH_THROTTLED_MAX_MIB ?? 64);
 const RUN_TIMEOUT_MS = Number(process.env.BENCH_RUN_TIMEOUT_S ?? 180) * 1000;
 const CLEAN_REPS = Number(process.env.BENCH_CLEAN_REPS ?? 5);
 
-type Peer = 'ours' | 'ours.noMd5' | 'sdk.uploadData' | 'sdk.uploadStream' | 'ours.file' | 'sdk.uploadFile';
+type Peer = 'ours' | 'ours.noMd5' | 'ours.single' | 'sdk.uploadData' | 'sdk.uploadStream' | 'ours.file' | 'sdk.uploadFile';
 /**
  * `ours.noMd5` is ours with `contentMd5: false`, to show what the per-block MD5 costs on a
- * CPU-bound loopback. `ours.file` and `sdk.uploadFile` upload the same bytes from a file, which is
- * how `deployDags` uploads a bundle (ours then hashes in a worker; see src/upload/hash-pool.ts).
+ * CPU-bound loopback. `ours.single` sends the whole payload in one Put Blob, the request
+ * `uploadData` sends below 256 MiB, plus its Content-MD5: the difference between the two is
+ * what the MD5 costs when nothing else differs. `ours.file` and `sdk.uploadFile` upload the same
+ * bytes from a file, which is how `deployDags` uploads a bundle (ours then hashes in a worker; see
+ * src/upload/hash-pool.ts).
  */
-const ALL_PEERS: Peer[] = ['ours', 'ours.noMd5', 'sdk.uploadData', 'sdk.uploadStream', 'ours.file', 'sdk.uploadFile'];
+const ALL_PEERS: Peer[] = ['ours', 'ours.noMd5', 'ours.single', 'sdk.uploadData', 'sdk.uploadStream', 'ours.file', 'sdk.uploadFile'];
 /** `BENCH_PEERS=ours,sdk.uploadData` and `BENCH_SCENARIOS=clean,resets` narrow a run (for tuning). */
 const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENCH_PEERS!.split(',').includes(p)) : ALL_PEERS;
 
@@ -76,7 +81,23 @@ interface Row {
   wireRatio: number;
   requests: number;
   resets: number;
+  /** CPU time of this process (client, its hashing worker and the in-process proxy), in ms. */
+  clientCpuMs: number;
+  /** CPU time of the Azurite process, in ms. */
+  serverCpuMs: number;
   note: string;
+}
+
+/** CPU time (user + system) of a process from /proc, in ms; 0 where /proc is not there. */
+function processCpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100 Hz on Linux).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
 }
 
 function payload(size: number): Buffer {
@@ -99,8 +120,14 @@ function versionHeaders(req: IncomingMessage, upRes: IncomingMessage): Record<st
 
 async function runPeer(peer: Peer, url: string, data: Buffer, file: string, journalDir: string): Promise<void> {
   const signal = AbortSignal.timeout(RUN_TIMEOUT_MS);
-  if (peer === 'ours' || peer === 'ours.noMd5' || peer === 'ours.file') {
-    await uploadBlockBlob(url, peer === 'ours.file' ? file : data, { ...OURS_OPTIONS, signal, journalDir, contentMd5: peer !== 'ours.noMd5' });
+  if (peer === 'ours' || peer === 'ours.noMd5' || peer === 'ours.single' || peer === 'ours.file') {
+    await uploadBlockBlob(url, peer === 'ours.file' ? file : data, {
+      ...OURS_OPTIONS,
+      ...(peer === 'ours.single' ? { singleShotMaxBytes: data.length } : {}),
+      signal,
+      journalDir,
+      contentMd5: peer !== 'ours.noMd5',
+    });
     return;
   }
   const client = new BlockBlobClient(url);
@@ -125,13 +152,17 @@ async function runOne(azurite: AzuriteHandle, scenario: Scenario, peer: Peer, da
   const blob = `bench-${scenario.name}-${peer}-${index}.bin`;
   const url = azurite.sasUrl('bench', blob, 'cw', proxy.url);
   const journalDir = await mkdtemp(join(tmpdir(), 'bench-journal-'));
+  const serverCpuBefore = processCpuMs(azurite.pid);
+  const clientCpuBefore = process.cpuUsage();
   const started = performance.now();
   let ok = false;
   let note = '';
   let seconds = 0;
+  let cpu: { client: NodeJS.CpuUsage; server: number } | undefined;
   try {
     await runPeer(peer, url, data, file, journalDir);
     seconds = (performance.now() - started) / 1000;
+    cpu = { client: process.cpuUsage(clientCpuBefore), server: processCpuMs(azurite.pid) - serverCpuBefore };
     const back = await azurite.download('bench', blob);
     ok = back.equals(data);
     if (!ok) note = 'content mismatch';
@@ -151,6 +182,8 @@ async function runOne(azurite: AzuriteHandle, scenario: Scenario, peer: Peer, da
     wireRatio: wire / data.length,
     requests: proxy.stats.requests,
     resets: proxy.stats.randomResets,
+    clientCpuMs: cpu ? (cpu.client.user + cpu.client.system) / 1000 : 0,
+    serverCpuMs: cpu?.server ?? 0,
     note: note.trim(),
   };
   await proxy.close();
@@ -196,7 +229,9 @@ async function main(): Promise<void> {
           if (rep > 0 && sizeMiB > 64) server = await freshAzurite();
           for (const peer of PEERS) {
             // The variants only differ on CPU-bound runs: the fault scenarios compare the issue's three clients.
-            if ((peer === 'ours.noMd5' || peer === 'ours.file' || peer === 'sdk.uploadFile') && !scenario.name.match(/^(clean|fast-link)$/)) continue;
+            if ((peer === 'ours.noMd5' || peer === 'ours.single' || peer === 'ours.file' || peer === 'sdk.uploadFile') && !scenario.name.match(/^(clean|fast-link)$/)) continue;
+            // uploadData sends one Put Blob only up to 256 MiB; above that ours.single compares with nothing.
+            if (peer === 'ours.single' && sizeMiB > 256) continue;
             const row = await runOne(server, scenario, peer, data, file, index++);
             byPeer.set(peer, [...(byPeer.get(peer) ?? []), row]);
             process.stderr.write(`${row.scenario} ${row.sizeMiB} MiB ${row.peer}: ${row.ok ? 'ok' : 'FAILED'} ${row.seconds.toFixed(2)} s ${row.note}\n`);
@@ -218,15 +253,22 @@ async function main(): Promise<void> {
   const baseOf = (peer: Peer): Peer => (peer === 'ours.file' || peer === 'sdk.uploadFile' ? 'ours.file' : 'ours');
   const ours = (r: Row) => rows.find((x) => x.scenario === r.scenario && x.sizeMiB === r.sizeMiB && x.peer === baseOf(r.peer));
   const lines = [
-    '| scenario | payload | client | completed | time (s) | time / ours (same source) | wire bytes / payload | requests | resets | note |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | payload | client | completed | time (s) | time / ours (same source) | wire bytes / payload | requests | resets | CPU ms client+proxy / Azurite | note |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => {
       const base = ours(r);
       const ratio = base && base.ok && base.seconds > 0 ? (r.seconds / base.seconds).toFixed(2) : 'n/a';
-      return `| ${r.scenario} | ${r.sizeMiB} MiB | ${r.peer} | ${r.ok ? 'yes' : 'NO'} | ${r.seconds.toFixed(2)} | ${ratio} | ${r.wireRatio.toFixed(3)} | ${r.requests} | ${r.resets} | ${r.note} |`;
+      return `| ${r.scenario} | ${r.sizeMiB} MiB | ${r.peer} | ${r.ok ? 'yes' : 'NO'} | ${r.seconds.toFixed(2)} | ${ratio} | ${r.wireRatio.toFixed(3)} | ${r.requests} | ${r.resets} | ${r.clientCpuMs.toFixed(0)} / ${r.serverCpuMs.toFixed(0)} | ${r.note} |`;
     }),
   ];
   console.log(lines.join('\n'));
+  // The one piece of work ours does that the SDK does not: for scale, MD5 of each payload on one core.
+  for (const sizeMiB of SIZES_MIB) {
+    const bytes = payload(sizeMiB * MIB);
+    const t0 = performance.now();
+    createHash('md5').update(bytes).digest();
+    console.log(`MD5 of ${sizeMiB} MiB on one core of this machine: ${(performance.now() - t0).toFixed(0)} ms`);
+  }
   console.log(`\nTotal bench time: ${((performance.now() - benchStart) / 1000).toFixed(0)} s. Throttled scenario limited to payloads <= ${THROTTLED_MAX_MIB} MiB.`);
 }
 

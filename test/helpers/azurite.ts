@@ -21,6 +21,8 @@ export const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2U
 export interface AzuriteHandle {
   /** Blob endpoint origin, e.g. `http://127.0.0.1:40000`. */
   origin: string;
+  /** Process id of the Azurite server (the benchmark reads its CPU time). */
+  pid: number | undefined;
   /** `${origin}/devstoreaccount1`. */
   accountUrl: string;
   credential: StorageSharedKeyCredential;
@@ -82,6 +84,7 @@ export async function startAzurite(): Promise<AzuriteHandle> {
 
   return {
     origin,
+    pid: child.pid,
     accountUrl,
     credential,
     service,
