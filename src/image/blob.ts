@@ -12,6 +12,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip, deflateRaw, gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { once } from 'node:events';
+import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { isAstroError } from '../core/errors.js';
 
 /** Random-access bytes of a blob. */
 export interface BlobData {
@@ -106,11 +108,17 @@ export async function gzipToFile(
   settings: GzipSettings,
   signal?: AbortSignal,
 ): Promise<GzipResult> {
+  refuseIfAborted(source, signal);
   const raw = new HashCounter();
   const gz = new HashCounter();
   const input = source instanceof Readable ? source : Readable.from(source);
   if (settings.blockBytes <= 0) {
-    await pipeline(input, raw, createGzip({ level: settings.level, memLevel: 9 }), gz, createWriteStream(path), signal ? { signal } : {});
+    try {
+      await pipeline(input, raw, createGzip({ level: settings.level, memLevel: 9 }), gz, createWriteStream(path), signal ? { signal } : {});
+    } catch (err) {
+      // pipeline() rejects with Node's own AbortError; the SDK's contract is AstroAbortError.
+      throw asAbortError(err, signal);
+    }
     return { path, digest: gz.digest(), size: gz.bytes, diffId: raw.digest(), rawSize: raw.bytes };
   }
   const out = createWriteStream(path);
@@ -145,7 +153,7 @@ export async function gzipToFile(
   };
   try {
     for await (const chunk of input as AsyncIterable<Buffer>) {
-      if (signal?.aborted) throw signal.reason;
+      throwIfAborted(signal);
       raw.hash.update(chunk);
       raw.bytes += chunk.length;
       pending.push(chunk);
@@ -165,9 +173,25 @@ export async function gzipToFile(
     await outDone;
   } catch (err) {
     out.destroy();
-    throw err;
+    throw asAbortError(err, signal);
   }
   return { path, digest: gz.digest(), size: gz.bytes, diffId: raw.digest(), rawSize: raw.bytes };
+}
+
+/** Throw AstroAbortError before reading `source` when `signal` has fired, closing a stream source (its file). */
+function refuseIfAborted(source: AsyncIterable<Buffer> | Readable, signal: AbortSignal | undefined): void {
+  if (!signal?.aborted) return;
+  if (source instanceof Readable) source.destroy();
+  throw toAbortError(signal);
+}
+
+/**
+ * What to throw for `err` caught while `signal` may have fired: once the caller aborted, whatever
+ * the abort caused (a destroyed stream, Node's AbortError, the raw reason) becomes
+ * {@link AstroAbortError}; SDK errors and failures without an abort pass through unchanged.
+ */
+export function asAbortError(err: unknown, signal: AbortSignal | undefined): unknown {
+  return signal?.aborted && !isAstroError(err) ? toAbortError(signal) : err;
 }
 
 const deflateRawAsync = promisify(deflateRaw);
@@ -192,10 +216,15 @@ async function looksIncompressible(block: Buffer): Promise<boolean> {
 export async function hashStream(source: AsyncIterable<Buffer> | Readable, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
   const h = sha256hex();
   let size = 0;
-  for await (const chunk of source as AsyncIterable<Buffer>) {
-    if (signal?.aborted) throw signal.reason;
-    h.update(chunk);
-    size += chunk.length;
+  refuseIfAborted(source, signal);
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      throwIfAborted(signal);
+      h.update(chunk);
+      size += chunk.length;
+    }
+  } catch (err) {
+    throw asAbortError(err, signal);
   }
   return { digest: `sha256:${h.digest('hex')}`, size };
 }

@@ -203,8 +203,12 @@ export class RegistryClient {
     // Only over TLS or to loopback: Basic credentials in clear text elsewhere would leak the token.
     if (this.basicHeader && (url.protocol === 'https:' || isLoopbackHost(url.host))) headers.authorization = this.basicHeader;
     let res: Dispatcher.ResponseData;
+    let text: string;
     try {
       res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher, signal, headersTimeout: this.requestTimeoutMs, bodyTimeout: this.requestTimeoutMs });
+      // Read inside the try: an abort (or a reset) while the body arrives must not escape as
+      // undici's raw error.
+      text = await res.body.text();
     } catch (err) {
       throwIfAborted(signal);
       throw new ImageError(ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE, `Cannot reach the registry's token service ${url.origin}: ${(err as Error).message}`, undefined, {
@@ -212,7 +216,6 @@ export class RegistryClient {
         retryable: true,
       });
     }
-    const text = await res.body.text();
     if (res.statusCode === 401 || res.statusCode === 403) {
       throw this.authError(
         `the token service refused the credentials (HTTP ${res.statusCode})` +

@@ -10,6 +10,7 @@ import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
+import { throwIfAborted, toAbortError } from '../core/abort.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import { fileData, TempSpace, type BlobData } from './blob.js';
 import { sniffCompression, type ArchiveReader, type LayerCompression } from './layout.js';
@@ -71,6 +72,7 @@ export class DiskArchive implements ArchiveReader {
 
   /** Open and index an archive; a gzipped archive is first gunzipped into a temp file. */
   static async open(path: string, signal?: AbortSignal): Promise<DiskArchive> {
+    throwIfAborted(signal);
     let tarPath = path;
     let temp: TempSpace | undefined;
     try {
@@ -93,7 +95,7 @@ export class DiskArchive implements ArchiveReader {
     } catch (err) {
       await temp?.dispose();
       if (err instanceof ImageError) throw err;
-      if (signal?.aborted) throw err;
+      if (signal?.aborted) throw toAbortError(signal);
       const reason = err instanceof TarFormatError ? err.message : (err as Error)?.message ?? String(err);
       throw new ImageError(
         ErrorCodes.IMAGE_INVALID_ARCHIVE,

@@ -10,7 +10,8 @@ import { createWriteStream } from 'node:fs';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { bufferData, fileData, gzipToFile, HashCounter, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { throwIfAborted } from '../core/abort.js';
+import { asAbortError, bufferData, fileData, gzipToFile, HashCounter, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
 import { sniffCompression, type ArchiveReader, type LayerCompression } from './layout.js';
 import { walkTarStream } from './tar.js';
 
@@ -85,6 +86,8 @@ export class SpooledArchive implements ArchiveReader {
   /**
    * Consume an export stream. `onMember` is called (and not awaited) for every large member as
    * soon as it is complete.
+   *
+   * @throws AstroAbortError when `signal` fires (whatever the abort made the stream or a step throw).
    */
   async spool(
     source: AsyncIterable<Buffer | Uint8Array | string>,
@@ -93,8 +96,23 @@ export class SpooledArchive implements ArchiveReader {
     onMember: (m: SpooledMember) => void,
     signal?: AbortSignal,
   ): Promise<void> {
+    try {
+      await this.walk(source, temp, gzip, onMember, signal);
+    } catch (err) {
+      throw asAbortError(err, signal);
+    }
+  }
+
+  private async walk(
+    source: AsyncIterable<Buffer | Uint8Array | string>,
+    temp: TempSpace,
+    gzip: GzipSettings,
+    onMember: (m: SpooledMember) => void,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    throwIfAborted(signal);
     await walkTarStream(source, async (entry, body) => {
-      if (signal?.aborted) throw signal.reason;
+      throwIfAborted(signal);
       if ((entry.type === 'symlink' || entry.type === 'hardlink') && entry.linkName) {
         this.links.set(entry.name, { type: entry.type, target: entry.linkName });
         return;
