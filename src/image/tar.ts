@@ -43,17 +43,34 @@ function cString(buf: Buffer, start: number, length: number): string {
   return slice.subarray(0, nul === -1 ? slice.length : nul).toString('utf8');
 }
 
+/**
+ * A numeric header field: octal text (NUL- or space-terminated), or GNU base-256 (high bit of the
+ * first byte set, the rest a big-endian binary number) as GNU tar, Go's archive/tar and Python's
+ * tarfile write for values that do not fit in octal (sizes of 8 GiB and more, far-future mtimes).
+ */
 function octal(buf: Buffer, start: number, length: number): number {
-  // GNU base-256 encoding for sizes of 8 GiB and more: high bit of the first byte set.
-  if ((buf[start]! & 0x80) !== 0) {
-    let value = buf[start]! & 0x7f;
-    for (let i = 1; i < length; i++) value = value * 256 + buf[start + i]!;
+  const first = buf[start]!;
+  if ((first & 0x80) !== 0) {
+    // 0xff leads a negative (two's complement) number: never valid for a size.
+    if ((first & 0x40) !== 0) throw new TarFormatError('negative base-256 numeric field');
+    let value = first & 0x3f;
+    for (let i = 1; i < length; i++) {
+      value = value * 256 + buf[start + i]!;
+      if (value > Number.MAX_SAFE_INTEGER) throw new TarFormatError('base-256 numeric field too large');
+    }
     return value;
   }
   const text = cString(buf, start, length).trim();
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`invalid octal field "${text}"`);
   return parseInt(text, 8);
+}
+
+/** A pax numeric record (`size=...`): a non-negative decimal integer. */
+function paxNumber(key: string, value: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n)) throw new TarFormatError(`invalid pax ${key} record "${value.slice(0, 40)}"`);
+  return n;
 }
 
 function checksumOk(header: Buffer): boolean {
@@ -148,18 +165,24 @@ class PendingMeta {
     else if (flag === 'g') this.globalPax = { ...this.globalPax, ...parsePax(data) };
   }
 
-  apply(raw: RawHeader, offset: number): TarEntry {
+  /**
+   * The entry a real header describes, with the pending records applied, and `dataSize`: the bytes
+   * of data that follow its header. A pax `size` record overrides the header's size field (writers
+   * use one for members of 8 GiB and more, and Go's archive/tar, which Docker uses, and Python's
+   * tarfile then leave 0 in the field), so the data must be skipped by that size, not by the field.
+   */
+  apply(raw: RawHeader, offset: number): { entry: TarEntry; dataSize: number } {
     const pax = { ...this.globalPax, ...this.pax };
     const name = normaliseName(pax.path ?? this.longName ?? raw.name);
     const linkName = pax.linkpath ?? this.longLink ?? raw.linkName;
-    const size = pax.size !== undefined ? Number(pax.size) : raw.size;
+    const dataSize = pax.size !== undefined ? paxNumber('size', pax.size) : raw.size;
     this.longName = undefined;
     this.longLink = undefined;
     this.pax = {};
     const type = entryType(raw.typeflag);
-    const entry: TarEntry = { name, type, size: type === 'file' ? size : 0, offset };
+    const entry: TarEntry = { name, type, size: type === 'file' ? dataSize : 0, offset };
     if (type === 'symlink' || type === 'hardlink') entry.linkName = linkName;
-    return entry;
+    return { entry, dataSize };
   }
 }
 
@@ -184,16 +207,20 @@ export async function indexTarFile(path: string): Promise<TarEntry[]> {
       const raw = parseHeader(header);
       if (!raw) break;
       const dataStart = pos + BLOCK;
-      if (dataStart + raw.size > fileSize) throw new TarFormatError(`tar member "${raw.name}" is truncated`);
+      let dataSize = raw.size;
       if (meta.isMeta(raw.typeflag)) {
         if (raw.size > MAX_META_BYTES) throw new TarFormatError('oversized tar meta record');
+        if (dataStart + raw.size > fileSize) throw new TarFormatError(`tar member "${raw.name}" is truncated`);
         const data = Buffer.alloc(raw.size);
         await handle.read(data, 0, raw.size, dataStart);
         meta.absorb(raw.typeflag, data);
       } else {
-        entries.push(meta.apply(raw, dataStart));
+        const applied = meta.apply(raw, dataStart);
+        dataSize = applied.dataSize;
+        if (dataStart + dataSize > fileSize) throw new TarFormatError(`tar member "${applied.entry.name}" is truncated`);
+        entries.push(applied.entry);
       }
-      pos = dataStart + padded(raw.size);
+      pos = dataStart + padded(dataSize);
     }
     if (entries.length === 0) throw new TarFormatError('empty or non-tar file');
     return entries;
@@ -287,10 +314,9 @@ export async function walkTarStream(
       await reader.skip(padded(raw.size) - raw.size);
       continue;
     }
-    const entry = meta.apply(raw, -1);
+    const { entry, dataSize: size } = meta.apply(raw, -1);
     // Count what the callback took, so the rest can be skipped even if it stopped early.
     let delivered = 0;
-    const size = raw.size;
     const body: AsyncIterable<Buffer> = {
       async *[Symbol.asyncIterator]() {
         for await (const chunk of reader.take(size - delivered)) {
@@ -301,7 +327,7 @@ export async function walkTarStream(
     };
     await onEntry(entry, body);
     await reader.skip(size - delivered);
-    await reader.skip(padded(raw.size) - raw.size);
+    await reader.skip(padded(size) - size);
   }
 }
 
@@ -311,17 +337,40 @@ export interface PackTree {
   to: string;
 }
 
+/** The largest value an octal field of `width` bytes holds (width - 1 digits and a NUL). */
+const octalMax = (width: number) => 8 ** (width - 1) - 1;
+
+/**
+ * Write a numeric field: octal when it fits, else GNU base-256 (0x80, then the value big-endian
+ * in the remaining bytes), as GNU tar does in its own format.
+ */
+function numericField(h: Buffer, offset: number, width: number, value: number): void {
+  if (value <= octalMax(width)) {
+    h.write(`${value.toString(8).padStart(width - 1, '0')}\0`, offset, 'ascii');
+    return;
+  }
+  let rest = BigInt(value);
+  for (let i = width - 1; i >= 1; i--) {
+    h[offset + i] = Number(rest & 0xffn);
+    rest >>= 8n;
+  }
+  h[offset] = 0x80;
+}
+
 function tarHeader(name: string, size: number, type: '0' | '2' | '5' | 'x', mode: number, mtime: number, linkName = ''): Buffer {
   const h = Buffer.alloc(BLOCK);
-  h.write(name.slice(0, 100), 0, 'utf8');
+  // Bounded writes: a name or link target longer than its field (in bytes) must not spill into
+  // the fields after it (a stray "prefix" would rename the member); pax records carry the full
+  // value. Buffer#write never writes a partial UTF-8 character.
+  h.write(name, 0, 100, 'utf8');
   h.write(`${(mode & 0o7777).toString(8).padStart(7, '0')}\0`, 100, 'ascii');
   h.write('0000000\0', 108, 'ascii');
   h.write('0000000\0', 116, 'ascii');
-  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'ascii');
-  h.write(`${Math.max(0, Math.floor(mtime)).toString(8).padStart(11, '0')}\0`, 136, 'ascii');
+  numericField(h, 124, 12, size);
+  numericField(h, 136, 12, clampMtime(mtime));
   h.write('        ', 148, 'ascii');
   h.write(type, 156, 'ascii');
-  h.write(linkName.slice(0, 100), 157, 'utf8');
+  h.write(linkName, 157, 100, 'utf8');
   h.write('ustar\0', 257, 'ascii');
   h.write('00', 263, 'ascii');
   let sum = 0;
@@ -329,6 +378,9 @@ function tarHeader(name: string, size: number, type: '0' | '2' | '5' | 'x', mode
   h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
   return h;
 }
+
+/** Whole seconds since the epoch; earlier times are written as 0. */
+const clampMtime = (mtime: number) => Math.max(0, Math.floor(mtime));
 
 function paxRecord(key: string, value: string): Buffer {
   const body = ` ${key}=${value}\n`;
@@ -339,12 +391,28 @@ function paxRecord(key: string, value: string): Buffer {
   return Buffer.from(`${len}${body}`);
 }
 
-/** Header(s) for one member; a pax record carries names or link targets longer than 100 bytes. */
-function memberHeaders(name: string, size: number, type: '0' | '2' | '5', mode: number, mtime: number, linkName = ''): Buffer[] {
+/**
+ * Header(s) for one member, as written by {@link packTrees}. A pax extended header carries what
+ * the ustar header cannot hold: names or link targets longer than 100 bytes, and a size or mtime
+ * of 8^11 or more (8 GiB; the year 2242), which do not fit in 11 octal digits.
+ *
+ * For such a size or mtime the ustar field holds the value in GNU base-256 as well, not the 0 that
+ * Go's archive/tar and Python's tarfile put next to their pax record: GNU tar, Python's tarfile and
+ * Go's archive/tar all honour the pax record and all parse base-256 in any header (not only in
+ * GNU-format ones), so they read the same value either way; a reader that ignores pax but knows
+ * base-256 still gets the size right, and one that knows neither fails on the field instead of
+ * silently reading the member's data as headers.
+ *
+ * @internal exported for tests.
+ */
+export function memberHeaders(name: string, size: number, type: '0' | '2' | '5', mode: number, mtime: number, linkName = ''): Buffer[] {
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid tar member size ${size}`);
   const out: Buffer[] = [];
   const pax: Buffer[] = [];
   if (Buffer.byteLength(name) > 100) pax.push(paxRecord('path', name));
   if (Buffer.byteLength(linkName) > 100) pax.push(paxRecord('linkpath', linkName));
+  if (size > octalMax(12)) pax.push(paxRecord('size', String(size)));
+  if (clampMtime(mtime) > octalMax(12)) pax.push(paxRecord('mtime', String(clampMtime(mtime))));
   if (pax.length) {
     const data = Buffer.concat(pax);
     out.push(tarHeader('PaxHeader', data.length, 'x', 0o644, mtime), data, Buffer.alloc(padded(data.length) - data.length));
