@@ -39,6 +39,8 @@ const CLOCK_SKEW_MS = 5 * 60_000;
 const COMMIT_TIMEOUT_MS = 90_000;
 const BLOCK_LIST_TIMEOUT_MS = 60_000;
 const MIN_TRY_TIMEOUT_MS = 20_000;
+/** Most a first retry after a connection reset waits, in milliseconds. */
+const FIRST_RESET_RETRY_JITTER_MS = 100;
 
 interface ResolvedOptions {
   blockSizeBytes: number;
@@ -268,6 +270,10 @@ class BlockBlobUpload {
   }
 
   private retryDelayMs(failure: BlobRequestFailure, attempt: number): number {
+    // A connection that dropped says the link is flaky, not that the service is busy: the first
+    // retry of that request goes at once (after a little jitter) on a new connection, the block
+    // already re-cut smaller. A second reset of the same request backs off like any failure.
+    if (failure.retryCause === 'reset' && attempt === 1) return Math.round(Math.random() * FIRST_RESET_RETRY_JITTER_MS);
     return retryDelayMs(attempt, failure.details.retryAfterMs, {
       initialDelayMs: this.o.initialRetryDelayMs,
       maxDelayMs: this.o.maxRetryDelayMs,
@@ -595,6 +601,8 @@ class BlockBlobUpload {
     else {
       range.offset += length;
       range.length -= length;
+      // The failures were the cut-off block's: the bytes left behind have not been tried yet.
+      range.attempts = 0;
     }
     return block;
   }

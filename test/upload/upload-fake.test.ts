@@ -133,6 +133,27 @@ describe('uploadBlockBlob against the fake blob service', () => {
     });
   }
 
+  it('retries a block at once after its first reset and backs off after a second one or a 503', async () => {
+    const blob = newBlob();
+    const data = payload(2 * MIB, 6);
+    // One stream, so the n-th Put Block is the n-th try of the blocks in order.
+    proxy.faults.add({ route: 'blob.putBlock', nth: 1, times: 2, action: { kind: 'reset', afterBodyBytes: 100 * KIB } });
+    proxy.faults.add({ route: 'blob.putBlock', nth: 4, action: { kind: 'status', status: 503, headers: { 'x-ms-error-code': 'ServerBusy' } } });
+    const log = new EventLog();
+    await uploadBlockBlob(blob.url, data, opts(log, { concurrency: 1, initialRetryDelayMs: 400, maxRetryDelayMs: 4000 }));
+    const retries = log.of('upload:retry').map((r) => ({ cause: r.cause, attempt: r.attempt, delayMs: r.delayMs }));
+    expect(retries.map(({ cause, attempt }) => ({ cause, attempt }))).toEqual([
+      { cause: 'reset', attempt: 1 },
+      { cause: 'reset', attempt: 2 },
+      { cause: 'http-503', attempt: 1 },
+    ]);
+    expect(retries[0]!.delayMs).toBeLessThanOrEqual(100);
+    // Equal jitter: half of 400 * 2^(attempt - 1) fixed, half random.
+    expect(retries[1]!.delayMs).toBeGreaterThanOrEqual(400);
+    expect(retries[2]!.delayMs).toBeGreaterThanOrEqual(200);
+    expect(sameBytes(fake.service.read('dags', blob.name), data)).toBe(true);
+  });
+
   it('times out a stalled block and sends it again', async () => {
     const blob = newBlob();
     const data = payload(2 * MIB, 5);
