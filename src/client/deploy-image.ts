@@ -9,12 +9,15 @@
  */
 import { ignoreSyntaxForRuntime, type BundleEvent, type BundleResult } from '../bundle/index.js';
 import {
+  classifyImageSource,
   compareRuntimeVersions,
+  openImageArchive,
   pushImage,
   runDagParseCheck,
   validateImage,
   type DagParseCheckOptions,
   type DagParseCheckResult,
+  type ImageArchive,
   type ImageEvent,
   type ImageInfo,
   type ImageSource,
@@ -36,7 +39,12 @@ import type Dockerode from 'dockerode';
 /** Parameters of `deployImage`. */
 export interface DeployImageParams extends DeployDagsBundleOptions {
   deploymentId: string;
-  /** A local image name or ID in the Docker daemon, or a path to a `docker save` / OCI-layout archive. */
+  /**
+   * A local image name or ID in the Docker daemon, or a path to a `docker save` / OCI-layout
+   * archive (or an `{ archive }` from `openImageArchive`, left open). An archive path is opened
+   * once for the checks and the push (a `.tar.gz` gunzipped once) and its temp copy removed
+   * when the push ends or the deploy fails.
+   */
   image: ImageSource;
   /**
    * The dags folder. With DAG deploys enabled it is bundled and uploaded with the image (an
@@ -118,118 +126,136 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
     emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
 
     const options = await ctx.deploymentOptions.get(requestOptions);
-    const image = await validateImage(params.image, {
-      ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
-      allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
-      ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
-      ...(params.docker ? { docker: params.docker } : {}),
-      ...(signal ? { signal } : {}),
-    });
-    emit({
-      type: 'deploy:image-validated',
-      reference: image.reference,
-      platform: `${image.os}/${image.architecture}`,
-      ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
-    });
 
-    let parseCheck: DagParseCheckResult | undefined;
-    if (params.parseCheck && params.force) {
-      emit({ type: 'deploy:parse-check', status: 'skipped', reason: 'force' });
-    } else if (params.parseCheck && image.runtimeVersion && compareRuntimeVersions(image.runtimeVersion, PARSE_CHECK_MIN_RUNTIME) < 0) {
-      // As the CLI: runtimes before 4.1.0 ship no DAG integrity test to run.
-      emit({ type: 'deploy:parse-check', status: 'skipped', reason: `runtime ${image.runtimeVersion} is older than ${PARSE_CHECK_MIN_RUNTIME}` });
-    } else if (params.parseCheck) {
-      if (!params.dagsDir) {
-        throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'parseCheck needs dagsDir: the DAG folder to parse in the image.');
-      }
-      // Whatever form named it (an `{ archivePath }` or a plain path to a .tar), an archive has no container to run.
-      if (image.source === 'archive') {
-        throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The parse check runs a container, so it needs an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
-      }
-      const imageName = typeof params.image === 'string' ? params.image : 'imageName' in params.image ? params.image.imageName : image.reference;
-      emit({ type: 'deploy:parse-check', status: 'started' });
-      parseCheck = await runDagParseCheck(imageName, {
-        ...(typeof params.parseCheck === 'object' ? params.parseCheck : {}),
-        dagsDir: params.dagsDir,
+    // An archive is opened (indexed; a .tar.gz gunzipped into a temp file) once, for the checks
+    // and the push, and closed whatever happens; a caller's `{ archive }` stays the caller's.
+    const where = await classifyImageSource(params.image);
+    let opened: ImageArchive | undefined;
+    if (where.kind === 'archive' && !where.archive) {
+      opened = await openImageArchive(where.path, {
+        ...(signal ? { signal } : {}),
+        ...(params.push?.tempDir ? { tempDir: params.push.tempDir } : {}),
+      });
+    }
+    const source: ImageSource = opened ? { archive: opened, ...(where.kind === 'archive' && where.archiveImage ? { archiveImage: where.archiveImage } : {}) } : params.image;
+    try {
+      const image = await validateImage(source, {
+        ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
+        allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
+        ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
         ...(params.docker ? { docker: params.docker } : {}),
         ...(signal ? { signal } : {}),
-        onOutput: (chunk) => emit({ type: 'deploy:parse-output', chunk }),
       });
-      if (!parseCheck.passed) {
-        throw new ImageError(
-          ErrorCodes.IMAGE_PARSE_FAILED,
-          `Your DAGs did not parse in image ${imageName} (exit code ${parseCheck.exitCode}); nothing was deployed. Fix the errors below, or pass force: true to deploy anyway.\n${parseCheck.output.slice(-4000)}`,
-          imageName,
-        );
-      }
-      emit({ type: 'deploy:parse-check', status: parseCheck.skipped ? 'skipped' : 'passed', ...(parseCheck.skipped ? { reason: parseCheck.skipped } : {}) });
-    }
+      emit({
+        type: 'deploy:image-validated',
+        reference: image.reference,
+        platform: `${image.os}/${image.architecture}`,
+        ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
+      });
 
-    let bundle: BundleResult | undefined;
-    if (shipDags) {
-      bundle = await bundleDags(params.dagsDir!, params, syntax, signal, emit);
-    }
-    try {
-      throwIfAborted(signal);
-      const deploy = await ctx.deploys.create(
-        deploymentId,
-        { type: deployType, description: params.description ?? '', ...(params.git ? { git: params.git } : {}) },
-        requestOptions,
-      );
-      emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
-
-      const push = await pushImage(
-        params.image,
-        { repository: deploy.imageRepository, tag: deploy.imageTag },
-        {
-          ...params.push,
-          // On Astro the registry user is `cli` and the password the API token.
-          auth: { username: 'cli', password: ctx.token },
+      let parseCheck: DagParseCheckResult | undefined;
+      if (params.parseCheck && params.force) {
+        emit({ type: 'deploy:parse-check', status: 'skipped', reason: 'force' });
+      } else if (params.parseCheck && image.runtimeVersion && compareRuntimeVersions(image.runtimeVersion, PARSE_CHECK_MIN_RUNTIME) < 0) {
+        // As the CLI: runtimes before 4.1.0 ship no DAG integrity test to run.
+        emit({ type: 'deploy:parse-check', status: 'skipped', reason: `runtime ${image.runtimeVersion} is older than ${PARSE_CHECK_MIN_RUNTIME}` });
+      } else if (params.parseCheck) {
+        if (!params.dagsDir) {
+          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'parseCheck needs dagsDir: the DAG folder to parse in the image.');
+        }
+        // Whatever form named it (an `{ archivePath }` or a plain path to a .tar), an archive has no container to run.
+        if (image.source === 'archive') {
+          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The parse check runs a container, so it needs an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
+        }
+        const imageName = typeof params.image === 'string' ? params.image : 'imageName' in params.image ? params.image.imageName : image.reference;
+        emit({ type: 'deploy:parse-check', status: 'started' });
+        parseCheck = await runDagParseCheck(imageName, {
+          ...(typeof params.parseCheck === 'object' ? params.parseCheck : {}),
+          dagsDir: params.dagsDir,
           ...(params.docker ? { docker: params.docker } : {}),
           ...(signal ? { signal } : {}),
-          onEvent: emit,
-        },
-      );
-
-      let upload: UploadBlockBlobResult | undefined;
-      if (bundle) {
-        upload = await uploadBundle(deploy, bundle, params.upload, signal, emit);
-      }
-
-      // The finalize body the CLI sends: the DAG version when DAG deploys are on ('' when this
-      // deploy carries no DAGs), nothing when they are off.
-      const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
-      throwIfAborted(signal);
-      const finalized = await finalizeOnce(ctx.deploys, deploymentId, deploy, body, requestOptions, emit);
-      emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
-
-      const result: DeployImageResult = {
-        deployId: deploy.id,
-        deployType,
-        deploy: finalized,
-        image,
-        push,
-        reference: `${deploy.imageRepository}:${deploy.imageTag}`,
-        ...(parseCheck ? { parseCheck } : {}),
-      };
-      if (upload && bundle) {
-        result.dagTarballVersion = upload.versionId;
-        result.upload = upload;
-        result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
-      }
-      if (params.wait) {
-        result.rollout = await waitForRollout(ctx, {
-          ...(typeof params.wait === 'object' ? params.wait : {}),
-          deploymentId,
-          deployId: deploy.id,
-          expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) },
-          ...(signal ? { signal } : {}),
-          onEvent: emit,
+          onOutput: (chunk) => emit({ type: 'deploy:parse-output', chunk }),
         });
+        if (!parseCheck.passed) {
+          throw new ImageError(
+            ErrorCodes.IMAGE_PARSE_FAILED,
+            `Your DAGs did not parse in image ${imageName} (exit code ${parseCheck.exitCode}); nothing was deployed. Fix the errors below, or pass force: true to deploy anyway.\n${parseCheck.output.slice(-4000)}`,
+            imageName,
+          );
+        }
+        emit({ type: 'deploy:parse-check', status: parseCheck.skipped ? 'skipped' : 'passed', ...(parseCheck.skipped ? { reason: parseCheck.skipped } : {}) });
       }
-      return result;
+
+      let bundle: BundleResult | undefined;
+      if (shipDags) {
+        bundle = await bundleDags(params.dagsDir!, params, syntax, signal, emit);
+      }
+      try {
+        throwIfAborted(signal);
+        const deploy = await ctx.deploys.create(
+          deploymentId,
+          { type: deployType, description: params.description ?? '', ...(params.git ? { git: params.git } : {}) },
+          requestOptions,
+        );
+        emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+
+        const push = await pushImage(
+          source,
+          { repository: deploy.imageRepository, tag: deploy.imageTag },
+          {
+            ...params.push,
+            // On Astro the registry user is `cli` and the password the API token.
+            auth: { username: 'cli', password: ctx.token },
+            ...(params.docker ? { docker: params.docker } : {}),
+            ...(signal ? { signal } : {}),
+            onEvent: emit,
+          },
+        );
+        // The image is read: remove the archive's temp copy now, not after the rollout wait.
+        await opened?.close();
+
+        let upload: UploadBlockBlobResult | undefined;
+        if (bundle) {
+          upload = await uploadBundle(deploy, bundle, params.upload, signal, emit);
+        }
+
+        // The finalize body the CLI sends: the DAG version when DAG deploys are on ('' when this
+        // deploy carries no DAGs), nothing when they are off.
+        const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
+        throwIfAborted(signal);
+        const finalized = await finalizeOnce(ctx.deploys, deploymentId, deploy, body, requestOptions, emit);
+        emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
+
+        const result: DeployImageResult = {
+          deployId: deploy.id,
+          deployType,
+          deploy: finalized,
+          image,
+          push,
+          reference: `${deploy.imageRepository}:${deploy.imageTag}`,
+          ...(parseCheck ? { parseCheck } : {}),
+        };
+        if (upload && bundle) {
+          result.dagTarballVersion = upload.versionId;
+          result.upload = upload;
+          result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
+        }
+        if (params.wait) {
+          result.rollout = await waitForRollout(ctx, {
+            ...(typeof params.wait === 'object' ? params.wait : {}),
+            deploymentId,
+            deployId: deploy.id,
+            expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) },
+            ...(signal ? { signal } : {}),
+            onEvent: emit,
+          });
+        }
+        return result;
+      } finally {
+        await bundle?.cleanup();
+      }
     } finally {
-      await bundle?.cleanup();
+      await opened?.close();
     }
   });
 }

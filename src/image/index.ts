@@ -7,6 +7,7 @@
  */
 export type {
   ImageSource,
+  ImageArchive,
   ImagePlatform,
   ImageInfo,
   DockerOptions,
@@ -29,6 +30,12 @@ export {
   type RuntimeRules,
   type RuntimeRuleViolation,
 } from './runtime.js';
+export {
+  openImageArchive,
+  classifySource as classifyImageSource,
+  type OpenImageArchiveOptions,
+  type ClassifiedSource as ClassifiedImageSource,
+} from './source.js';
 export { MediaTypes } from './layout.js';
 export { pushImage, type PushImageOptions } from './push.js';
 export { pushNative, splitRepository, type NativePushOptions } from './push-native.js';

@@ -7,7 +7,7 @@ import { ErrorCodes, ImageError } from '../core/errors.js';
 import { dockerClient, engineCall } from './docker.js';
 import { resolveImage } from './layout.js';
 import { AIRFLOW_VERSION_LABEL, checkRuntimeRules, RUNTIME_VERSION_LABEL, type RuntimeRules } from './runtime.js';
-import { classifySource, DiskArchive } from './source.js';
+import { classifySource, DiskArchive, type ClassifiedSource } from './source.js';
 import type { DockerOptions, ImageInfo, ImagePlatform, ImageSource } from './types.js';
 
 /** The platform Astro runs. */
@@ -46,9 +46,14 @@ export async function inspectDaemonImage(name: string, docker: Dockerode): Promi
   return withVersions(info);
 }
 
-/** Inspect an image archive without a daemon. */
-export async function inspectArchive(path: string, archiveImage: string | undefined, signal?: AbortSignal): Promise<ImageInfo> {
-  const archive = await DiskArchive.open(path, signal);
+/**
+ * Inspect an image archive without a daemon. An already opened archive (`where.archive`) is read
+ * as it is and left open; otherwise the archive is opened here and closed again.
+ */
+export async function inspectArchive(where: Extract<ClassifiedSource, { kind: 'archive' }>, signal?: AbortSignal): Promise<ImageInfo> {
+  const { path, archiveImage } = where;
+  const given = where.archive as DiskArchive | undefined;
+  const archive = given ?? (await DiskArchive.open(path, signal));
   try {
     const resolved = await resolveImage(archive, {
       archiveName: path,
@@ -70,20 +75,22 @@ export async function inspectArchive(path: string, archiveImage: string | undefi
     if (resolved.configJson.created) info.created = resolved.configJson.created;
     return withVersions(info);
   } finally {
-    await archive.close();
+    if (!given) await archive.close();
   }
 }
 
 /**
  * Read an image's platform, labels and layers. From an archive no daemon is needed; for a
  * multi-platform archive the linux/amd64 image is described (or the first one when there is none,
- * with `platforms` listing what there is).
+ * with `platforms` listing what there is). An archive path is opened (a `.tar.gz` gunzipped) and
+ * closed again on each call; pass `{ archive }` from {@link openImageArchive} to reuse one opening.
  *
- * @throws ImageError `ASTRO_IMAGE_NOT_FOUND`, `ASTRO_IMAGE_DOCKER_UNAVAILABLE`, `ASTRO_IMAGE_INVALID_ARCHIVE`
+ * @throws ImageError `ASTRO_IMAGE_NOT_FOUND`, `ASTRO_IMAGE_DOCKER_UNAVAILABLE`, `ASTRO_IMAGE_INVALID_ARCHIVE`;
+ *   AstroConfigError `ASTRO_CONFIG_INVALID_OPTION` for a closed `{ archive }`; AstroAbortError when `signal` fires
  */
 export async function inspectImage(source: ImageSource, options: InspectOptions = {}): Promise<ImageInfo> {
   const where = await classifySource(source);
-  if (where.kind === 'archive') return inspectArchive(where.path, where.archiveImage, options.signal);
+  if (where.kind === 'archive') return inspectArchive(where, options.signal);
   return inspectDaemonImage(where.name, dockerClient(options.docker));
 }
 
@@ -100,7 +107,7 @@ const fmtPlatform = (p: ImagePlatform) => `${p.os}/${p.architecture}${p.variant 
  * Check an image is deployable to Astro, before any byte is pushed: linux/amd64 (the amd64 entry
  * of a multi-platform archive), an Astro Runtime label, and the runtime rules (no downgrade, listed
  * in the organization's deployment options, the Airflow 2 to 3 rule). Resolves with what
- * {@link inspectImage} returns.
+ * {@link inspectImage} returns; takes the same sources (`{ archive }` included, left open).
  *
  * @throws ImageError `ASTRO_IMAGE_PLATFORM_MISMATCH`, `ASTRO_IMAGE_NOT_RUNTIME`,
  *   `ASTRO_IMAGE_RUNTIME_DOWNGRADE`, `ASTRO_IMAGE_RUNTIME_UNSUPPORTED`,

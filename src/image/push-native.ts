@@ -68,7 +68,7 @@ export interface NativePushOptions extends DockerOptions {
   requestTimeoutMs?: number;
   /** Backoff between retries. */
   backoff?: BackoffOptions;
-  /** Folder for temp files (gzipped layers). @default os.tmpdir() */
+  /** Folder for temp files (gzipped layers, the gunzipped copy of a `.tar.gz` archive path). @default os.tmpdir() */
   tempDir?: string;
   /** Platform to push from a multi-platform archive. @default linux/amd64 */
   platform?: { os: string; architecture: string; variant?: string };
@@ -188,6 +188,8 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
 
   let temp: TempSpace | undefined;
   let archive: DiskArchive | undefined;
+  /** True when this push opened the archive (an `{ archive }` source stays open for its owner). */
+  let ownsArchive = false;
   let client: RegistryClient | undefined;
   const tasks: Array<Promise<unknown>> = [];
   try {
@@ -199,7 +201,12 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
     let resolved: ResolvedImage | undefined;
     let daemonConfigDigest: string | undefined;
     if (where.kind === 'archive') {
-      archive = await DiskArchive.open(where.path, signal);
+      if (where.archive) {
+        archive = where.archive as DiskArchive;
+      } else {
+        archive = await DiskArchive.open(where.path, signal, options.tempDir);
+        ownsArchive = true;
+      }
       resolved = await resolveImage(archive, {
         archiveName: where.path,
         platform: options.platform ?? { os: 'linux', architecture: 'amd64' },
@@ -416,7 +423,7 @@ export async function pushNative(source: ImageSource, target: PushTarget, option
     if (!internal.signal.aborted) internal.abort(new Error('push finished'));
     await Promise.allSettled(tasks);
     await client?.close();
-    await archive?.close();
+    if (ownsArchive) await archive?.close();
     await temp?.dispose();
   }
 }

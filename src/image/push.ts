@@ -15,14 +15,16 @@ export interface PushImageOptions extends NativePushOptions, Pick<DaemonPushOpti
 }
 
 /**
- * Push an image (daemon image name/ID, or archive path) to `repository:tag`. On Astro, take
+ * Push an image (daemon image name/ID, archive path, or an `{ archive }` from
+ * {@link openImageArchive}, native method only) to `repository:tag`. On Astro, take
  * `repository` and `tag` from the deploy (`imageRepository`, `imageTag`) and use
  * `auth: { username: 'cli', password: <API token> }`. The password never appears in errors or
  * events. Validate first ({@link validateImage}): the push itself does not check the platform.
  *
  * @throws ImageError `ASTRO_IMAGE_REGISTRY_AUTH`, `ASTRO_IMAGE_PUSH_FAILED`,
  *   `ASTRO_IMAGE_REGISTRY_UNAVAILABLE`, `ASTRO_IMAGE_NOT_FOUND`, `ASTRO_IMAGE_DOCKER_UNAVAILABLE`,
- *   `ASTRO_IMAGE_INVALID_ARCHIVE`; AstroAbortError when `signal` fires.
+ *   `ASTRO_IMAGE_INVALID_ARCHIVE`; AstroConfigError `ASTRO_CONFIG_INVALID_OPTION` for a closed
+ *   `{ archive }` (or an archive with `method: 'daemon'`); AstroAbortError when `signal` fires.
  */
 export function pushImage(source: ImageSource, target: PushTarget, options: PushImageOptions = {}): Promise<PushResult> {
   if (options.method === 'daemon') {

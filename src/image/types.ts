@@ -7,10 +7,40 @@ import type Dockerode from 'dockerode';
  * Where an image comes from.
  * - a string: a path to an existing `docker save` / OCI-layout tar archive (optionally gzipped)
  *   when such a file exists, otherwise an image name or ID in the Docker daemon;
- * - `{ archivePath }` or `{ imageName }` to say which, when a name could be mistaken for a path.
+ * - `{ archivePath }` or `{ imageName }` to say which, when a name could be mistaken for a path;
+ * - `{ archive }`: an archive already opened by {@link openImageArchive}, so inspecting,
+ *   validating and pushing it do not each open (and for a `.tar.gz`, gunzip) it again. The
+ *   functions given it never close it; its opener does.
  * `archiveImage` picks one image from an archive holding several (by `RepoTags` or ref annotation).
  */
-export type ImageSource = string | { archivePath: string; archiveImage?: string } | { imageName: string };
+export type ImageSource =
+  | string
+  | { archivePath: string; archiveImage?: string }
+  | { imageName: string }
+  | { archive: ImageArchive; archiveImage?: string };
+
+/**
+ * An image archive opened once by {@link openImageArchive}: its tar index is read and, when the
+ * archive itself is gzipped, it is gunzipped into a temp file. Pass it as `{ archive }` to
+ * {@link inspectImage}, {@link validateImage} and {@link pushImage} (native method) as many times
+ * as needed, then `close()` it, in a `finally`: that removes the temp copy. At run time it also
+ * has `Symbol.asyncDispose` (when the runtime defines it, as Node 20 does) calling `close()`, for
+ * `await using`.
+ */
+export interface ImageArchive {
+  /** The archive path it was opened from, as given (what `ImageInfo.reference` reports). */
+  readonly path: string;
+  /** True when the archive was gzipped and is read from a gunzipped temp copy. */
+  readonly gunzipped: boolean;
+  /** True once {@link ImageArchive.close} was called. */
+  readonly closed: boolean;
+  /**
+   * Remove the gunzipped temp copy, if one was made. Idempotent; never throws for an archive
+   * already closed. Using the handle afterwards (or closing it while a push still reads it)
+   * fails with `AstroConfigError` `ASTRO_CONFIG_INVALID_OPTION`.
+   */
+  close(): Promise<void>;
+}
 
 /** An OS/architecture pair as in image configs and OCI indexes. */
 export interface ImagePlatform {

@@ -3,16 +3,17 @@
  * (distribution 2.8, bearer challenge like Astro's), images come from archives built in the test
  * or from a real Docker engine, and the pushed image is checked with skopeo.
  */
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AstroClient, isAstroError, type DeployImageEvent } from '../../src/index.js';
-import { RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
+import { openImageArchive, RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
+import { DiskArchive } from '../../src/image/source.js';
 import { createFakeAstro, createFaultProxy, type FakeAstro, type FaultProxy } from '../../src/testing/index.js';
 import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
 import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { makeImage, noise, writeLegacyArchive } from '../image/fixtures.js';
+import { makeImage, noise, writeLegacyArchive, type LayerSpec } from '../image/fixtures.js';
 import { skopeoInfo } from '../image/verify.js';
 
 let dir: string;
@@ -163,6 +164,118 @@ describe('deployImage', () => {
     expect(astro.deploys(deploymentId)[0]!.finalizeCount).toBe(1);
     const info = await skopeoInfo(result.reference, { username: 'cli', password: astro.token });
     expect(info.Digest).toBe(result.push.digest);
+  });
+});
+
+describe('deployImage opens an archive once (a .tar.gz is gunzipped once) and removes its temp copy', () => {
+  let gz: string;
+  let armGz: string;
+  beforeAll(async () => {
+    gz = join(dir, 'good.tar.gz');
+    armGz = join(dir, 'arm.tar.gz');
+    const layers: LayerSpec[] = [{ 'data.bin': noise(600_000) }, { 'app/x.txt': 'gz' }];
+    await writeLegacyArchive(gz, makeImage({ labels: { [RUNTIME_VERSION_LABEL]: '3.1-3' }, layers }), 'test/gz:1', { gzip: true });
+    await writeLegacyArchive(armGz, makeImage({ architecture: 'arm64', labels: { [RUNTIME_VERSION_LABEL]: '3.1-3' }, layers }), 'test/armgz:1', { gzip: true });
+  });
+
+  /** Counts every archive open (validate, push, anything else) and keeps the archives opened. */
+  function countOpens(): { count: () => number; archives: () => Promise<DiskArchive[]> } {
+    const spy = vi.spyOn(DiskArchive, 'open');
+    onTestFinished(() => spy.mockRestore());
+    return {
+      count: () => spy.mock.calls.length,
+      archives: () => Promise.all(spy.mock.results.map((r) => r.value as Promise<DiskArchive>)),
+    };
+  }
+
+  function tempFolder(): string {
+    const d = mkdtempSync(join(tmpdir(), 'img-temp-'));
+    onTestFinished(() => rmSync(d, { recursive: true, force: true }));
+    return d;
+  }
+
+  it('success, as a path and as { archivePath }: one open, one gunzip, nothing left in the temp folder', async () => {
+    const { astro, client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    for (const image of [gz, { archivePath: gz }]) {
+      const opens = countOpens();
+      const tempDir = tempFolder();
+      const result = await client.deployImage({ deploymentId, image, push: { tempDir, layerCache: false } });
+      expect(opens.count()).toBe(1);
+      const [archive] = await opens.archives();
+      expect(archive!.gunzipped).toBe(true);
+      expect(archive!.tarPath.startsWith(`${tempDir}/`)).toBe(true);
+      expect(archive!.closed).toBe(true);
+      expect(existsSync(archive!.tarPath)).toBe(false);
+      expect(readdirSync(tempDir)).toEqual([]);
+      expect(result.image).toMatchObject({ source: 'archive', reference: gz });
+      const info = await skopeoInfo(result.reference, { username: 'cli', password: astro.token });
+      expect(info.Digest).toBe(result.push.digest);
+      vi.restoreAllMocks();
+    }
+  });
+
+  it('a push refused by the registry (401) and a validation failure: one open, temp copy removed', async () => {
+    const { astro, client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    // The registry's token server now refuses the API token: the push fails with a 401.
+    currentToken = 'not-the-api-token';
+    let opens = countOpens();
+    let tempDir = tempFolder();
+    const err = await client.deployImage({ deploymentId, image: gz, push: { tempDir, layerCache: false } }).catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_IMAGE_REGISTRY_AUTH')).toBe(true);
+    expect(registry.tokenRequests.some((t) => !t.granted)).toBe(true);
+    expect(astro.requestsFor('deploys.create')).toHaveLength(1);
+    expect(opens.count()).toBe(1);
+    expect((await opens.archives())[0]!.closed).toBe(true);
+    expect(readdirSync(tempDir)).toEqual([]);
+    currentToken = astro.token;
+    vi.restoreAllMocks();
+
+    opens = countOpens();
+    tempDir = tempFolder();
+    const invalid = await client.deployImage({ deploymentId, image: armGz, push: { tempDir } }).catch((e: unknown) => e);
+    expect(isAstroError(invalid, 'ASTRO_IMAGE_PLATFORM_MISMATCH')).toBe(true);
+    expect(opens.count()).toBe(1);
+    expect(readdirSync(tempDir)).toEqual([]);
+  });
+
+  it('an abort mid-push: AstroAbortError, one open, temp copy removed', async () => {
+    const { client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const opens = countOpens();
+    const tempDir = tempFolder();
+    const controller = new AbortController();
+    const err = await client
+      .deployImage({
+        deploymentId,
+        image: gz,
+        push: { tempDir, layerCache: false, chunkSizeBytes: 256 * 1024 },
+        signal: controller.signal,
+        onEvent: (e) => {
+          if (e.type === 'image:layer-progress') controller.abort(new Error('user cancelled'));
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_ABORTED')).toBe(true);
+    expect((err as Error).name).toBe('AstroAbortError');
+    expect(opens.count()).toBe(1);
+    expect(readdirSync(tempDir)).toEqual([]);
+  });
+
+  it("a caller's { archive } is used as it is and left open for the caller", async () => {
+    const { client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const opens = countOpens();
+    const archive = await openImageArchive(gz);
+    try {
+      const result = await client.deployImage({ deploymentId, image: { archive }, push: { layerCache: false } });
+      expect(result.image.reference).toBe(gz);
+      expect(opens.count()).toBe(1);
+      expect(archive.closed).toBe(false);
+    } finally {
+      await archive.close();
+    }
   });
 });
 
