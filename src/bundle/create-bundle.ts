@@ -81,11 +81,10 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
   const scan = await scanTree(dir, options, (warning) => emit({ type: 'bundle:warning', warning })).catch((err: unknown) => {
     throw failStream(err);
   });
-  const shipped = scan.scannedEntries.filter((e) => path.posix.basename(e.path) !== IGNORE_FILE);
-  if (shipped.length === 0 && !options.allowEmpty) {
+  if (!options.allowEmpty && !scan.scannedEntries.some((e) => path.posix.basename(e.path) !== IGNORE_FILE)) {
     throw failStream(new BundleError(
       ErrorCodes.BUNDLE_EMPTY,
-      `Nothing to ship from '${dir}': every file is excluded${scan.entries.length > 0 ? ' (only .airflowignore files are left)' : ''}. Deploying an empty bundle removes every DAG from the deployment; pass allowEmpty: true if that is what you want.`,
+      `Nothing to ship from '${dir}': every file is excluded${scan.scannedEntries.length > 0 ? ' (only .airflowignore files are left)' : ''}. Deploying an empty bundle removes every DAG from the deployment; pass allowEmpty: true if that is what you want.`,
       dir,
     ));
   }
@@ -133,8 +132,8 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
     await rm(tempDir, { recursive: true, force: true });
   };
 
-  // Pack.
-  const files: BundleManifestFile[] = [];
+  // Pack. The packer completes each scanned entry into its manifest entry, in archive order.
+  const files: BundleManifestFile[] = scan.scannedEntries;
   let doneFiles = 0;
   let doneBytes = 0;
   let lastProgress = 0;
@@ -145,11 +144,11 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
     // The tar generator feeds gzip directly (no stream buffer in between), which lets it reuse
     // its output buffer: gzip copies every chunk before asking for the next.
     const source = tarStream(scan.scannedEntries, {
+      root: scan.root,
       prefix,
       signal,
       reuseBuffers: true,
-      onEntry: (file, bytes) => {
-        files.push(file);
+      onEntry: (_file, bytes) => {
         doneFiles++;
         doneBytes += bytes;
         const now = performance.now();

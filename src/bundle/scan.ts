@@ -24,7 +24,7 @@ import { findHiddenImports } from './hidden-imports.js';
 import { compileGlobRule, compileRule, decidingRule, isRule, ruleIgnores } from './ignore-rules.js';
 import type { GlobRule, IgnoreRule, RuleOrigin } from './ignore-rules.js';
 import { splitIgnoreLines } from './python-text.js';
-import type { BundleEntry, BundleWarning, ExcludedPath, IgnoreSyntax, KeptPath, RuleSource, ScanOptions, ScanResult } from './types.js';
+import type { BundleManifestFile, BundleWarning, ExcludedPath, IgnoreSyntax, KeptPath, RuleSource, ScanOptions, ScanResult } from './types.js';
 
 /** Name of the ignore file Airflow reads in every walked folder. */
 export const IGNORE_FILE = '.airflowignore';
@@ -48,18 +48,20 @@ export class IgnorePatternError extends BundleError {
   }
 }
 
-/** An archive member with what the packer needs to read it. */
-export interface ScannedEntry extends BundleEntry {
-  /** Absolute path to read the content from (regular files). */
-  abs: string;
-  /** Size seen by the scan, in bytes (0 for links). */
-  size: number;
-  /** `st_mode` seen by the scan. */
-  mode: number;
-}
+/**
+ * An archive member, one record from the walk to the manifest: the scan creates it with the size
+ * it saw (`sha256` empty, `mode` and `mtimeSeconds` 0), the packer completes it in place with what
+ * it packed, and the same object is then the manifest entry. Several records per file (walk,
+ * scan, packer, manifest), each with its own copy of the path, are what made peak memory grow by
+ * ~1.8 KB per file; the fields are in the manifest's order so the objects serialise as before.
+ * The absolute path is not kept: it is rebuilt from the dags folder when the file is opened
+ * ({@link absoluteIn}).
+ */
+export type ScannedEntry = BundleManifestFile;
 
-/** {@link ScanResult} plus the packer's view of the entries. */
-export interface ScanOutcome extends ScanResult {
+/** {@link ScanResult} (without the public `entries` list) plus the packer's view of the entries. */
+export interface ScanOutcome extends Omit<ScanResult, 'entries'> {
+  /** Sorted by path. */
   scannedEntries: ScannedEntry[];
 }
 
@@ -67,6 +69,9 @@ interface DirJob {
   rel: string;
   abs: string;
   real: string;
+  /** `real` relative to the dags folder, forward slashes: equal to `rel` unless a symlinked folder is on the route. */
+  physRel: string;
+  /** Shared with the parent's job and siblings when no ignore file adds to them (never mutated). */
   rules: IgnoreRule[];
   /** Resolved paths of this folder and its ancestors on the walked route. */
   chain: string[];
@@ -74,16 +79,10 @@ interface DirJob {
 
 type Kind = 'dir' | 'file' | 'file-link' | 'dir-link' | 'broken-link' | 'loop-link' | 'special';
 
-interface Classified {
-  name: string;
-  kind: Kind;
-  abs: string;
-}
-
-interface IncludedFile {
+/** A file link or dangling link met by the walk (rare: regular files get a {@link ScannedEntry} at once). */
+interface LinkFile {
   rel: string;
-  kind: 'file' | 'file-link' | 'broken-link';
-  abs: string;
+  kind: 'file-link' | 'broken-link';
   /** Resolved folder holding it. */
   physDir: string;
   name: string;
@@ -91,7 +90,29 @@ interface IncludedFile {
 
 const toPosix = (p: string) => (path.sep === '/' ? p : p.split(path.sep).join('/'));
 const join = (a: string, b: string) => (a === '' ? b : `${a}/${b}`);
+/**
+ * {@link join} for the paths kept once per file: `Array.prototype.join` gives a flat string,
+ * where `+` and template literals give a rope (an extra object per file, which V8 flattens into
+ * a new string anyway as soon as the path is sorted or matched).
+ */
+const joinFlat = (a: string, b: string) => (a === '' ? b : [a, b].join('/'));
 const byPath = (a: { path: string }, b: { path: string }) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+
+/** The absolute path of `rel` (forward slashes, inside the dags folder `root`), built when it is needed. */
+export function absoluteIn(root: string, rel: string): string {
+  const native = path.sep === '/' ? rel : rel.split('/').join(path.sep);
+  return root.endsWith(path.sep) ? root + native : root + path.sep + native;
+}
+
+/** A regular file's record before packing. */
+function fileEntry(physRel: string, size = 0): ScannedEntry {
+  return { path: physRel, size, sha256: '', mode: 0, type: 'file', mtimeSeconds: 0 };
+}
+
+/** A symlink's record before packing. */
+function linkEntry(physRel: string, linkTarget: string): ScannedEntry {
+  return { path: physRel, size: 0, sha256: '', mode: 0, type: 'symlink', linkTarget, mtimeSeconds: 0 };
+}
 
 function isInside(root: string, p: string): boolean {
   return p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
@@ -153,11 +174,25 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
     onWarning?.(w);
   };
   const excluded: ExcludedPath[] = [];
-  const includedFiles: IncludedFile[] = [];
-  const ignoreFiles: IncludedFile[] = [];
+  // What the walk ships. A regular file costs one record and one path string (shared by
+  // `walkedRels`, the record and later the manifest) unless a symlinked folder is on its route;
+  // everything about links is kept on the side, as it is rare.
+  /** Regular files met by the walk, in walk order; their physical paths are unique (a folder is walked once). */
+  const walkedFiles: ScannedEntry[] = [];
+  /** The same for the regular `.airflowignore` files. */
+  const walkedIgnoreFiles: ScannedEntry[] = [];
+  /** File links and dangling links, in walk order, and those that are `.airflowignore` files. */
+  const walkedLinks: LinkFile[] = [];
+  const ignoreLinks: LinkFile[] = [];
+  /** Logical path of every walked file, ignore files included (all distinct). */
+  const walkedRels: string[] = [];
+  /** Files (not ignore files) reached through a symlinked folder: logical and physical paths, in walk order. */
+  const routed: Array<{ rel: string; physRel: string }> = [];
+  /** Logical paths of the records whose physical path differs (for error messages). */
+  const logicalOf = new Map<ScannedEntry, string>();
   const dirLinks: Array<{ logical: string; entry: ScannedEntry }> = [];
   const registered = new Map<string, string>();
-  const stack: DirJob[] = [{ rel: '', abs: root, real: root, rules: [], chain: [root] }];
+  const stack: DirJob[] = [{ rel: '', abs: root, real: root, physRel: '', rules: [], chain: [root] }];
 
   const exclude = (rel: string, type: ExcludedPath['type'], rule: IgnoreRule | GlobRule) => {
     excluded.push({ path: rel, type, reason: describe(rule.source, rule.pattern), source: rule.source, pattern: rule.pattern });
@@ -173,28 +208,38 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
       throw ioError('list the folder', job.rel || '.', err);
     }
     dirents.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const items = await Promise.all(dirents.map((d) => classify(d, job.abs)));
+    const kinds = await classifyAll(dirents, job.abs);
+    const routedDir = job.rel !== job.physRel;
 
     // 1. This folder's own ignore file extends the inherited rules.
     let rules = job.rules;
-    const ignoreItem = items.find((it) => it.name === IGNORE_FILE && (it.kind === 'file' || it.kind === 'file-link'));
-    if (ignoreItem) {
+    const ignoreAt = dirents.findIndex((d, i) => d.name === IGNORE_FILE && (kinds[i] === 'file' || kinds[i] === 'file-link'));
+    if (ignoreAt >= 0) {
       const file = join(job.rel, IGNORE_FILE);
-      rules = [...job.rules, ...(await readRules(ignoreItem.abs, file, job.rel, syntax, warn))];
-      ignoreFiles.push({ rel: file, kind: ignoreItem.kind as 'file' | 'file-link', abs: ignoreItem.abs, physDir: job.real, name: IGNORE_FILE });
+      rules = [...job.rules, ...(await readRules(path.join(job.abs, IGNORE_FILE), file, job.rel, syntax, warn))];
+      walkedRels.push(file);
+      if (kinds[ignoreAt] === 'file') {
+        const entry = fileEntry(joinFlat(job.physRel, IGNORE_FILE));
+        walkedIgnoreFiles.push(entry);
+        if (routedDir) logicalOf.set(entry, file);
+      } else {
+        ignoreLinks.push({ rel: file, kind: 'file-link', physDir: job.real, name: IGNORE_FILE });
+      }
     }
 
     // 2. Sub-folders: prune, then register (loop / second-route detection), then queue.
     const subJobs: DirJob[] = [];
-    for (const it of items) {
-      if (it.kind !== 'dir' && it.kind !== 'dir-link') continue;
-      const rel = join(job.rel, it.name);
+    for (let i = 0; i < dirents.length; i++) {
+      const kind = kinds[i]!;
+      if (kind !== 'dir' && kind !== 'dir-link') continue;
+      const name = dirents[i]!.name;
+      const rel = join(job.rel, name);
       const airflowRule = decidingRule(rules, rel, true);
       if (ruleIgnores(airflowRule)) {
         exclude(rel, 'directory', airflowRule!);
         continue;
       }
-      const real = it.kind === 'dir' ? path.join(job.real, it.name) : await realpath(it.abs).catch((err: unknown) => {
+      const real = kind === 'dir' ? path.join(job.real, name) : await realpath(path.join(job.abs, name)).catch((err: unknown) => {
         throw ioError('resolve the symlink', rel, err);
       });
       const filterRule = decidingRule(filters, rel, true);
@@ -226,21 +271,21 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
         exclude(rel, 'directory', filterRule!);
         continue;
       }
-      if (it.kind === 'dir-link') {
-        const linkPhys = path.join(job.real, it.name);
-        dirLinks.push({
-          logical: rel,
-          entry: { path: toPosix(path.relative(root, linkPhys)), type: 'symlink', linkTarget: toPosix(path.relative(job.real, real)) || '.', abs: linkPhys, size: 0, mode: 0o120777 },
-        });
+      if (kind === 'dir-link') {
+        const linkPhys = path.join(job.real, name);
+        dirLinks.push({ logical: rel, entry: linkEntry(toPosix(path.relative(root, linkPhys)), toPosix(path.relative(job.real, real)) || '.') });
       }
-      subJobs.push({ rel, abs: path.join(job.abs, it.name), real, rules: [...rules], chain: [...job.chain, real] });
+      const physRel = kind === 'dir' ? joinFlat(job.physRel, name) : toPosix(path.relative(root, real));
+      subJobs.push({ rel, abs: path.join(job.abs, name), real, physRel, rules, chain: [...job.chain, real] });
     }
     for (let i = subJobs.length - 1; i >= 0; i--) stack.push(subJobs[i]!);
 
     // 3. Files.
-    for (const it of items) {
-      if (it.kind === 'dir' || it.kind === 'dir-link' || it.name === IGNORE_FILE) continue;
-      const rel = join(job.rel, it.name);
+    for (let i = 0; i < dirents.length; i++) {
+      const kind = kinds[i]!;
+      const name = dirents[i]!.name;
+      if (kind === 'dir' || kind === 'dir-link' || name === IGNORE_FILE) continue;
+      const rel = joinFlat(job.rel, name);
       const airflowRule = decidingRule(rules, rel, false);
       if (ruleIgnores(airflowRule)) {
         exclude(rel, 'file', airflowRule!);
@@ -251,49 +296,57 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
         exclude(rel, 'file', filterRule!);
         continue;
       }
-      if (it.kind === 'loop-link') {
+      if (kind === 'loop-link') {
         throw new BundleError(
           ErrorCodes.BUNDLE_SYMLINK_LOOP,
           `The symlink '${rel}' never resolves (it is part of a symlink loop). Remove it or ignore it in .airflowignore.`,
           rel,
         );
       }
-      if (it.kind === 'special') {
+      if (kind === 'special') {
         excluded.push({ path: rel, type: 'file', reason: 'not a regular file or symlink (FIFO, socket or device)', source: 'special-file' });
         warn({ code: 'SPECIAL_FILE_SKIPPED', message: `'${rel}' is a FIFO, socket or device file; it is not shipped.`, file: rel });
         continue;
       }
-      includedFiles.push({ rel, kind: it.kind, abs: it.abs, physDir: job.real, name: it.name });
+      walkedRels.push(rel);
+      const physRel = routedDir ? joinFlat(job.physRel, name) : rel;
+      if (routedDir) routed.push({ rel, physRel });
+      if (kind === 'file') {
+        const entry = fileEntry(physRel);
+        walkedFiles.push(entry);
+        if (routedDir) logicalOf.set(entry, rel);
+      } else {
+        walkedLinks.push({ rel, kind, physDir: job.real, name });
+      }
     }
   }
 
   // Archive members for the walked files (physical paths, links rewritten to relative targets).
-  const entries = new Map<string, ScannedEntry>();
-  const included = new Set<string>();
+  // Regular walked files are unique by path and stay in their arrays; `extra` holds every other
+  // member (links, link targets, hidden modules), keyed by path: a later entry for the same path
+  // replaces an earlier one, and one for a walked file's path (the same file) replaces it.
+  const extra = new Map<string, ScannedEntry>();
   const linkTargets: Array<{ link: string; target: string }> = [];
   // Regular files (nearly all of a tree) are stat'ed synchronously, in slices that give the event
   // loop back every few milliseconds: a thread-pool round trip per file costs more than the
   // lstat itself (see tar-writer.ts for the figures), and this runs once per file of the tree.
   let sliceStart = performance.now();
-  for (const f of [...includedFiles, ...ignoreFiles]) {
-    if (f.kind !== 'file') continue;
-    const physAbs = path.join(f.physDir, f.name);
-    const physRel = toPosix(path.relative(root, physAbs));
-    let st: Stats;
-    try {
-      st = lstatSync(physAbs);
-    } catch (err) {
-      throw ioError('read', f.rel, err);
-    }
-    entries.set(physRel, { path: physRel, type: 'file', abs: physAbs, size: st.size, mode: st.mode });
-    if (performance.now() - sliceStart >= 4) {
-      await setImmediate();
-      throwIfAborted(signal);
-      sliceStart = performance.now();
+  for (const list of [walkedFiles, walkedIgnoreFiles]) {
+    for (const entry of list) {
+      try {
+        entry.size = lstatSync(absoluteIn(root, entry.path)).size;
+      } catch (err) {
+        throw ioError('read', logicalOf.get(entry) ?? entry.path, err);
+      }
+      if (performance.now() - sliceStart >= 4) {
+        await setImmediate();
+        throwIfAborted(signal);
+        sliceStart = performance.now();
+      }
     }
   }
-  const addFileEntries = async (files: IncludedFile[]) => {
-    await mapLimit(files.filter((f) => f.kind !== 'file'), 16, async (f) => {
+  const addLinkEntries = async (links: LinkFile[]) => {
+    await mapLimit(links, 16, async (f) => {
       const physAbs = path.join(f.physDir, f.name);
       const physRel = toPosix(path.relative(root, physAbs));
       if (f.kind === 'broken-link') {
@@ -302,8 +355,7 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
         });
         const lexical = path.resolve(f.physDir, text);
         if (!isInside(root, lexical)) throw escapeError(f.rel, lexical);
-        const target = toPosix(path.relative(f.physDir, lexical));
-        entries.set(physRel, { path: physRel, type: 'symlink', linkTarget: target, abs: physAbs, size: 0, mode: 0o120777 });
+        extra.set(physRel, linkEntry(physRel, toPosix(path.relative(f.physDir, lexical))));
         warn({ code: 'BROKEN_SYMLINK', message: `The symlink '${f.rel}' points to '${text}', which does not exist; it is shipped as a dangling link.`, file: f.rel, path: toPosix(path.relative(root, lexical)) });
         return;
       }
@@ -315,16 +367,21 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
         throw ioError('read', f.rel, err);
       });
       const targetRel = toPosix(path.relative(root, real));
-      entries.set(physRel, { path: physRel, type: 'symlink', linkTarget: toPosix(path.relative(f.physDir, real)), abs: physAbs, size: 0, mode: 0o120777 });
-      entries.set(targetRel, { path: targetRel, type: 'file', abs: real, size: st.size, mode: st.mode });
+      extra.set(physRel, linkEntry(physRel, toPosix(path.relative(f.physDir, real))));
+      extra.set(targetRel, fileEntry(targetRel, st.size));
       linkTargets.push({ link: f.rel, target: targetRel });
     });
   };
-  await addFileEntries(includedFiles);
-  await addFileEntries(ignoreFiles);
-  for (const f of includedFiles) included.add(f.rel);
-  for (const f of ignoreFiles) included.add(f.rel);
+  await addLinkEntries(walkedLinks);
+  await addLinkEntries(ignoreLinks);
   throwIfAborted(signal);
+
+  // `included` is the walked paths plus what the steps below add. A set of the walked paths is
+  // only built when a step needs to look one up (links, symlinked folders, the guard).
+  const added = new Set<string>();
+  let walkedSet: Set<string> | undefined;
+  const isWalked = (rel: string) => (walkedSet ??= new Set(walkedRels)).has(rel);
+  const isIncluded = (rel: string) => added.has(rel) || isWalked(rel);
 
   // Exclusion lookup: the path itself or its nearest excluded folder.
   const excludedByPath = new Map(excluded.map((e) => [e.path, e]));
@@ -340,9 +397,9 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
   // Targets of shipped links that the rules left out are shipped too, or the link would dangle.
   const warnedLinks = new Set<string>();
   for (const { link, target } of linkTargets.sort((a, b) => (a.link < b.link ? -1 : 1))) {
-    if (included.has(target)) continue;
+    if (isIncluded(target)) continue;
     const by = exclusionOf(target);
-    included.add(target);
+    added.add(target);
     kept.push({ path: target, reason: 'symlink-target', linkedFrom: link, excludedBy: by?.source ?? 'default' });
     if (!warnedLinks.has(link)) {
       warnedLinks.add(link);
@@ -355,12 +412,11 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
     }
   }
   // Files reached through a symlinked folder live physically under its target: ship those too.
-  for (const f of includedFiles) {
-    const physRel = toPosix(path.relative(root, path.join(f.physDir, f.name)));
-    if (physRel === f.rel || included.has(physRel)) continue;
-    included.add(physRel);
+  for (const { rel, physRel } of routed) {
+    if (physRel === rel || isIncluded(physRel)) continue;
+    added.add(physRel);
     const by = exclusionOf(physRel);
-    const viaLink = dirLinks.filter((d) => f.rel.startsWith(`${d.logical}/`)).pop()?.logical ?? f.rel;
+    const viaLink = dirLinks.filter((d) => rel.startsWith(`${d.logical}/`)).pop()?.logical ?? rel;
     kept.push({ path: physRel, reason: 'symlink-target', linkedFrom: viaLink, excludedBy: by?.source ?? 'default' });
     if (!warnedLinks.has(viaLink)) {
       warnedLinks.add(viaLink);
@@ -377,7 +433,7 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
   const mode = options.hiddenImports ?? 'warn';
   if (mode !== 'off' && excluded.some((e) => e.source !== 'default' && e.source !== 'special-file')) {
     const hidden = await findHiddenImports({
-      included,
+      included: new Set([...walkedRels, ...added]),
       exclusionOf,
       isFile: async (rel) => (await stat(path.join(root, rel)).catch(() => undefined))?.isFile() ?? false,
       readText: async (rel) => {
@@ -402,8 +458,8 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
       );
     }
     for (const h of hidden) {
-      await materialise(root, h.path, entries, linkTargets);
-      included.add(h.path);
+      await materialise(root, h.path, extra, linkTargets);
+      added.add(h.path);
       kept.push({ path: h.path, reason: 'hidden-import', importedBy: { file: h.importedBy, line: h.line, module: h.module }, excludedBy: h.excludedBy.source });
       warn({
         code: 'HIDDEN_IMPORT_KEPT',
@@ -414,28 +470,44 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
       });
     }
     // Targets of links met while shipping hidden modules.
-    for (const { target } of linkTargets) included.add(target);
+    for (const { target } of linkTargets) added.add(target);
   }
 
+  // The walked paths are distinct; the added ones are distinct and may repeat walked ones.
+  const addedOnly = added.size > 0 ? [...added].filter((rel) => !isWalked(rel)) : [];
+  const includedList = walkedRels;
+  for (const rel of addedOnly) includedList.push(rel);
+  includedList.sort();
   // Symlinked folders are shipped as links when anything below them is shipped.
-  const includedList = [...included].sort();
   for (const { logical, entry } of dirLinks) {
     const prefix = `${logical}/`;
-    if (hasPrefix(includedList, prefix)) entries.set(entry.path, entry);
+    if (hasPrefix(includedList, prefix)) extra.set(entry.path, entry);
   }
 
   const keptPaths = new Set(kept.map((k) => k.path));
   const finalExcluded = excluded.filter((e) => !(e.type === 'file' && keptPaths.has(e.path))).sort(byPath);
-  const scannedEntries = [...entries.values()].sort(byPath);
+  const scannedEntries = walkedFiles;
+  if (extra.size > 0) {
+    // Drop the walked records that an `extra` entry replaces (same path), then add the extras.
+    let n = 0;
+    for (const entry of scannedEntries) if (!extra.has(entry.path)) scannedEntries[n++] = entry;
+    scannedEntries.length = n;
+    for (const entry of walkedIgnoreFiles) if (!extra.has(entry.path)) scannedEntries.push(entry);
+    for (const entry of extra.values()) scannedEntries.push(entry);
+  } else {
+    for (const entry of walkedIgnoreFiles) scannedEntries.push(entry);
+  }
+  scannedEntries.sort(byPath);
+  let totalBytes = 0;
+  for (const e of scannedEntries) if (e.type === 'file') totalBytes += e.size;
   return {
     included: includedList,
     excluded: finalExcluded,
     kept: kept.sort(byPath),
-    entries: scannedEntries.map(({ path: p, type, linkTarget }) => (linkTarget === undefined ? { path: p, type } : { path: p, type, linkTarget })),
     warnings,
     syntax,
     root,
-    totalBytes: scannedEntries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0),
+    totalBytes,
     scannedEntries,
   };
 }
@@ -451,24 +523,47 @@ export async function scanTree(dir: string, options: ScanOptions = {}, onWarning
  * (with `hiddenImports: 'error'`) or `ASTRO_BUNDLE_IO`.
  */
 export async function scanDags(dir: string, options: ScanOptions = {}): Promise<ScanResult> {
-  const { scannedEntries: _internal, ...result } = await scanTree(dir, options);
-  return result;
+  const scan = await scanTree(dir, options);
+  return {
+    included: scan.included,
+    excluded: scan.excluded,
+    kept: scan.kept,
+    entries: scan.scannedEntries.map(({ path: p, type, linkTarget }) => (linkTarget === undefined ? { path: p, type } : { path: p, type, linkTarget })),
+    warnings: scan.warnings,
+    syntax: scan.syntax,
+    root: scan.root,
+    totalBytes: scan.totalBytes,
+  };
 }
 
-async function classify(d: Dirent, parentAbs: string): Promise<Classified> {
-  const abs = path.join(parentAbs, d.name);
-  if (d.isDirectory()) return { name: d.name, kind: 'dir', abs };
-  if (d.isFile()) return { name: d.name, kind: 'file', abs };
-  if (d.isSymbolicLink()) {
-    let st: Stats;
-    try {
-      st = await stat(abs);
-    } catch (err) {
-      return { name: d.name, kind: (err as NodeJS.ErrnoException).code === 'ELOOP' ? 'loop-link' : 'broken-link', abs };
-    }
-    return { name: d.name, kind: st.isDirectory() ? 'dir-link' : st.isFile() ? 'file-link' : 'special', abs };
+/**
+ * The kind of each (sorted) folder entry. Only symlinks cost a system call (to tell a file link
+ * from a folder link, a dangling link or a loop); they are resolved concurrently.
+ */
+async function classifyAll(dirents: Dirent[], parentAbs: string): Promise<Kind[]> {
+  const kinds: Kind[] = [];
+  const links: Array<Promise<void>> = [];
+  for (let i = 0; i < dirents.length; i++) {
+    const d = dirents[i]!;
+    if (d.isDirectory()) kinds.push('dir');
+    else if (d.isFile()) kinds.push('file');
+    else if (d.isSymbolicLink()) {
+      kinds.push('special');
+      links.push(linkKind(path.join(parentAbs, d.name)).then((kind) => void (kinds[i] = kind)));
+    } else kinds.push('special');
   }
-  return { name: d.name, kind: 'special', abs };
+  if (links.length > 0) await Promise.all(links);
+  return kinds;
+}
+
+async function linkKind(abs: string): Promise<Kind> {
+  let st: Stats;
+  try {
+    st = await stat(abs);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ELOOP' ? 'loop-link' : 'broken-link';
+  }
+  return st.isDirectory() ? 'dir-link' : st.isFile() ? 'file-link' : 'special';
 }
 
 async function readRules(abs: string, file: string, folder: string, syntax: IgnoreSyntax, warn: (w: BundleWarning) => void): Promise<IgnoreRule[]> {
@@ -537,7 +632,7 @@ async function materialise(root: string, rel: string, entries: Map<string, Scann
     if (!st.isSymbolicLink()) {
       if (i === parts.length - 1) {
         const physRel = toPosix(path.relative(root, candidate));
-        entries.set(physRel, { path: physRel, type: 'file', abs: candidate, size: st.size, mode: st.mode });
+        entries.set(physRel, fileEntry(physRel, st.size));
       }
       cur = candidate;
       continue;
@@ -547,11 +642,11 @@ async function materialise(root: string, rel: string, entries: Map<string, Scann
     });
     if (!isInside(root, real)) throw escapeError(toPosix(path.relative(root, candidate)), real);
     const linkRel = toPosix(path.relative(root, candidate));
-    entries.set(linkRel, { path: linkRel, type: 'symlink', linkTarget: toPosix(path.relative(cur, real)) || '.', abs: candidate, size: 0, mode: 0o120777 });
+    entries.set(linkRel, linkEntry(linkRel, toPosix(path.relative(cur, real)) || '.'));
     if (i === parts.length - 1) {
       const tst = await lstat(real);
       const targetRel = toPosix(path.relative(root, real));
-      entries.set(targetRel, { path: targetRel, type: 'file', abs: real, size: tst.size, mode: tst.mode });
+      entries.set(targetRel, fileEntry(targetRel, tst.size));
       linkTargets.push({ link: linkRel, target: targetRel });
     }
     cur = real;

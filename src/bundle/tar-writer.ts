@@ -18,13 +18,14 @@
  * 1 MiB chunks. Output is batched into ~1 MiB buffers so that gzip sees few, large writes, and
  * nothing held is proportional to the size of the tree.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as sha256Of } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { setImmediate } from 'node:timers/promises';
 import { Header, Pax } from 'tar';
 import { throwIfAborted } from '../core/abort.js';
 import { BundleError, ErrorCodes } from '../core/errors.js';
+import { absoluteIn } from './scan.js';
 import type { ScannedEntry } from './scan.js';
 import type { BundleManifestFile } from './types.js';
 
@@ -37,10 +38,12 @@ const MAX_USTAR_SIZE = 0o77777777777;
 
 /** Options of {@link tarStream}. */
 export interface TarStreamOptions {
+  /** The dags folder (fully resolved) that entry paths are relative to. */
+  root: string;
   /** Folder every member is placed under, or null. */
   prefix: string | null;
   signal?: AbortSignal;
-  /** Called once per member, in archive order, after its content has been written. */
+  /** Called once per member, in archive order, after its content has been written, with the completed entry. */
   onEntry(file: BundleManifestFile, contentBytes: number): void;
   /**
    * Reuse one output buffer: a yielded buffer is then only valid until the next one is requested,
@@ -57,11 +60,18 @@ export function normalisedMode(type: 'file' | 'symlink', statMode: number): numb
   return statMode & 0o111 ? 0o755 : 0o644;
 }
 
-function headerBlocks(name: string, type: 'File' | 'SymbolicLink', size: number, mode: number, mtimeSeconds: number, linkpath?: string): Buffer {
+/**
+ * The header block(s) of a member. Without a PAX record the result is `scratch` itself (valid
+ * until the next call): encoding every header into one zeroed block, instead of letting node-tar
+ * allocate 512 bytes per member, keeps the packer from leaving a small buffer behind per file.
+ */
+function headerBlocks(scratch: Buffer, name: string, type: 'File' | 'SymbolicLink', size: number, mode: number, mtimeSeconds: number, linkpath?: string): Buffer {
   const mtime = new Date(mtimeSeconds * 1000);
   const header = new Header({ path: name, mode, uid: 0, gid: 0, size, mtime, type, linkpath: linkpath ?? '', uname: '', gname: '' });
-  const needPax = header.encode();
-  const block = header.block!;
+  // node-tar's own block is zero-filled, and encode() reads back what it wrote: start from zeros.
+  scratch.fill(0);
+  const needPax = header.encode(scratch, 0);
+  const block = scratch;
   if (!needPax) return block;
   const pax = new Pax({
     path: name,
@@ -89,10 +99,12 @@ function readError(rel: string, err: unknown): BundleError {
 
 /**
  * Yield the bytes of a tar archive holding `entries` (already sorted), hashing each file's content
- * as it is read. Throws `ASTRO_BUNDLE_FILE_CHANGED` if a file changes size under us.
+ * as it is read. Each entry is completed in place with what was packed (size, hash, stored mode
+ * and mtime), which makes it its manifest entry: no second object per file. Throws
+ * `ASTRO_BUNDLE_FILE_CHANGED` if a file changes size under us.
  */
 export async function* tarStream(entries: readonly ScannedEntry[], options: TarStreamOptions): AsyncGenerator<Buffer> {
-  const { prefix, signal } = options;
+  const { root, prefix, signal } = options;
   const reuse = options.reuseBuffers === true;
   // Output is assembled in `chunk`: headers are copied in and small files are read straight into
   // it, so a small file costs no allocation of its own. A chunk is never written to again once
@@ -123,6 +135,7 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
     chunk.fill(0, used, used + pad);
     used += pad;
   };
+  const scratch = Buffer.alloc(BLOCK);
   let sliceStart = performance.now();
   let sliceBytes = 0;
 
@@ -130,23 +143,24 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
     throwIfAborted(signal);
     const name = prefix ? `${prefix}/${entry.path}` : entry.path;
     if (entry.type === 'symlink') {
-      const st = await lstat(entry.abs).catch((err: unknown) => {
+      const st = await lstat(absoluteIn(root, entry.path)).catch((err: unknown) => {
         throw readError(entry.path, err);
       });
       const target = entry.linkTarget!;
       const mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-      const header = headerBlocks(name, 'SymbolicLink', 0, 0o777, mtimeSeconds, target);
+      const header = headerBlocks(scratch, name, 'SymbolicLink', 0, 0o777, mtimeSeconds, target);
       const full = reserve(header.length);
       if (full) yield full;
       append(header);
-      options.onEntry(
-        { path: entry.path, size: 0, sha256: createHash('sha256').update(target, 'utf8').digest('hex'), mode: 0o777, type: 'symlink', linkTarget: target, mtimeSeconds },
-        0,
-      );
+      entry.size = 0;
+      entry.sha256 = sha256Of('sha256', target, 'hex');
+      entry.mode = 0o777;
+      entry.mtimeSeconds = mtimeSeconds;
+      options.onEntry(entry, 0);
     } else if (entry.size <= SMALL_FILE_BYTES) {
       let fd: number;
       try {
-        fd = openSync(entry.abs, 'r');
+        fd = openSync(absoluteIn(root, entry.path), 'r');
       } catch (err) {
         throw readError(entry.path, err);
       }
@@ -160,7 +174,7 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
         size = st.size;
         mode = normalisedMode('file', st.mode);
         mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-        const header = headerBlocks(name, 'File', size, mode, mtimeSeconds);
+        const header = headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
         const full = reserve(header.length + size + BLOCK);
         if (full) yield full;
         append(header);
@@ -173,7 +187,8 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
         }
         const after = fstatSync(fd);
         if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
-        sha256 = createHash('sha256').update(chunk.subarray(start, start + size)).digest('hex');
+        // One-shot hash: no Hash object per file.
+        sha256 = sha256Of('sha256', chunk.subarray(start, start + size), 'hex');
         used += size;
         zeroPad(size);
       } catch (err) {
@@ -183,12 +198,16 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
         closeSync(fd);
       }
       sliceBytes += size + BLOCK;
-      options.onEntry({ path: entry.path, size, sha256, mode, type: 'file', mtimeSeconds }, size);
+      entry.size = size;
+      entry.sha256 = sha256;
+      entry.mode = mode;
+      entry.mtimeSeconds = mtimeSeconds;
+      options.onEntry(entry, size);
     } else {
       const full = flush();
       if (full) yield full;
       const hash = createHash('sha256');
-      const fh = await open(entry.abs, 'r').catch((err: unknown) => {
+      const fh = await open(absoluteIn(root, entry.path), 'r').catch((err: unknown) => {
         throw readError(entry.path, err);
       });
       let size = 0;
@@ -200,7 +219,9 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
         size = st.size;
         mode = normalisedMode('file', st.mode);
         mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-        yield headerBlocks(name, 'File', size, mode, mtimeSeconds);
+        const header = headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
+        // `scratch` is rewritten by the next header: only a consumer that copies may keep it.
+        yield reuse ? header : Buffer.from(header);
         let done = 0;
         while (done < size) {
           throwIfAborted(signal);
@@ -222,7 +243,11 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
       }
       const pad = (BLOCK - (size % BLOCK)) % BLOCK;
       if (pad > 0) yield Buffer.alloc(pad);
-      options.onEntry({ path: entry.path, size, sha256: hash.digest('hex'), mode, type: 'file', mtimeSeconds }, size);
+      entry.size = size;
+      entry.sha256 = hash.digest('hex');
+      entry.mode = mode;
+      entry.mtimeSeconds = mtimeSeconds;
+      options.onEntry(entry, size);
     }
     if (used >= CHUNK_BYTES - BLOCK) {
       const full = flush();

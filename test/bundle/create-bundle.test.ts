@@ -7,8 +7,8 @@ import { link, readdir, readFile, readlink, lstat, stat, chmod } from 'node:fs/p
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createBundle } from '../../src/bundle/index.js';
-import type { BundleEvent, BundleManifest, BundleResult } from '../../src/bundle/index.js';
+import { createBundle, fingerprint } from '../../src/bundle/index.js';
+import type { BundleEvent, BundleManifest, BundleManifestFile, BundleResult } from '../../src/bundle/index.js';
 import { cleanupTemp, makeTree, python, run, tempDir, touch, writeTree } from './helpers.js';
 import type { TreeSpec } from './helpers.js';
 
@@ -205,6 +205,36 @@ describe('determinism and fingerprint', () => {
     await writeTree(root, { 'dag_a.py': 'from airflow import DAG  # changed\n' });
     const edited = await bundleOf(root);
     expect(edited.manifest.fingerprint).not.toBe(chmodded.manifest.fingerprint);
+  });
+
+  it('computes the fingerprint over the sorted member lines, whatever the order of the files', () => {
+    // Paths where sorting by path and sorting the lines could disagree ('a' / 'a-b' / 'a/b').
+    const paths = ['a', 'a-b', 'a.py', 'a/b', 'a/b/c', 'b', 'é', 'z/l'];
+    const files: BundleManifestFile[] = paths.map((p, i) =>
+      i % 3 === 1
+        ? { path: p, size: 0, sha256: createHash('sha256').update(`t${i}`).digest('hex'), mode: 0o777, type: 'symlink', linkTarget: `t${i}`, mtimeSeconds: i }
+        : { path: p, size: i, sha256: createHash('sha256').update(p).digest('hex'), mode: i % 2 ? 0o755 : 0o644, type: 'file', mtimeSeconds: i },
+    );
+    const reference = (prefix: string | null) => {
+      const lines = files.map((f) => `${f.type}\0${prefix ? `${prefix}/${f.path}` : f.path}\0${f.mode.toString(8)}\0${f.sha256}\n`).sort();
+      return createHash('sha256').update(lines.join('')).digest('hex');
+    };
+    for (const prefix of ['dags', null]) {
+      expect(fingerprint(files, prefix)).toBe(reference(prefix));
+      expect(fingerprint([...files].reverse(), prefix)).toBe(reference(prefix));
+      expect(fingerprint([files[3]!, ...files.slice(0, 3), ...files.slice(4)], prefix)).toBe(reference(prefix));
+    }
+  });
+
+  it('gives manifest entries the same fields in the same order as before (they serialise alike)', async () => {
+    const root = await makeTree(SPEC);
+    const bundle = await bundleOf(root);
+    const file = bundle.manifest.files.find((f) => f.path === 'dag_a.py')!;
+    const link = bundle.manifest.files.find((f) => f.path === 'alias.py')!;
+    expect(Object.keys(file)).toEqual(['path', 'size', 'sha256', 'mode', 'type', 'mtimeSeconds']);
+    expect(Object.keys(link)).toEqual(['path', 'size', 'sha256', 'mode', 'type', 'linkTarget', 'mtimeSeconds']);
+    expect(link).toMatchObject({ size: 0, mode: 0o777, type: 'symlink', linkTarget: 'dag_a.py', sha256: createHash('sha256').update('dag_a.py').digest('hex') });
+    expect(bundle.manifest.totals.bytes).toBe(bundle.manifest.files.reduce((n, f) => n + f.size, 0));
   });
 
   it('puts entries under dags/ by default, under a custom prefix, or at the root', async () => {

@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { gunzipSync } from 'node:zlib';
+import { constants, crc32, deflateRawSync, gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OutputMeter, parallelGzip, PIECE_BYTES } from '../../src/bundle/gzip.js';
 import { cleanupTemp, python, run, tempDir } from './helpers.js';
@@ -58,6 +58,26 @@ describe('parallelGzip', () => {
     expect((await gz(split(data, 1))).equals(reference)).toBe(true);
     expect((await gz(split(data, 7), 6, 4)).equals(reference)).toBe(true);
     expect((await gz(split(data, 3), 6, 1)).equals(reference)).toBe(true);
+  });
+
+  it('is exactly the pieces deflated one by one (dictionary, sync flush), whatever the output buffer sizes', async () => {
+    // Text, then incompressible bytes (more output than the buffer sized from the text pieces),
+    // then text again: the bytes must not depend on how zlib's output was buffered.
+    const data = Buffer.concat([text.subarray(0, 3 * PIECE_BYTES), randomBytes(2 * PIECE_BYTES + 777), text.subarray(0, PIECE_BYTES + 5)]);
+    const parts: Buffer[] = [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])];
+    for (let at = 0; at < data.length; at += PIECE_BYTES) {
+      const piece = data.subarray(at, at + PIECE_BYTES);
+      const last = at + PIECE_BYTES >= data.length;
+      const dictionary = at > 0 ? data.subarray(Math.max(0, at - 32 * 1024), at) : undefined;
+      parts.push(deflateRawSync(piece, { level: 6, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) }));
+    }
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc32(data) >>> 0, 0);
+    trailer.writeUInt32LE(data.length, 4);
+    parts.push(trailer);
+    const out = await gz(split(data, 5));
+    expect(out.equals(Buffer.concat(parts))).toBe(true);
+    expect(gunzipSync(out).equals(data)).toBe(true);
   });
 
   it('compresses about as well as one zlib stream, and is read by gzip and Python', async () => {
