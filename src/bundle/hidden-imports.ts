@@ -38,6 +38,9 @@ export interface HiddenImportContext {
   signal?: AbortSignal;
 }
 
+/** Shipped Python files read ahead of the one being analysed (each at most the guard's 8 MiB read cap). */
+const READ_AHEAD_FILES = 16;
+
 /** Candidate module files for one import statement, in the order Python would look at them. */
 export function candidateFiles(importer: string, imp: { module: string; level: number; names: string[] }): string[] {
   let baseParts: string[];
@@ -72,12 +75,28 @@ export async function findHiddenImports(ctx: HiddenImportContext): Promise<Hidde
   const shipped = new Set(ctx.included);
   const queue = [...ctx.included].filter((p) => p.endsWith('.py')).sort();
   const seen = new Set<string>();
-  while (queue.length > 0) {
+  // Files are read a few ahead of the one being analysed: one read at a time left the walk waiting
+  // on file-system round trips (~0.5 ms per file, 5 s for 10,000 DAG files, mostly idle). The
+  // analysis itself stays in queue order, so the result is the same.
+  const reading = new Map<string, Promise<string | undefined>>();
+  const readAhead = (from: number) => {
+    for (let i = from; i < queue.length && reading.size < READ_AHEAD_FILES; i++) {
+      const next = queue[i]!;
+      if (seen.has(next) || reading.has(next)) continue;
+      const text = ctx.readText(next);
+      text.catch(() => {}); // awaited in turn below; this only covers an early return
+      reading.set(next, text);
+    }
+  };
+  for (let at = 0; at < queue.length; at++) {
     if (ctx.signal?.aborted) return found;
-    const file = queue.shift()!;
+    const file = queue[at]!;
     if (seen.has(file)) continue;
+    readAhead(at);
     seen.add(file);
-    const text = await ctx.readText(file);
+    const pending = reading.get(file);
+    reading.delete(file);
+    const text = await (pending ?? ctx.readText(file));
     if (text === undefined) continue;
     for (const imp of extractImports(text)) {
       for (const candidate of candidateFiles(file, imp)) {

@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { scanDags } from '../../src/bundle/index.js';
-import { candidateFiles } from '../../src/bundle/hidden-imports.js';
+import { candidateFiles, findHiddenImports } from '../../src/bundle/hidden-imports.js';
 import { extractImports } from '../../src/bundle/python-imports.js';
 import { cleanupTemp, makeTree } from './helpers.js';
 
@@ -116,5 +116,29 @@ describe('hidden-import guard', () => {
     const result = await scanDags(root);
     expect(result.included).toEqual(['.airflowignore', 'dag.py']);
     expect(result.warnings).toEqual([]);
+  });
+});
+
+describe('findHiddenImports read-ahead', () => {
+  it('gives the same findings in the same order when reads finish out of order', async () => {
+    // 40 shipped DAGs; every third imports a hidden helper, and helpers import further hidden ones.
+    const files = new Map<string, string>();
+    for (let i = 0; i < 40; i++) files.set(`dag_${String(i).padStart(2, '0')}.py`, i % 3 === 0 ? `import helpers.h${i % 7}\n` : 'import os\n');
+    for (let k = 0; k < 7; k++) files.set(`helpers/h${k}.py`, k < 6 ? `from helpers import h${k + 1}\n` : 'X = 1\n');
+    files.set('helpers/__init__.py', '');
+    const exclusion = { path: 'helpers', type: 'directory' as const, reason: "matched 'helpers/' in .airflowignore:1", source: { file: '.airflowignore', line: 1 }, pattern: 'helpers/' };
+    const run = (delay: (rel: string) => number) =>
+      findHiddenImports({
+        included: new Set([...files.keys()].filter((p) => !p.startsWith('helpers/'))),
+        exclusionOf: (rel) => (rel.startsWith('helpers/') ? exclusion : undefined),
+        isFile: async (rel) => files.has(rel),
+        readText: (rel) => new Promise((resolve) => setTimeout(() => resolve(files.get(rel)), delay(rel))),
+      });
+    const inOrder = await run(() => 0);
+    // Later files answer first: a read-ahead that analysed files as they arrive would reorder the findings.
+    const scrambled = await run((rel) => (rel.startsWith('helpers/') ? 1 : 40 - Number(/\d+/.exec(rel)![0])));
+    expect(inOrder.length).toBe(8);
+    expect(scrambled).toEqual(inOrder);
+    expect(inOrder[0]).toMatchObject({ path: 'helpers/__init__.py', importedBy: 'dag_00.py' });
   });
 });
