@@ -12,8 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip, deflateRaw, gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { once } from 'node:events';
-import { throwIfAborted, toAbortError } from '../core/abort.js';
-import { isAstroError } from '../core/errors.js';
+import { asAbortError, throwIfAborted, toAbortError } from '../core/abort.js';
 
 /** Random-access bytes of a blob. */
 export interface BlobData {
@@ -183,15 +182,6 @@ function refuseIfAborted(source: AsyncIterable<Buffer> | Readable, signal: Abort
   if (!signal?.aborted) return;
   if (source instanceof Readable) source.destroy();
   throw toAbortError(signal);
-}
-
-/**
- * What to throw for `err` caught while `signal` may have fired: once the caller aborted, whatever
- * the abort caused (a destroyed stream, Node's AbortError, the raw reason) becomes
- * {@link AstroAbortError}; SDK errors and failures without an abort pass through unchanged.
- */
-export function asAbortError(err: unknown, signal: AbortSignal | undefined): unknown {
-  return signal?.aborted && !isAstroError(err) ? toAbortError(signal) : err;
 }
 
 const deflateRawAsync = promisify(deflateRaw);

@@ -6,9 +6,9 @@
  * to the end: error lines become typed errors (a 403 or "denied" is mapped to its known causes),
  * and the manifest digest comes from the final `aux` line.
  */
-import { AstroConfigError, ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
+import { AstroConfigError, ErrorCodes, ImageError } from '../core/errors.js';
 import { redact, redactDeep, registerSecret } from '../core/redact.js';
-import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { asAbortError, throwIfAborted, toAbortError } from '../core/abort.js';
 import { dockerClient, engineCall } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
 import { assertTag, splitRepository } from './push-native.js';
@@ -166,8 +166,7 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
       method: 'daemon',
     };
   } catch (err) {
-    if (signal?.aborted && !isAstroError(err)) throw toAbortError(signal);
-    throw err;
+    throw asAbortError(err, signal);
   } finally {
     // Like the CLI, drop the remote tag again, but never the image's last name.
     if (!options.keepTag && !hadTag && info.repoTags.length > 0) {

@@ -111,7 +111,6 @@ export async function openImageArchive(path: string, options: OpenImageArchiveOp
   if (typeof path !== 'string' || path.trim() === '') {
     throw new ImageError(ErrorCodes.IMAGE_NOT_FOUND, 'No image archive given: pass the path of a `docker save` / OCI-layout archive.');
   }
-  throwIfAborted(options.signal);
   await assertFile(path);
   return DiskArchive.open(path, options.signal, options.tempDir);
 }

@@ -10,8 +10,8 @@ import { createWriteStream } from 'node:fs';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { throwIfAborted } from '../core/abort.js';
-import { asAbortError, bufferData, fileData, gzipToFile, HashCounter, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { asAbortError, throwIfAborted } from '../core/abort.js';
+import { bufferData, fileData, gzipToFile, HashCounter, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
 import { sniffCompression, type ArchiveReader, type LayerCompression } from './layout.js';
 import { walkTarStream } from './tar.js';
 

@@ -17,6 +17,7 @@ import { gzipToFile, hashStream, TempSpace, type GzipSettings } from '../../src/
 import { RegistryClient } from '../../src/image/registry-client.js';
 import { SpooledArchive } from '../../src/image/spool.js';
 import { makeImage, makeTar, noise, writeLegacyArchive } from './fixtures.js';
+import { rejectionOf } from '../helpers/rejection.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -36,16 +37,6 @@ async function* abortingSource(data: Buffer, chunk: number, abortAfter: number, 
     if (n++ === abortAfter) controller.abort(reason);
     yield data.subarray(i, i + chunk);
   }
-}
-
-/** The rejection of `p`, failing the test when it resolves. */
-async function rejectionOf(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 function expectAbort(err: unknown, reason: unknown): void {

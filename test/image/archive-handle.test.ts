@@ -26,6 +26,7 @@ import { uniqueName } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeImage, noise, writeLegacyArchive } from './fixtures.js';
 import { skopeoInfo } from './verify.js';
+import { rejectionOf } from '../helpers/rejection.js';
 
 let dir: string;
 let registry: TestRegistry;
@@ -54,16 +55,6 @@ afterEach(() => {
 /** A fresh empty folder for temp files. */
 async function freshTemp(): Promise<string> {
   return mkdtemp(join(dir, 'tmp-'));
-}
-
-/** The rejection of `p` (fails the test when it resolves). */
-async function rejectionOf(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 function expectCode(err: unknown, code: string): void {
