@@ -10,7 +10,7 @@
 export { AstroClient } from './client/client.js';
 export { DEFAULT_BASE_URL, type ClientOptions } from './client/options.js';
 export type { RequestOptions, ApiTransport, RetryMode, ApiCall, TransportConfig } from './client/transport.js';
-export type { RetryInfo, BackoffOptions } from './core/retry.js';
+export type { RetryInfo, RetryOptions } from './core/retry.js';
 export type { ResolvedClientOptions } from './client/options.js';
 export type { DeployBundleOptions, DeployContext } from './client/deploy-common.js';
 export {

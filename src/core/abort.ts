@@ -2,7 +2,7 @@
  * Cancellation helpers: every wait in the SDK goes through {@link sleep} so that an abort cuts a
  * backoff short instead of leaving the caller waiting out the delay.
  */
-import { AstroAbortError, isAstroError } from './errors.js';
+import { AstroAbortError } from './errors.js';
 
 /** Throw {@link AstroAbortError} (with the signal's reason as `cause`) if `signal` has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -12,15 +12,6 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 /** The error the SDK throws for an aborted signal. */
 export function toAbortError(signal: AbortSignal): AstroAbortError {
   return new AstroAbortError(undefined, { cause: signal.reason });
-}
-
-/**
- * What to throw for `err` caught while `signal` may have fired: once the caller aborted, whatever
- * the abort caused (a destroyed stream, Node's AbortError, the raw reason) becomes
- * {@link AstroAbortError}; SDK errors and failures without an abort pass through unchanged.
- */
-export function asAbortError(err: unknown, signal: AbortSignal | undefined): unknown {
-  return signal?.aborted && !isAstroError(err) ? toAbortError(signal) : err;
 }
 
 /** Wait `ms` milliseconds; rejects with {@link AstroAbortError} as soon as `signal` fires. */
