@@ -2,7 +2,9 @@
  * AstroClient: the typed entry point. It holds the resolved options and composes the resource
  * methods and the deploy flows; each flow lives in its own module.
  */
+import { inspect } from 'node:util';
 import { isAstroError } from '../core/errors.js';
+import { redactUrl } from '../core/redact.js';
 import type { ClientEvent } from './events.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
 import { DeploymentOptionsResource, DeploymentsResource, DeploysResource } from './resources.js';
@@ -12,6 +14,7 @@ import type { DeployContext } from './deploy-common.js';
 import { deployImage, type DeployImageParams, type DeployImageResult } from './deploy-image.js';
 import { deployDags, type DeployDagsParams, type DeployDagsResult } from './deploy-dags.js';
 import { ApiTransport, type RequestOptions } from './transport.js';
+import { redactRolloutSas } from './redact-results.js';
 
 /**
  * Client for deploying to Astro.
@@ -31,23 +34,27 @@ export class AstroClient {
   readonly deploymentOptions: DeploymentOptionsResource;
   /** The organization this client acts on. */
   readonly organizationId: string;
-  /** Options after defaults were applied (the token is not exposed). */
-  protected readonly resolved: ResolvedClientOptions;
-  private readonly original: ClientOptions;
+  /**
+   * Options after defaults were applied, and the options as given. Both hold the token, so they
+   * live in private fields: `util.inspect(client)` and `JSON.stringify(client)` never show them
+   * (see the custom inspect and `toJSON` below).
+   */
+  readonly #resolved: ResolvedClientOptions;
+  readonly #original: ClientOptions;
 
   /** Throws {@link AstroConfigError} when the token is missing, malformed or expired. */
   constructor(options: ClientOptions = {}) {
-    this.original = options;
-    this.resolved = resolveClientOptions(options);
-    this.organizationId = this.resolved.organizationId;
+    this.#original = options;
+    this.#resolved = resolveClientOptions(options);
+    this.organizationId = this.#resolved.organizationId;
     const transport = new ApiTransport({
-      baseUrl: this.resolved.baseUrl,
-      token: this.resolved.token,
-      dispatcher: this.resolved.dispatcher,
-      timeoutMs: this.resolved.timeoutMs,
-      maxRetries: this.resolved.maxRetries,
-      logger: this.resolved.logger,
-      userAgent: this.resolved.userAgent,
+      baseUrl: this.#resolved.baseUrl,
+      token: this.#resolved.token,
+      dispatcher: this.#resolved.dispatcher,
+      timeoutMs: this.#resolved.timeoutMs,
+      maxRetries: this.#resolved.maxRetries,
+      logger: this.#resolved.logger,
+      userAgent: this.#resolved.userAgent,
     });
     this.deployments = new DeploymentsResource(transport, this.organizationId);
     this.deploys = new DeploysResource(transport, this.organizationId);
@@ -56,7 +63,23 @@ export class AstroClient {
 
   /** A new client with some options replaced; this one is left unchanged. */
   withOptions(overrides: Partial<ClientOptions>): AstroClient {
-    return new AstroClient({ ...this.original, token: this.resolved.token, ...overrides });
+    return new AstroClient({ ...this.#original, token: this.#resolved.token, ...overrides });
+  }
+
+  /** A token-free summary: what `JSON.stringify(client)` writes. */
+  toJSON(): Record<string, unknown> {
+    return {
+      organizationId: this.organizationId,
+      baseUrl: redactUrl(this.#resolved.baseUrl),
+      timeoutMs: this.#resolved.timeoutMs,
+      maxRetries: this.#resolved.maxRetries,
+      token: '[REDACTED]',
+    };
+  }
+
+  /** `util.inspect(client)` / `console.log(client)`: the token-free summary. */
+  [inspect.custom](depth: number, options: Parameters<typeof inspect>[1]): string {
+    return `AstroClient ${inspect(this.toJSON(), { ...options, depth: Math.max(0, depth) })}`;
   }
 
   /**
@@ -71,7 +94,7 @@ export class AstroClient {
    */
   setDagDeploy(deploymentId: string, enabled: boolean, options: SetDagDeployOptions = {}): Promise<SetDagDeployResult> {
     return setDagDeploy(
-      { deployments: this.deployments, claims: this.resolved.claims },
+      { deployments: this.deployments, claims: this.#resolved.claims },
       deploymentId,
       enabled,
       withRetryEvents(options),
@@ -119,9 +142,9 @@ export class AstroClient {
       deployments: this.deployments,
       deploys: this.deploys,
       deploymentOptions: this.deploymentOptions,
-      claims: this.resolved.claims,
+      claims: this.#resolved.claims,
       organizationId: this.organizationId,
-      token: this.resolved.token,
+      token: this.#resolved.token,
     };
   }
 
@@ -134,7 +157,8 @@ export class AstroClient {
    * `ASTRO_ROLLOUT_TIMEOUT` (carrying the last observed state) when `timeoutMs` passes.
    */
   waitForRollout(params: WaitForRolloutParams): Promise<RolloutResult> {
-    return waitForRollout({ deployments: this.deployments, deploys: this.deploys }, params);
+    // The deploy record it returns has its upload SAS redacted (issue #15).
+    return waitForRollout({ deployments: this.deployments, deploys: this.deploys }, params).then(redactRolloutSas);
   }
 }
 

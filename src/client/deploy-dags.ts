@@ -19,6 +19,7 @@ import { bundleDags, checkCicd, finalizeOnce, safeEmitter, serialised, uploadBun
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata } from './resources.js';
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
+import { redactDeploySas, redactRolloutSas } from './redact-results.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
@@ -57,7 +58,7 @@ export type { DeployPhaseEvent };
 /** What deployDags resolves with. */
 export interface DeployDagsResult {
   deployId: string;
-  /** The finalized deploy record. */
+  /** The finalized deploy record; its `dagsUploadUrl` has the SAS signature redacted (`sig=[REDACTED]`). */
   deploy: Deploy;
   /** The `x-ms-version-id` of the uploaded bundle, sent as `dagTarballVersion`. */
   dagTarballVersion: string;
@@ -115,7 +116,8 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
 
       const result: DeployDagsResult = {
         deployId: deploy.id,
-        deploy: finalized,
+        // The upload SAS grants write access to the DAG blob: never hand it back (issue #15).
+        deploy: redactDeploySas(finalized),
         dagTarballVersion: upload.versionId,
         bundle: {
           bytes: bundle.bytes,
@@ -128,14 +130,14 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
         upload,
       };
       if (params.wait) {
-        result.rollout = await waitForRollout(ctx, {
+        result.rollout = redactRolloutSas(await waitForRollout(ctx, {
           ...(typeof params.wait === 'object' ? params.wait : {}),
           deploymentId,
           deployId: deploy.id,
           expect: { dagTarballVersion: upload.versionId },
           ...(signal ? { signal } : {}),
           onEvent: emit,
-        });
+        }));
       }
       return result;
     } finally {

@@ -32,6 +32,7 @@ import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
 import { waitForRollout, type RolloutResult } from './rollout.js';
+import { redactDeploySas, redactRolloutSas } from './redact-results.js';
 import type { Deploy, DeployType } from './schemas.js';
 import type { RequestOptions } from './transport.js';
 import type Dockerode from 'dockerode';
@@ -95,6 +96,7 @@ export type DeployImageEvent =
 export interface DeployImageResult {
   deployId: string;
   deployType: DeployType;
+  /** The finalized deploy record; its `dagsUploadUrl` has the SAS signature redacted (`sig=[REDACTED]`). */
   deploy: Deploy;
   image: ImageInfo;
   push: PushResult;
@@ -229,7 +231,8 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
         const result: DeployImageResult = {
           deployId: deploy.id,
           deployType,
-          deploy: finalized,
+          // The upload SAS grants write access to the DAG blob: never hand it back (issue #15).
+          deploy: redactDeploySas(finalized),
           image,
           push,
           reference: `${deploy.imageRepository}:${deploy.imageTag}`,
@@ -241,14 +244,14 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
           result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
         }
         if (params.wait) {
-          result.rollout = await waitForRollout(ctx, {
+          result.rollout = redactRolloutSas(await waitForRollout(ctx, {
             ...(typeof params.wait === 'object' ? params.wait : {}),
             deploymentId,
             deployId: deploy.id,
             expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) },
             ...(signal ? { signal } : {}),
             onEvent: emit,
-          });
+          }));
         }
         return result;
       } finally {

@@ -2,6 +2,7 @@
  * One typed method per Astro API v1 endpoint the deploy flows use. Paths, bodies and status
  * handling follow the Astro CLI (see the protocol notes); responses are validated by the schemas.
  */
+import { inspect } from 'node:util';
 import {
   deployListSchema,
   deploySchema,
@@ -18,6 +19,26 @@ import {
 import type { ApiTransport, RequestOptions } from './transport.js';
 
 const enc = encodeURIComponent;
+
+/**
+ * Base of the resource classes. What `util.inspect` and `JSON.stringify` show of a resource is its
+ * organization, never the transport (whose configuration belongs to the client).
+ * @internal Exported for the resource classes' declarations; not a stable API.
+ */
+export abstract class Resource {
+  constructor(
+    protected readonly transport: ApiTransport,
+    protected readonly organizationId: string,
+  ) {}
+
+  toJSON(): Record<string, unknown> {
+    return { organizationId: this.organizationId };
+  }
+
+  [inspect.custom](depth: number, options: Parameters<typeof inspect>[1]): string {
+    return `${this.constructor.name} ${inspect(this.toJSON(), { ...options, depth: Math.max(0, depth) })}`;
+  }
+}
 
 /** Git metadata attached to a deploy (shown in the Astro UI). */
 export interface DeployGitMetadata {
@@ -67,11 +88,7 @@ export interface PageParams {
 }
 
 /** Deployment endpoints. */
-export class DeploymentsResource {
-  constructor(
-    private readonly transport: ApiTransport,
-    private readonly organizationId: string,
-  ) {}
+export class DeploymentsResource extends Resource {
 
   private base(): string {
     return `/organizations/${enc(this.organizationId)}/deployments`;
@@ -131,11 +148,7 @@ export class DeploymentsResource {
 }
 
 /** `GET /organizations/{org}/deployment-options`. */
-export class DeploymentOptionsResource {
-  constructor(
-    private readonly transport: ApiTransport,
-    private readonly organizationId: string,
-  ) {}
+export class DeploymentOptionsResource extends Resource {
 
   /** Runtime releases and other options available to the organization. */
   get(options?: RequestOptions): Promise<DeploymentOptions> {
@@ -152,11 +165,7 @@ export class DeploymentOptionsResource {
 }
 
 /** Deploy-record endpoints. */
-export class DeploysResource {
-  constructor(
-    private readonly transport: ApiTransport,
-    private readonly organizationId: string,
-  ) {}
+export class DeploysResource extends Resource {
 
   private base(deploymentId: string): string {
     return `/organizations/${enc(this.organizationId)}/deployments/${enc(deploymentId)}/deploys`;

@@ -121,12 +121,19 @@ function describeSchemaIssues(error: z.ZodError): string[] {
  * @internal Exported for the resource classes' signatures; use {@link AstroClient}.
  */
 export class ApiTransport {
-  constructor(private readonly config: TransportConfig) {}
+  /** Held in a private field so `util.inspect` / `JSON.stringify` of a client never show it. */
+  readonly #token: string;
+  private readonly config: Omit<TransportConfig, 'token'>;
+
+  constructor({ token, ...config }: TransportConfig) {
+    this.#token = token;
+    this.config = config;
+  }
 
   private headers(hasBody: boolean): Record<string, string> {
     const ua = `astro-deploy-sdk/${SDK_VERSION} node/${process.version}`;
     return {
-      authorization: `Bearer ${this.config.token}`,
+      authorization: `Bearer ${this.#token}`,
       accept: 'application/json',
       'user-agent': this.config.userAgent ? `${ua} ${this.config.userAgent}` : ua,
       'x-astro-client-identifier': 'astro-deploy-sdk',
