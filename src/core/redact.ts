@@ -7,15 +7,16 @@
  * under a `Symbol.for` key so the ESM and CJS copies of this package share it.
  */
 
-const SECRETS_KEY = Symbol.for('astro-deploy-sdk.secrets');
+const SECRETS_KEY = Symbol.for('astro-deploy-sdk.secrets.v2');
 
-type SecretStore = Set<string>;
+/** Registered secrets (oldest first), each with the forms it is redacted in, longest first. */
+type SecretStore = Map<string, readonly string[]>;
 
 function secretStore(): SecretStore {
   const holder = globalThis as unknown as Record<symbol, SecretStore | undefined>;
   let store = holder[SECRETS_KEY];
   if (!store) {
-    store = new Set<string>();
+    store = new Map<string, readonly string[]>();
     holder[SECRETS_KEY] = store;
   }
   return store;
@@ -24,20 +25,64 @@ function secretStore(): SecretStore {
 /** The placeholder that replaces every secret. */
 export const REDACTED = '[REDACTED]';
 
+/** Most secrets remembered at once; the oldest is forgotten first. */
+const MAX_SECRETS = 1000;
+const MIN_SECRET_LENGTH = 8;
+
+const lowerPercent = (s: string) => s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
+
+/**
+ * The forms a secret travels in: verbatim; percent-encoded (`encodeURIComponent`) and
+ * form-encoded (`+` for a space), each with upper- and lower-case `%xx`; JSON with `\/`-escaped
+ * slashes; base64 (with and without padding) and base64url. At most 10 forms per secret.
+ */
+function formsOf(secret: string): string[] {
+  const percent = encodeURIComponent(secret);
+  const form = new URLSearchParams({ v: secret }).toString().slice(2);
+  const json = JSON.stringify(secret).slice(1, -1);
+  const b64 = Buffer.from(secret, 'utf8').toString('base64');
+  const forms = new Set([
+    secret,
+    percent,
+    lowerPercent(percent),
+    form,
+    lowerPercent(form),
+    json,
+    json.replace(/\//g, '\\/'),
+    b64,
+    b64.replace(/=+$/, ''),
+    Buffer.from(secret, 'utf8').toString('base64url'),
+  ]);
+  return [...forms].filter((f) => f.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
+}
+
 /**
  * Remember a secret so that any later error message, event or log line that would contain it is
- * redacted. Short strings (under 8 characters) are ignored: redacting them would mangle ordinary
- * text and they are not credentials anyway.
+ * redacted, verbatim or in an encoded form (see {@link formsOf}: URL and form encoding in either
+ * hex case, JSON escaping, base64/base64url). A JWT also registers its signature segment alone:
+ * a server echoing only that part still leaks a forgeable credential's proof. Short strings
+ * (under 8 characters) are ignored: redacting them would mangle ordinary text and they are not
+ * credentials anyway. At most 1000 secrets are kept, the oldest forgotten first.
  */
 export function registerSecret(secret: string | undefined | null): void {
-  if (!secret || secret.length < 8) return;
+  if (!secret || secret.length < MIN_SECRET_LENGTH) return;
   const store = secretStore();
-  // Bound the set: a long-lived process minting many SAS URLs must not grow without limit.
-  if (store.size > 1000) {
-    const oldest = store.values().next().value;
-    if (oldest !== undefined) store.delete(oldest);
+  if (store.has(secret)) {
+    // Refresh: a secret in use again is the last to be forgotten.
+    const forms = store.get(secret)!;
+    store.delete(secret);
+    store.set(secret, forms);
+    return;
   }
-  store.add(secret);
+  // Bound the set: a long-lived process minting many SAS URLs must not grow without limit.
+  while (store.size >= MAX_SECRETS) {
+    const oldest = store.keys().next().value;
+    if (oldest === undefined) break;
+    store.delete(oldest);
+  }
+  store.set(secret, formsOf(secret));
+  const jwt = /^eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.([A-Za-z0-9_-]+)$/.exec(secret);
+  if (jwt) registerSecret(jwt[1]);
 }
 
 const SHAPE_PATTERNS: ReadonlyArray<[RegExp, string]> = [
@@ -47,6 +92,9 @@ const SHAPE_PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, REDACTED],
   // Azure SAS signature and registry state tokens in query strings.
   [/([?&](?:sig|_state|password|token|access_token)=)[^&#\s"']+/gi, `$1${REDACTED}`],
+  // A SAS `sig=` anywhere else: at the start, after whitespace, a quote or a separator (a server
+  // error body echoing ` sig=...`).
+  [/(^|[\s"'(,;:])(sig=)(?!\[REDACTED\])[^&#\s"']+/gim, `$1$2${REDACTED}`],
   // user:password@ in URLs.
   [/(\/\/[^/\s:@]+:)[^@/\s]+@/g, `$1${REDACTED}@`],
 ];
@@ -54,8 +102,8 @@ const SHAPE_PATTERNS: ReadonlyArray<[RegExp, string]> = [
 /** Replace every known secret and every credential-shaped substring in `text`. */
 export function redact(text: string): string {
   let out = text;
-  for (const secret of secretStore()) {
-    if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+  for (const forms of secretStore().values()) {
+    for (const form of forms) if (out.includes(form)) out = out.split(form).join(REDACTED);
   }
   for (const [pattern, replacement] of SHAPE_PATTERNS) {
     out = out.replace(pattern, replacement);
