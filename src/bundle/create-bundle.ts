@@ -7,8 +7,10 @@ import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { throwIfAborted } from '../core/abort.js';
+import { emitterFor } from '../core/emitter.js';
 import { AstroConfigError, BundleError, ErrorCodes, isAstroError } from '../core/errors.js';
+import { runInScope } from '../core/scope.js';
 import { OutputMeter, parallelGzip } from './gzip.js';
 import { fingerprint } from './manifest.js';
 import { IGNORE_FILE, scanTree } from './scan.js';
@@ -44,7 +46,8 @@ function isInside(root: string, p: string): boolean {
  * @throws BundleError `ASTRO_BUNDLE_EMPTY` when nothing but `.airflowignore` files would be
  *   shipped (deploying that removes every DAG) unless `allowEmpty`; `ASTRO_BUNDLE_OUTPUT_INSIDE_DAGS`
  *   when the output folder is inside the dags folder; `ASTRO_BUNDLE_FILE_CHANGED` (retryable) when a
- *   file changes while it is packed; the scan's errors (see {@link scanDags}); `ASTRO_ABORTED`.
+ *   file changes while it is packed; the scan's errors (see {@link scanDags}); `ASTRO_ABORTED` once
+ *   `signal` fired, whatever else failed on the way out.
  *
  * @example
  * ```ts
@@ -53,15 +56,14 @@ function isInside(root: string, p: string): boolean {
  * ```
  */
 export async function createBundle(dir: string, options: CreateBundleOptions = {}): Promise<BundleResult> {
+  return await runInScope(options.signal, () => bundle(dir, options));
+}
+
+/** {@link createBundle} inside its scope, which maps the error it ends with. */
+async function bundle(dir: string, options: CreateBundleOptions): Promise<BundleResult> {
   const started = performance.now();
   const signal = options.signal;
-  const emit = (event: BundleEvent) => {
-    try {
-      options.onEvent?.(event);
-    } catch {
-      // A failing listener must not break the bundle.
-    }
-  };
+  const emit = emitterFor<BundleEvent>(options.onEvent, options.logger);
   const prefix = normalisePrefix(options.prefix);
   const level = options.compressionLevel ?? 6;
   if (!Number.isInteger(level) || level < 0 || level > 9) {
@@ -161,7 +163,6 @@ export async function createBundle(dir: string, options: CreateBundleOptions = {
     await pipeline(source, parallelGzip(level), finisher, destination, signal ? { signal } : {});
   } catch (err) {
     await cleanup().catch(() => undefined);
-    if (signal?.aborted) throw toAbortError(signal);
     if (isAstroError(err)) throw err;
     throw new BundleError(ErrorCodes.BUNDLE_IO, `Writing the bundle failed: ${(err as Error)?.message ?? String(err)}.`, filePath, { cause: err });
   }

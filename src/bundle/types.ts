@@ -1,6 +1,7 @@
 /**
  * Public types of `astro-deploy-sdk/bundle`.
  */
+import type { Logger } from '../core/logger.js';
 
 /**
  * `.airflowignore` syntax. `regexp`: Airflow 2's default (Python regular expressions, searched in
@@ -162,8 +163,10 @@ export interface CreateBundleOptions extends ScanOptions {
   compressionLevel?: number;
   /** Minimum time between two `bundle:progress` events, in milliseconds. @default 200 */
   progressIntervalMs?: number;
-  /** Receives typed progress and warning events. Exceptions thrown by it are ignored. */
+  /** Receives typed progress and warning events (redacted). Exceptions thrown by it are ignored. */
   onEvent?: (event: BundleEvent) => void;
+  /** Notified at debug level when `onEvent` throws (the exception is otherwise ignored). */
+  logger?: Logger;
 }
 
 /** One archive member in the manifest. */

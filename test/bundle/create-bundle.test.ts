@@ -321,6 +321,49 @@ describe('outputs, events and errors', () => {
     expect(events.at(-1)).toMatchObject({ bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: 51 });
   });
 
+  it('ignores a listener that throws or rejects: the bundle completes with the same bytes and fingerprint', async () => {
+    const root = await makeTree({ ...SPEC, '.airflowignore': '/\nignored_*\n' });
+    const quiet = await bundleOf(root);
+    let calls = 0;
+    const notes: string[] = [];
+    const logger = { error: () => {}, warn: () => {}, info: () => {}, debug: (message: string) => void notes.push(message) };
+    const loud = await bundleOf(root, {
+      progressIntervalMs: 0,
+      logger,
+      onEvent: (e) => {
+        calls++;
+        if (e.type === 'bundle:progress') return Promise.reject(new Error('async listener bug')) as unknown as void;
+        throw new Error('listener bug');
+      },
+    });
+    expect(calls).toBe(1 + 1 + loud.manifest.files.length + 1); // warning, scan-complete, progress per file, complete
+    expect(loud.manifest.fingerprint).toBe(quiet.manifest.fingerprint);
+    expect(loud.sha256).toBe(quiet.sha256);
+    expect(loud.warnings).toEqual(quiet.warnings);
+    await new Promise((resolve) => setImmediate(resolve)); // the rejections are noted asynchronously
+    expect(notes).toHaveLength(calls);
+  });
+
+  it('rejects with ASTRO_ABORTED when the signal fires while the scan fails', async () => {
+    // The warning for line 1 is emitted, and the listener aborts, right before line 2 fails the
+    // scan: no abort check runs in between.
+    const root = await makeTree({ '.airflowignore': '/\n!\n', 'a.py': '' });
+    await expect(bundleOf(root, { syntax: 'glob' })).rejects.toMatchObject({ code: 'ASTRO_BUNDLE_IGNORE_INVALID' });
+    const controller = new AbortController();
+    const sink = new PassThrough();
+    const err = await createBundle(root, {
+      syntax: 'glob',
+      signal: controller.signal,
+      output: { type: 'stream', stream: sink },
+      onEvent: (e) => {
+        if (e.type === 'bundle:warning') controller.abort(new Error('stop'));
+      },
+    }).catch((e: unknown) => e);
+    expect(controller.signal.aborted).toBe(true);
+    expect(err).toMatchObject({ code: 'ASTRO_ABORTED', cause: new Error('stop') });
+    expect(sink.destroyed).toBe(true);
+  });
+
   it('is cancelled by its signal, and leaves no temp file behind', async () => {
     const root = await makeTree(Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`f${i}.py`, 'y'.repeat(20_000)])));
     const outDir = await tempDir('bundle-abort-');
