@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import { AstroConfigError, ErrorCodes } from '../core/errors.js';
 import { levelledLogger, type Logger, type LogLevel } from '../core/logger.js';
 import { registerSecret } from '../core/redact.js';
+import { assertSecureUrl } from '../core/url-safety.js';
 import { readTokenClaims, type AstroTokenClaims } from './token.js';
 
 /** The public Astro API v1 base URL. */
@@ -43,6 +44,15 @@ export interface ClientOptions {
   logLevel?: LogLevel;
   /** Appended to the SDK's `User-Agent`, e.g. `my-ci-tool/1.2`. */
   userAgent?: string;
+  /**
+   * Accept a plain `http://` baseUrl to a host that is not loopback. Every API call carries the
+   * token as `Authorization: Bearer`, so without TLS anyone on the path can read it: set this only
+   * for an internal gateway on a network you trust. Loopback hosts (127.0.0.0/8, `::1`,
+   * `localhost`) are always accepted over http. Without it, such a baseUrl is refused at
+   * construction with `ASTRO_CONFIG_INVALID_OPTION`, before any request.
+   * @default false
+   */
+  allowInsecureHttp?: boolean;
 }
 
 /** Options after defaults are applied. */
@@ -93,6 +103,19 @@ export function resolveClientOptions(options: ClientOptions = {}, env: NodeJS.Pr
   } catch {
     throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `baseUrl must be an http(s) URL; got "${baseUrl}".`);
   }
+  if (options.allowInsecureHttp !== undefined && typeof options.allowInsecureHttp !== 'boolean') {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `allowInsecureHttp must be a boolean; got ${typeof options.allowInsecureHttp}.`);
+  }
+  assertSecureUrl(
+    baseUrl,
+    'The Astro API baseUrl',
+    options.allowInsecureHttp === true,
+    (message) =>
+      new AstroConfigError(
+        ErrorCodes.CONFIG_INVALID_OPTION,
+        `${message} Every call carries the API token. For an internal gateway you trust, pass allowInsecureHttp: true.`,
+      ),
+  );
   const envLevel = env.ASTRO_SDK_LOG as LogLevel | undefined;
   const logLevel = options.logLevel ?? (envLevel && LEVELS.includes(envLevel) ? envLevel : 'warn');
   if (!LEVELS.includes(logLevel)) {

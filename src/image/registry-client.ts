@@ -13,6 +13,7 @@ import { throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import { redact, registerSecret } from '../core/redact.js';
 import { parseRetryAfter } from '../core/retry.js';
+import { assertSecureUrl } from '../core/url-safety.js';
 import type { RegistryAuth } from './types.js';
 
 /** A registry answered with an unexpected status. */
@@ -78,7 +79,7 @@ export interface RegistryClientOptions {
   host: string;
   /** Repository pushed to (path after the host). */
   repository: string;
-  /** Use `http://` instead of `https://`. @default true only for localhost and 127.0.0.0/8 */
+  /** Use `http://` instead of `https://`; only for a loopback host (127.0.0.0/8, `::1`, `localhost`), others throw `ASTRO_INSECURE_URL`. @default true only for loopback hosts */
   plainHttp?: boolean;
   auth?: RegistryAuth;
   /** undici dispatcher (e.g. with a proxy or custom TLS); when absent a private Agent is used and closed by {@link close}. */
@@ -158,6 +159,7 @@ export class RegistryClient {
     this.repository = options.repository;
     const plain = options.plainHttp ?? isLoopbackHost(options.host);
     this.baseUrl = `${plain ? 'http' : 'https'}://${options.host}`;
+    assertSecureUrl(this.baseUrl, 'The registry', false, (message) => new ImageError(ErrorCodes.INSECURE_URL, `${message} plainHttp is refused for it.`));
     this.ownsDispatcher = !options.dispatcher;
     // Enough connections for parallel layer uploads plus HEADs; keep-alive short so the process can exit.
     this.dispatcher = options.dispatcher ?? new Agent({ connections: 8, keepAliveTimeout: 4_000, headersTimeout: 0, bodyTimeout: 0 });

@@ -5,6 +5,7 @@
  */
 import { ErrorCodes, UploadError } from '../core/errors.js';
 import { redactUrl, registerSecret } from '../core/redact.js';
+import { assertSecureUrl } from '../core/url-safety.js';
 
 const MIB = 1024 * 1024;
 
@@ -34,7 +35,10 @@ function limitsFor(sv: string | null): { maxBlockBytes: number; maxPutBlobBytes:
 
 /**
  * Parse and check a blob SAS URL and register its signature as a secret so it is redacted from
- * every message. Throws `ASTRO_UPLOAD_INVALID_URL` for anything that is not an http(s) blob URL.
+ * every message. Throws `ASTRO_UPLOAD_INVALID_URL` for anything that is not an http(s) blob URL,
+ * and for a plain `http://` URL to a host that is not loopback (127.0.0.0/8, `::1`, `localhost`):
+ * the SAS would cross the network in clear text. There is no opt-in; Azure storage always speaks
+ * https, and Azurite or a local fake listen on loopback.
  */
 export function parseBlobSas(sasUrl: string): BlobSas {
   let url: URL;
@@ -55,6 +59,8 @@ export function parseBlobSas(sasUrl: string): BlobSas {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new UploadError(ErrorCodes.UPLOAD_INVALID_URL, `The upload URL ${displayUrl} must be http(s).`);
   }
+  // The SAS in the query is the credential: plain http only to loopback (Azurite, a local fake).
+  assertSecureUrl(url, 'The upload URL', false, (message) => new UploadError(ErrorCodes.UPLOAD_INVALID_URL, message));
   if (url.pathname.split('/').filter(Boolean).length < 2) {
     throw new UploadError(
       ErrorCodes.UPLOAD_INVALID_URL,

@@ -40,14 +40,14 @@ describe('SAS parsing', () => {
     expect(sas.maxBlockBytes).toBe(100 * MIB);
     expect(sas.expiresAt?.toISOString()).toBe('2030-01-01T00:00:00.000Z');
     expect(redact(`failed: abcDEF123+secret= and ${sig}`)).not.toMatch(/secret/);
-    expect(parseBlobSas('http://h/c/b?sv=2021-08-06&sig=zzzzzzzzzz').maxBlockBytes).toBe(4000 * MIB);
-    expect(parseBlobSas('http://h/c/b?sv=2015-04-05&sig=zzzzzzzzzz').maxPutBlobBytes).toBe(64 * MIB);
+    expect(parseBlobSas('https://h/c/b?sv=2021-08-06&sig=zzzzzzzzzz').maxBlockBytes).toBe(4000 * MIB);
+    expect(parseBlobSas('https://h/c/b?sv=2015-04-05&sig=zzzzzzzzzz').maxPutBlobBytes).toBe(64 * MIB);
   });
 
   it('appends operation parameters without re-encoding the SAS', () => {
-    const sas = parseBlobSas('http://h/c/b?sv=2021-08-06&spr=https,http&se=2030-01-01T00:00:00Z&sig=a%2Bb%3D%3D');
+    const sas = parseBlobSas('https://h/c/b?sv=2021-08-06&spr=https,http&se=2030-01-01T00:00:00Z&sig=a%2Bb%3D%3D');
     const url = operationUrl(sas, { comp: 'block', blockid: 'ab+/==' });
-    expect(url).toBe('http://h/c/b?sv=2021-08-06&spr=https,http&se=2030-01-01T00:00:00Z&sig=a%2Bb%3D%3D&comp=block&blockid=ab%2B%2F%3D%3D');
+    expect(url).toBe('https://h/c/b?sv=2021-08-06&spr=https,http&se=2030-01-01T00:00:00Z&sig=a%2Bb%3D%3D&comp=block&blockid=ab%2B%2F%3D%3D');
   });
 });
 
