@@ -296,7 +296,18 @@ export async function walkTarStream(
   source: AsyncIterable<Buffer | Uint8Array | string>,
   onEntry: (entry: TarEntry, body: AsyncIterable<Buffer>) => Promise<void>,
 ): Promise<void> {
-  const reader = new ByteReader(source[Symbol.asyncIterator]());
+  const iterator = source[Symbol.asyncIterator]();
+  try {
+    await walkMembers(new ByteReader(iterator), onEntry);
+  } finally {
+    // The walk ends at the first zero block; what follows (the second zero block, record padding)
+    // may still be unread. Returning the iterator destroys a stream source, so a daemon export's
+    // socket is not left open with its request attached, keeping the process alive.
+    await iterator.return?.();
+  }
+}
+
+async function walkMembers(reader: ByteReader, onEntry: (entry: TarEntry, body: AsyncIterable<Buffer>) => Promise<void>): Promise<void> {
   const meta = new PendingMeta();
   let sawEntry = false;
   for (;;) {
