@@ -1,14 +1,17 @@
 /**
- * One HTTP request to Azure Blob storage through a SAS URL, with a per-try timeout, and a
- * classification of every way it can fail (retry or not, shrink the block or not). The retry
- * loops live in the uploader, which needs per-block decisions this layer cannot make.
+ * One HTTP request to Azure Blob storage through a SAS URL, with a per-try timeout. Every way it
+ * can fail is mapped into the kernel's {@link Failure} shape (attached to a
+ * {@link BlobRequestFailure}), so the uploader's retries follow the SDK's one retry policy; what
+ * is specific to blobs stays here: the service's error code, the `retryCause` the link controller
+ * reads, and 413 meaning "send smaller blocks".
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { linkSignals, toAbortError } from '../core/abort.js';
+import { resolveDispatcher } from '../core/dispatcher.js';
+import { statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
 import { redact } from '../core/redact.js';
-import { parseRetryAfter } from '../core/retry.js';
 import { SDK_VERSION } from '../version.js';
 import type { BlobSas } from './sas.js';
 import { operationUrl } from './sas.js';
@@ -21,11 +24,6 @@ import type { UploadPhase, UploadRetryCause } from './types.js';
  */
 const BODY_CHUNK_BYTES = 1024 * 1024;
 
-/** Transport error codes that mean the request never reached the server. */
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
-/** Statuses worth another try: proxies' timeouts, throttling and transient server faults. */
-const RETRYABLE_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
-
 /** A successful (2xx) answer. */
 export interface BlobResponse {
   status: number;
@@ -36,20 +34,42 @@ export interface BlobResponse {
   elapsedMs: number;
 }
 
-/** A request that failed: by status, by transport error, or by the per-try timeout. */
+/** The `retryCause` of a failure: `http-<status>`, else the transport kind (`other` is never retried). */
+export function retryCauseOf(failure: Failure): UploadRetryCause | 'other' {
+  switch (failure.kind) {
+    case 'status':
+      return `http-${failure.status ?? 0}`;
+    case 'connect':
+    case 'reset':
+    case 'timeout':
+      return failure.kind;
+    default:
+      return 'other';
+  }
+}
+
+/**
+ * A request that failed: by status, by transport error, or by the per-try timeout. Its kernel
+ * {@link Failure} is attached (read it with `failureOf`) and also kept as `failure`.
+ */
 export class BlobRequestFailure extends Error {
   constructor(
     message: string,
-    readonly retryCause: UploadRetryCause,
-    readonly retryable: boolean,
+    readonly failure: Failure,
+    /** How long the request ran before it failed, in milliseconds. */
     readonly elapsedMs: number,
-    readonly details: { status?: number; serviceCode?: string; retryAfterMs?: number; error?: unknown } = {},
+    readonly details: { serviceCode?: string; error?: unknown } = {},
   ) {
     super(redact(message));
     this.name = 'BlobRequestFailure';
+    withFailure(this, failure);
+  }
+  /** What the link controller and `upload:retry` events call this failure. */
+  get retryCause(): UploadRetryCause | 'other' {
+    return retryCauseOf(this.failure);
   }
   get status(): number | undefined {
-    return this.details.status;
+    return this.failure.status;
   }
   get serviceCode(): string | undefined {
     return this.details.serviceCode;
@@ -78,6 +98,7 @@ export interface BlobRequest {
 /** Shared context of every request of one upload. */
 export interface BlobHttpContext {
   sas: BlobSas;
+  /** The caller's dispatcher; without one, `HTTPS_PROXY`/`HTTP_PROXY` are honoured (see `resolveDispatcher`). */
   dispatcher: Dispatcher | undefined;
   signal: AbortSignal | undefined;
 }
@@ -122,7 +143,7 @@ export async function sendBlobRequest(ctx: BlobHttpContext, req: BlobRequest): P
       body: req.body
         ? Readable.from(chunked(req.body, req.onBodyBytes), { objectMode: false, highWaterMark: BODY_CHUNK_BYTES })
         : undefined,
-      dispatcher: ctx.dispatcher,
+      dispatcher: resolveDispatcher(ctx.dispatcher),
       signal: linked.signal,
     });
     const resHeaders = res.headers as Record<string, string | string[] | undefined>;
@@ -139,31 +160,21 @@ export async function sendBlobRequest(ctx: BlobHttpContext, req: BlobRequest): P
     const status = res.statusCode;
     const serviceCode = serviceCodeOf(resHeaders, body);
     const apiMessage = /<Message>([^<]*)<\/Message>/.exec(body)?.[1]?.split('\n')[0];
-    const retryAfterMs = parseRetryAfter(header(resHeaders, 'retry-after'));
-    const retryable = RETRYABLE_STATUSES.has(status) || status === 413;
     throw new BlobRequestFailure(
       `${what} answered ${status}${serviceCode ? ` ${serviceCode}` : ''}${apiMessage ? `: ${apiMessage}` : ''}`,
-      `http-${status}`,
-      retryable,
+      statusFailure(status, resHeaders),
       elapsed(),
-      { status, serviceCode, retryAfterMs },
+      serviceCode === undefined ? {} : { serviceCode },
     );
   } catch (error) {
     if (error instanceof BlobRequestFailure) throw error;
-    if (ctx.signal?.aborted) throw toAbortError(ctx.signal);
-    if (timeout.signal.aborted) {
-      throw new BlobRequestFailure(`${what} got no answer within ${req.timeoutMs} ms`, 'timeout', true, elapsed(), {
-        error,
-      });
-    }
-    const code = (error as { code?: unknown } | null)?.code;
-    if (typeof code === 'string') {
-      const cause: UploadRetryCause = CONNECT_CODES.has(code) ? 'connect' : code.includes('TIMEOUT') ? 'timeout' : 'reset';
-      throw new BlobRequestFailure(`${what} failed: ${code} ${(error as Error).message}`, cause, true, elapsed(), {
-        error,
-      });
-    }
-    throw error;
+    if (ctx.signal?.aborted) throw withFailure(toAbortError(ctx.signal), transportFailure(error, { aborted: true }));
+    const timedOut = timeout.signal.aborted;
+    const failure = transportFailure(error, { timedOut });
+    const message = timedOut
+      ? `${what} got no answer within ${req.timeoutMs} ms`
+      : `${what} failed: ${failure.code ?? (error as Error | undefined)?.name ?? 'error'} ${(error as Error | undefined)?.message ?? String(error)}`;
+    throw new BlobRequestFailure(message, failure, elapsed(), { error });
   } finally {
     clearTimeout(timer);
     linked.dispose();

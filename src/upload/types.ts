@@ -2,6 +2,8 @@
  * Public types of the block-blob uploader: options, result and the events it emits.
  */
 import type { Dispatcher } from 'undici';
+import type { Logger } from '../core/logger.js';
+import type { RetryOptions } from '../core/retry.js';
 
 /** Why a request is retried. `http-<status>` for an HTTP answer, otherwise the transport failure. */
 export type UploadRetryCause =
@@ -123,12 +125,18 @@ export interface TryTimeoutContext {
 
 /** Options of {@link uploadBlockBlob}. */
 export interface UploadBlockBlobOptions {
-  /** undici dispatcher for every request (proxy agent, MockAgent, custom pool). @default the global dispatcher */
+  /**
+   * undici dispatcher for every request (proxy agent, MockAgent, custom pool). @default an
+   * `EnvHttpProxyAgent` when `HTTPS_PROXY`/`HTTP_PROXY` is set (honouring `NO_PROXY`), else the
+   * global dispatcher
+   */
   dispatcher?: Dispatcher;
   /** Aborts the upload promptly: in-flight requests are cancelled and an `AstroAbortError` is thrown. */
   signal?: AbortSignal;
   /** Receives progress, retry and sizing events. Payloads are redacted; exceptions thrown here are ignored. */
   onEvent?: (event: UploadEvent) => void;
+  /** Where ignored listener errors are noted (debug level). @default none */
+  logger?: Logger;
   /** Size of the first blocks, in bytes. Later blocks adapt to the link. @default 2 MiB */
   blockSizeBytes?: number;
   /** Floor of the adaptive block size, in bytes. @default 256 KiB */
@@ -145,8 +153,22 @@ export interface UploadBlockBlobOptions {
    * turnaround. @default 8
    */
   concurrency?: number;
-  /** Retries of one block (or of the commit) before the upload fails. @default 6 */
-  maxRetriesPerBlock?: number;
+  /**
+   * How failed requests are retried (the SDK's one retry vocabulary), for uploads:
+   * - `maxRetries`: failures in a row of one block (or of the single Put Blob, the commit, the
+   *   stale-block clearing) that are retried before the upload fails (6). Bytes left behind when
+   *   a failed block is re-cut start a count of their own. Get Block List is retried at most
+   *   `min(2, maxRetries)` times, then the journal is used.
+   * - `initialDelayMs`: backoff before the first retry, exponential with equal jitter after that
+   *   (500). The first retry after a connection reset goes at once (within 100 ms).
+   * - `maxDelayMs`: cap of the exponential backoff (8000).
+   * - `maxRetryAfterMs`: longest `Retry-After` honoured (60000).
+   *
+   * 408, 413 (the block is re-cut smaller), 429 and 5xx except 501/505 are retried, as are
+   * resets, refused connections and per-try timeouts.
+   * @default { maxRetries: 6, initialDelayMs: 500, maxDelayMs: 8000, maxRetryAfterMs: 60000 }
+   */
+  retry?: RetryOptions;
   /**
    * Largest payload sent as one Put Blob; larger payloads are staged as blocks. A single Put Blob
    * that hits a 408, timeout or reset falls back to blocks. @default 4 MiB
@@ -164,12 +186,6 @@ export interface UploadBlockBlobOptions {
    * whenever a 408 or timeout shows the budget is shorter. @default 8000
    */
   targetBlockDurationMs?: number;
-  /** Backoff before the first retry, in milliseconds (exponential with jitter after that). @default 500 */
-  initialRetryDelayMs?: number;
-  /** Cap of the exponential backoff, in milliseconds. @default 8000 */
-  maxRetryDelayMs?: number;
-  /** Longest `Retry-After` honoured, in milliseconds. @default 60000 */
-  maxRetryAfterMs?: number;
   /**
    * Folder of the resume journal (acknowledged block IDs per blob URL, no SAS). `false` disables it.
    * @default `$XDG_CACHE_HOME/astro-deploy-sdk/uploads`, else `~/.cache/astro-deploy-sdk/uploads`

@@ -53,8 +53,7 @@ export const FAST = {
   minBlockSizeBytes: 64 * KIB,
   maxBlockSizeBytes: 1 * MIB,
   singleShotMaxBytes: 256 * KIB,
-  initialRetryDelayMs: 20,
-  maxRetryDelayMs: 200,
+  retry: { initialDelayMs: 20, maxDelayMs: 200 },
 } as const;
 
 /** Compare bytes without vitest's deep equality (which is very slow on megabytes). */

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
+import { statusFailure } from '../../src/core/failure.js';
 import { redact } from '../../src/core/redact.js';
 import { BlobRequestFailure } from '../../src/upload/blob-http.js';
 import { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId } from '../../src/upload/block-id.js';
@@ -68,7 +69,7 @@ describe('link controller', () => {
     return { c, sizes, conc };
   }
   const failure = (cause: 'http-408' | 'timeout' | 'reset' | 'http-503', elapsedMs = 10_000) =>
-    new BlobRequestFailure('x', cause, true, elapsedMs);
+    new BlobRequestFailure('x', cause.startsWith('http-') ? statusFailure(Number(cause.slice(5))) : { kind: cause as 'timeout' | 'reset', mayHaveReachedServer: true }, elapsedMs);
 
   it('grows on a fast link as clean bytes prove it, up to the cap, and adds concurrency', () => {
     const { c, conc } = controller();

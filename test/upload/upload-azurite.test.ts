@@ -53,7 +53,7 @@ function newBlob(permissions = 'cw', via?: string) {
 }
 
 function opts(log?: EventLog, extra: UploadBlockBlobOptions = {}): UploadBlockBlobOptions {
-  return { ...FAST, journalDir: journal.dir, ...(log ? { onEvent: log.onEvent } : {}), ...extra };
+  return { ...FAST, journalDir: journal.dir, ...(log ? { onEvent: log.onEvent } : {}), ...extra, retry: { ...FAST.retry, ...extra.retry } };
 }
 
 async function expectCommitted(name: string, data: Buffer) {
@@ -142,7 +142,7 @@ describe('uploadBlockBlob against Azurite', () => {
         onEvent: log.onEvent,
         blockSizeBytes: 4 * MIB,
         maxBlockSizeBytes: 4 * MIB,
-        initialRetryDelayMs: 50,
+        retry: { initialDelayMs: 50 },
       });
       const shrinks = log.of('upload:block-size').filter((e) => e.reason === 'http-408');
       expect(shrinks.length).toBeGreaterThan(0);
@@ -173,7 +173,7 @@ describe('uploadBlockBlob against Azurite', () => {
     const blob = newBlob('cw');
     const data = payload(4 * MIB, 27);
     proxy.faults.add({ route: 'blob.putBlock', nth: 4, times: Infinity, action: { kind: 'status', status: 500 } });
-    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { maxRetriesPerBlock: 1, concurrency: 1 })).catch((e: unknown) => e);
+    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { retry: { maxRetries: 1 }, concurrency: 1 })).catch((e: unknown) => e);
     expect(isAstroError(first, 'ASTRO_UPLOAD_FAILED')).toBe(true);
     proxy.faults.clear();
     proxy.resetStats();
@@ -189,7 +189,7 @@ describe('uploadBlockBlob against Azurite', () => {
     const blob = newBlob('rcw');
     const data = payload(4 * MIB, 28);
     proxy.faults.add({ route: 'blob.putBlock', nth: 3, times: Infinity, action: { kind: 'reset', afterBodyBytes: 1000 } });
-    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { journalDir: false, maxRetriesPerBlock: 1, concurrency: 1 })).catch((e: unknown) => e);
+    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { journalDir: false, retry: { maxRetries: 1 }, concurrency: 1 })).catch((e: unknown) => e);
     expect(isAstroError(first, 'ASTRO_UPLOAD_FAILED')).toBe(true);
     proxy.faults.clear();
     proxy.resetStats();

@@ -42,7 +42,7 @@ function newBlob(permissions = 'cw', expiresInMs?: number) {
 }
 
 function opts(log?: EventLog, extra: UploadBlockBlobOptions = {}): UploadBlockBlobOptions {
-  return { ...FAST, journalDir: journal.dir, ...(log ? { onEvent: log.onEvent } : {}), ...extra };
+  return { ...FAST, journalDir: journal.dir, ...(log ? { onEvent: log.onEvent } : {}), ...extra, retry: { ...FAST.retry, ...extra.retry } };
 }
 
 /** Bytes sent beyond the payload must stay within one block per fault. */
@@ -140,7 +140,7 @@ describe('uploadBlockBlob against the fake blob service', () => {
     proxy.faults.add({ route: 'blob.putBlock', nth: 1, times: 2, action: { kind: 'reset', afterBodyBytes: 100 * KIB } });
     proxy.faults.add({ route: 'blob.putBlock', nth: 4, action: { kind: 'status', status: 503, headers: { 'x-ms-error-code': 'ServerBusy' } } });
     const log = new EventLog();
-    await uploadBlockBlob(blob.url, data, opts(log, { concurrency: 1, initialRetryDelayMs: 400, maxRetryDelayMs: 4000 }));
+    await uploadBlockBlob(blob.url, data, opts(log, { concurrency: 1, retry: { initialDelayMs: 400, maxDelayMs: 4000 } }));
     const retries = log.of('upload:retry').map((r) => ({ cause: r.cause, attempt: r.attempt, delayMs: r.delayMs }));
     expect(retries.map(({ cause, attempt }) => ({ cause, attempt }))).toEqual([
       { cause: 'reset', attempt: 1 },
@@ -221,10 +221,10 @@ describe('uploadBlockBlob against the fake blob service', () => {
     expect(sameBytes(fake.service.read('dags', blob.name), data)).toBe(true);
   });
 
-  it('gives up with a typed, retryable error after maxRetriesPerBlock', async () => {
+  it('gives up with a typed, retryable error after retry.maxRetries', async () => {
     const blob = newBlob();
     proxy.faults.add({ route: 'blob.putBlock', nth: 1, times: Infinity, action: { kind: 'status', status: 500 } });
-    const error = await uploadBlockBlob(blob.url, payload(1 * MIB), opts(undefined, { maxRetriesPerBlock: 2 })).catch((e: unknown) => e);
+    const error = await uploadBlockBlob(blob.url, payload(1 * MIB), opts(undefined, { retry: { maxRetries: 2 } })).catch((e: unknown) => e);
     expect(isAstroError(error, 'ASTRO_UPLOAD_FAILED')).toBe(true);
     expect(error).toMatchObject({ status: 500, attempts: 3, retryable: true });
     expect(fake.service.read('dags', blob.name)).toBeUndefined();
@@ -300,7 +300,7 @@ describe('uploadBlockBlob against the fake blob service', () => {
     const blob = newBlob('cw');
     const data = payload(4 * MIB + 3, 9);
     proxy.faults.add({ route: 'blob.putBlock', nth: 4, times: Infinity, action: { kind: 'status', status: 500 } });
-    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { maxRetriesPerBlock: 1, concurrency: 1 })).catch((e: unknown) => e);
+    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { retry: { maxRetries: 1 }, concurrency: 1 })).catch((e: unknown) => e);
     expect(isAstroError(first, 'ASTRO_UPLOAD_FAILED')).toBe(true);
     expect(await readdir(journal.dir)).toHaveLength(1);
     const stagedBytes = proxy.stats.byRoute['blob.putBlock']!.bytesUp;
@@ -324,7 +324,7 @@ describe('uploadBlockBlob against the fake blob service', () => {
     const blob = newBlob('rcw');
     const data = payload(4 * MIB, 10);
     proxy.faults.add({ route: 'blob.putBlock', nth: 5, times: Infinity, action: { kind: 'status', status: 500 } });
-    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { journalDir: false, maxRetriesPerBlock: 0, concurrency: 1 })).catch((e: unknown) => e);
+    const first = await uploadBlockBlob(blob.url, data, opts(undefined, { journalDir: false, retry: { maxRetries: 0 }, concurrency: 1 })).catch((e: unknown) => e);
     expect(isAstroError(first, 'ASTRO_UPLOAD_FAILED')).toBe(true);
     proxy.faults.clear();
     proxy.resetStats();
@@ -341,7 +341,7 @@ describe('uploadBlockBlob against the fake blob service', () => {
     const blob = newBlob('cw');
     const data = payload(3 * MIB, 11);
     proxy.faults.add({ route: 'blob.putBlockList', times: Infinity, action: { kind: 'status', status: 500 } });
-    await uploadBlockBlob(blob.url, data, opts(undefined, { maxRetriesPerBlock: 0 })).catch(() => undefined);
+    await uploadBlockBlob(blob.url, data, opts(undefined, { retry: { maxRetries: 0 } })).catch(() => undefined);
     proxy.faults.clear();
     const changed = Buffer.from(data);
     changed[10] = changed[10]! ^ 0xff;
@@ -356,7 +356,7 @@ describe('uploadBlockBlob against the fake blob service', () => {
     const blob = newBlob('cw');
     const data = payload(2 * MIB, 12);
     proxy.faults.add({ route: 'blob.putBlockList', times: Infinity, action: { kind: 'status', status: 500 } });
-    await uploadBlockBlob(blob.url, data, opts(undefined, { maxRetriesPerBlock: 0 })).catch(() => undefined);
+    await uploadBlockBlob(blob.url, data, opts(undefined, { retry: { maxRetries: 0 } })).catch(() => undefined);
     proxy.faults.clear();
     // Another writer replaces the blob: the staged blocks are discarded.
     const other = await request(fake.service.sasUrl(fake.url, 'dags', blob.name), {

@@ -1,0 +1,182 @@
+/**
+ * The block driver: sends the planner's blocks a few at a time (as many as the link controller
+ * allows), hands failed blocks back to the planner after the backoff the retry policy asks for,
+ * and commits the acknowledged blocks with one Put Block List. A block's failure that the policy
+ * will not retry fails the whole upload at once through the operation scope.
+ */
+import { sleep } from '../core/abort.js';
+import { ErrorCodes, UploadError } from '../core/errors.js';
+import { failureOf } from '../core/failure.js';
+import { nextRetryDelay } from '../core/retry.js';
+import { BlobRequestFailure, sendBlobRequest, type BlobResponse } from './blob-http.js';
+import { toBlockDigest } from './block-id.js';
+import { hashOffThread } from './hash-pool.js';
+import { blockIdOf, blockListXml, commitOrder, gaps, BlockPlanner, type AckedBlock, type PlannedBlock } from './planner.js';
+import { clearStaleBlocks, findStagedBlocks, openJournal } from './resume.js';
+import type { UploadSession } from './session.js';
+import { md5 } from './source.js';
+import type { UploadBlockBlobResult } from './types.js';
+import { BlocksMissingError, blocksVanishedError } from './upload-error.js';
+
+/** Stage the payload as blocks (reusing what an earlier run staged) and commit them. */
+export async function uploadBlocks(s: UploadSession): Promise<UploadBlockBlobResult> {
+  const size = s.src.size;
+  await openJournal(s);
+  if (s.o.resume) await findStagedBlocks(s);
+  else if (s.journalRecorded.length > 0) await s.journal?.reset().catch(() => {});
+  const planner = new BlockPlanner(s.o.minBlockSizeBytes);
+  let fullRetryDone = false;
+  for (;;) {
+    planner.plan(gaps(s.acked.values(), size));
+    try {
+      await sendPlanned(s, planner);
+    } finally {
+      // What was acknowledged must be on disk before we give up or commit: it is what a re-run resumes from.
+      const failed = await s.journal?.flush();
+      if (failed) s.journalUnavailable(failed);
+    }
+    await s.src.assertUnchanged();
+    const { blocks, coveredBytes, complete } = commitOrder(s.acked.values(), size);
+    if (!complete) {
+      throw new UploadError(
+        ErrorCodes.UPLOAD_FAILED,
+        `Internal error: the acknowledged blocks of ${s.sas.displayUrl} do not cover the payload (${coveredBytes} of ${size} bytes); nothing was committed.`,
+      );
+    }
+    try {
+      const res = await commit(s, blocks);
+      await s.journal?.remove().catch(() => {});
+      return s.finish(res, blocks.length, 'blocks');
+    } catch (error) {
+      if (!(error instanceof BlocksMissingError)) throw error;
+      if (fullRetryDone) throw blocksVanishedError(s.sas, error);
+      // Blocks we reused (or staged) are gone: another commit or a Put Blob discarded them, or
+      // they expired. Send everything once more.
+      fullRetryDone = true;
+      s.emit({
+        type: 'upload:warning',
+        code: 'resumed-blocks-lost',
+        message: `The service no longer has some staged blocks of ${s.sas.displayUrl}; sending every block again.`,
+      });
+      s.acked.clear();
+      s.bytesAcked = 0;
+      s.resumed = false;
+      await s.journal?.reset().catch(() => {});
+    }
+  }
+}
+
+/** Send every planned block, a few at a time, until all are acknowledged or one fails for good. */
+async function sendPlanned(s: UploadSession, planner: BlockPlanner): Promise<void> {
+  const active = new Set<Promise<void>>();
+  let fatal: { error: unknown } | undefined;
+  while (!fatal) {
+    while (!fatal && active.size < s.link.concurrency && planner.hasPending) {
+      const block = planner.cut((remaining, cut) => s.link.nextBlockBytes(remaining, cut), s.link.epoch);
+      const task: Promise<void> = sendBlock(s, planner, block)
+        .catch((error: unknown) => {
+          // The first failure is the upload's; it cancels the blocks still in flight.
+          fatal ??= { error };
+          s.scope.fail(error);
+        })
+        .finally(() => active.delete(task));
+      active.add(task);
+    }
+    if (active.size === 0) break;
+    await Promise.race(active);
+  }
+  if (fatal) {
+    await Promise.allSettled([...active]);
+    throw fatal.error;
+  }
+}
+
+/** Send one block; after a failure the policy retries, wait its delay and hand the range back. */
+async function sendBlock(s: UploadSession, planner: BlockPlanner, block: PlannedBlock): Promise<void> {
+  const lease = await s.src.read(block.offset, block.length, s.buffers);
+  let retry: { failure: BlobRequestFailure; attempt: number; delayMs: number } | 'requeued' | undefined;
+  try {
+    retry = await sendLeasedBlock(s, planner, block, lease.bytes);
+  } finally {
+    lease.release();
+  }
+  if (retry === undefined || retry === 'requeued') return;
+  // The buffer went back first: a backoff lasts up to seconds, and the block is re-read (and
+  // re-cut at the current size) when its turn comes again.
+  s.noteRetry(retry.failure, retry.attempt, retry.delayMs, 'put-block', block.index);
+  await sleep(retry.delayMs, s.signal);
+  planner.requeue({ offset: block.offset, length: block.length, attempts: retry.attempt });
+}
+
+async function sendLeasedBlock(
+  s: UploadSession,
+  planner: BlockPlanner,
+  block: PlannedBlock,
+  data: Uint8Array,
+): Promise<{ failure: BlobRequestFailure; attempt: number; delayMs: number } | 'requeued' | undefined> {
+  const algorithm = s.o.contentMd5 ? 'md5' : 'sha256';
+  const digest = toBlockDigest(await hashOffThread(data, algorithm), algorithm);
+  const id = blockIdOf(block, digest, algorithm);
+  const clearedBeforeSend = s.staleCleared;
+  try {
+    const res = await sendBlobRequest(s.http, {
+      method: 'PUT',
+      phase: 'put-block',
+      params: { comp: 'block', blockid: id },
+      headers: s.o.contentMd5 ? { 'content-md5': digest.toString('base64') } : {},
+      body: data,
+      timeoutMs: s.tryTimeoutMs(block.length, 'put-block'),
+      onBodyBytes: (n) => (s.bytesSent += n),
+    });
+    // Journal first: the acknowledgement is what a re-run after a crash resumes from.
+    s.journal?.record(id);
+    s.link.recordSuccess(block.length, res.elapsedMs);
+    if (!s.acked.has(block.offset)) s.bytesAcked += block.length;
+    s.acked.set(block.offset, { id, offset: block.offset, length: block.length });
+    s.progress();
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof BlobRequestFailure)) throw error;
+    const attempt = block.attempts + 1;
+    // Another client's uncommitted blocks with IDs of another width make the service refuse ours.
+    // Clear them once; a block sent after that and still refused has a real problem.
+    if (error.status === 400 && error.serviceCode === 'InvalidBlobOrBlock' && s.o.clearStaleBlocks && !clearedBeforeSend && attempt <= s.o.retry.maxRetries) {
+      await clearStaleBlocks(s);
+      planner.requeue({ offset: block.offset, length: block.length, attempts: attempt });
+      return 'requeued';
+    }
+    // A 413 at the smallest block size cannot be helped by cutting smaller.
+    const tooBigAtFloor = error.retryCause === 'http-413' && block.length <= s.o.minBlockSizeBytes;
+    const delayMs = tooBigAtFloor ? undefined : nextRetryDelay(failureOf(error), attempt, s.retries + 1, s.o.retry);
+    if (delayMs === undefined) throw s.uploadError(error, attempt);
+    s.link.recordFailure(error, block.epoch);
+    return { failure: error, attempt, delayMs };
+  }
+}
+
+/** Put Block List with `<Latest>` entries: a commit whose answer was lost is simply sent again. */
+async function commit(s: UploadSession, blocks: AckedBlock[]): Promise<BlobResponse> {
+  const body = Buffer.from(blockListXml(blocks), 'utf8');
+  let tries = 0;
+  try {
+    return await s.withRetries('commit', s.o.retry, ({ number }) => {
+      tries = number;
+      return sendBlobRequest(s.http, {
+        method: 'PUT',
+        phase: 'commit',
+        params: { comp: 'blocklist' },
+        headers: {
+          'content-type': 'application/xml; charset=utf-8',
+          'content-md5': md5(body).toString('base64'),
+          'x-ms-blob-content-type': s.o.contentType,
+        },
+        body,
+        timeoutMs: s.tryTimeoutMs(body.byteLength, 'commit'),
+      });
+    });
+  } catch (error) {
+    if (!(error instanceof BlobRequestFailure)) throw error;
+    if (error.status === 400 && error.serviceCode === 'InvalidBlockList') throw new BlocksMissingError(error.message);
+    throw s.uploadError(error, tries);
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The single Put Blob of a small payload. A 408, timeout, 413 or reset says the link cannot carry
+ * the payload in one request: after that retry's wait the upload goes on in (smaller) blocks.
+ */
+import { rm } from 'node:fs/promises';
+import { BlobRequestFailure, sendBlobRequest } from './blob-http.js';
+import { hashOffThread } from './hash-pool.js';
+import { UploadJournal } from './journal.js';
+import type { UploadSession } from './session.js';
+import type { UploadBlockBlobResult, UploadBlockSizeEvent } from './types.js';
+
+/** One Put Blob, retried under the upload's policy; undefined when the link calls for blocks instead. */
+export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult | undefined> {
+  const size = s.src.size;
+  // Read and hash once: a retry sends the same bytes (a changed file is caught before each try).
+  const lease = await s.src.read(0, size, s.buffers);
+  let tries = 0;
+  let fallBack = false;
+  try {
+    const data = lease.bytes;
+    const contentMd5 = s.o.contentMd5 ? (await hashOffThread(data, 'md5')).toString('base64') : undefined;
+    return await s.withRetries('put-blob', s.o.retry, async ({ number }) => {
+      // The last try failed in a way that says "smaller": its retry is the first block.
+      if (fallBack) return undefined;
+      tries = number;
+      await s.src.assertUnchanged();
+      try {
+        const res = await sendBlobRequest(s.http, {
+          method: 'PUT',
+          phase: 'put-blob',
+          params: {},
+          headers: {
+            'x-ms-blob-type': 'BlockBlob',
+            'x-ms-blob-content-type': s.o.contentType,
+            ...(contentMd5 ? { 'content-md5': contentMd5 } : {}),
+          },
+          body: data,
+          timeoutMs: s.tryTimeoutMs(size, 'put-blob'),
+          onBodyBytes: (n) => (s.bytesSent += n),
+        });
+        s.bytesAcked = size;
+        s.progress();
+        // A Put Blob discards staged blocks, so a journal of an earlier blocks run is void now.
+        if (s.o.journalDir !== false) await rm(UploadJournal.pathFor(s.o.journalDir, s.sas.displayUrl), { force: true }).catch(() => {});
+        return s.finish(res, 1, 'single');
+      } catch (error) {
+        if (error instanceof BlobRequestFailure && (error.suggestsSmallerBlocks || error.retryCause === 'reset') && size > s.o.minBlockSizeBytes) {
+          fallBack = true;
+          // Make the first blocks smaller than the payload that just failed.
+          s.link.recordFailure(error);
+          s.link.capBlockBytes(size / 2, error.retryCause as UploadBlockSizeEvent['reason']);
+        }
+        throw error;
+      }
+    });
+  } catch (error) {
+    if (error instanceof BlobRequestFailure) throw s.uploadError(error, tries);
+    throw error;
+  } finally {
+    lease.release();
+  }
+}

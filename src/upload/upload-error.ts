@@ -1,0 +1,53 @@
+/**
+ * The typed errors an upload ends with: a request failure the upload gives up on becomes an
+ * `UploadError` whose code says whether running the upload again can help.
+ */
+import { ErrorCodes, UploadError, isAstroError, type AstroErrorCode } from '../core/errors.js';
+import type { BlobRequestFailure } from './blob-http.js';
+import { uploadRetryStatus } from './options.js';
+import type { BlobSas } from './sas.js';
+
+/** The error to throw for `failure`, given up on after `attempts` tries. */
+export function toUploadError(sas: BlobSas, failure: BlobRequestFailure, attempts: number): UploadError {
+  const status = failure.status;
+  const details = { status, serviceCode: failure.serviceCode, attempts };
+  let code: AstroErrorCode = ErrorCodes.UPLOAD_FAILED;
+  let hint: string;
+  if (status === 403) {
+    const expired = (sas.expiresAt !== undefined && sas.expiresAt.getTime() <= Date.now()) || /time frame|expir/i.test(failure.message);
+    code = expired ? ErrorCodes.UPLOAD_SAS_EXPIRED : ErrorCodes.UPLOAD_REJECTED;
+    hint = expired
+      ? 'The SAS of the upload URL has expired: create a new deploy to get a fresh URL.'
+      : `The storage service refused the SAS (permissions sp=${sas.permissions || '?'}): the URL is invalid, revoked or lacks a permission; get a fresh upload URL.`;
+  } else if (status === 404) {
+    code = ErrorCodes.UPLOAD_REJECTED;
+    hint = 'The container or blob does not exist: check that the upload URL is the one Astro returned.';
+  } else if (status !== undefined && status >= 400 && status < 500 && !uploadRetryStatus(status)) {
+    code = ErrorCodes.UPLOAD_REJECTED;
+    hint = 'The storage service rejected the request; this is not a transient fault.';
+  } else {
+    hint = `Gave up after ${attempts} attempt(s). Blocks already acknowledged are kept: running the same upload again resumes it.`;
+  }
+  return new UploadError(code, `Uploading to ${sas.displayUrl} failed: ${failure.message}. ${hint}`, details, {
+    cause: failure,
+    retryable: code === ErrorCodes.UPLOAD_FAILED,
+  });
+}
+
+/** The commit found that the service no longer has some listed block. */
+export class BlocksMissingError extends Error {}
+
+/** Staged blocks vanished twice in a row: another upload of the blob is probably running. */
+export function blocksVanishedError(sas: BlobSas, error: BlocksMissingError): UploadError {
+  return new UploadError(
+    ErrorCodes.UPLOAD_FAILED,
+    `Committing ${sas.displayUrl} failed twice because staged blocks vanished (${error.message}). Another upload to the same blob probably committed meanwhile; upload again when it is done.`,
+    { status: 400, serviceCode: 'InvalidBlockList' },
+    { retryable: true },
+  );
+}
+
+/** True for errors of this module that a later run may get past (a resumable failure). */
+export function isResumableUploadError(error: unknown): boolean {
+  return isAstroError(error, ErrorCodes.UPLOAD_FAILED) && error.retryable;
+}
