@@ -25,8 +25,8 @@ import { setImmediate } from 'node:timers/promises';
 import { Header, Pax } from 'tar';
 import { throwIfAborted } from '../core/abort.js';
 import { BundleError, ErrorCodes } from '../core/errors.js';
-import { absoluteIn } from './scan.js';
-import type { ScannedEntry } from './scan.js';
+import { absoluteIn } from './scan-entry.js';
+import type { ScannedEntry } from './scan-entry.js';
 import type { BundleManifestFile } from './types.js';
 
 const BLOCK = 512;
