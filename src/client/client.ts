@@ -15,6 +15,7 @@ import { deployImage, type DeployImageParams, type DeployImageResult } from './d
 import { deployDags, type DeployDagsParams, type DeployDagsResult } from './deploy-dags.js';
 import { ApiTransport, type RequestOptions } from './transport.js';
 import { redactRolloutSas } from './redact-results.js';
+import { pathSegment } from './path.js';
 
 /**
  * Client for deploying to Astro.
@@ -46,6 +47,8 @@ export class AstroClient {
   constructor(options: ClientOptions = {}) {
     this.#original = options;
     this.#resolved = resolveClientOptions(options);
+    // It goes into every URL path: checked here, before any request (issue #15).
+    pathSegment('organizationId', this.#resolved.organizationId);
     this.organizationId = this.#resolved.organizationId;
     const transport = new ApiTransport({
       baseUrl: this.#resolved.baseUrl,

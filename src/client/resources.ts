@@ -16,9 +16,8 @@ import {
   type DeploymentList,
   type DeploymentOptions,
 } from './schemas.js';
+import { pathSegment } from './path.js';
 import type { ApiTransport, RequestOptions } from './transport.js';
-
-const enc = encodeURIComponent;
 
 /**
  * Base of the resource classes. What `util.inspect` and `JSON.stringify` show of a resource is its
@@ -89,21 +88,20 @@ export interface PageParams {
 
 /** Deployment endpoints. */
 export class DeploymentsResource extends Resource {
-
   private base(): string {
-    return `/organizations/${enc(this.organizationId)}/deployments`;
+    return `/organizations/${pathSegment('organizationId', this.organizationId)}/deployments`;
   }
 
   /** `GET /organizations/{org}/deployments/{id}`. */
-  get(deploymentId: string, options?: RequestOptions): Promise<Deployment> {
+  async get(deploymentId: string, options?: RequestOptions): Promise<Deployment> {
     return this.transport.send(
-      { method: 'GET', path: `${this.base()}/${enc(deploymentId)}`, schema: deploymentSchema, retry: 'idempotent' },
+      { method: 'GET', path: `${this.base()}/${pathSegment('deploymentId', deploymentId)}`, schema: deploymentSchema, retry: 'idempotent' },
       options,
     );
   }
 
   /** One page of `GET /organizations/{org}/deployments`. */
-  list(params: PageParams & { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<DeploymentList> {
+  async list(params: PageParams & { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<DeploymentList> {
     return this.transport.send(
       {
         method: 'GET',
@@ -132,11 +130,11 @@ export class DeploymentsResource extends Resource {
    * `POST /organizations/{org}/deployments/{id}` with a full update body. Prefer
    * `AstroClient.setDagDeploy`, which builds the body from the current deployment.
    */
-  update(deploymentId: string, body: Record<string, unknown>, options?: RequestOptions): Promise<Deployment> {
+  async update(deploymentId: string, body: Record<string, unknown>, options?: RequestOptions): Promise<Deployment> {
     return this.transport.send(
       {
         method: 'POST',
-        path: `${this.base()}/${enc(deploymentId)}`,
+        path: `${this.base()}/${pathSegment('deploymentId', deploymentId)}`,
         body,
         schema: deploymentSchema,
         // The body is the whole desired state, so sending it twice has the same effect as once.
@@ -149,13 +147,12 @@ export class DeploymentsResource extends Resource {
 
 /** `GET /organizations/{org}/deployment-options`. */
 export class DeploymentOptionsResource extends Resource {
-
   /** Runtime releases and other options available to the organization. */
-  get(options?: RequestOptions): Promise<DeploymentOptions> {
+  async get(options?: RequestOptions): Promise<DeploymentOptions> {
     return this.transport.send(
       {
         method: 'GET',
-        path: `/organizations/${enc(this.organizationId)}/deployment-options`,
+        path: `/organizations/${pathSegment('organizationId', this.organizationId)}/deployment-options`,
         schema: deploymentOptionsSchema,
         retry: 'idempotent',
       },
@@ -166,36 +163,36 @@ export class DeploymentOptionsResource extends Resource {
 
 /** Deploy-record endpoints. */
 export class DeploysResource extends Resource {
-
   private base(deploymentId: string): string {
-    return `/organizations/${enc(this.organizationId)}/deployments/${enc(deploymentId)}/deploys`;
+    return `/organizations/${pathSegment('organizationId', this.organizationId)}/deployments/${pathSegment('deploymentId', deploymentId)}/deploys`;
   }
 
   /**
    * `POST …/deploys`: start a deploy. Never retried once the request may have reached Astro,
    * because a retry could create a second deploy.
    */
-  create(deploymentId: string, params: CreateDeployParams, options?: RequestOptions): Promise<Deploy> {
+  async create(deploymentId: string, params: CreateDeployParams, options?: RequestOptions): Promise<Deploy> {
+    const path = this.base(deploymentId);
     const body: Record<string, unknown> = { type: params.type, description: params.description ?? '' };
     if (params.git) body.git = params.git;
     if (params.bundleMountPath !== undefined) body.bundleMountPath = params.bundleMountPath;
     if (params.bundleType !== undefined) body.bundleType = params.bundleType;
     return this.transport.send(
-      { method: 'POST', path: this.base(deploymentId), body, schema: deploySchema, retry: 'once' },
+      { method: 'POST', path, body, schema: deploySchema, retry: 'once' },
       options,
     );
   }
 
   /** `GET …/deploys/{deployId}`. */
-  get(deploymentId: string, deployId: string, options?: RequestOptions): Promise<Deploy> {
+  async get(deploymentId: string, deployId: string, options?: RequestOptions): Promise<Deploy> {
     return this.transport.send(
-      { method: 'GET', path: `${this.base(deploymentId)}/${enc(deployId)}`, schema: deploySchema, retry: 'idempotent' },
+      { method: 'GET', path: `${this.base(deploymentId)}/${pathSegment('deployId', deployId)}`, schema: deploySchema, retry: 'idempotent' },
       options,
     );
   }
 
   /** One page of `GET …/deploys`. */
-  list(deploymentId: string, params: PageParams = {}, options?: RequestOptions): Promise<DeployList> {
+  async list(deploymentId: string, params: PageParams = {}, options?: RequestOptions): Promise<DeployList> {
     return this.transport.send(
       {
         method: 'GET',
@@ -212,12 +209,13 @@ export class DeploysResource extends Resource {
    * `POST …/deploys/{deployId}/finalize`. Sent once: whether a lost answer means the deploy was
    * finalized is decided by the deploy flows, which re-read the deploy before trying again.
    */
-  finalize(deploymentId: string, deployId: string, params: FinalizeDeployParams, options?: RequestOptions): Promise<Deploy> {
+  async finalize(deploymentId: string, deployId: string, params: FinalizeDeployParams, options?: RequestOptions): Promise<Deploy> {
+    const path = `${this.base(deploymentId)}/${pathSegment('deployId', deployId)}/finalize`;
     const body: Record<string, unknown> = {};
     if (params.dagTarballVersion !== undefined) body.dagTarballVersion = params.dagTarballVersion;
     if (params.bundleTarballVersion !== undefined) body.bundleTarballVersion = params.bundleTarballVersion;
     return this.transport.send(
-      { method: 'POST', path: `${this.base(deploymentId)}/${enc(deployId)}/finalize`, body, schema: deploySchema, retry: 'once' },
+      { method: 'POST', path, body, schema: deploySchema, retry: 'once' },
       options,
     );
   }

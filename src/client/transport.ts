@@ -84,6 +84,8 @@ const STATUS_HINTS: Partial<Record<AstroErrorCode, string>> = {
   [ErrorCodes.API_BAD_REQUEST]: 'The request was rejected as invalid; see fieldErrors.',
   [ErrorCodes.API_CONFLICT]: 'The resource changed concurrently; re-read it and retry.',
 };
+/** HTTP 431 keeps the generic code (ASTRO_API_ERROR) but its likely cause is known. */
+const HEADERS_TOO_LARGE_HINT = 'The request headers were too large for the server, most likely the API token: check that ASTRO_API_TOKEN holds exactly one token, not several concatenated or with extra text.';
 
 function codeForStatus(status: number): AstroErrorCode {
   if (status === 400 || status === 422) return ErrorCodes.API_BAD_REQUEST;
@@ -274,7 +276,7 @@ export class ApiTransport {
         ? retryAfterMsHeader
         : parseRetryAfter(headers['retry-after']);
     const reason = apiMessage ? `: ${apiMessage}` : '';
-    const hint = STATUS_HINTS[code] ? ` ${STATUS_HINTS[code]}` : '';
+    const hint = status === 431 ? ` ${HEADERS_TOO_LARGE_HINT}` : STATUS_HINTS[code] ? ` ${STATUS_HINTS[code]}` : '';
     const rid = requestId ? ` (requestId ${requestId})` : '';
     return new AstroApiError(
       code,

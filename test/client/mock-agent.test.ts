@@ -87,13 +87,13 @@ describe('transport edge cases (MockAgent)', () => {
     agent
       .get(ORIGIN)
       .intercept({
-        path: '/v1/organizations/clorg1/deployments/cl%2Fodd/deploys',
+        path: '/v1/organizations/clorg1/deployments/cl%2Bodd/deploys',
         method: 'POST',
         body: JSON.stringify({ type: 'DAG_ONLY', description: '' }),
         headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       })
-      .reply(200, { id: 'd1', deploymentId: 'cl/odd', type: 'DAG_ONLY', imageRepository: 'r', imageTag: 't' });
-    const d = await c.deploys.create('cl/odd', { type: 'DAG_ONLY' });
+      .reply(200, { id: 'd1', deploymentId: 'cl+odd', type: 'DAG_ONLY', imageRepository: 'r', imageTag: 't' });
+    const d = await c.deploys.create('cl+odd', { type: 'DAG_ONLY' });
     expect(d.id).toBe('d1');
   });
 });
