@@ -1,22 +1,28 @@
 /**
- * Deterministic, parallel gzip for the bundle, built on `node:zlib`.
+ * The SDK's one deflate-and-hash toolkit, built on `node:zlib`: deterministic, parallel gzip in
+ * two framings, and a SHA-256 meter for what passes.
  *
  * One zlib deflate stream runs on one thread, so `createGzip()` caps packing at the speed of a
- * single core, and compression is what bounds bundling (GNU `tar -czf` gets a second core for
- * free: tar and gzip are two processes). So the tar stream is cut into fixed 1 MiB pieces that are
- * deflated concurrently on the libuv thread pool, each primed with the 32 KiB that precede it
- * (as pigz does, so the ratio stays that of a single stream) and ended with a sync flush; the
- * last one ends the deflate stream. The pieces concatenate into ONE ordinary gzip member, which
- * every gunzip reads, with the CRC-32 and size computed over the whole input.
+ * single core. Both framings therefore cut the input into fixed pieces ({@link inPieces}) that are
+ * deflated concurrently on the libuv thread pool and written in order. Piece boundaries depend only
+ * on byte offsets, never on timing, so concurrency does not affect the output.
  *
- * The header is written here: no file name, MTIME 0, and OS 255 ("unknown", as Go's
- * `compress/gzip` writes) instead of zlib's compile-time OS code, so the same tar bytes give the
- * same `.tar.gz` bytes on every platform with the same zlib. Piece boundaries depend only on byte
- * offsets, never on timing, so concurrency does not affect the output.
+ * - {@link parallelGzip} (bundles): 1 MiB pieces, each primed with the 32 KiB that precede it (as
+ *   pigz does, so the ratio stays that of a single stream) and ended with a sync flush; the last
+ *   one ends the deflate stream. The pieces concatenate into ONE ordinary gzip member, which every
+ *   gunzip reads, with the CRC-32 and size computed over the whole input. The header is written
+ *   here: no file name, MTIME 0, and OS 255 ("unknown", as Go's `compress/gzip` writes) instead of
+ *   zlib's compile-time OS code, so the same tar bytes give the same `.tar.gz` bytes on every
+ *   platform with the same zlib.
+ * - {@link gzipMembers} (image layers): each block becomes a gzip member of its own (RFC 1952
+ *   allows members to be concatenated; Go's gzip reader, which Docker and containerd use, reads
+ *   them all). Layer digests depend on this framing (registries and the layer cache find layers by
+ *   them), so it must not change: not the block boundaries, not zlib's member headers, not the
+ *   choice to store blocks that do not compress.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { constants, crc32, deflateRaw, type ZlibOptions } from 'node:zlib';
+import { constants, crc32, deflateRaw, gzip, type ZlibOptions } from 'node:zlib';
 
 /** Uncompressed bytes per independently deflated piece. */
 export const PIECE_BYTES = 1024 * 1024;
@@ -40,12 +46,60 @@ function gzipHeader(level: number): Buffer {
 }
 
 /**
- * A `stream.pipeline` stage that gzips its input with `concurrency` pieces in flight.
+ * Cut `source` into pieces of `pieceBytes` (the last one shorter, possibly empty) and run `start`
+ * on each, in order, with at most `concurrency` jobs in flight; yield the jobs' outputs in order.
+ * `start` is called synchronously in input order, so it may keep running state (a CRC, a window).
+ * Every input is copied into the current piece before the next one is requested, so the source may
+ * reuse the buffer it yielded (the tar writer does); pieces are recycled once their job finished,
+ * so at most `concurrency + 1` of them ever exist.
+ */
+export async function* inPieces(
+  source: AsyncIterable<Buffer>,
+  pieceBytes: number,
+  concurrency: number,
+  start: (input: Buffer, last: boolean) => Promise<Buffer>,
+): AsyncGenerator<Buffer> {
+  const free: Buffer[] = [];
+  const jobs: Array<{ piece: Buffer; out: Promise<Buffer> }> = [];
+  const launch = (piece: Buffer, length: number, last: boolean) => {
+    const out = start(piece.subarray(0, length), last);
+    out.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection on early exit
+    jobs.push({ piece, out });
+  };
+  const finish = async (): Promise<Buffer> => {
+    const job = jobs.shift()!;
+    const out = await job.out;
+    free.push(job.piece);
+    return out;
+  };
+  let piece: Buffer = Buffer.allocUnsafe(pieceBytes);
+  let filled = 0;
+  for await (const input of source) {
+    let offset = 0;
+    while (offset < input.length) {
+      const n = Math.min(input.length - offset, pieceBytes - filled);
+      input.copy(piece, filled, offset, offset + n);
+      filled += n;
+      offset += n;
+      if (filled === pieceBytes) {
+        launch(piece, pieceBytes, false);
+        while (jobs.length >= Math.max(1, concurrency)) yield await finish();
+        piece = free.pop() ?? Buffer.allocUnsafe(pieceBytes);
+        filled = 0;
+      }
+    }
+  }
+  launch(piece, filled, true);
+  while (jobs.length > 0) yield await finish();
+}
+
+/**
+ * A `stream.pipeline` stage that gzips its input into one member with `concurrency` pieces in flight.
  * @param level zlib level, 0-9.
  * @param concurrency pieces deflated at once (thread-pool jobs). @default 2
  */
 export function parallelGzip(level: number, concurrency = 2): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
-  return async function* gzip(source) {
+  return async function* gzipStage(source) {
     yield gzipHeader(level);
     let crc = 0;
     let total = 0;
@@ -60,21 +114,18 @@ export function parallelGzip(level: number, concurrency = 2): (source: AsyncIter
     // A short guess only costs a second output chunk (zlib continues in a new buffer); the
     // compressed bytes do not depend on the buffer size.
     let lastOutBytes = MAX_OUT_BYTES;
-    // Pieces are recycled once their deflate job has finished: at most `concurrency + 1` of them
-    // ever exist, instead of one fresh 1 MiB buffer per MiB of input left for the GC to find.
-    const free: Buffer[] = [];
-    const jobs: Array<{ piece: Buffer; out: Promise<Buffer> }> = [];
-    const start = (piece: Buffer, length: number, last: boolean) => {
-      const input = piece.subarray(0, length);
+    const start = (input: Buffer, last: boolean): Promise<Buffer> => {
+      const length = input.length;
       crc = crc32(input, crc);
       total += length;
       // One output buffer large enough for the whole piece (as a rule): one thread-pool round trip per piece.
       const chunkSize = Math.min(MAX_OUT_BYTES, Math.max(MIN_OUT_BYTES, lastOutBytes + (lastOutBytes >> 3) + 16 * 1024));
       const options: ZlibOptions = { level, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, chunkSize };
       if (windowBytes > 0) options.dictionary = window.subarray(0, windowBytes);
-      const out = deflatePiece(input, options);
-      out.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection on early exit
-      jobs.push({ piece, out });
+      const out = deflatePiece(input, options).then((b) => {
+        lastOutBytes = b.length;
+        return b;
+      });
       if (length >= WINDOW_BYTES) {
         input.copy(window, 0, length - WINDOW_BYTES);
         windowBytes = WINDOW_BYTES;
@@ -84,35 +135,9 @@ export function parallelGzip(level: number, concurrency = 2): (source: AsyncIter
         input.copy(window, keep);
         windowBytes = keep + length;
       }
-    };
-    const finish = async (): Promise<Buffer> => {
-      const job = jobs.shift()!;
-      const out = await job.out;
-      lastOutBytes = out.length;
-      free.push(job.piece);
       return out;
     };
-    // Every input is copied into the current piece before the next one is requested, so the
-    // source may reuse the buffer it yielded (the tar writer does).
-    let piece: Buffer = Buffer.allocUnsafe(PIECE_BYTES);
-    let filled = 0;
-    for await (const input of source) {
-      let offset = 0;
-      while (offset < input.length) {
-        const n = Math.min(input.length - offset, PIECE_BYTES - filled);
-        input.copy(piece, filled, offset, offset + n);
-        filled += n;
-        offset += n;
-        if (filled === PIECE_BYTES) {
-          start(piece, PIECE_BYTES, false);
-          while (jobs.length >= concurrency) yield await finish();
-          piece = free.pop() ?? Buffer.allocUnsafe(PIECE_BYTES);
-          filled = 0;
-        }
-      }
-    }
-    start(piece, filled, true);
-    while (jobs.length > 0) yield await finish();
+    yield* inPieces(source, PIECE_BYTES, concurrency, start);
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(total % 0x100000000, 4);
@@ -120,20 +145,89 @@ export function parallelGzip(level: number, concurrency = 2): (source: AsyncIter
   };
 }
 
-/** Pass-through that computes the SHA-256 and size of what passes (the `.tar.gz` bytes). */
+/** How {@link gzipMembers} gzips. */
+export interface GzipMemberSettings {
+  /** zlib level, 1 (fastest) to 9 (smallest). */
+  level: number;
+  /** Input block size, in bytes: each block becomes one gzip member, compressed on its own thread. */
+  blockBytes: number;
+  /** Blocks compressed at once. */
+  parallelBlocks: number;
+}
+
+function gzipMember(block: Buffer, options: ZlibOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => gzip(block, options, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+/**
+ * A `stream.pipeline` stage that gzips its input as one member per `blockBytes` block (the layer
+ * framing, see the module comment), `parallelBlocks` at once. Empty input gives one empty member;
+ * input that ends on a block boundary gets no empty member after the last block.
+ */
+export function gzipMembers(settings: GzipMemberSettings): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+  // A large chunkSize lets zlib compress a whole block in one go on its thread; with the default
+  // (16 KiB) every slice takes a round trip through the main thread and blocks barely overlap.
+  const options: ZlibOptions = { level: settings.level, memLevel: 9, chunkSize: Math.max(64 * 1024, settings.blockBytes + 64 * 1024) };
+  return async function* membersStage(source) {
+    let blocks = 0;
+    yield* inPieces(source, settings.blockBytes, settings.parallelBlocks, async (block, last) => {
+      if (last && block.length === 0 && blocks > 0) return Buffer.alloc(0);
+      blocks += 1;
+      // Already-compressed content (wheels, zips, images) gains nothing from deflate but costs
+      // most of its time; store such blocks. The choice depends on the bytes only, so the output
+      // (and the digest) stays the same from push to push.
+      const incompressible = settings.level > 0 && (await looksIncompressible(block));
+      return gzipMember(block, incompressible ? { ...options, level: 0 } : options);
+    });
+  };
+}
+
+const SAMPLE_BYTES = 16 * 1024;
+
+/**
+ * True when three samples of `block` (start, middle, end) shrink by less than 2% at the fastest
+ * level: the block is then stored rather than deflated.
+ */
+async function looksIncompressible(block: Buffer): Promise<boolean> {
+  if (block.length < 4 * SAMPLE_BYTES) return false;
+  const starts = [0, Math.floor(block.length / 2), block.length - SAMPLE_BYTES];
+  for (const start of starts) {
+    const sample = block.subarray(start, start + SAMPLE_BYTES);
+    const out = await deflatePiece(sample, { level: 1 });
+    if (out.length < sample.length * 0.98) return false;
+  }
+  return true;
+}
+
+/**
+ * Pass-through that computes the SHA-256 and size of what passes (a `.tar.gz`, a layer on either
+ * side of its gzip). {@link update} feeds it directly, without a stream.
+ */
 export class OutputMeter extends Transform {
   private readonly hash: Hash = createHash('sha256');
+  private hex: string | undefined;
   /** Bytes passed so far. */
   bytes = 0;
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.bytes += chunk.length;
-    this.hash.update(chunk);
+    this.update(chunk);
     done(null, chunk);
   }
 
-  /** Hex SHA-256 of everything that passed (call once, after the stream finished). */
+  /** Count and hash `chunk` (what {@link _transform} does for a stream). */
+  update(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+  }
+
+  /** Hex SHA-256 of everything that passed (once the stream finished; later calls give the same). */
   digest(): string {
-    return this.hash.digest('hex');
+    this.hex ??= this.hash.digest('hex');
+    return this.hex;
+  }
+
+  /** The same digest as OCI writes it: `sha256:<hex>`. */
+  ociDigest(): string {
+    return `sha256:${this.digest()}`;
   }
 }

@@ -10,8 +10,10 @@ import { createWriteStream } from 'node:fs';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { asAbortError, throwIfAborted } from '../core/abort.js';
-import { bufferData, fileData, gzipToFile, HashCounter, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { OutputMeter } from '../bundle/gzip.js';
+import { throwIfAborted } from '../core/abort.js';
+import { abortAware } from '../core/scope.js';
+import { bufferData, fileData, gzipToFile, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
 import { sniffCompression, type ArchiveReader, type LayerCompression } from './layout.js';
 import { walkTarStream } from './tar.js';
 
@@ -99,7 +101,7 @@ export class SpooledArchive implements ArchiveReader {
     try {
       await this.walk(source, temp, gzip, onMember, signal);
     } catch (err) {
-      throw asAbortError(err, signal);
+      throw abortAware(err, signal);
     }
   }
 
@@ -142,9 +144,9 @@ export class SpooledArchive implements ArchiveReader {
         return;
       }
       const path = temp.file(entry.name);
-      const hash = new HashCounter();
+      const hash = new OutputMeter();
       await pipeline(Readable.from(rest()), hash, createWriteStream(path), signal ? { signal } : {});
-      const member: Member = { kind: 'file', path, size: hash.bytes, digest: hash.digest(), compression };
+      const member: Member = { kind: 'file', path, size: hash.bytes, digest: hash.ociDigest(), compression };
       this.members.set(entry.name, member);
       onMember({ name: entry.name, digest: member.digest, size: member.size, compression });
     });
