@@ -9,7 +9,9 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import type Dockerode from 'dockerode';
-import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { throwIfAborted } from '../core/abort.js';
+import { emitterFor } from '../core/emitter.js';
+import { abortAware } from '../core/scope.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { dockerClient, engineCall } from './docker.js';
 import { packTrees, type PackTree } from './tar.js';
@@ -39,7 +41,7 @@ export interface DagParseCheckOptions extends DockerOptions {
   /** Kill the check after this long, in milliseconds. @default 600000 */
   timeoutMs?: number;
   signal?: AbortSignal;
-  /** Output of the container (stdout and stderr) as it comes. */
+  /** Output of the container (stdout and stderr) as it comes, redacted. A callback that throws is ignored. */
   onOutput?: (chunk: string) => void;
 }
 
@@ -152,10 +154,12 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
       void kill();
     }, options.timeoutMs ?? 600_000);
     let output = '';
+    // The caller's callback gets redacted text; one that throws is ignored.
+    const emitOutput = emitterFor(options.onOutput);
     const collect = new PassThrough();
     collect.on('data', (chunk: Buffer) => {
       const text = chunk.toString('utf8');
-      options.onOutput?.(text);
+      emitOutput(text);
       output += text;
       if (output.length > MAX_OUTPUT) output = output.slice(-MAX_OUTPUT);
     });
@@ -173,7 +177,7 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
     const waited = (await engineCall('wait for the parse-check container', image, () => container.wait(), ErrorCodes.IMAGE_PARSE_CHECK_ERROR)) as {
       StatusCode?: number;
     };
-    if (signal?.aborted) throw toAbortError(signal);
+    throwIfAborted(signal);
     if (timedOut) throw checkError(`The DAG parse check did not finish within ${options.timeoutMs ?? 600_000} ms and was stopped.`, image);
     const exitCode = waited.StatusCode ?? -1;
     if (exitCode === 127 || exitCode === 126) {
@@ -184,7 +188,7 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
     }
     return { passed: exitCode === 0, exitCode, output };
   } catch (err) {
-    if (signal?.aborted) throw toAbortError(signal);
+    if (signal?.aborted) throw abortAware(err, signal);
     if (isAstroError(err)) throw err;
     throw checkError(`The DAG parse check could not run: ${(err as Error).message}`, image, err);
   } finally {

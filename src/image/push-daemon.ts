@@ -6,9 +6,12 @@
  * to the end: error lines become typed errors (a 403 or "denied" is mapped to its known causes),
  * and the manifest digest comes from the final `aux` line.
  */
+import { throwIfAborted } from '../core/abort.js';
+import { emitterFor } from '../core/emitter.js';
 import { AstroConfigError, ErrorCodes, ImageError } from '../core/errors.js';
-import { redact, redactDeep, registerSecret } from '../core/redact.js';
-import { asAbortError, throwIfAborted, toAbortError } from '../core/abort.js';
+import type { Logger } from '../core/logger.js';
+import { redact, registerSecret } from '../core/redact.js';
+import { abortAware } from '../core/scope.js';
 import { dockerClient, engineCall } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
 import { assertTag, splitRepository } from './push-native.js';
@@ -22,7 +25,10 @@ export interface DaemonPushOptions extends DockerOptions {
   /** Keep the `repository:tag` tag in the daemon after the push. @default false (removed, as the CLI does, when the image has another tag) */
   keepTag?: boolean;
   signal?: AbortSignal;
+  /** Progress events. A listener that throws is ignored (noted on `logger` at debug level). */
   onEvent?: (e: ImageEvent) => void;
+  /** Where the push notes what it ignores (a throwing listener), at debug level. @default silent */
+  logger?: Logger;
 }
 
 interface ProgressLine {
@@ -77,7 +83,7 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
   }
   const signal = options.signal;
   throwIfAborted(signal);
-  const emit = (e: ImageEvent) => options.onEvent?.(redactDeep(e));
+  const emit = emitterFor(options.onEvent, options.logger);
   const reference = `${target.repository}:${target.tag}`;
   const docker = dockerClient(options.docker);
   const info = await inspectDaemonImage(where.name, docker);
@@ -139,7 +145,7 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
       }
       handle(buffer);
     } catch (err) {
-      if (signal?.aborted) throw toAbortError(signal);
+      if (signal?.aborted) throw abortAware(err, signal);
       throw new ImageError(ErrorCodes.IMAGE_DOCKER_UNAVAILABLE, `The Docker daemon's push stream broke off: ${(err as Error).message}`, reference, {
         cause: err,
         retryable: true,
@@ -166,7 +172,7 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
       method: 'daemon',
     };
   } catch (err) {
-    throw asAbortError(err, signal);
+    throw abortAware(err, signal);
   } finally {
     // Like the CLI, drop the remote tag again, but never the image's last name.
     if (!options.keepTag && !hadTag && info.repoTags.length > 0) {

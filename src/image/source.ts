@@ -11,7 +11,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { throwIfAborted, toAbortError } from '../core/abort.js';
+import { throwIfAborted } from '../core/abort.js';
+import { abortAware } from '../core/scope.js';
 import { AstroConfigError, ErrorCodes, ImageError } from '../core/errors.js';
 import { fileData, TempSpace, type BlobData } from './blob.js';
 import { sniffCompression, type ArchiveReader, type LayerCompression } from './layout.js';
@@ -183,8 +184,8 @@ export class DiskArchive implements ArchiveReader, ImageArchive {
       return new DiskArchive(tarPath, path, entries, temp);
     } catch (err) {
       await temp?.dispose();
+      if (signal?.aborted) throw abortAware(err, signal);
       if (err instanceof ImageError) throw err;
-      if (signal?.aborted) throw toAbortError(signal);
       const reason = err instanceof TarFormatError ? err.message : (err as Error)?.message ?? String(err);
       throw new ImageError(
         ErrorCodes.IMAGE_INVALID_ARCHIVE,
