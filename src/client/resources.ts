@@ -114,13 +114,18 @@ export class DeploymentsResource extends Resource {
     );
   }
 
-  /** Every deployment, following pages until `totalCount` is reached. */
+  /**
+   * Every deployment, following pages as the CLI does: pages of 1000 asked for, the offset
+   * advanced by the number of deployments each page returned (a server may return fewer than
+   * asked), until `totalCount` is reached or a page comes back empty.
+   */
   async listAll(params: { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<Deployment[]> {
     const out: Deployment[] = [];
     const limit = 1000;
-    for (let offset = 0; ; offset += limit) {
+    for (let offset = 0; ; ) {
       const page = await this.list({ ...params, limit, offset }, options);
       out.push(...page.deployments);
+      offset += page.deployments.length;
       const total = page.totalCount ?? out.length;
       if (page.deployments.length === 0 || out.length >= total) return out;
     }

@@ -21,7 +21,11 @@ const optionalNumber = z
   .nullish()
   .transform((v) => v ?? undefined);
 
-/** Deployment types (`type` field). */
+/**
+ * Deployment types (`type` field): `STANDARD`, `DEDICATED`, `HYBRID` today. The field is optional
+ * in the v1 spec and new values may come, so a deployment's `type` is read as any string or
+ * `undefined`; only building an update body needs a known one.
+ */
 export type DeploymentType = 'STANDARD' | 'DEDICATED' | 'HYBRID';
 /** Deployment health statuses. Unknown future values are passed through as strings. */
 export type DeploymentStatus = 'CREATING' | 'DEPLOYING' | 'HEALTHY' | 'UNHEALTHY' | 'UNKNOWN' | 'HIBERNATING' | (string & {});
@@ -48,6 +52,7 @@ export const workerQueueSchema = z.looseObject({
   nodePoolId: optionalString,
   podCpu: optionalString,
   podMemory: optionalString,
+  podEphemeralStorage: optionalString,
 });
 
 export const deploymentSchema = z.looseObject({
@@ -55,7 +60,11 @@ export const deploymentSchema = z.looseObject({
   name: z.string(),
   organizationId: z.string(),
   workspaceId: z.string(),
-  type: z.enum(['STANDARD', 'DEDICATED', 'HYBRID']),
+  /** Optional in the spec; a {@link DeploymentType} or a value this SDK does not know yet. */
+  type: z
+    .string()
+    .nullish()
+    .transform((v): DeploymentType | (string & {}) | undefined => v ?? undefined),
   status: z.string(),
   statusReason: optionalString,
   isDagDeployEnabled: z.boolean(),
@@ -155,7 +164,11 @@ export const deploySchema = z.looseObject({
   type: z.string(),
   status: optionalString,
   imageRepository: z.string(),
-  imageTag: z.string(),
+  /** Marked required but documented as "appears only if specified": read as `''` when absent. */
+  imageTag: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? ''),
   isDagDeployEnabled: optionalBoolean,
   dagsUploadUrl: optionalString,
   bundleUploadUrl: optionalString,

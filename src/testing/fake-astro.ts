@@ -4,6 +4,15 @@
  *
  * It is strict where the real API is: unknown paths, missing or foreign tokens and malformed bodies
  * get the real error shapes, so an SDK bug fails a test instead of a production deploy.
+ *
+ * Where the API's behaviour is not documented the fake guesses, and says so:
+ * - the update endpoint's handling of omitted settings (omitted `contactEmails`, `description`,
+ *   `scalingSpec` cleared; omitted `workerQueues` keep a default queue; see fake-update.ts);
+ * - a `DAG_ONLY` deploy reports the image tag the deployment runs, and a deploy with no image tag
+ *   leaves `imageTag` out ("appears only if specified");
+ * - list endpoints honour `limit` up to `maxPageSize` (no cap by default).
+ * Optional deployment fields can be left out of the view (`omitFromView`, or a `spec` key set to
+ * `undefined`), e.g. a deployment without `type`, which the spec allows.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -40,6 +49,11 @@ export interface FakeAstroOptions {
   runtimeReleases?: string[];
   /** Organization product (`HOSTED` or `HYBRID`). @default 'HOSTED' */
   product?: 'HOSTED' | 'HYBRID';
+  /**
+   * Largest page the list endpoints return, whatever `limit` asks for (a server may cap it; the
+   * real cap is not documented). @default no cap
+   */
+  maxPageSize?: number;
 }
 
 /** One request the fake received. Authorization headers are never recorded. */
@@ -274,7 +288,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       offset: 0,
     }),
     'deployments.list': (p, url) => {
-      const limit = Number(url.searchParams.get('limit') ?? 20);
+      const limit = Math.min(Number(url.searchParams.get('limit') ?? 20), options.maxPageSize ?? Infinity);
       const offset = Number(url.searchParams.get('offset') ?? 0);
       const ws = url.searchParams.getAll('workspaceIds');
       const all = [...deployments.values()].filter((d) => d.organizationId === p.org && (ws.length === 0 || ws.includes(d.workspaceId)));
@@ -334,7 +348,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     },
     'deploys.list': (p, url) => {
       findDeployment(p.org!, p.dep!);
-      const limit = Number(url.searchParams.get('limit') ?? 20);
+      const limit = Math.min(Number(url.searchParams.get('limit') ?? 20), options.maxPageSize ?? Infinity);
       const offset = Number(url.searchParams.get('offset') ?? 0);
       const all = [...deploys.get(p.dep!)!].reverse();
       return { deploys: all.slice(offset, offset + limit).map(deployView), totalCount: all.length, limit, offset };

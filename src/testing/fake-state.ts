@@ -56,8 +56,17 @@ export interface FakeDeploymentInit {
   imageTag?: string;
   /** Remote Execution deployments never take DAG uploads. @default false */
   remoteExecution?: boolean;
-  /** Extra or replacement type-specific fields (e.g. `contactEmails`, `scalingSpec`, `schedulerSize`). */
+  /**
+   * Extra or replacement type-specific fields (e.g. `contactEmails`, `scalingSpec`, `schedulerSize`).
+   * A key set to `undefined` is left out of the API view, as for an optional field the API omits.
+   */
   spec?: Record<string, unknown>;
+  /**
+   * Top-level fields the API view leaves out, e.g. `['type']` or `['executor']`: the v1 spec marks
+   * `type`, `executor`, `isDevelopmentMode` and others optional, and a client must cope when they
+   * are missing. The fake itself still knows them (the update is validated against them).
+   */
+  omitFromView?: string[];
 }
 
 /** A deployment as the fake holds it (internal; the API view is derived from it). */
@@ -82,6 +91,8 @@ export interface FakeDeployment {
   remoteExecution: boolean;
   /** Type-specific fields returned by GET and required by update (scheduler, queues, quotas, ...). */
   spec: Record<string, unknown>;
+  /** Top-level fields left out of the API view (see {@link FakeDeploymentInit.omitFromView}). */
+  omitFromView: string[];
   /** Behaviour of the next rollouts. */
   rollout: RolloutBehaviour;
   createdAt: string;
@@ -184,6 +195,7 @@ export function newDeployment(
     imageRepository: `${imageRegistry}/${organizationId}/${id}`,
     remoteExecution: init.remoteExecution ?? false,
     spec: { ...typeSpec(type, executor), ...init.spec },
+    omitFromView: [...(init.omitFromView ?? [])],
     rollout: {},
     createdAt: now,
     updatedAt: now,
@@ -198,7 +210,7 @@ export function newDeployment(
 /** The API's JSON view of a deployment (secret values withheld, as the real API does). */
 export function deploymentView(d: FakeDeployment, webBase: string): Record<string, unknown> {
   const airflowMajor = /^(\d+)\.\d+-\d+/.exec(d.runtimeVersion)?.[1] ?? '2';
-  return {
+  const view: Record<string, unknown> = {
     id: d.id,
     name: d.name,
     type: d.type,
@@ -230,6 +242,8 @@ export function deploymentView(d: FakeDeployment, webBase: string): Record<strin
     updatedAt: d.updatedAt,
     ...structuredClone(d.spec),
   };
+  for (const key of d.omitFromView) delete view[key];
+  return view;
 }
 
 /** The API's JSON view of a deploy record. */
@@ -241,7 +255,9 @@ export function deployView(d: FakeDeploy): Record<string, unknown> {
     status: d.status,
     description: d.description,
     imageRepository: d.imageRepository,
-    imageTag: d.imageTag,
+    // Marked required by the spec but documented as "appears only if specified": an empty tag
+    // (a DAG-only deploy to a deployment without one) is left out, as the API may do.
+    ...(d.imageTag ? { imageTag: d.imageTag } : {}),
     isDagDeployEnabled: d.isDagDeployEnabled,
     ...(d.dagsUploadUrl ? { dagsUploadUrl: d.dagsUploadUrl } : {}),
     ...(d.bundleUploadUrl ? { bundleUploadUrl: d.bundleUploadUrl } : {}),

@@ -3,9 +3,22 @@
  *
  * The real endpoint replaces the configuration with the body, so the fake validates the body the
  * way the v1 schema does (required fields per deployment type, the `default` worker queue) and
- * then applies it wholesale: anything omitted is cleared. Secret environment variables sent
- * without a `value` keep their stored value; that is the behaviour the SDK relies on, and an SDK
- * that sent an empty value or dropped the variable would wipe the secret here as in production.
+ * then applies it wholesale. Secret environment variables sent without a `value` keep their stored
+ * value; that is the behaviour the SDK relies on, and an SDK that sent an empty value or dropped
+ * the variable would wipe the secret here as in production.
+ *
+ * From the spec and the CLI (astro-v1-contract): the required fields of each `Update*Request`;
+ * `scalingSpec` (hibernation) refused unless the deployment is in development mode
+ * (astro-cli#1578); `workloadIdentity` omitted keeps the stored value.
+ *
+ * Guesses (the API's behaviour is not documented; an SDK must not depend on them):
+ * - omitted optional settings are cleared: `contactEmails`, `description`, `scalingSpec`, and a
+ *   queue's `podEphemeralStorage`;
+ * - omitted `workerQueues` keep the current queues (the server keeps a default queue);
+ * - `resourceQuotaCpu` / `resourceQuotaMemory` are required, like `defaultTaskPodCpu` /
+ *   `defaultTaskPodMemory`, when Remote Execution is off, and Hybrid `taskPodNodePoolId` with
+ *   the KUBERNETES executor;
+ * - new queues get an id, and `podCpu` / `podMemory` of the queue they replace (or 1 / 2Gi).
  */
 import type { FakeDeployment, FakeEnvVar } from './fake-state.js';
 
@@ -96,6 +109,13 @@ export function applyUpdateBody(d: FakeDeployment, body: Body): FieldProblem[] {
     check(problems, typeof body.schedulerSize === 'string' && SCHEDULER_SIZES.has(body.schedulerSize), 'schedulerSize', 'schedulerSize is required', 'required');
     check(problems, typeof body.isHighAvailability === 'boolean', 'isHighAvailability', 'isHighAvailability is required', 'required');
     check(problems, !(body.isDevelopmentMode === true && d.spec.isDevelopmentMode !== true), 'isDevelopmentMode', 'isDevelopmentMode cannot be turned on for an existing deployment');
+    // astro-cli#1578: hibernation is for development-mode deployments only.
+    check(
+      problems,
+      body.scalingSpec === undefined || d.spec.isDevelopmentMode === true,
+      'scalingSpec',
+      'scalingSpec (hibernation) can only be set on a development-mode deployment',
+    );
     if (!(body.remoteExecution as Body | undefined)?.enabled) {
       for (const key of ['defaultTaskPodCpu', 'defaultTaskPodMemory', 'resourceQuotaCpu', 'resourceQuotaMemory']) {
         check(problems, typeof body[key] === 'string', key, `${key} is required when Remote Execution is disabled`, 'required');
