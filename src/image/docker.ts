@@ -5,6 +5,7 @@
  */
 import Dockerode from 'dockerode';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
+import { failureOf, statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
 
 let defaultClient: Dockerode | undefined;
 
@@ -18,33 +19,39 @@ export function dockerClient(docker?: Dockerode): Dockerode {
   return defaultClient;
 }
 
-function errno(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
+/**
+ * The failure shape of a dockerode error: the Engine API's answer (dockerode sets `statusCode`)
+ * or the socket's error. An error that already carries one (from an SDK edge) keeps it.
+ */
+export function engineFailure(err: unknown): Failure {
+  const known = failureOf(err);
+  if (known) return known;
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' ? statusFailure(status) : transportFailure(err);
 }
 
-function statusOf(err: unknown): number | undefined {
-  const s = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof s === 'number' ? s : undefined;
-}
-
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'EPERM', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE']);
-
-/** True when `err` means the daemon could not be reached at all. */
+/**
+ * True when `err` means the daemon could not be reached at all: no connection (missing or foreign
+ * socket, refused, unknown host), or a connection the daemon dropped at once (reset, EPIPE), which
+ * is what a socket that is not a Docker daemon does.
+ */
 export function isDockerUnreachable(err: unknown): boolean {
-  const code = errno(err);
-  return code !== undefined && UNREACHABLE.has(code);
+  const failure = engineFailure(err);
+  return failure.kind === 'connect' || (failure.kind === 'reset' && (failure.code === 'ECONNRESET' || failure.code === 'EPIPE'));
 }
 
 /** The error thrown when the daemon does not answer. */
 export function dockerUnavailable(err: unknown, what: string): ImageError {
   const host = process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
-  return new ImageError(
-    ErrorCodes.IMAGE_DOCKER_UNAVAILABLE,
-    `Cannot reach the Docker daemon (${host}) to ${what}: ${(err as Error)?.message ?? String(err)}. ` +
-      'Start Docker (or set DOCKER_HOST), or pass an image archive made with `docker save` instead of an image name.',
-    undefined,
-    { cause: err, retryable: true },
+  return withFailure(
+    new ImageError(
+      ErrorCodes.IMAGE_DOCKER_UNAVAILABLE,
+      `Cannot reach the Docker daemon (${host}) to ${what}: ${(err as Error)?.message ?? String(err)}. ` +
+        'Start Docker (or set DOCKER_HOST), or pass an image archive made with `docker save` instead of an image name.',
+      undefined,
+      { cause: err, retryable: true },
+    ),
+    engineFailure(err),
   );
 }
 
@@ -62,8 +69,9 @@ export async function engineCall<T>(
     return await call();
   } catch (err) {
     if (isAstroError(err)) throw err;
+    const failure = engineFailure(err);
     if (isDockerUnreachable(err)) throw dockerUnavailable(err, what);
-    if (statusOf(err) === 404) {
+    if (failure.status === 404) {
       throw new ImageError(
         ErrorCodes.IMAGE_NOT_FOUND,
         `Image "${reference}" is not in the Docker daemon. Build or pull it first (docker images lists what is there), ` +
@@ -72,8 +80,11 @@ export async function engineCall<T>(
         { cause: err },
       );
     }
-    throw new ImageError(fallbackCode, `Docker could not ${what}: ${(err as Error)?.message ?? String(err)}`, reference, {
-      cause: err,
-    });
+    throw withFailure(
+      new ImageError(fallbackCode, `Docker could not ${what}: ${(err as Error)?.message ?? String(err)}`, reference, {
+        cause: err,
+      }),
+      failure,
+    );
   }
 }

@@ -8,15 +8,20 @@
  * and every secret is registered for redaction before the first request.
  */
 import { Readable, Transform } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
-import { throwIfAborted } from '../core/abort.js';
+import { request, type Dispatcher } from 'undici';
+import { linkSignals, throwIfAborted } from '../core/abort.js';
+import { resolveDispatcher } from '../core/dispatcher.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
+import { isTransientStatus, statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
 import { redact, registerSecret } from '../core/redact.js';
-import { parseRetryAfter } from '../core/retry.js';
+import { abortAware } from '../core/scope.js';
 import { assertSecureUrl } from '../core/url-safety.js';
 import type { RegistryAuth } from './types.js';
 
-/** A registry answered with an unexpected status. */
+/**
+ * A registry answered with an unexpected status. Carries the SDK's failure shape (status and
+ * `Retry-After`; read it with `failureOf`), so the retry policy treats it like any HTTP edge's.
+ */
 export class RegistryHttpError extends Error {
   override readonly name = 'RegistryHttpError';
   constructor(
@@ -26,22 +31,29 @@ export class RegistryHttpError extends Error {
     /** `errors[0].code` of the registry's error body. */
     readonly registryCode: string | undefined,
     readonly detail: string,
-    readonly retryAfterMs: number | undefined,
+    headers?: RegistryResponse['headers'],
   ) {
     super(redact(`${method} ${path} answered ${status}${registryCode ? ` ${registryCode}` : ''}${detail ? `: ${detail}` : ''}`));
+    withFailure(this, statusFailure(status, headers));
   }
 }
 
-/** The request never got a response: reset, refused, timed out. */
+/**
+ * The request never got a (complete) response: no connection, reset, timed out or stalled. Its
+ * failure shape (`failureOf`) says which; `kind` repeats it for messages.
+ */
 export class RegistryTransportError extends Error {
   override readonly name = 'RegistryTransportError';
+  readonly kind: Failure['kind'];
   constructor(
     readonly method: string,
     readonly path: string,
-    readonly kind: 'reset' | 'timeout' | 'refused' | 'other',
+    failure: Failure,
     cause: unknown,
   ) {
-    super(redact(`${method} ${path} failed (${kind}): ${(cause as Error)?.message ?? String(cause)}`), { cause });
+    super(redact(`${method} ${path} failed (${failure.kind}): ${(cause as Error)?.message ?? String(cause)}`), { cause });
+    this.kind = failure.kind;
+    withFailure(this, failure);
   }
 }
 
@@ -82,7 +94,11 @@ export interface RegistryClientOptions {
   /** Use `http://` instead of `https://`; only for a loopback host (127.0.0.0/8, `::1`, `localhost`), others throw `ASTRO_INSECURE_URL`. @default true only for loopback hosts */
   plainHttp?: boolean;
   auth?: RegistryAuth;
-  /** undici dispatcher (e.g. with a proxy or custom TLS); when absent a private Agent is used and closed by {@link close}. */
+  /**
+   * undici dispatcher for every request (registry, token service, upload `Location`s), e.g. with a
+   * proxy or custom TLS. @default `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` when set, else undici's
+   * global dispatcher (see `resolveDispatcher`)
+   */
   dispatcher?: Dispatcher;
   /** Repositories to request `pull` on, for cross-repository mounts. */
   mountSources?: string[];
@@ -110,16 +126,6 @@ function header(headers: RegistryResponse['headers'], name: string): string | un
 }
 export { header as responseHeader };
 
-function transportKind(err: unknown): RegistryTransportError['kind'] {
-  const code = (err as { code?: string } | null)?.code ?? '';
-  const name = (err as { name?: string } | null)?.name ?? '';
-  if (code === 'ECONNREFUSED') return 'refused';
-  if (/TIMEOUT/i.test(code) || /Timeout/i.test(name) || code === 'ETIMEDOUT') return 'timeout';
-  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CLOSED' || /other side closed/i.test(String((err as Error)?.message)))
-    return 'reset';
-  return 'other';
-}
-
 /** Watches a request body: counts bytes and fires `onStall` when nothing moves for `stallMs`. */
 class BodyWatch {
   private timer: NodeJS.Timeout | undefined;
@@ -143,8 +149,7 @@ export class RegistryClient {
   readonly baseUrl: string;
   readonly host: string;
   readonly repository: string;
-  private readonly dispatcher: Dispatcher;
-  private readonly ownsDispatcher: boolean;
+  private readonly givenDispatcher: Dispatcher | undefined;
   private readonly auth: RegistryAuth | undefined;
   private readonly basicHeader: string | undefined;
   private readonly requestTimeoutMs: number;
@@ -160,9 +165,10 @@ export class RegistryClient {
     const plain = options.plainHttp ?? isLoopbackHost(options.host);
     this.baseUrl = `${plain ? 'http' : 'https'}://${options.host}`;
     assertSecureUrl(this.baseUrl, 'The registry', false, (message) => new ImageError(ErrorCodes.INSECURE_URL, `${message} plainHttp is refused for it.`));
-    this.ownsDispatcher = !options.dispatcher;
-    // Enough connections for parallel layer uploads plus HEADs; keep-alive short so the process can exit.
-    this.dispatcher = options.dispatcher ?? new Agent({ connections: 8, keepAliveTimeout: 4_000, headersTimeout: 0, bodyTimeout: 0 });
+    // No private pool: requests go through the caller's dispatcher, the proxy of the environment or
+    // undici's global one (so `setGlobalDispatcher` applies). Each request sets its own timeouts,
+    // and the global pool's idle sockets close after its keep-alive (4 s), so the process exits.
+    this.givenDispatcher = options.dispatcher;
     this.auth = options.auth;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
     this.mountSources = options.mountSources ?? [];
@@ -173,10 +179,13 @@ export class RegistryClient {
     }
   }
 
-  /** Close the private connection pool (no-op with a caller's dispatcher). */
-  async close(): Promise<void> {
-    if (this.ownsDispatcher) await this.dispatcher.close().catch(() => undefined);
+  /** The dispatcher of the next request (resolved per request: the proxy variables may change). */
+  private get dispatcher(): Dispatcher | undefined {
+    return resolveDispatcher(this.givenDispatcher);
   }
+
+  /** Nothing to release (the client owns no connection pool); kept so callers can end its use explicitly. */
+  async close(): Promise<void> {}
 
   /** Scopes to ask the token server for. */
   private scopes(challengeScope: string | undefined): string[] {
@@ -207,16 +216,27 @@ export class RegistryClient {
     let res: Dispatcher.ResponseData;
     let text: string;
     try {
-      res = await request(url, { method: 'GET', headers, dispatcher: this.dispatcher, signal, headersTimeout: this.requestTimeoutMs, bodyTimeout: this.requestTimeoutMs });
+      res = await request(url, {
+        method: 'GET',
+        headers,
+        ...this.dispatcherOption(),
+        signal,
+        headersTimeout: this.requestTimeoutMs,
+        bodyTimeout: this.requestTimeoutMs,
+      });
       // Read inside the try: an abort (or a reset) while the body arrives must not escape as
       // undici's raw error.
       text = await res.body.text();
     } catch (err) {
-      throwIfAborted(signal);
-      throw new ImageError(ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE, `Cannot reach the registry's token service ${url.origin}: ${(err as Error).message}`, undefined, {
-        cause: err,
-        retryable: true,
-      });
+      if (signal?.aborted) throw abortAware(err, signal);
+      const failure = transportFailure(err);
+      throw withFailure(
+        new ImageError(ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE, `Cannot reach the registry's token service ${url.origin}: ${(err as Error).message}`, undefined, {
+          cause: err,
+          retryable: failure.kind !== 'other',
+        }),
+        failure,
+      );
     }
     if (res.statusCode === 401 || res.statusCode === 403) {
       throw this.authError(
@@ -225,9 +245,12 @@ export class RegistryClient {
       );
     }
     if (res.statusCode >= 400) {
-      throw new ImageError(ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE, `The registry's token service answered HTTP ${res.statusCode}.`, undefined, {
-        retryable: res.statusCode >= 500 || res.statusCode === 429,
-      });
+      throw withFailure(
+        new ImageError(ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE, `The registry's token service answered HTTP ${res.statusCode}.`, undefined, {
+          retryable: isTransientStatus(res.statusCode),
+        }),
+        statusFailure(res.statusCode, res.headers),
+      );
     }
     let json: { token?: string; access_token?: string; expires_in?: number };
     try {
@@ -307,7 +330,7 @@ export class RegistryClient {
       detail = res.body.toString('utf8').slice(0, 200);
     }
     const path = new URL(res.url).pathname;
-    const err = new RegistryHttpError(req.method, path, res.status, code, detail, parseRetryAfter(res.headers['retry-after']));
+    const err = new RegistryHttpError(req.method, path, res.status, code, detail, res.headers);
     if (res.status === 403 || code === 'DENIED') {
       return new ImageError(
         ErrorCodes.IMAGE_REGISTRY_AUTH,
@@ -325,6 +348,12 @@ export class RegistryClient {
     return new URL(url, this.baseUrl);
   }
 
+  /** `{ dispatcher }` for undici's `request`, or nothing for its global dispatcher. */
+  private dispatcherOption(): { dispatcher?: Dispatcher } {
+    const dispatcher = this.dispatcher;
+    return dispatcher ? { dispatcher } : {};
+  }
+
   /** One attempt, without auth handling. */
   private async once(req: RegistryRequest): Promise<RegistryResponse> {
     throwIfAborted(req.signal);
@@ -332,14 +361,14 @@ export class RegistryClient {
     const headers: Record<string, string> = { ...req.headers };
     const auth = this.authHeaderFor(url);
     if (auth) headers.authorization = auth;
-    const controller = new AbortController();
-    const onAbort = () => controller.abort(req.signal?.reason);
-    req.signal?.addEventListener('abort', onAbort, { once: true });
+    // The caller's signal, or our own when the body stalls.
+    const stall = new AbortController();
+    const linked = linkSignals(req.signal, stall.signal);
     let stalled = false;
     const stallMs = req.stallTimeoutMs ?? this.requestTimeoutMs;
     const watch = new BodyWatch(stallMs, () => {
       stalled = true;
-      controller.abort(new Error(`no progress for ${stallMs} ms`));
+      stall.abort(new Error(`no progress for ${stallMs} ms`));
     });
     let body: Readable | Buffer | string | undefined;
     if (req.body) {
@@ -371,8 +400,8 @@ export class RegistryClient {
         method: req.method,
         headers,
         body: body ?? null,
-        dispatcher: this.dispatcher,
-        signal: controller.signal,
+        ...this.dispatcherOption(),
+        signal: linked.signal,
         // undici refreshes this timer while the body is being written, so it bounds the wait for
         // the response, not the upload.
         headersTimeout: responseTimeoutMs,
@@ -389,11 +418,10 @@ export class RegistryClient {
     } catch (err) {
       watch.disarm();
       if (body instanceof Readable) body.destroy();
-      throwIfAborted(req.signal);
-      const kind = stalled ? 'timeout' : transportKind(err);
-      throw new RegistryTransportError(req.method, url.pathname, kind, err);
+      if (req.signal?.aborted) throw abortAware(err, req.signal);
+      throw new RegistryTransportError(req.method, url.pathname, transportFailure(err, { timedOut: stalled }), err);
     } finally {
-      req.signal?.removeEventListener('abort', onAbort);
+      linked.dispose();
     }
   }
 }
