@@ -206,7 +206,7 @@ async function main(): Promise<void> {
       for (;;) {
         runs += 1;
         try {
-          if (tool === 'native') await native(ref, { layerCache: new LayerCache(), backoff: { initialDelayMs: 100, maxDelayMs: 500 } });
+          if (tool === 'native') await native(ref, { layerCache: new LayerCache(), retry: { initialDelayMs: 100, maxDelayMs: 500 } });
           else if (tool === 'docker') await dockerPush(ref);
           else await skopeoCopy(ref);
           break;

@@ -10,36 +10,43 @@
  * fresh session from byte 0 for that blob only. A commit whose answer was lost is checked with a
  * `HEAD` before anything is re-sent. Chunks halve after a timeout-like failure and grow back after
  * a run of successes, so links whose proxies cut long requests still get through.
+ *
+ * Retries are the SDK's one loop and policy (`core/retry.ts`); this module only tells it what the
+ * distribution protocol knows: which failures a session survives, and that a chunk the registry
+ * confirmed is progress (the count of failures in a row starts again).
  */
-import { sleep, throwIfAborted } from '../core/abort.js';
-import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
-import { retryDelayMs, type BackoffOptions } from '../core/retry.js';
+import { emitterFor, type Emit } from '../core/emitter.js';
+import { AstroConfigError, ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
+import { failureOf, type Failure } from '../core/failure.js';
+import type { Logger } from '../core/logger.js';
+import { isRetryable, retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from '../core/retry.js';
 import type { PreparedBlob } from './blob.js';
-import { RegistryHttpError, RegistryTransportError, responseHeader, type RegistryClient, type RegistryResponse } from './registry-client.js';
+import { RegistryHttpError, responseHeader, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { ImageEvent } from './types.js';
 
 /** Knobs of {@link pushBlob}. */
 export interface BlobUploadOptions {
-  /** First chunk size, in bytes. @default 16 MiB */
-  chunkSizeBytes?: number;
-  /** Smallest chunk after repeated failures, in bytes. @default 256 KiB */
-  minChunkSizeBytes?: number;
-  /** Failures in a row (without any confirmed progress in between) before giving up on a blob. @default 6 */
-  maxRetries?: number;
+  /** How failed requests are retried (see {@link registryRetryPolicy} for the defaults). */
+  retry?: RetryOptions;
   /** A request body may make no progress for this long before the request is abandoned, in milliseconds. @default 30000 */
   stallTimeoutMs?: number;
   /** Wait for a chunk's response after its body is sent, in milliseconds. @default 60000 */
   responseTimeoutMs?: number;
   /** Wait for the commit (`PUT ?digest=`), in which the registry may hash a large blob, in milliseconds. @default 180000 */
   commitTimeoutMs?: number;
-  /** Backoff between retries. */
-  backoff?: BackoffOptions;
   /** Repositories of the same registry to try a mount from. */
   mountFrom?: string[];
-  /** Chunk sizing shared with other blobs of the same push. @default one for this blob */
+  /**
+   * The caller has just found the registry without this blob and every mount of it refused (the
+   * layer-cache settle step): `HEAD` and mounts are not tried again. @default false
+   */
+  knownAbsent?: boolean;
+  /** Chunk sizing shared with other blobs of the same push. @default 16 MiB chunks, at least 256 KiB, for this blob */
   chunkSizer?: ChunkSizer;
   signal?: AbortSignal;
   onEvent?: (e: ImageEvent) => void;
+  /** Where an ignored listener error is noted (debug). */
+  logger?: Logger;
 }
 
 /** What happened to a blob. */
@@ -51,16 +58,36 @@ export interface BlobUploadOutcome {
   from?: string;
 }
 
-const DEFAULTS = {
-  chunkSizeBytes: 16 * 1024 * 1024,
-  minChunkSizeBytes: 256 * 1024,
-  maxRetries: 6,
+const TIMEOUTS = {
   stallTimeoutMs: 30_000,
   responseTimeoutMs: 60_000,
   commitTimeoutMs: 180_000,
 };
+/** First chunk size and the smallest one, unless a push shares its own sizer. */
+export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MIN_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * Registry defaults of the retry vocabulary: 6 failures in a row per request or blob, backoff from
+ * 250 ms to 5 s, `Retry-After` honoured up to 60 s.
+ */
+export const REGISTRY_RETRY_DEFAULTS: Required<RetryOptions> = { maxRetries: 6, initialDelayMs: 250, maxDelayMs: 5_000, maxRetryAfterMs: 60_000 };
 /** A cap on all failures of one blob, whatever progress was made between them. */
 const MAX_TOTAL_FAILURES = 40;
+
+/**
+ * The retry policy of registry calls: the caller's {@link RetryOptions} over
+ * {@link REGISTRY_RETRY_DEFAULTS}, at most 40 failures per blob in all. Every registry call is
+ * idempotent or harmless to repeat (a repeated `POST` only opens a second upload session).
+ * @throws AstroConfigError `ASTRO_CONFIG_INVALID_OPTION` for negative or non-numeric values
+ */
+export function registryRetryPolicy(retry?: RetryOptions): RetryPolicy {
+  try {
+    return retryPolicy(retry, { defaults: REGISTRY_RETRY_DEFAULTS, maxTotalRetries: MAX_TOTAL_FAILURES });
+  } catch (err) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option ${(err as Error).message} (push retry settings).`);
+  }
+}
 
 /** Parse `Range: 0-N` / `bytes=0-N` into the count of bytes held (N + 1). */
 export function parseUploadRange(value: string | undefined): number | undefined {
@@ -70,29 +97,21 @@ export function parseUploadRange(value: string | undefined): number | undefined 
   return Number(m[2]) + 1;
 }
 
-/** Failures worth another attempt: no answer, or an answer that says "later". */
-function isTransient(err: unknown): boolean {
-  if (err instanceof RegistryTransportError) return err.kind !== 'other';
-  if (err instanceof RegistryHttpError) return err.status === 408 || err.status === 429 || err.status >= 500;
-  return false;
-}
-
 /** Failures that mean "make the chunk smaller": the request took too long for someone. */
-function isTimeoutLike(err: unknown): boolean {
-  if (err instanceof RegistryTransportError) return err.kind === 'timeout' || err.kind === 'reset';
-  if (err instanceof RegistryHttpError) return err.status === 408 || err.status === 504;
-  return false;
+function isTimeoutLike(failure: Failure | undefined): boolean {
+  if (!failure) return false;
+  return failure.kind === 'timeout' || failure.kind === 'reset' || (failure.kind === 'status' && (failure.status === 408 || failure.status === 504));
 }
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function failure(client: RegistryClient, blob: PreparedBlob, err: unknown, attempts: number): ImageError {
-  const transient = isTransient(err);
-  const code = err instanceof RegistryTransportError && err.kind === 'refused' ? ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE : ErrorCodes.IMAGE_PUSH_FAILED;
+function uploadFailure(client: RegistryClient, blob: PreparedBlob, err: unknown, attempts: number, policy: RetryPolicy): ImageError {
+  const failure = failureOf(err);
+  const transient = isRetryable(failure, policy);
   return new ImageError(
-    code,
+    failure?.kind === 'connect' ? ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE : ErrorCodes.IMAGE_PUSH_FAILED,
     `Uploading blob ${blob.digest} (${blob.size} bytes) to ${client.host}/${client.repository} failed after ${attempts} attempt(s): ` +
       `${describe(err)}.` +
       (transient ? ' The link or the registry kept failing; try again later, or lower chunkSizeBytes on links whose proxies cut long requests.' : ''),
@@ -102,12 +121,8 @@ function failure(client: RegistryClient, blob: PreparedBlob, err: unknown, attem
 }
 
 /** `HEAD` a blob: its size when the registry has it, else undefined. Retries transient failures. */
-export async function blobExists(
-  client: RegistryClient,
-  digest: string,
-  options: { signal?: AbortSignal; backoff?: BackoffOptions; maxRetries?: number } = {},
-): Promise<number | undefined> {
-  return retryTransient(
+export async function blobExists(client: RegistryClient, digest: string, options: { policy: RetryPolicy; signal?: AbortSignal | undefined }): Promise<number | undefined> {
+  return withRetries(
     async () => {
       const res = await client.send(
         { method: 'HEAD', url: `/v2/${client.repository}/blobs/${digest}`, ...(options.signal ? { signal: options.signal } : {}) },
@@ -117,35 +132,58 @@ export async function blobExists(
       const len = Number(responseHeader(res.headers, 'content-length'));
       return Number.isFinite(len) ? len : 0;
     },
-    options.signal,
-    options.backoff,
-    options.maxRetries ?? DEFAULTS.maxRetries,
+    { policy: options.policy, signal: options.signal },
   );
 }
 
-/** Backoff of registry calls unless the caller sets one. */
-const REGISTRY_BACKOFF: BackoffOptions = { initialDelayMs: 250, maxDelayMs: 5_000 };
-
-/** Delay before retry `attempt` of a registry call: the registry's Retry-After, else backoff. */
-function retryDelay(err: unknown, attempt: number, backoff: BackoffOptions | undefined): number {
-  return retryDelayMs(attempt, err instanceof RegistryHttpError ? err.retryAfterMs : undefined, { ...REGISTRY_BACKOFF, ...backoff });
+/** What {@link mountBlob} achieved. */
+export interface MountOutcome {
+  /** The repository the blob was mounted from, when a mount happened. */
+  from?: string;
+  /** An upload session the registry opened instead of mounting (kept with `keepSession`). */
+  location?: string;
 }
 
-/** Run an idempotent registry call, retrying transient failures (408, 429, 5xx, resets, timeouts) up to `max` times. */
-export async function retryTransient<T>(fn: () => Promise<T>, signal: AbortSignal | undefined, backoff: BackoffOptions | undefined, max = 4): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+/**
+ * Try a cross-repository mount of `digest` from each of `sources` in turn (the target repository
+ * itself is skipped). A registry that refuses a mount opens an ordinary upload session instead
+ * (202): with `keepSession` the session is returned for the upload and no other source is tried;
+ * without, it is cancelled and the next source tried. A failed attempt is not fatal (the blob is
+ * then uploaded); typed errors (refused credentials) are.
+ */
+export async function mountBlob(
+  client: RegistryClient,
+  digest: string,
+  sources: Iterable<string>,
+  options: { keepSession: boolean; signal?: AbortSignal | undefined },
+): Promise<MountOutcome> {
+  const sig = options.signal ? { signal: options.signal } : {};
+  for (const from of sources) {
+    if (from === client.repository) continue;
     try {
-      return await fn();
+      const res = await client.send(
+        {
+          method: 'POST',
+          url: `/v2/${client.repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`,
+          headers: { 'content-length': '0' },
+          ...sig,
+        },
+        [201, 202],
+      );
+      if (res.status === 201) return { from };
+      if (options.keepSession) return { location: locationOf(res) };
+      const loc = responseHeader(res.headers, 'location');
+      if (loc) await client.send({ method: 'DELETE', url: new URL(loc, res.url).toString(), ...sig }, [200, 202, 204, 404]).catch(() => undefined);
     } catch (err) {
-      if (!isTransient(err) || attempt > max) throw err;
-      await sleep(retryDelay(err, attempt, backoff), signal);
+      if (isAstroError(err)) throw err;
     }
   }
+  return {};
 }
 
 function locationOf(res: RegistryResponse): string {
   const loc = responseHeader(res.headers, 'location');
-  if (!loc) throw new RegistryHttpError('POST', new URL(res.url).pathname, res.status, undefined, 'no Location header in the answer', undefined);
+  if (!loc) throw new RegistryHttpError('POST', new URL(res.url).pathname, res.status, undefined, 'no Location header in the answer');
   return new URL(loc, res.url).toString();
 }
 
@@ -160,6 +198,13 @@ function withDigest(location: string, digest: string): string {
  * link cut a request that ran too long), grow back slowly after a run of successes, but never to a
  * size that already failed: on registries that cannot resume, one more cut chunk costs the whole
  * blob again.
+ *
+ * Why not the upload module's `LinkController`: Azure blocks are independent (any block can be
+ * re-sent alone, several go at once, and the controller sizes them from measured rates and tunes
+ * their concurrency), while a registry session takes its chunks strictly in order, one at a time,
+ * and a cut chunk may void the whole session (distribution 2.8 cannot resume). So here there is no
+ * concurrency to tune and no rate to fit, only the ceiling a proxy's budget imposes; parallelism
+ * comes from uploading several layers at once.
  */
 export class ChunkSizer {
   private successes = 0;
@@ -195,165 +240,224 @@ export class ChunkSizer {
 
 /** Upload one blob (see the module comment for the whole procedure). */
 export async function pushBlob(client: RegistryClient, blob: PreparedBlob, options: BlobUploadOptions = {}): Promise<BlobUploadOutcome> {
-  const o = { ...DEFAULTS, ...options };
+  const policy = registryRetryPolicy(options.retry);
   const signal = options.signal;
-  const sig = signal ? { signal } : {};
-  const emit = (e: ImageEvent) => options.onEvent?.(e);
-  const repo = client.repository;
-  let bytesSent = 0;
+  const emit = emitterFor(options.onEvent, options.logger);
+  let location: string | undefined;
+  if (!options.knownAbsent) {
+    if ((await blobExists(client, blob.digest, { policy, signal })) !== undefined) {
+      emit({ type: 'image:layer-skipped', digest: blob.digest, size: blob.size });
+      return { status: 'skipped', bytesSent: 0 };
+    }
+    const mount = await mountBlob(client, blob.digest, options.mountFrom ?? [], { keepSession: true, signal });
+    if (mount.from) {
+      emit({ type: 'image:layer-mounted', digest: blob.digest, size: blob.size, from: mount.from });
+      return { status: 'mounted', bytesSent: 0, from: mount.from };
+    }
+    location = mount.location;
+  }
+  const upload = new ChunkedUpload(client, blob, policy, options, location, emit);
+  await upload.run();
+  emit({ type: 'image:layer-pushed', digest: blob.digest, size: blob.size, bytesSent: upload.bytesSent });
+  return { status: 'pushed', bytesSent: upload.bytesSent };
+}
 
-  if ((await blobExists(client, blob.digest, { ...sig, ...(o.backoff ? { backoff: o.backoff } : {}) })) !== undefined) {
-    emit({ type: 'image:layer-skipped', digest: blob.digest, size: blob.size });
-    return { status: 'skipped', bytesSent };
+type Phase = 'start' | 'status' | 'patch' | 'commit' | 'verify';
+
+/** How the next try continues after a failure the protocol survives. */
+interface Recovery {
+  /** `resume`: ask the registry what it holds; `restart`: a new session from byte 0; `verify`: HEAD whether a lost commit landed. */
+  action: 'resume' | 'restart' | 'verify';
+  /** The session is gone or its bytes are wrong: restart at once, without backoff. */
+  atOnce: boolean;
+}
+
+/**
+ * The chunked upload of one blob as a state machine: each try continues from the state the last
+ * failure left (verify a commit, ask for the held range, open a session, PATCH, commit), and the
+ * kernel's loop decides whether and when there is a next try.
+ */
+class ChunkedUpload {
+  bytesSent = 0;
+  private offset = 0;
+  private lastChunk = 0;
+  private digestRejections = 0;
+  private needStatus = false;
+  private needVerify = false;
+  private phase: Phase = 'start';
+  /** The recovery of the last failure, or undefined when it is final. */
+  private recovery: Recovery | undefined;
+  private readonly sizer: ChunkSizer;
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(
+    private readonly client: RegistryClient,
+    private readonly blob: PreparedBlob,
+    private readonly policy: RetryPolicy,
+    private readonly options: BlobUploadOptions,
+    private location: string | undefined,
+    private readonly emit: Emit<ImageEvent>,
+  ) {
+    this.sizer = options.chunkSizer ?? new ChunkSizer(DEFAULT_CHUNK_BYTES, DEFAULT_MIN_CHUNK_BYTES);
+    this.signal = options.signal;
   }
 
-  let location: string | undefined;
-  for (const from of o.mountFrom ?? []) {
-    if (from === repo) continue;
+  async run(): Promise<void> {
+    let attempts = 0;
     try {
-      const res = await client.send(
-        { method: 'POST', url: `/v2/${repo}/blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`, headers: { 'content-length': '0' }, ...sig },
-        [201, 202],
+      await withRetries(
+        async ({ number, progress }) => {
+          attempts = number;
+          try {
+            await this.attempt(progress);
+          } catch (err) {
+            this.recovery = this.recover(err);
+            throw err;
+          }
+        },
+        {
+          // Which statuses are worth another try depends on the phase (a 404 means "restart"
+          // during a PATCH, and is final elsewhere): `classify` lets through only what the
+          // protocol survives; the policy times and counts the retries.
+          policy: { ...this.policy, retryStatus: () => true },
+          signal: this.signal,
+          classify: (err) => this.classify(err),
+          onRetry: (info) => this.emitRetry(info.attempt, info.delayMs, info.error),
+          logger: this.options.logger,
+        },
       );
-      if (res.status === 201) {
-        emit({ type: 'image:layer-mounted', digest: blob.digest, size: blob.size, from });
-        return { status: 'mounted', bytesSent, from };
-      }
-      // 202: the mount was refused and an ordinary upload session opened instead; use it.
-      location = locationOf(res);
-      break;
     } catch (err) {
       if (isAstroError(err)) throw err;
-      // A failed mount attempt is not fatal: the blob is simply uploaded.
+      throw uploadFailure(this.client, this.blob, err, attempts, this.policy);
     }
   }
 
-  let offset = 0;
-  const sizer = options.chunkSizer ?? new ChunkSizer(o.chunkSizeBytes, o.minChunkSizeBytes);
-  let lastChunk = 0;
-  let consecutive = 0;
-  let total = 0;
-  let digestRejections = 0;
-  let needStatus = false;
-  let needVerify = false;
-  let phase: 'start' | 'status' | 'patch' | 'commit' | 'verify' = 'start';
-
-  for (;;) {
-    throwIfAborted(signal);
-    try {
-      if (needVerify) {
-        phase = 'verify';
-        needVerify = false;
-        if ((await blobExists(client, blob.digest, sig)) !== undefined) break; // the lost commit landed
-        needStatus = location !== undefined;
-      }
-      if (needStatus && location) {
-        phase = 'status';
-        const res = await client.send({ method: 'GET', url: location, ...sig }, [204]);
-        needStatus = false;
-        location = res.headers.location ? locationOf(res) : location;
-        const held = parseUploadRange(responseHeader(res.headers, 'range'));
-        // "0-0" is ambiguous (0 or 1 byte held); with nothing confirmed before, it means 0.
-        offset = held === undefined ? 0 : held === 1 && offset === 0 ? 0 : Math.min(held, blob.size);
-      }
-      if (!location) {
-        phase = 'start';
-        const res = await client.send({ method: 'POST', url: `/v2/${repo}/blobs/uploads/`, headers: { 'content-length': '0' }, ...sig }, [202]);
-        location = locationOf(res);
-        offset = 0;
-      }
-      while (offset < blob.size) {
-        phase = 'patch';
-        const start = offset;
-        const end = Math.min(blob.size, start + sizer.current);
-        lastChunk = end - start;
-        const res = await client.send(
-          {
-            method: 'PATCH',
-            url: location,
-            headers: {
-              'content-type': 'application/octet-stream',
-              'content-range': `${start}-${end - 1}`,
-              'content-length': String(end - start),
-            },
-            body: () => blob.data.open(start, end),
-            onBodyBytes: (n) => (bytesSent += n),
-            stallTimeoutMs: o.stallTimeoutMs,
-            responseTimeoutMs: o.responseTimeoutMs,
-            ...sig,
-          },
-          [202, 204],
-        );
-        location = res.headers.location ? locationOf(res) : location;
-        const held = parseUploadRange(responseHeader(res.headers, 'range')) ?? end;
-        if (held > end) throw new RegistryHttpError('PATCH', new URL(location).pathname, 416, 'RANGE_INVALID', `registry holds ${held} bytes, more than sent`, undefined);
-        offset = held;
-        consecutive = 0;
-        emit({ type: 'image:layer-progress', digest: blob.digest, bytesConfirmed: offset, size: blob.size });
-        sizer.success();
-      }
-      phase = 'commit';
+  /** One try, from wherever the last failure left the upload. */
+  private async attempt(progress: () => void): Promise<void> {
+    const { client, blob } = this;
+    const sig = this.signal ? { signal: this.signal } : {};
+    if (this.needVerify) {
+      this.phase = 'verify';
+      this.needVerify = false;
+      if ((await blobExists(client, blob.digest, { policy: this.policy, signal: this.signal })) !== undefined) return; // the lost commit landed
+      this.needStatus = this.location !== undefined;
+    }
+    if (this.needStatus && this.location) {
+      this.phase = 'status';
+      const res = await client.send({ method: 'GET', url: this.location, ...sig }, [204]);
+      this.needStatus = false;
+      this.location = res.headers.location ? locationOf(res) : this.location;
+      const held = parseUploadRange(responseHeader(res.headers, 'range'));
+      // "0-0" is ambiguous (0 or 1 byte held); with nothing confirmed before, it means 0.
+      this.offset = held === undefined ? 0 : held === 1 && this.offset === 0 ? 0 : Math.min(held, blob.size);
+    }
+    if (!this.location) {
+      this.phase = 'start';
+      const res = await client.send({ method: 'POST', url: `/v2/${client.repository}/blobs/uploads/`, headers: { 'content-length': '0' }, ...sig }, [202]);
+      this.location = locationOf(res);
+      this.offset = 0;
+    }
+    while (this.offset < blob.size) {
+      this.phase = 'patch';
+      const start = this.offset;
+      const end = Math.min(blob.size, start + this.sizer.current);
+      this.lastChunk = end - start;
       const res = await client.send(
         {
-          method: 'PUT',
-          url: withDigest(location, blob.digest),
-          headers: { 'content-length': '0' },
-          responseTimeoutMs: o.commitTimeoutMs,
+          method: 'PATCH',
+          url: this.location,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-range': `${start}-${end - 1}`,
+            'content-length': String(end - start),
+          },
+          body: () => blob.data.open(start, end),
+          onBodyBytes: (n) => (this.bytesSent += n),
+          stallTimeoutMs: this.options.stallTimeoutMs || TIMEOUTS.stallTimeoutMs,
+          responseTimeoutMs: this.options.responseTimeoutMs || TIMEOUTS.responseTimeoutMs,
           ...sig,
         },
-        [201, 204],
+        [202, 204],
       );
-      const stored = responseHeader(res.headers, 'docker-content-digest');
-      if (stored && stored !== blob.digest) {
-        throw new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `The registry stored blob ${blob.digest} as ${stored}; refusing to go on with a corrupt layer.`, `${client.host}/${repo}`);
-      }
-      break;
-    } catch (err) {
-      if (isAstroError(err)) throw err;
-      throwIfAborted(signal);
-      total += 1;
-      consecutive += 1;
-      const http = err instanceof RegistryHttpError ? err : undefined;
-      const uploadCode = http?.registryCode === 'BLOB_UPLOAD_INVALID' || http?.registryCode === 'BLOB_UPLOAD_UNKNOWN';
-      // The session is gone: 404 (or 400 naming the upload) while using it, or any refusal of a status call.
-      const sessionGone =
-        !!http &&
-        !isTransient(http) &&
-        ((phase === 'status' && http.status < 500) ||
-          ((phase === 'patch' || phase === 'commit') && (http.status === 404 || (http.status === 400 && uploadCode))));
-      const digestBad = !!http && phase === 'commit' && http.status === 400 && http.registryCode === 'DIGEST_INVALID';
-      const rangeBad = http && http.status === 416;
-      if (!isTransient(err) && !sessionGone && !digestBad && !rangeBad) throw failure(client, blob, err, total);
-      if (digestBad && ++digestRejections > 1) throw failure(client, blob, err, total);
-      if (consecutive > o.maxRetries || total > MAX_TOTAL_FAILURES) throw failure(client, blob, err, total);
-      if (phase === 'patch' && isTimeoutLike(err)) sizer.cut(lastChunk);
-      else sizer.failure();
-      let action: 'resume' | 'restart' | 'verify';
-      if ((phase === 'commit' || phase === 'verify') && isTransient(err)) {
-        needVerify = true;
-        action = 'verify';
-      } else if (sessionGone || digestBad || phase === 'start' || !location) {
-        // A rejected digest means the stored bytes are wrong (2.8 appends out-of-order chunks): redo the blob.
-        location = undefined;
-        action = 'restart';
-      } else {
-        needStatus = true;
-        action = 'resume';
-      }
-      const delayMs = sessionGone || digestBad ? 0 : retryDelay(err, consecutive, o.backoff);
-      emit({
-        type: 'image:layer-retry',
-        digest: blob.digest,
-        attempt: total,
-        reason: describe(err),
-        action,
-        resumeAt: action === 'restart' ? 0 : offset,
-        delayMs,
-        chunkSizeBytes: sizer.current,
-      });
-      if (delayMs > 0) await sleep(delayMs, signal);
+      this.location = res.headers.location ? locationOf(res) : this.location;
+      const held = parseUploadRange(responseHeader(res.headers, 'range')) ?? end;
+      if (held > end) throw new RegistryHttpError('PATCH', new URL(this.location).pathname, 416, 'RANGE_INVALID', `registry holds ${held} bytes, more than sent`);
+      this.offset = held;
+      progress();
+      this.emit({ type: 'image:layer-progress', digest: blob.digest, bytesConfirmed: this.offset, size: blob.size });
+      this.sizer.success();
+    }
+    this.phase = 'commit';
+    const res = await client.send(
+      {
+        method: 'PUT',
+        url: withDigest(this.location, blob.digest),
+        headers: { 'content-length': '0' },
+        responseTimeoutMs: this.options.commitTimeoutMs || TIMEOUTS.commitTimeoutMs,
+        ...sig,
+      },
+      [201, 204],
+    );
+    const stored = responseHeader(res.headers, 'docker-content-digest');
+    if (stored && stored !== blob.digest) {
+      throw new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `The registry stored blob ${blob.digest} as ${stored}; refusing to go on with a corrupt layer.`, `${client.host}/${client.repository}`);
     }
   }
-  emit({ type: 'image:layer-pushed', digest: blob.digest, size: blob.size, bytesSent });
-  return { status: 'pushed', bytesSent };
+
+  /**
+   * What the protocol makes of a failure, and the state the next try starts from; undefined when
+   * the failure is final. Runs before the policy's decision (a final decision makes the state moot).
+   */
+  private recover(err: unknown): Recovery | undefined {
+    if (this.signal?.aborted) return undefined;
+    const failure = failureOf(err);
+    const transient = isRetryable(failure, this.policy);
+    const http = err instanceof RegistryHttpError ? err : undefined;
+    const uploadCode = http?.registryCode === 'BLOB_UPLOAD_INVALID' || http?.registryCode === 'BLOB_UPLOAD_UNKNOWN';
+    const phase = this.phase;
+    // The session is gone: 404 (or 400 naming the upload) while using it, or any refusal of a status call.
+    const sessionGone =
+      !!http &&
+      !transient &&
+      ((phase === 'status' && http.status < 500) || ((phase === 'patch' || phase === 'commit') && (http.status === 404 || (http.status === 400 && uploadCode))));
+    const digestBad = !!http && phase === 'commit' && http.status === 400 && http.registryCode === 'DIGEST_INVALID';
+    const rangeBad = http?.status === 416;
+    if (!transient && !sessionGone && !digestBad && !rangeBad) return undefined;
+    if (digestBad && ++this.digestRejections > 1) return undefined;
+    if (phase === 'patch' && isTimeoutLike(failure)) this.sizer.cut(this.lastChunk);
+    else this.sizer.failure();
+    const atOnce = sessionGone || digestBad;
+    if ((phase === 'commit' || phase === 'verify') && transient) {
+      this.needVerify = true;
+      return { action: 'verify', atOnce };
+    }
+    if (atOnce || phase === 'start' || !this.location) {
+      // A rejected digest means the stored bytes are wrong (2.8 appends out-of-order chunks): redo the blob.
+      this.location = undefined;
+      return { action: 'restart', atOnce };
+    }
+    this.needStatus = true;
+    return { action: 'resume', atOnce };
+  }
+
+  /** The failure the policy decides on: none for a final one; no backoff when the session must be redone. */
+  private classify(err: unknown): Failure | undefined {
+    const failure = failureOf(err);
+    if (!this.recovery || !failure) return undefined;
+    return this.recovery.atOnce ? { ...failure, retryAfterMs: 0 } : failure;
+  }
+
+  private emitRetry(attempt: number, delayMs: number, error: unknown): void {
+    const action = this.recovery?.action ?? 'resume';
+    this.emit({
+      type: 'image:layer-retry',
+      digest: this.blob.digest,
+      attempt,
+      reason: describe(error),
+      action,
+      resumeAt: action === 'restart' ? 0 : this.offset,
+      delayMs,
+      chunkSizeBytes: this.sizer.current,
+    });
+  }
 }

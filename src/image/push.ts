@@ -34,6 +34,7 @@ export function pushImage(source: ImageSource, target: PushTarget, options: Push
     if (options.keepTag !== undefined) daemonOptions.keepTag = options.keepTag;
     if (options.signal) daemonOptions.signal = options.signal;
     if (options.onEvent) daemonOptions.onEvent = options.onEvent;
+    if (options.logger) daemonOptions.logger = options.logger;
     return pushDaemon(source, target, daemonOptions);
   }
   return pushNative(source, target, options);

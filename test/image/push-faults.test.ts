@@ -34,7 +34,7 @@ const fast: PushImageOptions = {
   layerCache: false,
   chunkSizeBytes: CHUNK,
   minChunkSizeBytes: 64 * 1024,
-  backoff: { initialDelayMs: 20, maxDelayMs: 100 },
+  retry: { initialDelayMs: 20, maxDelayMs: 100 },
   concurrency: 1,
 };
 
@@ -107,7 +107,7 @@ describe('native push through faults', { retry: 2 }, () => {
     const timed = await createFaultProxy({ target: registry.url, route: registryRouteOf, timeoutPolicy: { respond408AfterMs: 250 }, throttleBytesPerSecond: 1_600_000 });
     try {
       const events: ImageEvent[] = [];
-      const result = await pushImage(archive, { repository: viaProxy(timed), tag: 'v1' }, { ...fast, maxRetries: 8, onEvent: (e) => events.push(e) });
+      const result = await pushImage(archive, { repository: viaProxy(timed), tag: 'v1' }, { ...fast, retry: { ...fast.retry, maxRetries: 8 }, onEvent: (e) => events.push(e) });
       expect(result.digest).toBe(cleanDigest);
       const r = retries(events);
       expect(r.some((e) => e.action === 'restart')).toBe(true);
@@ -153,7 +153,7 @@ describe('native push through faults', { retry: 2 }, () => {
 
   it('fails with a typed, retryable error when the registry keeps failing', async () => {
     proxy.faults.add({ route: 'registry.patch', nth: 1, times: Infinity, action: { kind: 'status', status: 500, body: { errors: [{ code: 'UNKNOWN', message: 'disk on fire' }] } } });
-    const err = await pushThrough({ maxRetries: 3 }).catch((e: unknown) => e);
+    const err = await pushThrough({ retry: { ...fast.retry, maxRetries: 3 } }).catch((e: unknown) => e);
     expect(isAstroError(err, 'ASTRO_IMAGE_PUSH_FAILED')).toBe(true);
     expect(isAstroError(err) && err.retryable).toBe(true);
     expect((err as Error).message).toMatch(/disk on fire|500/);

@@ -149,7 +149,7 @@ describe('native push to a registry without auth', () => {
     // A closed port: connection refused, retried briefly, then a retryable typed error.
     const { freePort } = await import('../helpers/registry.js');
     const port = await freePort();
-    const err = await pushImage(archive, { repository: `127.0.0.1:${port}/team/x`, tag: 'v1' }, { backoff: { initialDelayMs: 10, maxDelayMs: 20 } }).catch((e: unknown) => e);
+    const err = await pushImage(archive, { repository: `127.0.0.1:${port}/team/x`, tag: 'v1' }, { retry: { initialDelayMs: 10, maxDelayMs: 20 } }).catch((e: unknown) => e);
     expect(isAstroError(err) && err.code).toBe('ASTRO_IMAGE_REGISTRY_UNAVAILABLE');
     expect(isAstroError(err) && err.retryable).toBe(true);
   });
