@@ -74,4 +74,28 @@ describe('daemon push progress stream (nock as the Engine API)', () => {
     const err = await pushImage({ imageName: 'local/app:1' }, target, { method: 'daemon', docker: docker() }).catch((e) => e);
     expect(isAstroError(err, 'ASTRO_IMAGE_PUSH_FAILED')).toBe(true);
   });
+
+  it('ignores a listener that throws on every event (noted at debug), and completes', async () => {
+    engine([
+      { status: 'Pushing', id: 'bbbbbbbbbbbb', progressDetail: { current: 10, total: 20 } },
+      { status: 'Pushed', id: 'bbbbbbbbbbbb' },
+      { progressDetail: {}, aux: { Tag: 'deploy-1', Digest: 'sha256:' + 'd'.repeat(64), Size: 528 } },
+    ]);
+    const seen: string[] = [];
+    const debug: string[] = [];
+    const logger = { error: () => {}, warn: () => {}, info: () => {}, debug: (m: string) => debug.push(m) };
+    const result = await pushImage({ imageName: 'local/app:1' }, target, {
+      method: 'daemon',
+      docker: docker(),
+      logger,
+      onEvent: (e) => {
+        seen.push(e.type);
+        throw new Error(`listener bug on ${e.type}`);
+      },
+    });
+    expect(result.digest).toBe('sha256:' + 'd'.repeat(64));
+    expect(seen).toContain('image:daemon-progress');
+    expect(seen.at(-1)).toBe('image:push-complete');
+    expect(debug.length).toBe(seen.length);
+  });
 });
