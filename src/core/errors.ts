@@ -46,6 +46,7 @@ export const ErrorCodes = {
   DEPLOY_REFUSED: 'ASTRO_DEPLOY_REFUSED',
   ROLLOUT_FAILED: 'ASTRO_ROLLOUT_FAILED',
   ROLLOUT_TIMEOUT: 'ASTRO_ROLLOUT_TIMEOUT',
+  FINALIZE_UNKNOWN: 'ASTRO_FINALIZE_UNKNOWN',
   // Bundling
   BUNDLE_DIR_NOT_FOUND: 'ASTRO_BUNDLE_DIR_NOT_FOUND',
   BUNDLE_EMPTY: 'ASTRO_BUNDLE_EMPTY',
@@ -80,6 +81,11 @@ export const ErrorCodes = {
   IMAGE_PARSE_FAILED: 'ASTRO_IMAGE_PARSE_FAILED',
   IMAGE_REGISTRY_UNAVAILABLE: 'ASTRO_IMAGE_REGISTRY_UNAVAILABLE',
   IMAGE_PARSE_CHECK_ERROR: 'ASTRO_IMAGE_PARSE_CHECK_ERROR',
+  IMAGE_BUILD_FAILED: 'ASTRO_IMAGE_BUILD_FAILED',
+  IMAGE_BUILDKIT_UNAVAILABLE: 'ASTRO_IMAGE_BUILDKIT_UNAVAILABLE',
+  // Astro projects
+  PROJECT_NOT_FOUND: 'ASTRO_PROJECT_NOT_FOUND',
+  PROJECT_TESTS_FAILED: 'ASTRO_PROJECT_TESTS_FAILED',
 } as const;
 
 /** A stable, documented error code. */
@@ -109,6 +115,11 @@ export class AstroError extends Error {
   readonly code: AstroErrorCode;
   /** Whether the operation may succeed if tried again. */
   readonly retryable: boolean;
+  /**
+   * The deploy record the failed flow had created, on every error a deploy flow raises after
+   * creating it: look it up (or finalize it yourself) instead of guessing. Unset otherwise.
+   */
+  declare readonly deployId?: string;
 
   constructor(code: AstroErrorCode, message: string, options: AstroErrorOptions = {}) {
     const cause = options.cause === undefined ? undefined : sanitizeCause(options.cause);
@@ -247,7 +258,36 @@ export class AstroAbortError extends AstroError {
 
 /** A deploy flow refused to go on (DAG deploys disabled, CI/CD enforcement, ...). */
 export class AstroDeployError extends AstroError {
-  static override readonly kind = 'AstroDeployError';
+  static override readonly kind: string = 'AstroDeployError';
+}
+
+/**
+ * A deploy flow sent finalize, its outcome is unknown (the answer was lost or timed out), and the
+ * deploy record could not be read back within the flow's bound: the deploy may or may not be
+ * finalized. Read it (`client.deploys.get(deploymentId, deployId)`) before deploying again; a
+ * record with `dagTarballVersion` (or, for an image, a status other than `INITIALIZED`) shows it was.
+ */
+export class AstroFinalizeUnknownError extends AstroDeployError {
+  static override readonly kind: string = 'AstroFinalizeUnknownError';
+  /** The deploy whose finalize is in doubt. */
+  override readonly deployId: string;
+  /** The deployment it belongs to. */
+  readonly deploymentId: string;
+  /** The DAG version finalize was sent with, when it carried one. */
+  readonly dagTarballVersion: string | undefined;
+  /** The image tag of an image deploy. */
+  readonly imageTag: string | undefined;
+  constructor(
+    message: string,
+    details: { deploymentId: string; deployId: string; dagTarballVersion?: string; imageTag?: string },
+    options: AstroErrorOptions = {},
+  ) {
+    super(ErrorCodes.FINALIZE_UNKNOWN, message, options);
+    this.deploymentId = details.deploymentId;
+    this.deployId = details.deployId;
+    this.dagTarballVersion = details.dagTarballVersion;
+    this.imageTag = details.imageTag;
+  }
 }
 
 /** A snapshot of what `waitForRollout` last saw. */
@@ -339,11 +379,68 @@ export class UploadError extends AstroError {
 
 /** An image check or push failed. */
 export class ImageError extends AstroError {
-  static override readonly kind = 'ImageError';
+  static override readonly kind: string = 'ImageError';
   /** The image reference or archive path concerned. */
   readonly reference: string | undefined;
   constructor(code: AstroErrorCode, message: string, reference?: string, options: AstroErrorOptions = {}) {
     super(code, message, options);
     this.reference = reference;
+  }
+}
+
+/** The folder is not an Astro project (missing, or no Dockerfile): nothing was built or sent. */
+export class ProjectError extends AstroError {
+  static override readonly kind = 'ProjectError';
+  /** The project folder or file concerned. */
+  readonly path: string;
+  constructor(code: AstroErrorCode, message: string, path: string, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.path = path;
+  }
+}
+
+/** An image build failed on the daemon (`ASTRO_IMAGE_BUILD_FAILED`): a step failed or the Dockerfile is invalid. */
+export class ImageBuildError extends ImageError {
+  static override readonly kind: string = 'ImageBuildError';
+  /** The failing step as the builder named it (`RUN pip install ...`, `[2/5] RUN ...`), when known. */
+  readonly step: string | undefined;
+  /** The last lines the build printed (the failing step's output when it is known), at most 50. */
+  readonly outputTail: string[];
+  /** The builder that ran the build. */
+  readonly builder: 'classic' | 'buildkit';
+  constructor(
+    message: string,
+    details: { reference?: string; step?: string; outputTail: string[]; builder: 'classic' | 'buildkit' },
+    options: AstroErrorOptions = {},
+  ) {
+    super(ErrorCodes.IMAGE_BUILD_FAILED, message, details.reference, options);
+    this.step = details.step === undefined ? undefined : redact(details.step);
+    this.outputTail = details.outputTail.map(redact);
+    this.builder = details.builder;
+  }
+}
+
+/**
+ * Tests run in a container of the image failed: the DAG integrity test (`ASTRO_IMAGE_PARSE_FAILED`)
+ * or the project's pytest tests (`ASTRO_PROJECT_TESTS_FAILED`). Nothing was deployed.
+ */
+export class ProjectTestsError extends ImageError {
+  static override readonly kind: string = 'ProjectTestsError';
+  /** Which suite failed. */
+  readonly suite: 'parse' | 'pytest';
+  /** The container's exit code. */
+  readonly exitCode: number;
+  /** What the container printed (stdout and stderr interleaved), at most the last 1 MiB. */
+  readonly output: string;
+  constructor(
+    code: AstroErrorCode,
+    message: string,
+    details: { reference: string; suite: 'parse' | 'pytest'; exitCode: number; output: string },
+    options: AstroErrorOptions = {},
+  ) {
+    super(code, message, details.reference, options);
+    this.suite = details.suite;
+    this.exitCode = details.exitCode;
+    this.output = redact(details.output);
   }
 }

@@ -70,6 +70,8 @@ export interface RecordedRequest {
   /** Body size in bytes. */
   bodyBytes: number;
   fault?: FaultAction['kind'];
+  /** Client port of the connection that carried it: requests with the same port shared a connection. */
+  remotePort?: number;
 }
 
 /** A running fake. */
@@ -417,7 +419,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
   };
 
   const handleApi = async (req: IncomingMessage, res: ServerResponse, url: URL, match: RouteMatch, record: RecordedRequest, proceed: ProceedOptions) => {
-    const raw = await readRequestBody(req, proceed.throttleBytesPerSecond);
+    const raw = proceed.body ?? (await readRequestBody(req, proceed.throttleBytesPerSecond));
     record.bodyBytes = raw.length;
     try {
       authenticate(req, match.params.org);
@@ -462,6 +464,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       status: 0,
       headers: recordHeaders(req),
       bodyBytes: 0,
+      ...(req.socket.remotePort !== undefined ? { remotePort: req.socket.remotePort } : {}),
     };
     requests.push(record);
 

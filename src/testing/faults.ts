@@ -21,6 +21,12 @@ export type FaultAction =
   | { kind: 'delay'; ms: number }
   /** Handle the request normally (state changes happen), then reset instead of sending the response. */
   | { kind: 'dropResponse' }
+  /**
+   * Read the request, wait `ms`, then handle it normally even when the client has given up in the
+   * meantime: the state change happens late (a server that acts after the client's per-try
+   * timeout); the answer is sent only if the connection is still open. Fake Astro API routes only.
+   */
+  | { kind: 'actLate'; ms: number }
   /** Read the request body at most `bytesPerSecond`, then handle it normally. */
   | { kind: 'throttle'; bytesPerSecond: number };
 
@@ -133,6 +139,8 @@ export interface ProceedOptions {
   dropResponse?: boolean;
   /** When set, the request body should be read at this rate (bytes per second). */
   throttleBytesPerSecond?: number;
+  /** The request body, when the fault has already read it (`actLate`). */
+  body?: Buffer;
 }
 
 /**
@@ -180,6 +188,11 @@ export async function applyFault(
     }
     case 'dropResponse':
       return proceed({ dropResponse: true });
+    case 'actLate': {
+      const body = await readRequestBody(req);
+      await new Promise((r) => setTimeout(r, action.ms));
+      return proceed({ body });
+    }
     case 'throttle':
       return proceed({ throttleBytesPerSecond: action.bytesPerSecond });
   }
