@@ -9,10 +9,10 @@
  */
 export { AstroClient } from './client/client.js';
 export { DEFAULT_BASE_URL, type ClientOptions } from './client/options.js';
-export type { RequestOptions, ApiTransport, RetryMode, ApiCall, TransportConfig } from './client/transport.js';
+export type { RequestOptions, RetryMode } from './client/transport.js';
 export type { RetryInfo, RetryOptions } from './core/retry.js';
 export type { ResolvedClientOptions } from './client/options.js';
-export type { DeployBundleOptions, DeployContext } from './client/deploy-common.js';
+export type { DeployBundleOptions } from './client/deploy-common.js';
 export {
   deploySchema,
   deployListSchema,
@@ -23,14 +23,16 @@ export {
   workerQueueSchema,
   apiErrorBodySchema,
 } from './client/schemas.js';
-export {
+// Types only: resources are reached through a client (`client.deployments`, ...), never built by callers.
+export type {
   DeploymentsResource,
   DeploysResource,
   DeploymentOptionsResource,
-  type CreateDeployParams,
-  type FinalizeDeployParams,
-  type DeployGitMetadata,
-  type PageParams,
+  ApiHandle,
+  CreateDeployParams,
+  FinalizeDeployParams,
+  DeployGitMetadata,
+  PageParams,
 } from './client/resources.js';
 export type {
   Deploy,
@@ -66,6 +68,7 @@ export {
   AstroAbortError,
   AstroDeployError,
   AstroRolloutError,
+  AstroFinalizeUnknownError,
   BundleError,
   UploadError,
   ImageError,

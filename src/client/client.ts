@@ -3,11 +3,13 @@
  * methods and the deploy flows; each flow lives in its own module.
  */
 import { inspect } from 'node:util';
+import { emitterFor, safeCall, type Emit } from '../core/emitter.js';
 import { isAstroError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import { redactUrl } from '../core/redact.js';
 import type { ClientEvent } from './events.js';
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from './options.js';
-import { DeploymentOptionsResource, DeploymentsResource, DeploysResource } from './resources.js';
+import { apiHandle, DeploymentOptionsResource, DeploymentsResource, DeploysResource } from './resources.js';
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
 import { setDagDeploy, type SetDagDeployOptions, type SetDagDeployResult } from './dag-deploy.js';
 import type { DeployContext } from './deploy-common.js';
@@ -55,13 +57,14 @@ export class AstroClient {
       token: this.#resolved.token,
       dispatcher: this.#resolved.dispatcher,
       timeoutMs: this.#resolved.timeoutMs,
-      maxRetries: this.#resolved.maxRetries,
+      retry: this.#resolved.retry,
       logger: this.#resolved.logger,
       userAgent: this.#resolved.userAgent,
     });
-    this.deployments = new DeploymentsResource(transport, this.organizationId);
-    this.deploys = new DeploysResource(transport, this.organizationId);
-    this.deploymentOptions = new DeploymentOptionsResource(transport, this.organizationId);
+    const api = apiHandle(transport);
+    this.deployments = new DeploymentsResource(api, this.organizationId);
+    this.deploys = new DeploysResource(api, this.organizationId);
+    this.deploymentOptions = new DeploymentOptionsResource(api, this.organizationId);
   }
 
   /** A new client with some options replaced; this one is left unchanged. */
@@ -75,7 +78,7 @@ export class AstroClient {
       organizationId: this.organizationId,
       baseUrl: redactUrl(this.#resolved.baseUrl),
       timeoutMs: this.#resolved.timeoutMs,
-      maxRetries: this.#resolved.maxRetries,
+      retry: this.#resolved.retry,
       token: '[REDACTED]',
     };
   }
@@ -96,11 +99,12 @@ export class AstroClient {
    * as `dag-deploy:warning` events before the change.
    */
   setDagDeploy(deploymentId: string, enabled: boolean, options: SetDagDeployOptions = {}): Promise<SetDagDeployResult> {
+    const { logger } = this.#resolved;
     return setDagDeploy(
-      { deployments: this.deployments, claims: this.#resolved.claims },
+      { deployments: this.deployments, claims: this.#resolved.claims, logger },
       deploymentId,
       enabled,
-      withRetryEvents(options),
+      withRetryEvents(options, logger),
     );
   }
 
@@ -116,11 +120,7 @@ export class AstroClient {
    * is finalized exactly once.
    */
   deployDags(params: DeployDagsParams): Promise<DeployDagsResult> {
-    const onEvent = params.onEvent;
-    return deployDags(
-      this.deployContext(),
-      onEvent ? { ...params, request: chainOnRetry(params.request, retryEventEmitter(onEvent)) } : params,
-    );
+    return deployDags(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
   }
 
   /**
@@ -133,11 +133,7 @@ export class AstroClient {
    * when there is one, finalize, and with `wait` wait until the deployment runs this image tag.
    */
   deployImage(params: DeployImageParams): Promise<DeployImageResult> {
-    const onEvent = params.onEvent;
-    return deployImage(
-      this.deployContext(),
-      onEvent ? { ...params, request: chainOnRetry(params.request, retryEventEmitter(onEvent)) } : params,
-    );
+    return deployImage(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
   }
 
   private deployContext(): DeployContext {
@@ -148,6 +144,9 @@ export class AstroClient {
       claims: this.#resolved.claims,
       organizationId: this.organizationId,
       token: this.#resolved.token,
+      dispatcher: this.#resolved.dispatcher,
+      logger: this.#resolved.logger,
+      retry: this.#resolved.retry,
     };
   }
 
@@ -161,14 +160,15 @@ export class AstroClient {
    */
   waitForRollout(params: WaitForRolloutParams): Promise<RolloutResult> {
     // The deploy record it returns has its upload SAS redacted (issue #15).
-    return waitForRollout({ deployments: this.deployments, deploys: this.deploys }, params).then(redactRolloutSas);
+    const { logger } = this.#resolved;
+    return waitForRollout({ deployments: this.deployments, deploys: this.deploys, logger }, withRequestRetryEvents(params, logger)).then(redactRolloutSas);
   }
 }
 
-/** An `onRetry` callback that reports transport retries as `api:retry` events. */
-function retryEventEmitter(onEvent: (e: ClientEvent) => void): NonNullable<RequestOptions['onRetry']> {
+/** An `onRetry` callback that reports transport retries as `api:retry` events through `emit`. */
+function retryEventEmitter(emit: Emit<ClientEvent>): NonNullable<RequestOptions['onRetry']> {
   return (info) =>
-    onEvent({
+    emit({
       type: 'api:retry',
       method: info.method,
       path: info.path,
@@ -179,20 +179,37 @@ function retryEventEmitter(onEvent: (e: ClientEvent) => void): NonNullable<Reque
     });
 }
 
-/** Turn transport retries into `api:retry` events on the caller's `onEvent`. */
-function withRetryEvents<T extends RequestOptions & { onEvent?: (e: ClientEvent) => void }>(options: T): T {
-  if (!options.onEvent) return options;
-  return chainOnRetry(options, retryEventEmitter(options.onEvent));
-}
-
-/** `options` with an `onRetry` that calls the caller's own first (never replaced), then `emit`. */
-function chainOnRetry<T extends Pick<RequestOptions, 'onRetry'>>(options: T | undefined, emit: NonNullable<RequestOptions['onRetry']>): T {
+/**
+ * `options` with an `onRetry` that calls the caller's own (never replaced) and then reports the
+ * retry as an `api:retry` event on `onEvent`; each of the two is called through the kernel's
+ * emitter, so one that throws is ignored and the other still runs.
+ */
+function chainOnRetry<T extends Pick<RequestOptions, 'onRetry'>>(
+  options: T | undefined,
+  onEvent: ((event: ClientEvent) => void) | undefined,
+  logger: Logger,
+): T {
   const own = options?.onRetry;
+  if (!own && !onEvent) return options ?? ({} as T);
+  const emit = emitterFor(onEvent, logger);
+  const event = onEvent ? retryEventEmitter(emit) : undefined;
   return {
     ...(options as T),
     onRetry: (info) => {
-      own?.(info);
-      emit(info);
+      safeCall(own, logger, info);
+      event?.(info);
     },
   };
+}
+
+/** Options of a call (setDagDeploy, waitForRollout) whose transport retries become `api:retry` events. */
+function withRetryEvents<T extends Pick<RequestOptions, 'onRetry'> & { onEvent?: (e: ClientEvent) => void }>(options: T, logger: Logger): T {
+  return chainOnRetry(options, options.onEvent, logger);
+}
+
+/** Flow parameters whose `request.onRetry` also reports `api:retry` events on `onEvent`. */
+function withRequestRetryEvents<T extends { request?: Omit<RequestOptions, 'signal'>; onEvent?: (e: never) => void }>(params: T, logger: Logger): T {
+  const onEvent = params.onEvent as ((e: ClientEvent) => void) | undefined;
+  if (!onEvent) return params;
+  return { ...params, request: chainOnRetry(params.request, onEvent, logger) };
 }

@@ -5,7 +5,9 @@
  * is rebuilt from a fresh GET with only `isDagDeployEnabled` changed, then the deployment is read
  * again to confirm the change took.
  */
+import { emitterFor } from '../core/emitter.js';
 import { AstroDeployError, ErrorCodes } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import type { ClientEvent, DagDeployEvent } from './events.js';
 import type { DeploymentsResource } from './resources.js';
 import type { Deployment } from './schemas.js';
@@ -20,6 +22,7 @@ export interface SetDagDeployOptions extends RequestOptions {
    * CI/CD-enforced deployment with a non-API (user) token. @default false
    */
   force?: boolean;
+  /** Warnings, the outcome and API retries. Exceptions thrown here are ignored. */
   onEvent?: (event: ClientEvent) => void;
 }
 
@@ -65,15 +68,16 @@ function warningsFor(deployment: Deployment, enabled: boolean, claims: AstroToke
 
 /** Implementation of `AstroClient.setDagDeploy`; see there. */
 export async function setDagDeploy(
-  ctx: { deployments: DeploymentsResource; claims: AstroTokenClaims },
+  ctx: { deployments: DeploymentsResource; claims: AstroTokenClaims; logger?: Logger | undefined },
   deploymentId: string,
   enabled: boolean,
   options: SetDagDeployOptions,
 ): Promise<SetDagDeployResult> {
   const { onEvent, force, ...requestOptions } = options;
+  const emit = emitterFor<DagDeployEvent>(onEvent, ctx.logger);
   const current = await ctx.deployments.get(deploymentId, requestOptions);
   if (current.isDagDeployEnabled === enabled) {
-    onEvent?.({ type: 'dag-deploy:unchanged', deploymentId, enabled });
+    emit({ type: 'dag-deploy:unchanged', deploymentId, enabled });
     return { changed: false, deployment: current };
   }
   if (current.isCicdEnforced && !ctx.claims.isApiToken && !force) {
@@ -82,7 +86,7 @@ export async function setDagDeploy(
       `Deployment ${deploymentId} enforces CI/CD and this is not an API token: after the change its DAGs could only be deployed with an API token. Use an API token, or pass { force: true } to proceed.`,
     );
   }
-  for (const event of warningsFor(current, enabled, ctx.claims)) onEvent?.(event);
+  for (const event of warningsFor(current, enabled, ctx.claims)) emit(event);
 
   await ctx.deployments.update(deploymentId, buildUpdateBody(current, { isDagDeployEnabled: enabled }), requestOptions);
   const after = await ctx.deployments.get(deploymentId, requestOptions);
@@ -92,6 +96,6 @@ export async function setDagDeploy(
       `Astro accepted the update of deployment ${deploymentId}, but it still reports DAG deploys ${after.isDagDeployEnabled ? 'enabled' : 'disabled'}. Retry later or check the deployment in the Astro UI.`,
     );
   }
-  onEvent?.({ type: 'dag-deploy:updated', deploymentId, enabled });
+  emit({ type: 'dag-deploy:updated', deploymentId, enabled });
   return { changed: true, deployment: after };
 }

@@ -3,10 +3,13 @@
  * exactly-once finalize, the CI/CD enforcement check and the phase events.
  */
 import { createBundle, type BundleEvent, type BundleResult, type CreateBundleOptions, type IgnoreSyntax } from '../bundle/index.js';
+import type { Dispatcher } from 'undici';
 import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
-import { sleep } from '../core/abort.js';
-import { AstroDeployError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
-import { backoffDelay } from '../core/retry.js';
+import { AstroConfigError, AstroDeployError, AstroFinalizeUnknownError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
+import { failureOf, type Failure } from '../core/failure.js';
+import type { Logger } from '../core/logger.js';
+import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
+import { validateRetryOptions } from './options.js';
 import type { DeploymentOptionsResource, DeploymentsResource, DeploysResource, FinalizeDeployParams } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
@@ -24,6 +27,12 @@ export interface DeployContext {
   organizationId: string;
   /** The API token (the registry password on Astro). */
   token: string;
+  /** The client's dispatcher, handed to the flow's uploads and pushes (the flow's own options win). */
+  dispatcher: Dispatcher | undefined;
+  /** The client's logger: where ignored listener errors and retries are noted. */
+  logger: Logger;
+  /** The client's API retry settings (a flow's `request.retry` is merged over them). */
+  retry: RetryOptions;
 }
 
 /** Phase events shared by the deploy flows (module events are forwarded as they are). */
@@ -35,15 +44,15 @@ export type DeployPhaseEvent =
   | { type: 'deploy:finalized'; deployId: string; dagTarballVersion?: string; imageTag?: string }
   | { type: 'deploy:finalize-recovered'; deployId: string; reason: string };
 
-/** Wrap a listener so an exception thrown by caller code cannot break a deploy half-way. */
-export function safeEmitter<E>(onEvent: ((event: E) => void) | undefined): (event: E) => void {
-  return (event) => {
-    try {
-      onEvent?.(event);
-    } catch {
-      // Ignored on purpose: listeners are observers.
-    }
-  };
+/**
+ * `error` with the `deployId` of the deploy record the flow created (issue #15: every error raised
+ * after create names it, so the caller can look the record up). Kept when already set.
+ */
+export function withDeployId<E>(error: E, deployId: string): E {
+  if (error && typeof error === 'object' && !Object.isFrozen(error) && (error as { deployId?: unknown }).deployId === undefined) {
+    Object.defineProperty(error, 'deployId', { value: deployId, enumerable: true, configurable: true });
+  }
+  return error;
 }
 
 /**
@@ -76,25 +85,77 @@ export function checkCicd(deployment: Deployment, claims: AstroTokenClaims): voi
   }
 }
 
+/** Longest time the flows spend reading a deploy back after a finalize of unknown outcome. */
+export const DEFAULT_FINALIZE_CHECK_TIMEOUT_MS = 60_000;
+
+/** What a deploy record read back says of our finalize. */
+type FinalizeState = 'ours' | 'not-finalized' | 'other';
+
 /**
- * Whether the deploy record shows a finalize: a terminal status, our DAG version, or (for image
- * deploys, whose record carries no version) any change since the record was created.
+ * Read a deploy record: finalized with our DAG version (`ours`), still waiting for a finalize
+ * (`not-finalized`), or finalized with another version (`other`). Image deploys carry no version:
+ * any sign of a finalize since the record was created (a status past `INITIALIZED`, a newer
+ * `updatedAt`) is ours, as nothing else finalizes a deploy this flow created.
  */
-function finalizeTook(record: Deploy, created: Deploy, body: FinalizeDeployParams): boolean {
-  if (record.status === 'DEPLOYED' || record.status === 'FAILED') return true;
-  if (body.dagTarballVersion) return record.dagTarballVersion === body.dagTarballVersion;
-  return record.updatedAt !== undefined && record.updatedAt !== created.updatedAt;
+function finalizeState(record: Deploy, created: Deploy, body: FinalizeDeployParams): FinalizeState {
+  const version = body.dagTarballVersion || undefined;
+  const recordVersion = record.dagTarballVersion || undefined;
+  const terminal = record.status === 'DEPLOYED' || record.status === 'FAILED';
+  if (version !== undefined) {
+    if (recordVersion === version) return 'ours';
+    if (recordVersion !== undefined && recordVersion !== (created.dagTarballVersion || undefined)) return 'other';
+    return terminal ? 'ours' : 'not-finalized';
+  }
+  if (record.status !== undefined && record.status !== 'INITIALIZED') return 'ours';
+  return record.updatedAt !== undefined && record.updatedAt !== created.updatedAt ? 'ours' : 'not-finalized';
+}
+
+/** A finalize answered with a status that refuses it (4xx other than 408 and 429). */
+function isRefusal(failure: Failure | undefined): boolean {
+  return failure?.kind === 'status' && failure.status !== undefined && failure.status < 500 && failure.status !== 408 && failure.status !== 429;
+}
+
+/** A finalize that provably never reached Astro, or that Astro turned away before acting (429). */
+function neverActedOn(failure: Failure | undefined): boolean {
+  return failure?.kind === 'connect' || (failure?.kind === 'status' && failure.status === 429);
+}
+
+/** The finalize context of a flow; `checkTimeoutMs` is the flow's `finalizeCheckTimeoutMs`, validated. */
+export function finalizeContextOf(ctx: DeployContext, checkTimeoutMs: number | undefined): FinalizeContext {
+  if (checkTimeoutMs !== undefined && (typeof checkTimeoutMs !== 'number' || !(checkTimeoutMs >= 0) || !Number.isFinite(checkTimeoutMs))) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option finalizeCheckTimeoutMs must be a non-negative number of milliseconds; got ${String(checkTimeoutMs)}.`);
+  }
+  return { deploys: ctx.deploys, retry: ctx.retry, logger: ctx.logger, checkTimeoutMs: checkTimeoutMs ?? DEFAULT_FINALIZE_CHECK_TIMEOUT_MS };
+}
+
+/** What {@link finalizeOnce} needs besides the deploy. */
+export interface FinalizeContext {
+  deploys: DeploysResource;
+  /** The client's API retry settings. */
+  retry: RetryOptions;
+  logger: Logger | undefined;
+  /** Bound on reading the deploy back, in milliseconds. */
+  checkTimeoutMs: number;
 }
 
 /**
- * Finalize exactly once. An error that proves the call was refused (a 4xx) is final. One whose
- * outcome is unknown (reset, timeout, 5xx from a gateway) is resolved by reading the deploy
- * record: if it shows the finalize took, that is the answer; otherwise the call is sent again.
- * Fakes and real servers refuse a second finalize, so "sent again" only happens when the first
- * one provably did not land.
+ * Finalize exactly once, and never report a finalized deploy as failed.
+ *
+ * - An answer is final: success, or a refusal (4xx) of the first finalize sent.
+ * - When the outcome is unknown (reset, lost answer, timeout, 5xx or 408 from a gateway, a 2xx
+ *   whose body does not validate), the deploy is read back, with the kernel's backoff, until it
+ *   is read or `checkTimeoutMs` passes; a deploy finalized with our version is success.
+ * - Finalize is sent again only after the deploy was positively read as NOT finalized (within the
+ *   retry budget of the flow's `request.retry` over the client's `retry`).
+ * - A refusal of a finalize sent after one whose outcome was unknown is read back too: Astro
+ *   refuses a second finalize when the first one landed late; found finalized with our version,
+ *   it is success.
+ * - When the deploy cannot be read within the bound, {@link AstroFinalizeUnknownError}
+ *   (`ASTRO_FINALIZE_UNKNOWN`) names the deploy and version, so the caller checks it instead of
+ *   deploying again.
  */
 export async function finalizeOnce(
-  deploys: DeploysResource,
+  ctx: FinalizeContext,
   deploymentId: string,
   created: Deploy,
   body: FinalizeDeployParams,
@@ -102,24 +163,72 @@ export async function finalizeOnce(
   emit: (e: DeployPhaseEvent) => void,
 ): Promise<Deploy> {
   const deployId = created.id;
-  const maxAttempts = 4;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await deploys.finalize(deploymentId, deployId, body, options);
-    } catch (error) {
-      if (!isAstroError(error) || !error.retryable || attempt >= maxAttempts) throw error;
-      let record: Deploy | undefined;
+  const callRetry = validateRetryOptions('request.retry', options.retry);
+  // Re-sends are safe (each follows a read showing the deploy not finalized), so "idempotent".
+  const policy = retryPolicy(callRetry, { defaults: ctx.retry, idempotent: true });
+  /** Errors after which the deploy was read as not finalized: the only ones worth a re-send. */
+  const resendable = new WeakSet<object>();
+  /** Whether a finalize already sent may have been acted on without us seeing the answer. */
+  let unknownBefore = false;
+
+  return withRetries(
+    async () => {
       try {
-        record = await deploys.get(deploymentId, deployId, options);
-      } catch (readError) {
-        if (!isAstroError(readError) || !readError.retryable) throw readError;
+        return await ctx.deploys.finalize(deploymentId, deployId, body, options);
+      } catch (error) {
+        if (!isAstroError(error) || error.code === ErrorCodes.ABORTED || options.signal?.aborted) throw error;
+        const failure = failureOf(error);
+        const refused = isRefusal(failure);
+        const notActedOn = neverActedOn(failure);
+        // Astro's answer, and no earlier finalize in doubt: it stands.
+        if ((refused || notActedOn) && !unknownBefore) throw error;
+        if (!refused && !notActedOn) unknownBefore = true;
+        const record = await readBack(ctx, deploymentId, created, body, { ...options, retry: callRetry });
+        const state = finalizeState(record, created, body);
+        if (state === 'ours') {
+          emit({ type: 'deploy:finalize-recovered', deployId, reason: error.code });
+          return record;
+        }
+        // A real refusal, or a finalize that is not ours: nothing to recover.
+        if (state === 'other' || refused) throw error;
+        resendable.add(error);
+        throw error;
       }
-      if (record && finalizeTook(record, created, body)) {
-        emit({ type: 'deploy:finalize-recovered', deployId, reason: error.code });
-        return record;
-      }
-      await sleep(backoffDelay(attempt), options.signal);
-    }
+    },
+    {
+      policy,
+      signal: options.signal,
+      logger: ctx.logger,
+      classify: (error) => (error && typeof error === 'object' && resendable.has(error) ? (failureOf(error) ?? { kind: 'reset', mayHaveReachedServer: true }) : undefined),
+      onRetry: (info) => ctx.logger?.warn(`deploy ${deployId} is not finalized after a finalize of unknown outcome; sending finalize again in ${info.delayMs} ms`),
+    },
+  );
+}
+
+/**
+ * Read the deploy record, retrying every transient failure with the kernel's backoff until
+ * `ctx.checkTimeoutMs` has passed; then (or on a failure that will not pass, such as a 401)
+ * {@link AstroFinalizeUnknownError}.
+ */
+async function readBack(ctx: FinalizeContext, deploymentId: string, created: Deploy, body: FinalizeDeployParams, options: RequestOptions): Promise<Deploy> {
+  const deadline = performance.now() + ctx.checkTimeoutMs;
+  const policy = retryPolicy({ ...options.retry, maxRetries: Number.POSITIVE_INFINITY }, { defaults: ctx.retry, idempotent: true });
+  try {
+    return await withRetries(() => ctx.deploys.get(deploymentId, created.id, options), {
+      policy,
+      signal: options.signal,
+      logger: ctx.logger,
+      classify: (error) => (performance.now() < deadline ? failureOf(error) : undefined),
+    });
+  } catch (error) {
+    if (isAstroError(error, ErrorCodes.ABORTED)) throw error;
+    const version = body.dagTarballVersion || undefined;
+    const isImage = created.type === 'IMAGE_ONLY' || created.type === 'IMAGE_AND_DAG';
+    throw new AstroFinalizeUnknownError(
+      `Finalize of deploy ${created.id} (deployment ${deploymentId}${version ? `, DAG version ${version}` : ''}${isImage ? `, image tag ${created.imageTag}` : ''}) was sent, its answer was lost, and the deploy could not be read back within ${ctx.checkTimeoutMs} ms: it may or may not be finalized. Check it with client.deploys.get('${deploymentId}', '${created.id}') or in the Astro UI before deploying again.`,
+      { deploymentId, deployId: created.id, ...(version ? { dagTarballVersion: version } : {}), ...(isImage ? { imageTag: created.imageTag } : {}) },
+      { cause: error },
+    );
   }
 }
 
@@ -146,6 +255,7 @@ export function bundleDags(
  * an upload that does not match is never finalized.
  */
 export async function uploadBundle(
+  ctx: Pick<DeployContext, 'dispatcher' | 'logger'>,
   deploy: Deploy,
   bundle: BundleResult,
   options: Omit<UploadBlockBlobOptions, 'signal' | 'onEvent'> | undefined,
@@ -158,7 +268,14 @@ export async function uploadBundle(
       `Astro created deploy ${deploy.id} without a dagsUploadUrl, so DAG deploys are not available for deployment ${deploy.deploymentId}; it was not finalized. Check the deployment's DAG deploy setting.`,
     );
   }
-  const upload = await uploadBlockBlob(deploy.dagsUploadUrl, bundle.path!, { ...options, ...(signal ? { signal } : {}), onEvent: emit });
+  // The client's dispatcher and logger, unless the flow's upload options name their own.
+  const upload = await uploadBlockBlob(deploy.dagsUploadUrl, bundle.path!, {
+    ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
+    logger: ctx.logger,
+    ...options,
+    ...(signal ? { signal } : {}),
+    onEvent: emit,
+  });
   if (upload.bytes !== bundle.bytes || !upload.versionId) {
     throw new UploadError(
       ErrorCodes.UPLOAD_FAILED,

@@ -14,8 +14,20 @@
 import { ignoreSyntaxForRuntime, type BundleEvent, type BundleManifest } from '../bundle/index.js';
 import type { UploadBlockBlobOptions, UploadBlockBlobResult, UploadEvent } from '../upload/index.js';
 import { throwIfAborted } from '../core/abort.js';
+import { emitterFor } from '../core/emitter.js';
 import { AstroDeployError, ErrorCodes } from '../core/errors.js';
-import { bundleDags, checkCicd, finalizeOnce, safeEmitter, serialised, uploadBundle, type DeployBundleOptions, type DeployContext, type DeployPhaseEvent } from './deploy-common.js';
+import {
+  bundleDags,
+  checkCicd,
+  finalizeContextOf,
+  finalizeOnce,
+  serialised,
+  uploadBundle,
+  withDeployId,
+  type DeployBundleOptions,
+  type DeployContext,
+  type DeployPhaseEvent,
+} from './deploy-common.js';
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata } from './resources.js';
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
@@ -40,15 +52,26 @@ export interface DeployDagsParams extends DeployDagsBundleOptions {
    * Wait until the deployment runs this DAG version (see `waitForRollout`). `true` uses the
    * default wait options. @default false
    */
-  wait?: boolean | Omit<WaitForRolloutParams, 'deploymentId' | 'deployId' | 'expect' | 'signal' | 'onEvent'>;
-  /** Options of the upload (block size, concurrency, journal, dispatcher, ...). */
+  wait?: boolean | Omit<WaitForRolloutParams, 'deploymentId' | 'deployId' | 'expect' | 'signal' | 'onEvent' | 'request'>;
+  /**
+   * Options of the upload (block size, concurrency, journal, `retry`, ...). The client's
+   * `dispatcher` and `logger` are used unless given here; the client's `retry` is for API calls
+   * and does not apply to the upload (its own defaults do).
+   */
   upload?: Omit<UploadBlockBlobOptions, 'signal' | 'onEvent'>;
   /** Cancels the deploy; an abort after finalize leaves the deploy in place. */
   signal?: AbortSignal;
-  /** Typed events for every phase (bundle, upload, API retries, rollout). */
+  /** Typed events for every phase (bundle, upload, API retries, rollout). Exceptions thrown here are ignored. */
   onEvent?: (event: DeployDagsEvent) => void;
-  /** Per-call options for the API requests (timeoutMs, maxRetries). */
+  /** Per-call options of every API request of the flow, rollout polls included (`timeoutMs`, `retry`, `onRetry`). */
   request?: Omit<RequestOptions, 'signal'>;
+  /**
+   * When a finalize's answer is lost, the deploy is read back to learn whether it took; this
+   * bounds how long, in milliseconds. When it passes, the flow fails with
+   * `ASTRO_FINALIZE_UNKNOWN` (the deploy may be finalized: check it before deploying again).
+   * @default 60000
+   */
+  finalizeCheckTimeoutMs?: number;
 }
 
 /** Every event deployDags emits. */
@@ -87,7 +110,8 @@ function checkDagDeployable(deployment: Deployment, claims: AstroTokenClaims): v
 /** Implementation of `AstroClient.deployDags`; see there. */
 export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsResult> {
   const { deploymentId, signal } = params;
-  const emit = safeEmitter<DeployDagsEvent>(params.onEvent);
+  const emit = emitterFor<DeployDagsEvent>(params.onEvent, ctx.logger);
+  const finalizeContext = finalizeContextOf(ctx, params.finalizeCheckTimeoutMs);
   const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
   const key = `${ctx.organizationId}/${deploymentId}`;
 
@@ -108,38 +132,45 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
         requestOptions,
       );
       emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType: 'DAG_ONLY', imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
-      const upload = await uploadBundle(deploy, bundle, params.upload, signal, emit);
+      try {
+        const upload = await uploadBundle(ctx, deploy, bundle, params.upload, signal, emit);
 
-      throwIfAborted(signal);
-      const finalized = await finalizeOnce(ctx.deploys, deploymentId, deploy, { dagTarballVersion: upload.versionId }, requestOptions, emit);
-      emit({ type: 'deploy:finalized', deployId: deploy.id, dagTarballVersion: upload.versionId });
+        throwIfAborted(signal);
+        const finalized = await finalizeOnce(finalizeContext, deploymentId, deploy, { dagTarballVersion: upload.versionId }, requestOptions, emit);
+        emit({ type: 'deploy:finalized', deployId: deploy.id, dagTarballVersion: upload.versionId });
 
-      const result: DeployDagsResult = {
-        deployId: deploy.id,
-        // The upload SAS grants write access to the DAG blob: never hand it back (issue #15).
-        deploy: redactDeploySas(finalized),
-        dagTarballVersion: upload.versionId,
-        bundle: {
-          bytes: bundle.bytes,
-          sha256: bundle.sha256,
-          fingerprint: bundle.manifest.fingerprint,
-          files: bundle.manifest.totals.files,
-          excluded: bundle.manifest.totals.excluded,
-          manifest: bundle.manifest,
-        },
-        upload,
-      };
-      if (params.wait) {
-        result.rollout = redactRolloutSas(await waitForRollout(ctx, {
-          ...(typeof params.wait === 'object' ? params.wait : {}),
-          deploymentId,
+        const result: DeployDagsResult = {
           deployId: deploy.id,
-          expect: { dagTarballVersion: upload.versionId },
-          ...(signal ? { signal } : {}),
-          onEvent: emit,
-        }));
+          // The upload SAS grants write access to the DAG blob: never hand it back (issue #15).
+          deploy: redactDeploySas(finalized),
+          dagTarballVersion: upload.versionId,
+          bundle: {
+            bytes: bundle.bytes,
+            sha256: bundle.sha256,
+            fingerprint: bundle.manifest.fingerprint,
+            files: bundle.manifest.totals.files,
+            excluded: bundle.manifest.totals.excluded,
+            manifest: bundle.manifest,
+          },
+          upload,
+        };
+        if (params.wait) {
+          result.rollout = redactRolloutSas(await waitForRollout(ctx, {
+            ...(typeof params.wait === 'object' ? params.wait : {}),
+            deploymentId,
+            deployId: deploy.id,
+            expect: { dagTarballVersion: upload.versionId },
+            ...(signal ? { signal } : {}),
+            // The flow's request options (timeoutMs, retry, onRetry) apply to the polls too.
+            ...(params.request ? { request: params.request } : {}),
+            onEvent: emit,
+          }));
+        }
+        return result;
+      } catch (error) {
+        // Every error after create names the deploy left behind (issue #15).
+        throw withDeployId(error, deploy.id);
       }
-      return result;
     } finally {
       await bundle.cleanup();
     }

@@ -26,8 +26,19 @@ import {
 } from '../image/index.js';
 import type { UploadBlockBlobResult, UploadEvent } from '../upload/index.js';
 import { throwIfAborted } from '../core/abort.js';
+import { emitterFor } from '../core/emitter.js';
 import { AstroDeployError, ErrorCodes, ImageError } from '../core/errors.js';
-import { bundleDags, checkCicd, finalizeOnce, safeEmitter, serialised, uploadBundle, type DeployContext, type DeployPhaseEvent } from './deploy-common.js';
+import {
+  bundleDags,
+  checkCicd,
+  finalizeContextOf,
+  finalizeOnce,
+  serialised,
+  uploadBundle,
+  withDeployId,
+  type DeployContext,
+  type DeployPhaseEvent,
+} from './deploy-common.js';
 import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js';
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
@@ -67,15 +78,22 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
   allowAirflow3Upgrade?: boolean;
   /** Engine API client for daemon images and the parse check. @default one for DOCKER_HOST */
   docker?: Dockerode;
-  /** Push options (method `native` or `daemon`, chunk size, concurrency, ...). */
+  /**
+   * Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). The client's
+   * `dispatcher` carries the registry traffic unless one is given here.
+   */
   push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
-  /** Options of the DAG bundle upload. */
+  /** Options of the DAG bundle upload (the client's `dispatcher` and `logger` unless given here). */
   upload?: DeployDagsParams['upload'];
   /** Wait until the deployment runs this image (and DAG version). @default false */
   wait?: DeployDagsParams['wait'];
   signal?: AbortSignal;
+  /** Typed events for every phase. Exceptions thrown here are ignored. */
   onEvent?: (event: DeployImageEvent) => void;
+  /** Per-call options of every API request of the flow, rollout polls included (`timeoutMs`, `retry`, `onRetry`). */
   request?: Omit<RequestOptions, 'signal'>;
+  /** See {@link DeployDagsParams.finalizeCheckTimeoutMs}. @default 60000 */
+  finalizeCheckTimeoutMs?: number;
 }
 
 /** Oldest Astro Runtime whose images carry the DAG integrity test (the CLI skips the check below it). */
@@ -113,7 +131,8 @@ export interface DeployImageResult {
 /** Implementation of `AstroClient.deployImage`; see there. */
 export async function deployImage(ctx: DeployContext, params: DeployImageParams): Promise<DeployImageResult> {
   const { deploymentId, signal } = params;
-  const emit = safeEmitter<DeployImageEvent>(params.onEvent);
+  const emit = emitterFor<DeployImageEvent>(params.onEvent, ctx.logger);
+  const finalizeContext = finalizeContextOf(ctx, params.finalizeCheckTimeoutMs);
   const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
 
   return serialised(`${ctx.organizationId}/${deploymentId}`, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
@@ -200,60 +219,68 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
           requestOptions,
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+        try {
+          const push = await pushImage(
+            source,
+            { repository: deploy.imageRepository, tag: deploy.imageTag },
+            {
+              // The client's dispatcher, unless the flow's push options name their own.
+              ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
+              ...params.push,
+              // On Astro the registry user is `cli` and the password the API token.
+              auth: { username: 'cli', password: ctx.token },
+              ...(params.docker ? { docker: params.docker } : {}),
+              ...(signal ? { signal } : {}),
+              onEvent: emit,
+            },
+          );
+          // The image is read: remove the archive's temp copy now, not after the rollout wait.
+          await opened?.close();
 
-        const push = await pushImage(
-          source,
-          { repository: deploy.imageRepository, tag: deploy.imageTag },
-          {
-            ...params.push,
-            // On Astro the registry user is `cli` and the password the API token.
-            auth: { username: 'cli', password: ctx.token },
-            ...(params.docker ? { docker: params.docker } : {}),
-            ...(signal ? { signal } : {}),
-            onEvent: emit,
-          },
-        );
-        // The image is read: remove the archive's temp copy now, not after the rollout wait.
-        await opened?.close();
+          let upload: UploadBlockBlobResult | undefined;
+          if (bundle) {
+            upload = await uploadBundle(ctx, deploy, bundle, params.upload, signal, emit);
+          }
 
-        let upload: UploadBlockBlobResult | undefined;
-        if (bundle) {
-          upload = await uploadBundle(deploy, bundle, params.upload, signal, emit);
-        }
+          // The finalize body the CLI sends: the DAG version when DAG deploys are on ('' when this
+          // deploy carries no DAGs), nothing when they are off.
+          const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
+          throwIfAborted(signal);
+          const finalized = await finalizeOnce(finalizeContext, deploymentId, deploy, body, requestOptions, emit);
+          emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
 
-        // The finalize body the CLI sends: the DAG version when DAG deploys are on ('' when this
-        // deploy carries no DAGs), nothing when they are off.
-        const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
-        throwIfAborted(signal);
-        const finalized = await finalizeOnce(ctx.deploys, deploymentId, deploy, body, requestOptions, emit);
-        emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
-
-        const result: DeployImageResult = {
-          deployId: deploy.id,
-          deployType,
-          // The upload SAS grants write access to the DAG blob: never hand it back (issue #15).
-          deploy: redactDeploySas(finalized),
-          image,
-          push,
-          reference: `${deploy.imageRepository}:${deploy.imageTag}`,
-          ...(parseCheck ? { parseCheck } : {}),
-        };
-        if (upload && bundle) {
-          result.dagTarballVersion = upload.versionId;
-          result.upload = upload;
-          result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
-        }
-        if (params.wait) {
-          result.rollout = redactRolloutSas(await waitForRollout(ctx, {
-            ...(typeof params.wait === 'object' ? params.wait : {}),
-            deploymentId,
+          const result: DeployImageResult = {
             deployId: deploy.id,
-            expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) },
-            ...(signal ? { signal } : {}),
-            onEvent: emit,
-          }));
+            deployType,
+            // The upload SAS grants write access to the DAG blob: never hand it back (issue #15).
+            deploy: redactDeploySas(finalized),
+            image,
+            push,
+            reference: `${deploy.imageRepository}:${deploy.imageTag}`,
+            ...(parseCheck ? { parseCheck } : {}),
+          };
+          if (upload && bundle) {
+            result.dagTarballVersion = upload.versionId;
+            result.upload = upload;
+            result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
+          }
+          if (params.wait) {
+            result.rollout = redactRolloutSas(await waitForRollout(ctx, {
+              ...(typeof params.wait === 'object' ? params.wait : {}),
+              deploymentId,
+              deployId: deploy.id,
+              expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) },
+              ...(signal ? { signal } : {}),
+              // The flow's request options (timeoutMs, retry, onRetry) apply to the polls too.
+              ...(params.request ? { request: params.request } : {}),
+              onEvent: emit,
+            }));
+          }
+          return result;
+        } catch (error) {
+          // Every error after create names the deploy left behind (issue #15).
+          throw withDeployId(error, deploy.id);
         }
-        return result;
       } finally {
         await bundle?.cleanup();
       }

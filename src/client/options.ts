@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import { AstroConfigError, ErrorCodes } from '../core/errors.js';
 import { levelledLogger, type Logger, type LogLevel } from '../core/logger.js';
 import { registerSecret } from '../core/redact.js';
+import type { RetryOptions } from '../core/retry.js';
 import { assertSecureUrl } from '../core/url-safety.js';
 import { readTokenClaims, type AstroTokenClaims } from './token.js';
 
@@ -30,14 +31,27 @@ export interface ClientOptions {
    */
   baseUrl?: string;
   /**
-   * undici dispatcher for every API call (proxies, custom TLS, MockAgent).
-   * @default undici's global dispatcher, so `setGlobalDispatcher` and test interceptors apply
+   * undici dispatcher for every request of the client: API calls, and the uploads and registry
+   * pushes of the deploy flows it starts (proxies, custom TLS, MockAgent).
+   * @default with `HTTPS_PROXY`/`HTTP_PROXY` set, an `EnvHttpProxyAgent` that honours them and
+   * `NO_PROXY`; else undici's global dispatcher, so `setGlobalDispatcher` and test interceptors apply
    */
   dispatcher?: Dispatcher;
   /** Per-try time limit of an API call, in milliseconds. @default 30000 */
   timeoutMs?: number;
-  /** Retries after the first try for retryable failures (408, 429, 5xx, connection errors). @default 2 */
-  maxRetries?: number;
+  /**
+   * How failed API calls are retried (the SDK's one retry vocabulary; uploads and pushes take the
+   * same names with their own defaults). Retried: 408, 429, 5xx except 501/505, timeouts and
+   * connection errors, for calls that are safe to repeat; a call with side effects (create,
+   * finalize) only when it provably never reached Astro, or was refused with 429.
+   * - `maxRetries`: retries after the first try. @default 2
+   * - `initialDelayMs`: backoff before the first retry (doubling, with equal jitter). @default 500
+   * - `maxDelayMs`: cap of the backoff. @default 8000
+   * - `maxRetryAfterMs`: longest `Retry-After` honoured. @default 60000
+   *
+   * The first retry after a connection reset goes at once (within 100 ms).
+   */
+  retry?: RetryOptions;
   /** Where log lines go. The SDK never writes to the console itself. @default no logging */
   logger?: Logger;
   /** Least severe level passed to `logger`. @default process.env.ASTRO_SDK_LOG, else 'warn' */
@@ -63,7 +77,8 @@ export interface ResolvedClientOptions {
   baseUrl: string;
   dispatcher: Dispatcher | undefined;
   timeoutMs: number;
-  maxRetries: number;
+  /** The client's API retry settings, every field set. */
+  retry: Required<RetryOptions>;
   logger: Logger;
   userAgent: string | undefined;
 }
@@ -76,6 +91,35 @@ function positiveNumber(name: string, value: number | undefined, fallback: numbe
     throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option ${name} must be a ${allowZero ? 'non-negative' : 'positive'} number; got ${value}.`);
   }
   return value;
+}
+
+/** The API's retry defaults (see {@link ClientOptions.retry}). */
+export const API_RETRY_DEFAULTS: Required<RetryOptions> = { maxRetries: 2, initialDelayMs: 500, maxDelayMs: 8000, maxRetryAfterMs: 60_000 };
+
+const RETRY_KEYS = ['maxRetries', 'initialDelayMs', 'maxDelayMs', 'maxRetryAfterMs'] as const;
+
+/**
+ * Check a caller's {@link RetryOptions} (`name` says where it was given) and return it without
+ * unset fields. Throws `ASTRO_CONFIG_INVALID_OPTION` for unknown keys and values that are not
+ * non-negative numbers.
+ */
+export function validateRetryOptions(name: string, value: RetryOptions | undefined): RetryOptions {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option ${name} must be an object like { maxRetries, initialDelayMs, maxDelayMs, maxRetryAfterMs }.`);
+  }
+  const out: RetryOptions = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (!(RETRY_KEYS as readonly string[]).includes(key)) {
+      throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Unknown option ${name}.${key}; expected one of ${RETRY_KEYS.join(', ')}.`);
+    }
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || Number.isNaN(v) || v < 0 || (key !== 'maxRetries' && !Number.isFinite(v))) {
+      throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option ${name}.${key} must be a non-negative number; got ${String(v)}.`);
+    }
+    out[key as (typeof RETRY_KEYS)[number]] = key === 'maxRetries' ? Math.floor(v) : v;
+  }
+  return out;
 }
 
 /** Apply defaults and validate. Throws {@link AstroConfigError} on bad input. */
@@ -116,6 +160,9 @@ export function resolveClientOptions(options: ClientOptions = {}, env: NodeJS.Pr
         `${message} Every call carries the API token. For an internal gateway you trust, pass allowInsecureHttp: true.`,
       ),
   );
+  if ('maxRetries' in options) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, 'Option maxRetries is now retry: { maxRetries }.');
+  }
   const envLevel = env.ASTRO_SDK_LOG as LogLevel | undefined;
   const logLevel = options.logLevel ?? (envLevel && LEVELS.includes(envLevel) ? envLevel : 'warn');
   if (!LEVELS.includes(logLevel)) {
@@ -128,7 +175,7 @@ export function resolveClientOptions(options: ClientOptions = {}, env: NodeJS.Pr
     baseUrl,
     dispatcher: options.dispatcher,
     timeoutMs: positiveNumber('timeoutMs', options.timeoutMs, 30_000),
-    maxRetries: Math.floor(positiveNumber('maxRetries', options.maxRetries, 2, true)),
+    retry: { ...API_RETRY_DEFAULTS, ...validateRetryOptions('retry', options.retry) },
     logger: levelledLogger(options.logger, logLevel),
     userAgent: options.userAgent,
   };

@@ -19,16 +19,39 @@ import {
 import { pathSegment } from './path.js';
 import type { ApiTransport, RequestOptions } from './transport.js';
 
+declare const API_HANDLE: unique symbol;
+
+/**
+ * What `AstroClient` hands its resources: opaque outside the SDK. Resources are reached through a
+ * client (`client.deployments`, ...), never constructed by callers.
+ */
+export interface ApiHandle {
+  readonly [API_HANDLE]: true;
+}
+
+/** The handle of `transport`, for `AstroClient` (internal). */
+export function apiHandle(transport: ApiTransport): ApiHandle {
+  return transport as unknown as ApiHandle;
+}
+
+/** Each resource's transport, kept out of its type and of what inspection shows. */
+const transports = new WeakMap<Resource, ApiTransport>();
+
+function transportOf(resource: Resource): ApiTransport {
+  return transports.get(resource)!;
+}
+
 /**
  * Base of the resource classes. What `util.inspect` and `JSON.stringify` show of a resource is its
  * organization, never the transport (whose configuration belongs to the client).
- * @internal Exported for the resource classes' declarations; not a stable API.
  */
 export abstract class Resource {
   constructor(
-    protected readonly transport: ApiTransport,
+    api: ApiHandle,
     protected readonly organizationId: string,
-  ) {}
+  ) {
+    transports.set(this, api as unknown as ApiTransport);
+  }
 
   toJSON(): Record<string, unknown> {
     return { organizationId: this.organizationId };
@@ -94,7 +117,7 @@ export class DeploymentsResource extends Resource {
 
   /** `GET /organizations/{org}/deployments/{id}`. */
   async get(deploymentId: string, options?: RequestOptions): Promise<Deployment> {
-    return this.transport.send(
+    return transportOf(this).send(
       { method: 'GET', path: `${this.base()}/${pathSegment('deploymentId', deploymentId)}`, schema: deploymentSchema, retry: 'idempotent' },
       options,
     );
@@ -102,7 +125,7 @@ export class DeploymentsResource extends Resource {
 
   /** One page of `GET /organizations/{org}/deployments`. */
   async list(params: PageParams & { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<DeploymentList> {
-    return this.transport.send(
+    return transportOf(this).send(
       {
         method: 'GET',
         path: this.base(),
@@ -136,7 +159,7 @@ export class DeploymentsResource extends Resource {
    * `AstroClient.setDagDeploy`, which builds the body from the current deployment.
    */
   async update(deploymentId: string, body: Record<string, unknown>, options?: RequestOptions): Promise<Deployment> {
-    return this.transport.send(
+    return transportOf(this).send(
       {
         method: 'POST',
         path: `${this.base()}/${pathSegment('deploymentId', deploymentId)}`,
@@ -154,7 +177,7 @@ export class DeploymentsResource extends Resource {
 export class DeploymentOptionsResource extends Resource {
   /** Runtime releases and other options available to the organization. */
   async get(options?: RequestOptions): Promise<DeploymentOptions> {
-    return this.transport.send(
+    return transportOf(this).send(
       {
         method: 'GET',
         path: `/organizations/${pathSegment('organizationId', this.organizationId)}/deployment-options`,
@@ -182,7 +205,7 @@ export class DeploysResource extends Resource {
     if (params.git) body.git = params.git;
     if (params.bundleMountPath !== undefined) body.bundleMountPath = params.bundleMountPath;
     if (params.bundleType !== undefined) body.bundleType = params.bundleType;
-    return this.transport.send(
+    return transportOf(this).send(
       { method: 'POST', path, body, schema: deploySchema, retry: 'once' },
       options,
     );
@@ -190,7 +213,7 @@ export class DeploysResource extends Resource {
 
   /** `GET …/deploys/{deployId}`. */
   async get(deploymentId: string, deployId: string, options?: RequestOptions): Promise<Deploy> {
-    return this.transport.send(
+    return transportOf(this).send(
       { method: 'GET', path: `${this.base(deploymentId)}/${pathSegment('deployId', deployId)}`, schema: deploySchema, retry: 'idempotent' },
       options,
     );
@@ -198,7 +221,7 @@ export class DeploysResource extends Resource {
 
   /** One page of `GET …/deploys`. */
   async list(deploymentId: string, params: PageParams = {}, options?: RequestOptions): Promise<DeployList> {
-    return this.transport.send(
+    return transportOf(this).send(
       {
         method: 'GET',
         path: this.base(deploymentId),
@@ -219,7 +242,7 @@ export class DeploysResource extends Resource {
     const body: Record<string, unknown> = {};
     if (params.dagTarballVersion !== undefined) body.dagTarballVersion = params.dagTarballVersion;
     if (params.bundleTarballVersion !== undefined) body.bundleTarballVersion = params.bundleTarballVersion;
-    return this.transport.send(
+    return transportOf(this).send(
       { method: 'POST', path, body, schema: deploySchema, retry: 'once' },
       options,
     );

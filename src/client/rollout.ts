@@ -7,10 +7,14 @@
  * reports the version we finalized (and the deploy record says DEPLOYED, where it says anything).
  */
 import { sleep, throwIfAborted } from '../core/abort.js';
+import { emitterFor } from '../core/emitter.js';
 import { AstroRolloutError, ErrorCodes, isAstroError, type RolloutSnapshot } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { backoffDelay } from '../core/retry.js';
 import type { ClientEvent, RolloutEvent } from './events.js';
 import type { DeploymentsResource, DeploysResource } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
+import type { RequestOptions } from './transport.js';
 
 /** What must be true of the deployment for the rollout to count as applied. */
 export interface RolloutExpectation {
@@ -32,12 +36,18 @@ export interface WaitForRolloutParams {
   expect?: RolloutExpectation;
   /** Give up after this long, in milliseconds. @default 600000 (10 minutes) */
   timeoutMs?: number;
-  /** First delay between polls, in milliseconds; later delays grow by 1.5x up to `maxPollIntervalMs`. @default 2000 */
+  /**
+   * First delay between polls, in milliseconds; later delays double up to `maxPollIntervalMs`.
+   * Each delay is jittered by the SDK's backoff (between half and all of it). @default 2000
+   */
   pollIntervalMs?: number;
   /** Longest delay between polls, in milliseconds. @default 15000 */
   maxPollIntervalMs?: number;
   signal?: AbortSignal;
+  /** Typed events of the wait (polls, changes, poll errors, API retries). Exceptions thrown here are ignored. */
   onEvent?: (event: ClientEvent) => void;
+  /** Per-call options of the polls (`timeoutMs`, `retry`, `onRetry`); `signal` above cancels them. */
+  request?: Omit<RequestOptions, 'signal'>;
 }
 
 /** What waitForRollout resolves with. */
@@ -86,33 +96,29 @@ function expectationFromDeploy(deploy: Deploy): RolloutExpectation {
   return expect;
 }
 
-/** Poll delay with ±20 % jitter, clipped to what is left of the deadline. */
-function nextDelay(base: number, remainingMs: number): number {
-  const jittered = base * (0.8 + Math.random() * 0.4);
-  return Math.max(0, Math.min(jittered, remainingMs));
-}
-
 /** Implementation of `AstroClient.waitForRollout`; see there. */
 export async function waitForRollout(
-  api: { deployments: DeploymentsResource; deploys: DeploysResource },
+  api: { deployments: DeploymentsResource; deploys: DeploysResource; logger?: Logger | undefined },
   params: WaitForRolloutParams,
 ): Promise<RolloutResult> {
   const timeoutMs = params.timeoutMs ?? 600_000;
-  const maxInterval = params.maxPollIntervalMs ?? 15_000;
-  let interval = params.pollIntervalMs ?? 2_000;
+  // The delays between polls: the kernel's backoff (doubling, equal jitter) over these bounds.
+  const pollBackoff = { initialDelayMs: params.pollIntervalMs ?? 2_000, maxDelayMs: params.maxPollIntervalMs ?? 15_000 };
   const started = performance.now();
-  const emit = (event: RolloutEvent) => params.onEvent?.(event);
+  const emit = emitterFor<RolloutEvent>(params.onEvent, api.logger);
   const { signal } = params;
+  const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
   let expect = params.expect;
   let last: RolloutSnapshot = { polls: 0, elapsedMs: 0 };
   let polls = 0;
+  let waits = 0;
 
   for (;;) {
     throwIfAborted(signal);
     const elapsed = () => Math.round(performance.now() - started);
     try {
-      const deploy = params.deployId ? await api.deploys.get(params.deploymentId, params.deployId, { signal }) : undefined;
-      const deployment = await api.deployments.get(params.deploymentId, { signal });
+      const deploy = params.deployId ? await api.deploys.get(params.deploymentId, params.deployId, requestOptions) : undefined;
+      const deployment = await api.deployments.get(params.deploymentId, requestOptions);
       polls += 1;
       if (!expect) expect = deploy ? expectationFromDeploy(deploy) : {};
       const snapshot = snapshotOf(deployment, deploy, polls, elapsed());
@@ -152,7 +158,7 @@ export async function waitForRollout(
         { ...last, elapsedMs: Math.round(performance.now() - started) },
       );
     }
-    await sleep(nextDelay(interval, remaining), signal);
-    interval = Math.min(maxInterval, interval * 1.5);
+    // Clipped to what is left of the deadline.
+    await sleep(Math.min(backoffDelay(++waits, pollBackoff), remaining), signal);
   }
 }

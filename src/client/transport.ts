@@ -5,6 +5,8 @@
 import { request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { linkSignals, throwIfAborted, toAbortError } from '../core/abort.js';
+import { resolveDispatcher } from '../core/dispatcher.js';
+import { safeCall } from '../core/emitter.js';
 import {
   AstroApiError,
   AstroConnectionError,
@@ -14,9 +16,11 @@ import {
   isAstroError,
   type AstroErrorCode,
 } from '../core/errors.js';
+import { isTransientStatus, statusFailure, transportFailure, withFailure } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
 import { redact } from '../core/redact.js';
-import { parseRetryAfter, withRetries, type RetryInfo } from '../core/retry.js';
+import { retryPolicy, withRetries, type RetryInfo, type RetryOptions } from '../core/retry.js';
+import { validateRetryOptions } from './options.js';
 import { apiErrorBodySchema } from './schemas.js';
 import { SDK_VERSION } from '../version.js';
 
@@ -26,9 +30,12 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Per-try time limit in milliseconds (overrides the client's `timeoutMs`). */
   timeoutMs?: number;
-  /** Retries after the first try (overrides the client's `maxRetries`). */
-  maxRetries?: number;
-  /** Called before each retry with the attempt number, the delay and the (redacted) error. */
+  /** How this call is retried: each field set here overrides the client's `retry` setting. */
+  retry?: RetryOptions;
+  /**
+   * Called before each retry with the attempt number, the delay and the (redacted) error. An
+   * exception thrown here is ignored.
+   */
   onRetry?: (info: RetryInfo & { method: string; path: string }) => void;
 }
 
@@ -49,7 +56,8 @@ export interface TransportConfig {
   token: string;
   dispatcher: Dispatcher | undefined;
   timeoutMs: number;
-  maxRetries: number;
+  /** The client's retry settings; a call's `retry` is merged over them. */
+  retry: RetryOptions;
   logger: Logger;
   userAgent: string | undefined;
 }
@@ -68,9 +76,6 @@ export interface ApiCall<S extends z.ZodType> {
 }
 
 const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', ia32: '386', arm: 'arm' };
-
-/** Error codes that show the request never reached the server (safe to retry anything). */
-const PRE_CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** Hints appended to API error messages: what the caller should do next. */
 const STATUS_HINTS: Partial<Record<AstroErrorCode, string>> = {
@@ -97,10 +102,6 @@ function codeForStatus(status: number): AstroErrorCode {
   if (status === 429) return ErrorCodes.API_RATE_LIMITED;
   if (status >= 500) return ErrorCodes.API_SERVER_ERROR;
   return ErrorCodes.API_ERROR;
-}
-
-function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500;
 }
 
 function buildUrl(baseUrl: string, path: string, query: ApiCall<z.ZodType>['query']): string {
@@ -145,33 +146,29 @@ export class ApiTransport {
     };
   }
 
-  /** Perform `call` with retries; resolves with the validated response body. */
+  /**
+   * Perform `call` with retries; resolves with the validated response body. The kernel's policy
+   * decides (core/retry.ts): the call's `retry` options over the client's, and whether the call
+   * may be repeated once it may have reached Astro (`call.retry`).
+   */
   async send<S extends z.ZodType>(call: ApiCall<S>, options: RequestOptions = {}): Promise<z.output<S>> {
-    const maxRetries = options.maxRetries ?? this.config.maxRetries;
-    return withRetries((attempt) => this.tryOnce(call, options, attempt), {
-      maxRetries,
+    const policy = retryPolicy(validateRetryOptions('request.retry', options.retry), {
+      defaults: this.config.retry,
+      idempotent: call.retry === 'idempotent',
+    });
+    const { logger } = this.config;
+    return withRetries((attempt) => this.tryOnce(call, options, attempt.number), {
+      policy,
       signal: options.signal,
-      isRetryable: (error) => this.mayRetry(call.retry, error),
+      logger,
       onRetry: (info) => {
-        this.config.logger.warn(`retrying ${call.method} ${call.path} in ${info.delayMs} ms`, {
+        logger.warn(`retrying ${call.method} ${call.path} in ${info.delayMs} ms`, {
           attempt: info.attempt,
           error: isAstroError(info.error) ? info.error.code : String(info.error),
         });
-        options.onRetry?.({ ...info, method: call.method, path: call.path });
+        safeCall(options.onRetry, logger, { ...info, method: call.method, path: call.path });
       },
     });
-  }
-
-  private mayRetry(mode: RetryMode, error: unknown): boolean {
-    if (!isAstroError(error)) return false;
-    if (mode === 'idempotent') return error.retryable;
-    // A call with side effects: only when the server cannot have acted on it.
-    if (error instanceof AstroApiError) return error.status === 429;
-    if (error instanceof AstroConnectionError) {
-      const causeCode = (error.cause as { code?: string } | undefined)?.code;
-      return causeCode !== undefined && PRE_CONNECT_CODES.has(causeCode);
-    }
-    return false;
   }
 
   private async tryOnce<S extends z.ZodType>(call: ApiCall<S>, options: RequestOptions, attempt: number): Promise<z.output<S>> {
@@ -192,26 +189,31 @@ export class ApiTransport {
         headers: this.headers(body !== undefined),
         body,
         signal: linked.signal,
-        dispatcher: this.config.dispatcher,
+        // The client's dispatcher, else a proxy agent when HTTP(S)_PROXY is set, else the global one.
+        dispatcher: resolveDispatcher(this.config.dispatcher),
       });
       status = res.statusCode;
       headers = res.headers;
       text = await res.body.text();
     } catch (error) {
       if (options.signal?.aborted) throw toAbortError(options.signal);
+      const failure = transportFailure(error, { timedOut: timeout.signal.aborted });
       if (timeout.signal.aborted) {
-        throw new AstroTimeoutError(
-          `${call.method} ${call.path} did not answer within ${timeoutMs} ms. Raise timeoutMs or check the network.`,
-          timeoutMs,
+        throw withFailure(
+          new AstroTimeoutError(`${call.method} ${call.path} did not answer within ${timeoutMs} ms. Raise timeoutMs or check the network.`, timeoutMs),
+          failure,
         );
       }
-      const code = (error as { code?: string }).code;
-      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-        throw new AstroTimeoutError(`${call.method} ${call.path} timed out (${code}).`, timeoutMs, { cause: error });
+      if (failure.kind === 'timeout') {
+        throw withFailure(new AstroTimeoutError(`${call.method} ${call.path} timed out (${failure.code ?? 'timeout'}).`, timeoutMs, { cause: error }), failure);
       }
-      throw new AstroConnectionError(
-        `Could not reach the Astro API for ${call.method} ${call.path}: ${(error as Error).message}. Check the network and baseUrl.`,
-        { cause: error },
+      throw withFailure(
+        new AstroConnectionError(
+          `Could not reach the Astro API for ${call.method} ${call.path}: ${(error as Error).message}. Check the network and baseUrl.`,
+          { cause: error },
+        ),
+        // No answer for another reason: treated as a dropped connection (idempotent calls retry it).
+        failure.kind === 'other' ? { ...failure, kind: 'reset' } : failure,
       );
     } finally {
       clearTimeout(timer);
@@ -270,15 +272,12 @@ export class ApiTransport {
     }
     const code = codeForStatus(status);
     // `retry-after-ms` (milliseconds, used by some gateways) wins over the standard header.
-    const retryAfterMsHeader = Number(headers['retry-after-ms']);
-    const retryAfterMs =
-      Number.isFinite(retryAfterMsHeader) && retryAfterMsHeader >= 0 && headers['retry-after-ms'] !== undefined
-        ? retryAfterMsHeader
-        : parseRetryAfter(headers['retry-after']);
+    const failure = statusFailure(status, headers);
+    const { retryAfterMs } = failure;
     const reason = apiMessage ? `: ${apiMessage}` : '';
     const hint = status === 431 ? ` ${HEADERS_TOO_LARGE_HINT}` : STATUS_HINTS[code] ? ` ${STATUS_HINTS[code]}` : '';
     const rid = requestId ? ` (requestId ${requestId})` : '';
-    return new AstroApiError(
+    const error = new AstroApiError(
       code,
       `${call.method} ${call.path} failed with HTTP ${status}${reason}${rid}.${hint}`,
       {
@@ -290,7 +289,8 @@ export class ApiTransport {
         ...(fieldErrors ? { fieldErrors } : {}),
         ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       },
-      { retryable: isRetryableStatus(status) },
+      { retryable: isTransientStatus(status) },
     );
+    return withFailure(error, failure);
   }
 }

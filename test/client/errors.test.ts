@@ -102,7 +102,7 @@ describe('API error mapping (real HTTP against the fake)', () => {
   });
 
   it('maps 5xx to a retryable server error after retries are spent', async () => {
-    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { maxRetries: 1 });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { retry: { maxRetries: 1 } });
     astro.fail({ route: 'deployments.get', times: Infinity, action: { kind: 'status', status: 502, body: 'bad gateway' } });
     const err = (await caught(client.deployments.get('cldep1'))) as AstroApiError;
     expect(err.code).toBe('ASTRO_API_SERVER_ERROR');
@@ -132,14 +132,14 @@ describe('API error mapping (real HTTP against the fake)', () => {
 
   it('maps a refused connection to ASTRO_CONNECTION', async () => {
     const token = new TestTokenMinter('clorg1').mint();
-    const client = new AstroClient({ baseUrl: 'http://127.0.0.1:1/v1', token, maxRetries: 0 });
+    const client = new AstroClient({ baseUrl: 'http://127.0.0.1:1/v1', token, retry: { maxRetries: 0 } });
     const err = await caught(client.deployments.get('cldep1'));
     expect(err.code).toBe('ASTRO_CONNECTION');
     expect(err.retryable).toBe(true);
   });
 
   it('maps a stalled server to ASTRO_TIMEOUT after timeoutMs', async () => {
-    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { timeoutMs: 200, maxRetries: 0 });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { timeoutMs: 200, retry: { maxRetries: 0 } });
     astro.fail({ route: 'deployments.get', action: { kind: 'stall' } });
     const started = Date.now();
     const err = await caught(client.deployments.get('cldep1'));

@@ -14,7 +14,7 @@ let agent: MockAgent;
 function client(maxRetries = 2) {
   agent = new MockAgent();
   agent.disableNetConnect();
-  return new AstroClient({ baseUrl: `${ORIGIN}/v1`, token, dispatcher: agent, maxRetries });
+  return new AstroClient({ baseUrl: `${ORIGIN}/v1`, token, dispatcher: agent, retry: { maxRetries } });
 }
 
 afterEach(async () => {

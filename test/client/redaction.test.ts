@@ -23,7 +23,7 @@ describe('secrets never leak', () => {
       debug: (m, d) => lines.push(m + JSON.stringify(d ?? {})),
     };
     const { astro } = await startFake({ deployments: [{ id: 'cldep1' }] });
-    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, logger, logLevel: 'debug', maxRetries: 1 });
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, logger, logLevel: 'debug', retry: { maxRetries: 1 } });
     // A server that echoes the token back in its error message must not get it into our error.
     astro.fail({
       route: 'deployments.get',

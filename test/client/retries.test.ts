@@ -3,9 +3,12 @@ import { AstroClient, isAstroError, type ClientEvent } from '../../src/index.js'
 import { TestTokenMinter } from '../../src/testing/index.js';
 import { startFake } from '../helpers/fake.js';
 
+/** Tiny backoff, so these tests measure decisions, not real waits (Retry-After still applies). */
+const fast = { initialDelayMs: 1, maxDelayMs: 5 };
+
 describe('retries', () => {
   it('retries an idempotent GET on 503 and succeeds', async () => {
-    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { retry: { maxRetries: 2, ...fast } });
     astro.fail({ route: 'deployments.get', times: 2, action: { kind: 'status', status: 503, body: { message: 'busy' } } });
     const d = await client.deployments.get('cldep1');
     expect(d.id).toBe('cldep1');
@@ -13,7 +16,7 @@ describe('retries', () => {
   });
 
   it('retries 408, 429 and a reset connection on GETs', async () => {
-    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { maxRetries: 3 });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { retry: { maxRetries: 3, ...fast } });
     astro.fail({ route: 'deployments.get', nth: 1, action: { kind: 'status', status: 408 } });
     astro.fail({ route: 'deployments.get', nth: 2, action: { kind: 'reset' } });
     astro.fail({ route: 'deployments.get', nth: 3, action: { kind: 'status', status: 429, headers: { 'retry-after': '0' } } });
@@ -45,7 +48,7 @@ describe('retries', () => {
     ['a lost response', { kind: 'dropResponse' }],
   ] as const) {
     it(`never retries create-deploy after ${label}`, async () => {
-      const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { maxRetries: 5 });
+      const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { retry: { maxRetries: 5, ...fast } });
       astro.fail({ route: 'deploys.create', times: Infinity, action });
       const err = await client.deploys.create('cldep1', { type: 'DAG_ONLY' }).catch((e) => e);
       expect(isAstroError(err)).toBe(true);
@@ -57,7 +60,7 @@ describe('retries', () => {
 
   it('retries create-deploy when the connection was refused (the request never left)', async () => {
     const token = new TestTokenMinter('clorg1').mint();
-    const client = new AstroClient({ baseUrl: 'http://127.0.0.1:1/v1', token, maxRetries: 2 });
+    const client = new AstroClient({ baseUrl: 'http://127.0.0.1:1/v1', token, retry: { maxRetries: 2, ...fast } });
     const retries: number[] = [];
     const err = await client.deploys
       .create('cldep1', { type: 'DAG_ONLY' }, { onRetry: (i) => retries.push(i.attempt) })
@@ -67,7 +70,7 @@ describe('retries', () => {
   });
 
   it('retries create-deploy on 429 (rejected before it was processed)', async () => {
-    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] }, { retry: { maxRetries: 2, ...fast } });
     astro.fail({ route: 'deploys.create', action: { kind: 'status', status: 429, headers: { 'retry-after': '0' } } });
     await client.deploys.create('cldep1', { type: 'DAG_ONLY' });
     expect(astro.deploys('cldep1')).toHaveLength(1);

@@ -18,7 +18,7 @@ describe('waitForRollout', () => {
     const { deployId, version } = await finalizedDagDeploy(astro, client, 'cldep1');
     const events: ClientEvent[] = [];
     const started = Date.now();
-    const result = await client.waitForRollout({ deploymentId: 'cldep1', deployId, pollIntervalMs: 100, onEvent: (e) => events.push(e) });
+    const result = await client.waitForRollout({ deploymentId: 'cldep1', deployId, pollIntervalMs: 100, maxPollIntervalMs: 100, onEvent: (e) => events.push(e) });
     const elapsed = Date.now() - started;
     expect(result.deployment.dagTarballVersion).toBe(version);
     expect(result.deploy?.status).toBe('DEPLOYED');
@@ -40,7 +40,7 @@ describe('waitForRollout', () => {
     const d = astro.deployment('cldep1');
     d.status = 'HEALTHY';
     d.desiredDagTarballVersion = version;
-    const err = await client.waitForRollout({ deploymentId: 'cldep1', deployId, timeoutMs: 700, pollIntervalMs: 100 }).catch((e) => e);
+    const err = await client.waitForRollout({ deploymentId: 'cldep1', deployId, timeoutMs: 300, pollIntervalMs: 20 }).catch((e) => e);
     expect(err).toBeInstanceOf(AstroRolloutError);
     expect(err.code).toBe('ASTRO_ROLLOUT_TIMEOUT');
     expect(err.lastState).toMatchObject({ deploymentStatus: 'HEALTHY', dagTarballVersion: '2026-01-01T00:00:00.0000000Z', desiredDagTarballVersion: version, deployStatus: 'INITIALIZED' });
@@ -56,7 +56,7 @@ describe('waitForRollout', () => {
     d.status = 'HEALTHY';
     d.dagTarballVersion = version;
     d.desiredDagTarballVersion = 'a-newer-one';
-    const err = await client.waitForRollout({ deploymentId: 'cldep1', expect: { dagTarballVersion: version }, timeoutMs: 400, pollIntervalMs: 100 }).catch((e) => e);
+    const err = await client.waitForRollout({ deploymentId: 'cldep1', expect: { dagTarballVersion: version }, timeoutMs: 200, pollIntervalMs: 20 }).catch((e) => e);
     expect(err.code).toBe('ASTRO_ROLLOUT_TIMEOUT');
   });
 
@@ -65,7 +65,7 @@ describe('waitForRollout', () => {
     astro.setRollout('cldep1', { outcome: 'failed', delayMs: 100, statusReason: 'scheduler crashed' });
     const { deployId } = await finalizedDagDeploy(astro, client, 'cldep1');
     const started = Date.now();
-    const err = await client.waitForRollout({ deploymentId: 'cldep1', deployId, timeoutMs: 60_000, pollIntervalMs: 50 }).catch((e) => e);
+    const err = await client.waitForRollout({ deploymentId: 'cldep1', deployId, timeoutMs: 60_000, pollIntervalMs: 20 }).catch((e) => e);
     expect(err.code).toBe('ASTRO_ROLLOUT_FAILED');
     expect(err.message).toContain('scheduler crashed');
     expect(err.lastState.deployStatus).toBe('FAILED');
@@ -73,20 +73,20 @@ describe('waitForRollout', () => {
   });
 
   it('waits for the image tag of an image deploy', async () => {
-    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }], rolloutDelayMs: 300 });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }], rolloutDelayMs: 100 });
     const deploy = await client.deploys.create('cldep1', { type: 'IMAGE_ONLY' });
     await client.deploys.finalize('cldep1', deploy.id, {});
-    const result = await client.waitForRollout({ deploymentId: 'cldep1', deployId: deploy.id, pollIntervalMs: 50 });
+    const result = await client.waitForRollout({ deploymentId: 'cldep1', deployId: deploy.id, pollIntervalMs: 20 });
     expect(result.deployment.imageTag).toBe(deploy.imageTag);
     expect(astro.deployment('cldep1').imageTag).toBe(deploy.imageTag);
   });
 
   it('keeps polling through passing API errors', async () => {
-    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }], rolloutDelayMs: 300 }, { maxRetries: 0 });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }], rolloutDelayMs: 100 }, { retry: { maxRetries: 0 } });
     const { deployId } = await finalizedDagDeploy(astro, client, 'cldep1');
     astro.fail({ route: 'deployments.get', nth: 1, times: 2, action: { kind: 'status', status: 503 } });
     const events: ClientEvent[] = [];
-    const result = await client.waitForRollout({ deploymentId: 'cldep1', deployId, pollIntervalMs: 50, onEvent: (e) => events.push(e) });
+    const result = await client.waitForRollout({ deploymentId: 'cldep1', deployId, pollIntervalMs: 20, onEvent: (e) => events.push(e) });
     expect(result.snapshot.deploymentStatus).toBe('HEALTHY');
     expect(events.filter((e) => e.type === 'rollout:poll-error')).toHaveLength(2);
   });

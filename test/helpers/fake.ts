@@ -10,7 +10,7 @@ export async function startFake(
 ): Promise<{ astro: FakeAstro; client: AstroClient }> {
   const astro = await createFakeAstro(options);
   onTestFinished(() => astro.close());
-  const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, maxRetries: 2, ...clientOptions });
+  const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, retry: { maxRetries: 2 }, ...clientOptions });
   return { astro, client };
 }
 
