@@ -7,12 +7,14 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'v
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, type Dispatcher } from 'undici';
 import { AstroClient, isAstroError, type DeployImageEvent } from '../../src/index.js';
 import { openImageArchive, RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
 import { DiskArchive } from '../../src/image/source.js';
 import { createFakeAstro, createFaultProxy, type FakeAstro, type FaultProxy } from '../../src/testing/index.js';
 import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
 import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startForwardProxy, withProxyEnv } from '../helpers/forward-proxy.js';
 import { makeImage, noise, writeLegacyArchive, type LayerSpec } from '../image/fixtures.js';
 import { skopeoInfo } from '../image/verify.js';
 
@@ -159,7 +161,7 @@ describe('deployImage', () => {
     const deploymentId = (await client.deployments.listAll())[0]!.id;
     proxy.faults.add({ route: /PATCH/, action: { kind: 'reset', afterBodyBytes: 100_000 } });
     astro.fail({ route: 'deploys.finalize', action: { kind: 'dropResponse' } });
-    const result = await client.deployImage({ deploymentId, image: archives.good!, push: { layerCache: false, chunkSizeBytes: 256 * 1024, backoff: { initialDelayMs: 20, maxDelayMs: 100 } } });
+    const result = await client.deployImage({ deploymentId, image: archives.good!, push: { layerCache: false, chunkSizeBytes: 256 * 1024, retry: { initialDelayMs: 20, maxDelayMs: 100 } } });
     expect(proxy.faults.pending()).toEqual([]);
     expect(astro.deploys(deploymentId)[0]!.finalizeCount).toBe(1);
     const info = await skopeoInfo(result.reference, { username: 'cli', password: astro.token });
@@ -317,5 +319,118 @@ describe('deployImage with a daemon image and the DAG parse check', () => {
     expect(events.some((e) => e.type === 'deploy:parse-output')).toBe(true);
     const forced = await client.deployImage({ deploymentId, image, dagsDir: makeDags(), parseCheck: { command: ['/bin/busybox', 'false'] }, force: true });
     expect(forced.parseCheck).toBeUndefined();
+  });
+});
+
+/** An undici Agent that counts what it dispatches, by origin. */
+class CountingAgent extends Agent {
+  readonly origins: string[] = [];
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    this.origins.push(new URL(String(options.origin)).origin);
+    return super.dispatch(options, handler);
+  }
+}
+
+describe('deployImage on the resilience kernel (issue #9) and finalize exactly once (issue #15)', () => {
+  const fast = { initialDelayMs: 1, maxDelayMs: 5 };
+
+  it('a listener that throws is ignored through a registry reset, API retries and a lost finalize answer', async () => {
+    const { astro } = await setup({}, true);
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, retry: { maxRetries: 2, ...fast } });
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    proxy.faults.add({ route: /PATCH/, action: { kind: 'reset', afterBodyBytes: 100_000 } });
+    astro.fail({ route: 'deploymentOptions.get', action: { kind: 'status', status: 503 } });
+    astro.fail({ route: 'deploys.finalize', action: { kind: 'dropResponse' } });
+    const calls: string[] = [];
+    const result = await client.deployImage({
+      deploymentId,
+      image: archives.good!,
+      dagsDir: makeDags(),
+      push: { layerCache: false, chunkSizeBytes: 256 * 1024, retry: fast },
+      upload: { journalDir: false },
+      wait: { pollIntervalMs: 10 },
+      onEvent: (e) => {
+        calls.push(e.type);
+        throw new Error(`listener broke on ${e.type}`);
+      },
+    });
+    expect(proxy.faults.pending()).toEqual([]);
+    expect(astro.deploys(deploymentId)[0]!.finalizeCount).toBe(1);
+    expect(result.rollout?.deployment.imageTag).toBe(result.deploy.imageTag);
+    for (const type of ['api:retry', 'image:layer-retry', 'upload:committed', 'deploy:finalize-recovered', 'rollout:complete']) expect(calls).toContain(type);
+  });
+
+  it("the client's dispatcher carries the registry push and the DAG upload, as well as the API calls", async () => {
+    const { astro } = await setup({}, true);
+    const counting = new CountingAgent();
+    onTestFinished(() => counting.close());
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, dispatcher: counting });
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    proxy.resetStats();
+    await client.deployImage({ deploymentId, image: archives.good!, dagsDir: makeDags(), push: { layerCache: false }, upload: { journalDir: false } });
+    const registry = new URL(proxy.url).origin;
+    // Every registry request (they all pass the fault proxy) and every API and blob request.
+    expect(proxy.stats.requests).toBeGreaterThan(0);
+    expect(counting.origins.filter((o) => o === registry)).toHaveLength(proxy.stats.requests);
+    expect(counting.origins.filter((o) => o === astro.origin)).toHaveLength(astro.requests.length);
+    expect(astro.requests.some((r) => r.route.startsWith('blob.'))).toBe(true);
+  });
+
+  it('with HTTP_PROXY set and no dispatcher, API, blob and registry requests all go through the proxy', async () => {
+    const { astro } = await setup({}, true);
+    const forward = await startForwardProxy();
+    onTestFinished(() => forward.close());
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    proxy.resetStats();
+    await withProxyEnv({ HTTP_PROXY: forward.url }, () =>
+      client.deployImage({ deploymentId, image: archives.good!, dagsDir: makeDags(), push: { layerCache: false }, upload: { journalDir: false } }),
+    );
+    const targets = new Set(forward.stats.targets);
+    expect(targets.has(new URL(astro.origin).host)).toBe(true);
+    expect(targets.has(new URL(proxy.url).host)).toBe(true);
+    expect(forward.stats.refused).toBe(0);
+    expect(proxy.stats.requests).toBeGreaterThan(0);
+    // Each connection the fake Astro saw (API and blob) was one the forward proxy opened.
+    const connections = new Set(astro.requests.filter((r) => r.route !== 'deployments.list').map((r) => r.remotePort));
+    expect(connections.size).toBeLessThanOrEqual(forward.used);
+  });
+
+  it('a lost finalize answer and three read-backs answered 503: success, finalized once', async () => {
+    const { astro } = await setup();
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, retry: { maxRetries: 2, ...fast } });
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    astro.fail({ route: 'deploys.finalize', action: { kind: 'dropResponse' } });
+    astro.fail({ route: 'deploys.get', times: 3, action: { kind: 'status', status: 503 } });
+    const result = await client.deployImage({ deploymentId, image: archives.good!, push: { layerCache: false } });
+    expect(astro.deploys(deploymentId)[0]!.finalizeCount).toBe(1);
+    expect(astro.requestsFor('deploys.finalize')).toHaveLength(1);
+    expect(result.deploy.imageTag).toBe(astro.deploys(deploymentId)[0]!.imageTag);
+  });
+
+  it('finalize in doubt and the deploy unreadable within the bound: ASTRO_FINALIZE_UNKNOWN with deployId and imageTag', async () => {
+    const { astro } = await setup();
+    const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, retry: { maxRetries: 1, ...fast } });
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    astro.fail({ route: 'deploys.finalize', action: { kind: 'dropResponse' } });
+    astro.fail({ route: 'deploys.get', times: Infinity, action: { kind: 'status', status: 503 } });
+    const err = await client.deployImage({ deploymentId, image: archives.good!, push: { layerCache: false }, finalizeCheckTimeoutMs: 200 }).catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_FINALIZE_UNKNOWN')).toBe(true);
+    const [record] = astro.deploys(deploymentId);
+    expect(err).toMatchObject({ deployId: record!.id, deploymentId, imageTag: record!.imageTag });
+    expect(astro.requestsFor('deploys.finalize')).toHaveLength(1);
+  });
+
+  it('an error after create carries deployId (a push refused by the registry)', async () => {
+    const { astro, client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    currentToken = 'not-the-api-token';
+    try {
+      const err = await client.deployImage({ deploymentId, image: archives.good!, push: { layerCache: false } }).catch((e: unknown) => e);
+      expect(isAstroError(err, 'ASTRO_IMAGE_REGISTRY_AUTH')).toBe(true);
+      expect((err as { deployId?: string }).deployId).toBe(astro.deploys(deploymentId)[0]!.id);
+    } finally {
+      currentToken = astro.token;
+    }
   });
 });
