@@ -66,6 +66,27 @@ describe('configuration errors', () => {
     expect(() => new AstroClient({ token, timeoutMs: -1 })).toThrow(/timeoutMs/);
     expect(() => new AstroClient({ token, baseUrl: 'ftp://x' })).toThrow(/baseUrl/);
   });
+
+  it('validates retry options (client and per call) into ASTRO_CONFIG_INVALID_OPTION, and names the old maxRetries', async () => {
+    const token = minter.mint();
+    const bad: unknown[] = [{ maxRetries: -1 }, { initialDelayMs: Number.NaN }, { maxDelayMs: Infinity }, { maxRetryAfterMs: '5' }, { retries: 2 }, 3];
+    for (const retry of bad) {
+      const err = (() => { try { new AstroClient({ token, retry: retry as never }); } catch (e) { return e; } })();
+      expect(isAstroError(err, 'ASTRO_CONFIG_INVALID_OPTION')).toBe(true);
+      expect((err as Error).message).toMatch(/retry/);
+    }
+    const old = (() => { try { new AstroClient({ token, maxRetries: 2 } as never); } catch (e) { return e; } })();
+    expect(isAstroError(old, 'ASTRO_CONFIG_INVALID_OPTION')).toBe(true);
+    expect((old as Error).message).toMatch(/retry: \{ maxRetries \}/);
+    expect(new AstroClient({ token, retry: { maxRetries: 0, initialDelayMs: 0 } }).toJSON()).toMatchObject({
+      retry: { maxRetries: 0, initialDelayMs: 0, maxDelayMs: 8000, maxRetryAfterMs: 60_000 },
+    });
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    const perCall = await caught(client.deployments.get('cldep1', { retry: { maxDelayMs: -5 } }));
+    expect(perCall.code).toBe('ASTRO_CONFIG_INVALID_OPTION');
+    expect(perCall.message).toMatch(/request\.retry\.maxDelayMs/);
+    expect(astro.requests).toHaveLength(0);
+  });
 });
 
 describe('API error mapping (real HTTP against the fake)', () => {
