@@ -80,7 +80,8 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
   docker?: Dockerode;
   /**
    * Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). The client's
-   * `dispatcher` carries the registry traffic unless one is given here.
+   * `dispatcher` carries the registry traffic and its `logger` notes what the push ignores, unless
+   * given here; the client's `retry` is for API calls (pushes keep their own defaults).
    */
   push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
   /** Options of the DAG bundle upload (the client's `dispatcher` and `logger` unless given here). */
@@ -224,8 +225,9 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
             source,
             { repository: deploy.imageRepository, tag: deploy.imageTag },
             {
-              // The client's dispatcher, unless the flow's push options name their own.
+              // The client's dispatcher and logger, unless the flow's push options name their own.
               ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
+              logger: ctx.logger,
               ...params.push,
               // On Astro the registry user is `cli` and the password the API token.
               auth: { username: 'cli', password: ctx.token },
