@@ -14,6 +14,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
 import { setImmediate } from 'node:timers/promises';
 import path from 'node:path';
@@ -191,6 +192,7 @@ export async function walkTree(
         const linkPhys = path.join(job.real, name);
         dirLinks.push({ logical: rel, entry: linkEntry(toPosix(path.relative(root, linkPhys)), toPosix(path.relative(job.real, real)) || '.') });
       }
+      await refuseUndecodableName(job.abs, name, rel);
       const physRel = kind === 'dir' ? joinFlat(job.physRel, name) : toPosix(path.relative(root, real));
       subJobs.push({ rel, abs: path.join(job.abs, name), real, physRel, rules, chain: [...job.chain, real] });
     }
@@ -224,6 +226,7 @@ export async function walkTree(
         warn({ code: 'SPECIAL_FILE_SKIPPED', message: `'${rel}' is a FIFO, socket or device file; it is not shipped.`, file: rel });
         continue;
       }
+      await refuseUndecodableName(job.abs, name, rel);
       walkedRels.push(rel);
       const physRel = routedDir ? joinFlat(job.physRel, name) : rel;
       if (routedDir) routed.push({ rel, physRel });
@@ -239,6 +242,37 @@ export async function walkTree(
 
   await sizeAll([walkedFiles, walkedIgnoreFiles], root, logicalOf, signal);
   return { excluded, walkedFiles, walkedIgnoreFiles, walkedLinks, ignoreLinks, walkedRels, routed, dirLinks };
+}
+
+/** A name as its bytes: printable ASCII as it is, every other byte as `\xNN`. */
+function escapedName(raw: Buffer): string {
+  let out = '';
+  for (const byte of raw) out += byte >= 0x20 && byte < 0x7f && byte !== 0x5c ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
+  return out;
+}
+
+/**
+ * Refuse a name that is not valid UTF-8 and would be shipped or walked. Node lists such a name
+ * with U+FFFD in place of the bad bytes, so the file cannot be opened by that name (ENOENT), and
+ * the tar and manifest formats carry UTF-8 names. Only names holding U+FFFD are re-listed as
+ * bytes, so the common case costs nothing.
+ */
+async function refuseUndecodableName(dirAbs: string, name: string, rel: string): Promise<void> {
+  if (!name.includes('\uFFFD')) return;
+  let raws: Buffer[];
+  try {
+    raws = await readdir(dirAbs, { encoding: 'buffer' });
+  } catch (err) {
+    throw ioError('list the folder', path.dirname(rel), err);
+  }
+  const raw = raws.find((r) => !isUtf8(r) && r.toString('utf8') === name);
+  if (!raw) return;
+  const shown = path.posix.join(path.posix.dirname(rel), escapedName(raw));
+  throw new BundleError(
+    ErrorCodes.BUNDLE_INVALID_FILENAME,
+    `The name '${shown}' is not valid UTF-8, so it cannot be shipped in a DAG bundle. Rename it (for example \`mv\` with the name in quotes as the shell shows it), or exclude it in .airflowignore.`,
+    shown,
+  );
 }
 
 /**

@@ -58,6 +58,7 @@ export const ErrorCodes = {
   BUNDLE_DIR_REACHED_TWICE: 'ASTRO_BUNDLE_DIR_REACHED_TWICE',
   BUNDLE_OUTPUT_INSIDE_DAGS: 'ASTRO_BUNDLE_OUTPUT_INSIDE_DAGS',
   BUNDLE_FILE_CHANGED: 'ASTRO_BUNDLE_FILE_CHANGED',
+  BUNDLE_INVALID_FILENAME: 'ASTRO_BUNDLE_INVALID_FILENAME',
   // Uploads
   UPLOAD_FAILED: 'ASTRO_UPLOAD_FAILED',
   UPLOAD_REJECTED: 'ASTRO_UPLOAD_REJECTED',
@@ -85,6 +86,7 @@ export const ErrorCodes = {
   IMAGE_BUILDKIT_UNAVAILABLE: 'ASTRO_IMAGE_BUILDKIT_UNAVAILABLE',
   // Astro projects
   PROJECT_NOT_FOUND: 'ASTRO_PROJECT_NOT_FOUND',
+  PROJECT_INVALID: 'ASTRO_PROJECT_INVALID',
   PROJECT_TESTS_FAILED: 'ASTRO_PROJECT_TESTS_FAILED',
 } as const;
 
@@ -388,7 +390,11 @@ export class ImageError extends AstroError {
   }
 }
 
-/** The folder is not an Astro project (missing, or no Dockerfile): nothing was built or sent. */
+/**
+ * The folder is not an Astro project (`ASTRO_PROJECT_NOT_FOUND`: missing, or no Dockerfile) or one
+ * of its files cannot be used as it is (`ASTRO_PROJECT_INVALID`: an invalid `.dockerignore` line,
+ * a missing test file). Nothing was built or sent.
+ */
 export class ProjectError extends AstroError {
   static override readonly kind = 'ProjectError';
   /** The project folder or file concerned. */

@@ -6,7 +6,11 @@ import { createHash } from 'node:crypto';
 import { link, readdir, readFile, readlink, lstat, stat, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { isAstroError, type BundleError } from '../../src/core/errors.js';
 import { createBundle, fingerprint } from '../../src/bundle/index.js';
 import type { BundleEvent, BundleManifest, BundleManifestFile, BundleResult } from '../../src/bundle/index.js';
 import { cleanupTemp, makeTree, python, run, tempDir, touch, writeTree } from './helpers.js';
@@ -381,5 +385,32 @@ describe('outputs, events and errors', () => {
     });
     await expect(promise).rejects.toMatchObject({ code: 'ASTRO_ABORTED' });
     expect(await readdir(outDir)).toEqual([]);
+  });
+});
+
+describe('file names that are not valid UTF-8', () => {
+  const withBadName = () => {
+    const d = mkdtempSync(join(tmpdir(), 'bundle-utf8-'));
+    onTestFinished(() => rmSync(d, { recursive: true, force: true }));
+    writeFileSync(join(d, 'dag.py'), 'x = 1\n');
+    mkdirSync(join(d, 'sub'));
+    // "bad<0xff>.py": Latin-1 bytes, as a file copied from an old machine may carry.
+    writeFileSync(Buffer.concat([Buffer.from(join(d, 'sub', 'bad')), Buffer.from([0xff]), Buffer.from('.py')]), 'y = 1\n');
+    return d;
+  };
+
+  it('refuses a shipped one with a typed error that names it, instead of ENOENT on a mangled name', async () => {
+    const err = await createBundle(withBadName(), { output: { type: 'file' } }).catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_BUNDLE_INVALID_FILENAME')).toBe(true);
+    expect((err as BundleError).path).toBe('sub/bad\\xff.py');
+    expect((err as Error).message).toContain("'sub/bad\\xff.py' is not valid UTF-8");
+  });
+
+  it('ships the rest when .airflowignore excludes it', async () => {
+    const d = withBadName();
+    writeFileSync(join(d, '.airflowignore'), 'sub/\n');
+    const result = await createBundle(d, { output: { type: 'file' }, syntax: 'glob' });
+    onTestFinished(() => rmSync(result.path!, { force: true }));
+    expect(result.manifest.files.map((f) => f.path)).toEqual(['.airflowignore', 'dag.py']);
   });
 });
