@@ -1,0 +1,338 @@
+/**
+ * The build context of a project: its folder as a tar stream, filtered by its `.dockerignore`
+ * with Docker's own semantics (`@balena/dockerignore`, a port of Docker's matcher), walked the
+ * way the Docker CLI walks it, and streamed file by file (never held whole in memory).
+ *
+ * Nothing in the project is written. The Astro CLI keeps `dags/` out of the image by appending a
+ * `dags/` line to `.dockerignore` for the duration of the build (a crash leaves it edited); here
+ * the same line is added to the patterns in memory instead (`exclude: ['dags/']`).
+ *
+ * What the Docker CLI does and this does too:
+ * - `.dockerignore` lines: a UTF-8 BOM is dropped, `#` lines are comments, lines are trimmed,
+ *   `!` negates, paths are cleaned and a leading `/` is dropped; matching is case-sensitive;
+ * - `.+()|{}$` in a pattern are plain characters (the library escapes only `.` and `$`: Docker's
+ *   matcher escapes all of them, so they are escaped here before the library sees them), and a
+ *   pattern Docker refuses (a lone `!`, a malformed `[...]` class, a trailing `\`) is refused
+ *   with `ASTRO_PROJECT_INVALID`, as `docker build` refuses it;
+ * - the last matching pattern wins, and a pattern matching a parent folder excludes what is in it;
+ * - an excluded folder is not descended into, unless an exception pattern (`!dir/keep`) starts
+ *   with its path; then its entry is left out but what the exceptions match is sent;
+ * - the Dockerfile and `.dockerignore` are always sent, even when excluded (the classic builder
+ *   then drops them from what `COPY` sees, as for `docker build`);
+ * - members are owned by root (uid and gid 0); modes and modification times are kept; symbolic
+ *   links are sent as links; sockets and devices are left out.
+ */
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
+import { throwIfAborted } from '../core/abort.js';
+import { ErrorCodes, ProjectError } from '../core/errors.js';
+import { DEFAULT_DOCKERFILE } from './project.js';
+import { memberHeaders } from './tar.js';
+
+/** Options of the build-context functions. */
+export interface BuildContextOptions {
+  /** The Dockerfile, relative to the project (always sent). @default 'Dockerfile' */
+  dockerfile?: string;
+  /**
+   * Patterns added after those of `.dockerignore`, in the same syntax, as if they were its last
+   * lines (so they win over its exceptions). `['dags/']` keeps the DAGs out of the image.
+   */
+  exclude?: string[];
+  /** Stops the walk (the stream is destroyed with `AstroAbortError`). */
+  signal?: AbortSignal;
+}
+
+/** What a build context held. */
+export interface BuildContextStats {
+  /** Regular files sent. */
+  files: number;
+  /** Folders sent. */
+  dirs: number;
+  /** Symbolic links sent (as links). */
+  symlinks: number;
+  /** Bytes of file content sent (headers and padding not counted). */
+  contentBytes: number;
+  /** Bytes of the tar stream, headers and padding included. */
+  tarBytes: number;
+  /** Files and folders left out by the patterns (a folder not descended into counts once). */
+  excluded: number;
+}
+
+/** One member of a build context, in the order it is sent. */
+export interface BuildContextEntry {
+  /** Path relative to the project, `/`-separated. */
+  path: string;
+  type: 'file' | 'dir' | 'symlink';
+}
+
+const BOM = '\ufeff';
+
+// The package is CommonJS with `module.exports = factory` and `factory.default = factory`: under
+// NodeNext the default import is typed as the module object, so take `.default` (present at run
+// time in both the ESM and the CJS build).
+const dockerignore = (dockerignoreModule as unknown as { default: (options?: { ignorecase?: boolean }) => Ignore }).default;
+
+/** Clean one pattern as Docker's `ReadAll` does: trimmed, `!` kept, path cleaned, leading `/` dropped. */
+function normalizePattern(line: string): string | undefined {
+  let pattern = line.trim();
+  if (pattern === '') return undefined;
+  const invert = pattern.startsWith('!');
+  if (invert) pattern = pattern.slice(1).trim();
+  if (pattern.length > 0) {
+    pattern = posix.normalize(pattern);
+    if (pattern.length > 1 && pattern.endsWith('/')) pattern = pattern.slice(0, -1);
+    if (pattern.length > 1 && pattern.startsWith('/')) pattern = pattern.slice(1);
+  }
+  return invert ? `!${pattern}` : pattern;
+}
+
+/**
+ * The patterns of a `.dockerignore` text, as Docker reads them (see the module comment).
+ * Comments and blank lines are dropped.
+ */
+export function parseDockerignore(text: string): string[] {
+  const out: string[] = [];
+  const lines = text.split(/\r?\n/);
+  if (lines[0]?.startsWith(BOM)) lines[0] = lines[0].slice(BOM.length);
+  for (const line of lines) {
+    if (line.startsWith('#')) continue;
+    const pattern = normalizePattern(line);
+    if (pattern !== undefined) out.push(pattern);
+  }
+  return out;
+}
+
+/** The patterns of `<projectDir>/.dockerignore` (none when it does not exist). */
+export async function readDockerignore(projectDir: string): Promise<string[]> {
+  const text = await readFile(join(resolve(projectDir), '.dockerignore'), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return '';
+    throw err;
+  });
+  return parseDockerignore(text);
+}
+
+/**
+ * Why Docker would refuse `pattern` (without its `!`), or undefined: the checks of Go's
+ * `filepath.Match`, which Docker's matcher runs on every pattern (malformed character classes and
+ * a trailing escape).
+ */
+export function patternSyntaxError(pattern: string): string | undefined {
+  let i = 0;
+  const n = pattern.length;
+  // One (possibly escaped) character of a class; `-` and `]` must be escaped there.
+  const classChar = (): boolean => {
+    if (i >= n || pattern[i] === '-' || pattern[i] === ']') return false;
+    if (pattern[i] === '\\') {
+      i++;
+      if (i >= n) return false;
+    }
+    i++;
+    return true;
+  };
+  while (i < n) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      if (i + 1 >= n) return 'a trailing "\\" escapes nothing';
+      i += 2;
+      continue;
+    }
+    if (c !== '[') {
+      i++;
+      continue;
+    }
+    i++;
+    if (pattern[i] === '^') i++;
+    let ranges = 0;
+    for (;;) {
+      if (i < n && pattern[i] === ']' && ranges > 0) {
+        i++;
+        break;
+      }
+      if (!classChar()) return 'a character class ([...]) is malformed or not closed';
+      if (pattern[i] === '-') {
+        i++;
+        if (!classChar()) return 'a character range in [...] is malformed';
+      }
+      ranges++;
+    }
+  }
+  return undefined;
+}
+
+/** Escape what Docker's matcher takes literally but a JavaScript RegExp would not (`\` escapes kept as they are). */
+function escapeForMatcher(pattern: string): string {
+  let out = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      out += c + (pattern[i + 1] ?? '');
+      i++;
+    } else if ('+()|{}'.includes(c)) out += `\\${c}`;
+    else out += c;
+  }
+  return out;
+}
+
+/** A compiled set of patterns: what is excluded, and which excluded folders must still be walked. */
+export interface ContextFilter {
+  /** The final patterns, in order (those of `.dockerignore`, then `exclude`, then the build-file exceptions). */
+  readonly patterns: readonly string[];
+  /** True when `path` (relative, `/`-separated) is left out. */
+  excludes(path: string): boolean;
+  /** For an excluded folder: true when an exception pattern may bring back something inside it. */
+  mustDescend(dirPath: string): boolean;
+}
+
+/**
+ * Compile the patterns of a context: `patterns` (from `.dockerignore`), then `exclude`, then, as
+ * the Docker CLI adds them, `!.dockerignore` and `!<dockerfile>` when those two would be excluded.
+ */
+export function contextFilter(patterns: readonly string[], options: { dockerfile?: string; exclude?: readonly string[] } = {}): ContextFilter {
+  const all = [...patterns];
+  for (const line of options.exclude ?? []) {
+    const p = normalizePattern(line);
+    if (p !== undefined) all.push(p);
+  }
+  for (const p of all) {
+    const body = p.startsWith('!') ? p.slice(1) : p;
+    const problem = body === '' ? 'a lone "!" excludes nothing' : patternSyntaxError(body);
+    if (problem) {
+      throw new ProjectError(ErrorCodes.PROJECT_INVALID, `Invalid .dockerignore pattern "${p}": ${problem} (docker build refuses it too).`, '.dockerignore');
+    }
+  }
+  const compile = (list: readonly string[]) =>
+    dockerignore({ ignorecase: false }).add(list.map((p) => (p.startsWith('!') ? `!${escapeForMatcher(p.slice(1))}` : escapeForMatcher(p))));
+  let matcher = compile(all);
+  const dockerfile = posix.normalize((options.dockerfile ?? DEFAULT_DOCKERFILE).split('\\').join('/')).replace(/^\.\//, '');
+  const extra: string[] = [];
+  if (matcher.ignores('.dockerignore')) extra.push('!.dockerignore');
+  if (matcher.ignores(dockerfile)) extra.push(`!${dockerfile}`);
+  if (extra.length) {
+    all.push(...extra);
+    matcher = compile(all);
+  }
+  const exceptions = all.filter((p) => p.startsWith('!')).map((p) => p.slice(1));
+  return {
+    patterns: all,
+    excludes: (path) => matcher.ignores(path),
+    // Docker's rule, verbatim: walk an excluded folder only when an exception pattern, read as
+    // a path, starts with that folder's path.
+    mustDescend: (dirPath) => exceptions.some((p) => `${p}/`.startsWith(`${dirPath}/`)),
+  };
+}
+
+interface WalkItem {
+  rel: string;
+  abs: string;
+  type: 'file' | 'dir' | 'symlink';
+  size: number;
+  mode: number;
+  mtime: number;
+}
+
+async function* walk(root: string, filter: ContextFilter, stats: BuildContextStats, signal: AbortSignal | undefined): AsyncGenerator<WalkItem> {
+  async function* inDir(absDir: string, relDir: string): AsyncGenerator<WalkItem> {
+    // Byte order, as Go's filepath.Walk sorts names.
+    const names = (await readdir(absDir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const name of names) {
+      throwIfAborted(signal);
+      const rel = relDir ? `${relDir}/${name}` : name;
+      const abs = join(absDir, name);
+      const st = await lstat(abs);
+      const isDir = st.isDirectory();
+      if (filter.excludes(rel)) {
+        stats.excluded++;
+        if (isDir && filter.mustDescend(rel)) yield* inDir(abs, rel);
+        continue;
+      }
+      const base = { rel, abs, size: 0, mode: st.mode, mtime: st.mtimeMs / 1000 };
+      if (isDir) {
+        yield { ...base, type: 'dir' };
+        yield* inDir(abs, rel);
+      } else if (st.isSymbolicLink()) {
+        yield { ...base, type: 'symlink' };
+      } else if (st.isFile()) {
+        yield { ...base, type: 'file', size: st.size };
+      }
+      // Sockets, FIFOs and devices: not part of a build context.
+    }
+  }
+  yield* inDir(root, '');
+}
+
+/** A fresh, zeroed stats record. */
+function emptyStats(): BuildContextStats {
+  return { files: 0, dirs: 0, symlinks: 0, contentBytes: 0, tarBytes: 0, excluded: 0 };
+}
+
+/**
+ * What the build context of `projectDir` holds, in sending order, without reading any file's
+ * content: for checks and dry runs.
+ */
+export async function listBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextEntry[]> {
+  const root = resolve(projectDir);
+  const filter = contextFilter(await readDockerignore(root), options);
+  const out: BuildContextEntry[] = [];
+  for await (const item of walk(root, filter, emptyStats(), options.signal)) out.push({ path: item.rel, type: item.type });
+  return out;
+}
+
+/** A build context being streamed: the tar bytes, and what was sent so far (final once `stream` ended). */
+export interface BuildContextStream {
+  /** The tar stream; pipe it to the daemon. Destroying it stops the walk. */
+  stream: Readable;
+  /** Updated as the stream is read; complete when it has ended. */
+  stats: BuildContextStats;
+  /** The patterns applied, in order. */
+  patterns: readonly string[];
+}
+
+/**
+ * Stream the build context of `projectDir` as a tar (see the module comment). The walk advances
+ * as the consumer reads, so a slow daemon holds at most a few chunks in memory.
+ *
+ * @throws from the stream: `AstroAbortError` when `signal` fires; file-system errors as they are.
+ */
+export async function createBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextStream> {
+  const root = resolve(projectDir);
+  const filter = contextFilter(await readDockerignore(root), options);
+  const stats = emptyStats();
+  const signal = options.signal;
+  async function* tar(): AsyncGenerator<Buffer> {
+    const count = (b: Buffer) => {
+      stats.tarBytes += b.length;
+      return b;
+    };
+    for await (const item of walk(root, filter, stats, signal)) {
+      if (item.type === 'dir') {
+        stats.dirs++;
+        for (const h of memberHeaders(`${item.rel}/`, 0, '5', item.mode, item.mtime)) yield count(h);
+      } else if (item.type === 'symlink') {
+        stats.symlinks++;
+        for (const h of memberHeaders(item.rel, 0, '2', 0o777, item.mtime, await readlink(item.abs))) yield count(h);
+      } else {
+        stats.files++;
+        for (const h of memberHeaders(item.rel, item.size, '0', item.mode, item.mtime)) yield count(h);
+        let sent = 0;
+        if (item.size > 0) {
+          // Bounded to the size in the header: a file that grew meanwhile cannot corrupt the tar.
+          for await (const chunk of createReadStream(item.abs, { end: item.size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+            sent += chunk.length;
+            stats.contentBytes += chunk.length;
+            yield count(chunk);
+          }
+        }
+        // A file that shrank while being read still fills its declared size.
+        if (sent < item.size) yield count(Buffer.alloc(item.size - sent));
+        const pad = (512 - (item.size % 512)) % 512;
+        if (pad) yield count(Buffer.alloc(pad));
+      }
+    }
+    yield count(Buffer.alloc(1024));
+  }
+  return { stream: Readable.from(tar(), { objectMode: false }), stats, patterns: filter.patterns };
+}

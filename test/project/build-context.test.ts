@@ -1,0 +1,277 @@
+/**
+ * The build context against Docker itself: for each `.dockerignore` edge case, the files our
+ * filtered context sends are exactly the files the Docker CLI (`docker build`, legacy builder,
+ * which tars the context client-side) puts in an image with `COPY . /ctx/`. Plus the pure parts:
+ * `.dockerignore` reading, Dockerfile FROM parsing, the pull rule, `.astro/config.yaml`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Parser } from 'tar';
+import { pipeline } from 'node:stream/promises';
+import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
+import {
+  createBuildContext,
+  listBuildContext,
+  parseDockerignore,
+} from '../../src/image/build-context.js';
+import { dockerfileBaseImages, parseProjectConfig, readAstroProject, shouldPullBaseImages } from '../../src/image/project.js';
+import { dockerCli, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { guardProject, makeProject, type ProjectFile } from './helpers.js';
+
+const dockerignore = (dockerignoreModule as unknown as { default: (o?: { ignorecase?: boolean }) => Ignore }).default;
+
+const images: string[] = [];
+beforeAll(async () => {
+  await getTestDocker();
+});
+afterAll(async () => {
+  await removeImages(...images);
+});
+
+/** The tree every case starts from (a Dockerfile copying the whole context is added). */
+const TREE: Record<string, ProjectFile> = {
+  'README.md': 'readme',
+  'readme.txt': 'lower',
+  'notes.md': 'notes',
+  'a+b.txt': 'plus',
+  'a(1).txt': 'paren',
+  'data.csv': 'csv',
+  'temp1': 'temp1',
+  'temp12': 'temp12',
+  'x.pyc': 'pyc',
+  'requirements.txt': 'req',
+  '.env': 'SECRET=1',
+  '.git/HEAD': 'ref: refs/heads/main',
+  '.git/objects/ab/cdef': 'obj',
+  'dags/dag_a.py': 'a',
+  'dags/sub/dag_b.py': 'b',
+  'dags/__pycache__/dag_a.cpython-311.pyc': 'pyc',
+  'dags/sub/__pycache__/dag_b.cpython-311.pyc': 'pyc',
+  'docs/guide.md': 'guide',
+  'docs/keep.md': 'keep',
+  'docs/deep/inner/keep.md': 'deep keep',
+  'docs/deep/inner/other.txt': 'other',
+  'include/temp/t.txt': 't',
+  'include/data/temp5.txt': 't5',
+  'plugins/x.pyc': 'pyc',
+  'plugins/p.py': 'p',
+  'tests/test_a.py': 't',
+  'link-to-readme': { symlink: 'README.md' },
+  'link-to-docs': { symlink: 'docs' },
+  'weird name #1.txt': 'hash',
+  'dir.with.dots/file': 'dots',
+};
+
+/** `.dockerignore` edge cases; `exclude` mimics the SDK's in-memory `dags/` line. */
+const CASES: Array<{ name: string; dockerignore?: string; exclude?: string[]; refused?: boolean }> = [
+  { name: 'no .dockerignore' },
+  { name: 'plain names only match at the root', dockerignore: 'x.pyc\n__pycache__\ntemp\n' },
+  { name: 'double star', dockerignore: '**/__pycache__\n**/*.pyc\n' },
+  { name: 'excluded folder with exceptions inside', dockerignore: 'docs\n!docs/keep.md\n!docs/deep/inner/keep.md\n' },
+  { name: 'whitelist after *', dockerignore: '*\n!dags\n!requirements.txt\n!include\n' },
+  { name: 'exception with ** does not reopen an excluded folder', dockerignore: 'docs\n!**/keep.md\n' },
+  { name: 'cleaning: leading slash, ./, .., trailing slash, spaces', dockerignore: '/README.md\n./notes.md\ndocs/../data.csv\ninclude/temp/\n   tests   \n' },
+  { name: 'comments only at line start; # inside a name', dockerignore: '# comment\n  # not a comment\nweird name #1.txt\n' },
+  { name: 'case-sensitive', dockerignore: 'readme.md\nREADME.TXT\n' },
+  { name: 'single-char and class wildcards', dockerignore: 'temp?\n*/temp*\n[a-d]ata.csv\n' },
+  { name: 'regexp characters in names', dockerignore: 'a+b.txt\na(1).txt\n' },
+  { name: 'later patterns win', dockerignore: '*.md\n!README.md\nREADME.md\n' },
+  { name: 'Dockerfile and .dockerignore listed', dockerignore: 'Dockerfile\n.dockerignore\n.git\n.env\n' },
+  { name: 'UTF-8 BOM and CRLF line ends', dockerignore: '\ufeffnotes.md\r\ndata.csv\r\n' },
+  { name: 'empty and blank lines are ignored', dockerignore: '\n\n   \n\t\ndata.csv\n' },
+  { name: 'a lone ! is refused, as docker build refuses it', dockerignore: '!\ndata.csv\n', refused: true },
+  { name: 'an unclosed [ class is refused, as docker build refuses it', dockerignore: 'data[.csv\n', refused: true },
+  { name: 'escaped class characters and ranges', dockerignore: 'temp[0-9]\n[\\]x]*\n[^d]ata.csv\n' },
+  { name: 'symbolic links are matched by their own name', dockerignore: 'link-to-docs\ndocs\n' },
+  { name: 'dags/ added in memory wins over a user exception', dockerignore: '!dags/dag_a.py\n', exclude: ['dags/'] },
+  { name: 'dotted folder and wildcard folder depth', dockerignore: 'dir.with.dots\n*/x.pyc\n' },
+];
+
+const DOCKERFILE = 'FROM scratch\nCOPY . /ctx/\n';
+
+/** What the Docker CLI puts in an image from this folder: files and links under /ctx/ (folders left out). */
+async function dockerIncludes(dir: string): Promise<string[]> {
+  const tag = `astro-sdk-test/ctx:${uniqueName()}`;
+  images.push(tag);
+  await dockerCli(['build', '-q', '--platform', 'linux/amd64', '-t', tag, dir]);
+  const { docker } = await getTestDocker();
+  const container = await docker.createContainer({ Image: tag, Cmd: ['none'], NetworkDisabled: true });
+  try {
+    const stream = (await container.export()) as NodeJS.ReadableStream;
+    const out: string[] = [];
+    const parser = new Parser({
+      onReadEntry: (entry) => {
+        const path = entry.path.replace(/^\.?\//, '');
+        if (path.startsWith('ctx/') && entry.type !== 'Directory') out.push(path.slice(4));
+        entry.resume();
+      },
+    });
+    await pipeline(stream, parser);
+    return out.sort();
+  } finally {
+    await container.remove({ force: true });
+  }
+}
+
+/** The non-folder members our context stream carries, read back from the tar itself. */
+async function ourIncludes(dir: string, exclude?: string[]): Promise<string[]> {
+  const ctx = await createBuildContext(dir, exclude ? { exclude } : {});
+  const out: string[] = [];
+  const parser = new Parser({
+    onReadEntry: (entry) => {
+      if (entry.type !== 'Directory') out.push(entry.path);
+      entry.resume();
+    },
+  });
+  await pipeline(ctx.stream, parser);
+  return out.sort();
+}
+
+/**
+ * The files the daemon's legacy builder takes out of what COPY sees: it reads the Dockerfile and
+ * `.dockerignore` from the context, then drops each of them that `.dockerignore` excludes.
+ */
+function dropBuildFiles(files: string[], dockerignoreText: string | undefined): string[] {
+  const matcher = dockerignore({ ignorecase: false }).add(parseDockerignore(dockerignoreText ?? ''));
+  return files.filter((f) => !((f === 'Dockerfile' || f === '.dockerignore') && matcher.ignores(f)));
+}
+
+describe('build context vs docker build', () => {
+  for (const c of CASES) {
+    it(`.dockerignore: ${c.name}`, async () => {
+      const tree: Record<string, ProjectFile> = { ...TREE, Dockerfile: DOCKERFILE };
+      if (c.dockerignore !== undefined) tree['.dockerignore'] = c.dockerignore;
+      const dir = await makeProject(tree);
+      const unchanged = await guardProject(dir);
+      if (c.refused) {
+        const theirs = await dockerIncludes(dir).catch((e: Error) => e);
+        expect(theirs).toBeInstanceOf(Error);
+        expect(String((theirs as Error).message)).toMatch(/illegal exclusion pattern|syntax error in pattern/);
+        const ours = await ourIncludes(dir, c.exclude).catch((e: unknown) => e);
+        expect(ours).toMatchObject({ code: 'ASTRO_PROJECT_INVALID', path: '.dockerignore' });
+        await unchanged();
+        return;
+      }
+      const ours = await ourIncludes(dir, c.exclude);
+      // Docker is given the same patterns: the in-memory lines are written for its copy only.
+      let dockerDir = dir;
+      if (c.exclude) dockerDir = await makeProject({ ...tree, '.dockerignore': `${c.dockerignore ?? ''}\n${c.exclude.join('\n')}\n` });
+      const theirs = await dockerIncludes(dockerDir);
+      expect(dropBuildFiles(ours, c.dockerignore)).toEqual(theirs);
+      // The Dockerfile and .dockerignore are always sent, even when excluded.
+      expect(ours).toContain('Dockerfile');
+      if (c.dockerignore !== undefined) expect(ours).toContain('.dockerignore');
+      await unchanged();
+    }, 120_000);
+  }
+});
+
+describe('build context stream', () => {
+  it('streams members with root ownership, kept modes and link targets, and counts what it sent', async () => {
+    const dir = await makeProject({ ...TREE, Dockerfile: DOCKERFILE, '.dockerignore': 'docs\n.git\n' });
+    const ctx = await createBuildContext(dir);
+    const members: Array<{ path: string; uid: number; gid: number; type: string; linkpath?: string; size: number }> = [];
+    const parser = new Parser({
+      onReadEntry: (entry) => {
+        members.push({ path: entry.path, uid: entry.uid ?? -1, gid: entry.gid ?? -1, type: entry.type, size: entry.size ?? 0, ...(entry.linkpath ? { linkpath: entry.linkpath } : {}) });
+        entry.resume();
+      },
+    });
+    await pipeline(ctx.stream, parser);
+    expect(members.every((m) => m.uid === 0 && m.gid === 0)).toBe(true);
+    expect(members.find((m) => m.path === 'link-to-docs')).toMatchObject({ type: 'SymbolicLink', linkpath: 'docs' });
+    expect(members.some((m) => m.path.startsWith('docs/') || m.path.startsWith('.git/'))).toBe(false);
+    expect(ctx.stats.files).toBe(members.filter((m) => m.type === 'File').length);
+    expect(ctx.stats.symlinks).toBe(2);
+    expect(ctx.stats.excluded).toBe(2);
+    expect(ctx.stats.contentBytes).toBe(members.reduce((n, m) => n + (m.type === 'File' ? m.size : 0), 0));
+  });
+
+  it('reads files as the consumer pulls: a big context is never held in memory', async () => {
+    const dir = await makeProject({ Dockerfile: DOCKERFILE });
+    const { writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const mb = Buffer.alloc(1024 * 1024, 7);
+    for (let i = 0; i < 64; i++) await writeFile(join(dir, `blob-${i}.bin`), mb);
+    const ctx = await createBuildContext(dir);
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    let total = 0;
+    for await (const chunk of ctx.stream as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }
+    expect(total).toBe(ctx.stats.tarBytes);
+    expect(ctx.stats.contentBytes).toBe(64 * 1024 * 1024 + DOCKERFILE.length);
+    // 64 MiB went through; the process grew by far less than that.
+    expect(peak - before).toBeLessThan(40 * 1024 * 1024);
+  });
+
+  it('stops the walk when the signal fires', async () => {
+    const dir = await makeProject({ ...TREE, Dockerfile: DOCKERFILE });
+    const controller = new AbortController();
+    const ctx = await createBuildContext(dir, { signal: controller.signal });
+    controller.abort();
+    const err = await (async () => {
+      for await (const chunk of ctx.stream as AsyncIterable<Buffer>) void chunk;
+    })().catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('ASTRO_ABORTED');
+  });
+
+  it('lists without reading content, in sending order', async () => {
+    const dir = await makeProject({ Dockerfile: DOCKERFILE, 'b.txt': 'b', 'a/x.txt': 'x', '.dockerignore': 'a\n!a/x.txt\n' });
+    const list = await listBuildContext(dir);
+    // The excluded folder's entry is not sent, its exception is.
+    expect(list).toEqual([
+      { path: '.dockerignore', type: 'file' },
+      { path: 'Dockerfile', type: 'file' },
+      { path: 'a/x.txt', type: 'file' },
+      { path: 'b.txt', type: 'file' },
+    ]);
+  });
+});
+
+describe('.dockerignore reading', () => {
+  it('drops comments, blanks and a BOM, trims, cleans paths and keeps negation', () => {
+    expect(parseDockerignore('\ufeff# c\n\n  a/b/  \n!/c/./d\n../e\n  # f\n/\n')).toEqual(['a/b', '!c/d', '../e', '# f', '/']);
+  });
+});
+
+describe('project', () => {
+  it('finds the base images of a Dockerfile: continuations, flags, stages, comments, escape directive', () => {
+    expect(dockerfileBaseImages('FROM quay.io/astronomer/astro-runtime:12.1.0\nRUN x\n')).toEqual(['quay.io/astronomer/astro-runtime:12.1.0']);
+    expect(
+      dockerfileBaseImages(
+        '# syntax=docker/dockerfile:1\nFROM --platform=linux/amd64 python:3.12 AS build\n# c\nfrom \\\n  astrocrpublic.azurecr.io/runtime:3.1-2 as final\nFROM build\nCOPY --from=build /x /x\n',
+      ),
+    ).toEqual(['python:3.12', 'astrocrpublic.azurecr.io/runtime:3.1-2']);
+    expect(dockerfileBaseImages('# escape=`\nFROM a:1 `\n  AS x\nFROM x\n')).toEqual(['a:1']);
+  });
+
+  it("pulls only when every FROM is an Astro Runtime image (the CLI's rule)", () => {
+    expect(shouldPullBaseImages(['quay.io/astronomer/astro-runtime:12.1.0'])).toBe(true);
+    expect(shouldPullBaseImages(['astrocrpublic.azurecr.io/runtime:3.1-2', 'quay.io/astronomer/astro-runtime:12.1.0'])).toBe(true);
+    expect(shouldPullBaseImages(['quay.io/astronomer/astro-runtime:12.1.0', 'python:3.12'])).toBe(false);
+    expect(shouldPullBaseImages(['my-registry/astro-runtime:12.1.0'])).toBe(false);
+    expect(shouldPullBaseImages([])).toBe(false);
+  });
+
+  it('reads project.deployment from .astro/config.yaml as astro writes it', () => {
+    expect(parseProjectConfig('project:\n    name: proj\n    deployment: clabc123\n')).toEqual({ name: 'proj', deployment: 'clabc123' });
+    expect(parseProjectConfig('# c\nproject:\n  deployment: "clq"  # comment\n  other:\n    deployment: nested\ncontext: x\n')).toEqual({ deployment: 'clq' });
+    expect(parseProjectConfig("project:\n  deployment: 'it''s'\n")).toEqual({ deployment: "it's" });
+    expect(parseProjectConfig('deployment: top\nproject: {}\n')).toEqual({});
+  });
+
+  it('refuses a folder without a Dockerfile, or a Dockerfile outside it, with ASTRO_PROJECT_NOT_FOUND', async () => {
+    const dir = await makeProject({ 'dags/a.py': 'x' });
+    for (const [path, options] of [
+      [dir, {}],
+      [`${dir}/missing`, {}],
+      [dir, { dockerfile: '../Dockerfile' }],
+    ] as const) {
+      const err = await readAstroProject(path, options).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ASTRO_PROJECT_NOT_FOUND', name: 'ProjectError' });
+    }
+  });
+});
+
