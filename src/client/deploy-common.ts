@@ -8,7 +8,7 @@ import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResul
 import { AstroConfigError, AstroDeployError, AstroFinalizeUnknownError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
 import { failureOf, type Failure } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
-import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
+import { isRetryable, retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
 import { validateRetryOptions } from './options.js';
 import type { DeploymentOptionsResource, DeploymentsResource, DeploysResource, FinalizeDeployParams } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
@@ -115,9 +115,12 @@ function isRefusal(failure: Failure | undefined): boolean {
   return failure?.kind === 'status' && failure.status !== undefined && failure.status < 500 && failure.status !== 408 && failure.status !== 429;
 }
 
+/** The kernel's rule for calls with side effects, used only to ask whether a finalize was never acted on. */
+const ONCE = retryPolicy(undefined, { idempotent: false });
+
 /** A finalize that provably never reached Astro, or that Astro turned away before acting (429). */
 function neverActedOn(failure: Failure | undefined): boolean {
-  return failure?.kind === 'connect' || (failure?.kind === 'status' && failure.status === 429);
+  return isRetryable(failure, ONCE);
 }
 
 /** The finalize context of a flow; `checkTimeoutMs` is the flow's `finalizeCheckTimeoutMs`, validated. */
