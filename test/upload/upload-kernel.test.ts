@@ -3,13 +3,13 @@
  * proxy: listeners cannot break an upload, an abort that races a failure ends as ASTRO_ABORTED,
  * and requests go through the caller's dispatcher, or through HTTP_PROXY when none is given.
  */
-import { Agent, type Dispatcher } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isAstroError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import { startFakeBlobServer, type FakeBlobServer } from '../../src/testing/fake-blob.js';
 import { createFaultProxy, type FaultProxy } from '../../src/testing/fault-proxy.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions } from '../../src/upload/index.js';
+import { AbortOnStatusAgent, CountingAgent } from '../helpers/dispatchers.js';
 import { startForwardProxy, withProxyEnv, type ForwardProxy } from '../helpers/forward-proxy.js';
 import { EventLog, FAST, KIB, MIB, payload, sameBytes, tempDir } from './helpers.js';
 
@@ -46,43 +46,6 @@ function newBlob() {
 
 function opts(extra: UploadBlockBlobOptions = {}): UploadBlockBlobOptions {
   return { ...FAST, journalDir: journal.dir, ...extra, retry: { ...FAST.retry, ...extra.retry } };
-}
-
-/** An undici Agent that counts the requests dispatched through it. */
-class CountingAgent extends Agent {
-  dispatched = 0;
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    this.dispatched += 1;
-    return super.dispatch(options, handler);
-  }
-}
-
-/** An Agent that fires `controller.abort()` the moment a response with `status` starts (before the SDK sees it). */
-class AbortOnStatusAgent extends Agent {
-  constructor(
-    private readonly status: number,
-    private readonly controller: AbortController,
-  ) {
-    super();
-  }
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const { status, controller } = this;
-    const fire = (statusCode: unknown) => {
-      if (statusCode === status) controller.abort(new Error('cancelled as the failure arrived'));
-    };
-    // Wrap whichever handler API undici calls: onHeaders(status, ...) or onResponseStart(controller, status, ...).
-    const racing = new Proxy(handler, {
-      get(target, prop) {
-        const value: unknown = Reflect.get(target, prop, target);
-        if (typeof value !== 'function') return value;
-        const fn = value as (...args: unknown[]) => unknown;
-        if (prop === 'onHeaders') return (...args: unknown[]) => (fire(args[0]), fn.apply(target, args));
-        if (prop === 'onResponseStart') return (...args: unknown[]) => (fire(args[1]), fn.apply(target, args));
-        return fn.bind(target);
-      },
-    });
-    return super.dispatch(options, racing);
-  }
 }
 
 describe('uploadBlockBlob on the resilience kernel', () => {
