@@ -1,0 +1,247 @@
+/**
+ * buildProjectImage on a real Docker engine, with both builders, from an Astro-like base image
+ * that has real Python and pytest (test/helpers/runtime-image.ts). RUN steps run without a
+ * network (`networkMode: 'none'`): the test daemon has no bridge. After every case the project
+ * folder is byte-identical to what it was.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Dockerode from 'dockerode';
+import { buildProjectImage, type BuildEvent, type BuildProjectImageOptions } from '../../src/image/build.js';
+import { ImageBuildError, isAstroError } from '../../src/core/errors.js';
+import { getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { getRuntimeImage, TEST_RUNTIME_VERSION } from '../helpers/runtime-image.js';
+import { astroProject, filesInImage, guardProject, makeProject, runInImage } from './helpers.js';
+
+let base: string;
+let docker: Dockerode;
+const tags: string[] = [];
+
+beforeAll(async () => {
+  ({ docker } = await getTestDocker());
+  base = await getRuntimeImage();
+}, 900_000);
+
+afterAll(async () => {
+  await removeImages(...tags);
+});
+
+function newTag(): string {
+  const tag = `astro-sdk-test/project-${uniqueName()}:latest`;
+  tags.push(tag);
+  return tag;
+}
+
+async function build(dir: string, options: BuildProjectImageOptions = {}) {
+  const events: BuildEvent[] = [];
+  const result = await buildProjectImage(dir, { networkMode: 'none', tag: newTag(), docker, onEvent: (e) => events.push(e), ...options });
+  return { result, events };
+}
+
+/** Host processes whose command line contains `token` (the daemon runs on this machine). */
+async function processesWith(token: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(token) && Number(pid) !== process.pid) out.push(Number(pid));
+  }
+  return out;
+}
+
+/** Which of `needles` occur in the stream's bytes (chunk boundaries included). */
+async function streamContains(stream: NodeJS.ReadableStream, needles: string[]): Promise<string[]> {
+  const found = new Set<string>();
+  const keep = Math.max(...needles.map((n) => Buffer.byteLength(n)));
+  let carry = Buffer.alloc(0);
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    const window = Buffer.concat([carry, chunk]);
+    for (const n of needles) if (window.includes(n)) found.add(n);
+    carry = window.subarray(Math.max(0, window.length - keep));
+  }
+  return [...found];
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+for (const builder of ['classic', 'buildkit'] as const) {
+  describe(`buildProjectImage (${builder})`, () => {
+    it('builds linux/amd64 with the project copied by ONBUILD, .dockerignore honoured, labels and build args applied, and reports steps', async () => {
+      const dir = await makeProject(
+        astroProject(base, {
+          Dockerfile: `FROM ${base}\nARG GREETING=none\nRUN echo "greeting=$GREETING" && echo "$GREETING" > /greeting\n`,
+          '.dockerignore': '.env\ninclude/secret*\n**/__pycache__\n',
+          '.env': 'AIRFLOW_VAR=1\n',
+          'include/secret.txt': 'do not ship',
+          'dags/__pycache__/example_dag.cpython-311.pyc': 'pyc',
+        }),
+      );
+      const unchanged = await guardProject(dir);
+      const { result, events } = await build(dir, { builder, buildArgs: { GREETING: 'hello-astro' }, labels: { 'com.example.team': 'data' } });
+      expect(result).toMatchObject({ builder, platform: 'linux/amd64', pulled: false });
+      expect(result.imageId).toMatch(/^sha256:[0-9a-f]{64}$/);
+      const info = await docker.getImage(result.tag).inspect();
+      expect(info.Id).toBe(result.imageId);
+      expect(info.Architecture).toBe('amd64');
+      expect(info.Config.Labels).toMatchObject({ 'com.example.team': 'data', 'io.astronomer.docker.runtime.version': TEST_RUNTIME_VERSION });
+      const files = await filesInImage(result.tag);
+      expect(files).toEqual(expect.arrayContaining(['Dockerfile', 'dags/example_dag.py', 'dags/etl/load.py', 'include/sql/query.sql', 'plugins/helpers.py', 'tests/test_dags.py', '.astro/config.yaml']));
+      expect(files).not.toContain('.env');
+      expect(files).not.toContain('include/secret.txt');
+      expect(files.some((f) => f.includes('__pycache__'))).toBe(false);
+      expect((await runInImage(result.tag, 'cat /greeting')).trim()).toBe('hello-astro');
+      const types = events.map((e) => e.type);
+      expect(types[0]).toBe('build:start');
+      expect(types).toContain('build:context');
+      expect(types.at(-1)).toBe('build:complete');
+      const context = events.find((e) => e.type === 'build:context');
+      expect(context).toMatchObject({ excluded: 3 });
+      const run = events.filter((e) => e.type === 'build:step' && e.name.includes('RUN echo'));
+      expect(run.map((e) => (e as { status: string }).status)).toEqual(['started', 'done']);
+      expect(events.some((e) => e.type === 'build:output' && e.line.includes('greeting=hello-astro'))).toBe(true);
+      await unchanged();
+    }, 600_000);
+
+    it('with excludeDags, leaves dags/ out of the image without touching .dockerignore; a rebuild with no change comes from the cache', async () => {
+      const dir = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nRUN ls -R /usr/local/airflow > /listing\n`, '.dockerignore': '!dags/example_dag.py\n' }));
+      const unchanged = await guardProject(dir);
+      const first = await build(dir, { builder, excludeDags: true });
+      const files = await filesInImage(first.result.tag);
+      expect(files.some((f) => f.startsWith('dags/'))).toBe(false);
+      expect(files).toContain('plugins/helpers.py');
+      expect(first.events[0]).toMatchObject({ type: 'build:start', exclude: ['dags/'] });
+      const again = await buildProjectImage(dir, { networkMode: 'none', tag: first.result.tag, docker, builder, excludeDags: true });
+      expect(again.imageId).toBe(first.result.imageId);
+      expect(again.cachedSteps).toBeGreaterThan(0);
+      expect(again.cachedSteps).toBe(again.steps.filter((s) => !/^(\[\d+\/\d+\] )?FROM /.test(s.name) || s.cached).length);
+      await unchanged();
+    }, 600_000);
+
+    it('a failing RUN step gives ASTRO_IMAGE_BUILD_FAILED with the step and its last output lines', async () => {
+      const dir = await makeProject(
+        astroProject(base, {
+          Dockerfile: `FROM ${base}\nRUN echo "installing the-package" && echo "ERROR: No matching distribution found for the-package" >&2 && exit 3\nRUN echo never\n`,
+        }),
+      );
+      const unchanged = await guardProject(dir);
+      const events: BuildEvent[] = [];
+      const tag = newTag();
+      const err = await buildProjectImage(dir, { networkMode: 'none', tag, docker, builder, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ImageBuildError);
+      const e = err as ImageBuildError;
+      expect(e.code).toBe('ASTRO_IMAGE_BUILD_FAILED');
+      expect(e.builder).toBe(builder);
+      expect(e.step).toMatch(/RUN echo "installing the-package"/);
+      expect(e.outputTail).toEqual(expect.arrayContaining(['installing the-package', 'ERROR: No matching distribution found for the-package']));
+      expect(e.message).toMatch(/exit code: 3|returned a non-zero code: 3/);
+      expect(e.message).toContain('No matching distribution');
+      expect(events.some((x) => x.type === 'build:step' && x.status === 'failed')).toBe(true);
+      expect(events.some((x) => x.type === 'build:step' && x.name.includes('never'))).toBe(false);
+      await expect(docker.getImage(tag).inspect()).rejects.toMatchObject({ statusCode: 404 });
+      await unchanged();
+    }, 600_000);
+
+    it('an abort mid-build stops the build on the daemon and rejects with ASTRO_ABORTED', async () => {
+      const token = String(4000 + Math.floor(Math.random() * 5000));
+      const dir = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nRUN echo start && sleep ${token}.5 && echo end\n` }));
+      const unchanged = await guardProject(dir);
+      const before = (await docker.listContainers({ all: true })).length;
+      const controller = new AbortController();
+      const tag = newTag();
+      const building = buildProjectImage(dir, { networkMode: 'none', tag, docker, builder, signal: controller.signal }).catch((e: unknown) => e);
+      // The step's process is running on the daemon's host before the abort.
+      await waitFor('the RUN step to start', async () => ((await processesWith(`sleep ${token}.5`)).length ? true : undefined), 300_000);
+      controller.abort(new Error('user pressed ctrl-c'));
+      const err = await building;
+      expect(isAstroError(err, 'ASTRO_ABORTED')).toBe(true);
+      await waitFor('the RUN process to end', async () => ((await processesWith(`sleep ${token}.5`)).length === 0 ? true : undefined), 30_000);
+      await waitFor('no build container left', async () => ((await docker.listContainers({ all: true })).length <= before ? true : undefined), 30_000);
+      await expect(docker.getImage(tag).inspect()).rejects.toMatchObject({ statusCode: 404 });
+      await unchanged();
+    }, 600_000);
+  });
+}
+
+describe('buildProjectImage build secrets (BuildKit session)', () => {
+  it('a secret is readable in RUN --mount=type=secret, absent from the image and redacted from events', async () => {
+    const secret = `s3cr3t-${uniqueName()}`;
+    const fileSecret = `file-secret-${uniqueName()}`;
+    const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+    const dir = await makeProject(
+      astroProject(base, {
+        Dockerfile:
+          `FROM ${base}\n` +
+          `RUN --mount=type=secret,id=token test "$(sha256sum < /run/secrets/token | cut -c1-64)" = "${sha(secret)}" || (echo secret mismatch; exit 1)\n` +
+          'RUN --mount=type=secret,id=token --mount=type=secret,id=pip cat /run/secrets/token /run/secrets/pip | sha256sum | cut -c1-64 > /secret.sha && cat /run/secrets/token\n',
+      }),
+    );
+    const secretFile = join(await makeProject({ 'pip.conf': fileSecret }), 'pip.conf');
+    const unchanged = await guardProject(dir);
+    process.env.ASTRO_TEST_BUILD_SECRET = secret;
+    try {
+      const { result, events } = await build(dir, { buildSecrets: { token: { env: 'ASTRO_TEST_BUILD_SECRET' }, pip: { file: secretFile } } });
+      expect(result.builder).toBe('buildkit');
+      expect((await runInImage(result.tag, 'cat /secret.sha')).trim()).toBe(sha(secret + fileSecret));
+      expect((await runInImage(result.tag, 'ls -A /run/secrets 2>/dev/null | wc -l')).trim()).toBe('0');
+      // No byte of the saved image (layers, config, history) holds either value.
+      const saved = (await docker.getImage(result.tag).get()) as NodeJS.ReadableStream;
+      expect(await streamContains(saved, [secret, fileSecret])).toEqual([]);
+      // The RUN that printed it: its output line is redacted in the events.
+      expect(JSON.stringify(events)).not.toContain(secret);
+      expect(events.some((e) => e.type === 'build:output' && e.line.includes('[REDACTED]'))).toBe(true);
+    } finally {
+      delete process.env.ASTRO_TEST_BUILD_SECRET;
+    }
+    await unchanged();
+  }, 600_000);
+
+  it('on a daemon API without BuildKit sessions, build secrets give ASTRO_IMAGE_BUILDKIT_UNAVAILABLE before anything is built', async () => {
+    const { host } = await getTestDocker();
+    // The same daemon through a client pinned to Engine API 1.38: no /session for BuildKit.
+    const old = new Dockerode({ socketPath: host.slice('unix://'.length), version: 'v1.38' });
+    const dir = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nRUN --mount=type=secret,id=t cat /run/secrets/t\n` }));
+    const unchanged = await guardProject(dir);
+    const tag = newTag();
+    const events: BuildEvent[] = [];
+    const err = await buildProjectImage(dir, { tag, docker: old, buildSecrets: { t: { env: 'PATH' } }, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_IMAGE_BUILDKIT_UNAVAILABLE', name: 'ImageError' });
+    expect((err as Error).message).toMatch(/1\.38/);
+    expect(events).toEqual([]);
+    await expect(docker.getImage(tag).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    await unchanged();
+  }, 120_000);
+});
+
+describe('buildProjectImage before anything runs', () => {
+  it('a folder without a Dockerfile is ASTRO_PROJECT_NOT_FOUND, and no daemon is contacted', async () => {
+    const dir = await makeProject({ 'dags/a.py': 'x = 1\n' });
+    const unchanged = await guardProject(dir);
+    const nowhere = new Dockerode({ socketPath: '/nonexistent/docker.sock' });
+    const err = await buildProjectImage(dir, { docker: nowhere }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_PROJECT_NOT_FOUND', name: 'ProjectError' });
+    await unchanged();
+  });
+
+  it('an invalid Dockerfile fails with ASTRO_IMAGE_BUILD_FAILED and the daemon message', async () => {
+    const dir = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nFROBNICATE now\n` }));
+    const err = await buildProjectImage(dir, { networkMode: 'none', tag: newTag(), docker }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_IMAGE_BUILD_FAILED' });
+    expect((err as Error).message).toMatch(/frobnicate/i);
+  }, 120_000);
+
+  it('a missing build secret file is ASTRO_CONFIG_INVALID_OPTION', async () => {
+    const dir = await makeProject(astroProject(base));
+    const err = await buildProjectImage(dir, { docker, buildSecrets: { x: { file: '/nonexistent/secret' } } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_CONFIG_INVALID_OPTION' });
+  });
+});
