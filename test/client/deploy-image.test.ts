@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'v
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent, type Dispatcher } from 'undici';
+import { CountingAgent } from '../helpers/dispatchers.js';
 import { AstroClient, isAstroError, type DeployImageEvent } from '../../src/index.js';
 import { openImageArchive, RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
 import { DiskArchive } from '../../src/image/source.js';
@@ -321,15 +321,6 @@ describe('deployImage with a daemon image and the DAG parse check', () => {
     expect(forced.parseCheck).toBeUndefined();
   });
 });
-
-/** An undici Agent that counts what it dispatches, by origin. */
-class CountingAgent extends Agent {
-  readonly origins: string[] = [];
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    this.origins.push(new URL(String(options.origin)).origin);
-    return super.dispatch(options, handler);
-  }
-}
 
 describe('deployImage on the resilience kernel (issue #9) and finalize exactly once (issue #15)', () => {
   const fast = { initialDelayMs: 1, maxDelayMs: 5 };

@@ -5,11 +5,13 @@
  */
 import { Agent, type Dispatcher } from 'undici';
 
-/** An undici Agent that counts the requests dispatched through it. */
+/** An undici Agent that counts the requests dispatched through it, and records their origins. */
 export class CountingAgent extends Agent {
   dispatched = 0;
+  readonly origins: string[] = [];
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     this.dispatched += 1;
+    this.origins.push(new URL(String(options.origin)).origin);
     return super.dispatch(options, handler);
   }
 }

@@ -7,7 +7,7 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent, type Dispatcher } from 'undici';
+import { AbortOnStatusAgent, CountingAgent } from '../helpers/dispatchers.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isAstroError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
@@ -67,43 +67,6 @@ afterAll(async () => {
 });
 
 const viaProxy = (p: FaultProxy = proxy) => `${new URL(p.url).host}/team/${uniqueName('k')}`;
-
-/** An undici Agent that counts the requests dispatched through it. */
-class CountingAgent extends Agent {
-  dispatched = 0;
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    this.dispatched += 1;
-    return super.dispatch(options, handler);
-  }
-}
-
-/** An Agent that fires `controller.abort()` the moment a response with `status` starts (before the SDK sees it). */
-class AbortOnStatusAgent extends Agent {
-  constructor(
-    private readonly status: number,
-    private readonly controller: AbortController,
-  ) {
-    super();
-  }
-  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const { status, controller } = this;
-    const fire = (statusCode: unknown) => {
-      if (statusCode === status) controller.abort(new Error('cancelled as the failure arrived'));
-    };
-    // Wrap whichever handler API undici calls: onHeaders(status, ...) or onResponseStart(controller, status, ...).
-    const racing = new Proxy(handler, {
-      get(target, prop) {
-        const value: unknown = Reflect.get(target, prop, target);
-        if (typeof value !== 'function') return value;
-        const fn = value as (...args: unknown[]) => unknown;
-        if (prop === 'onHeaders') return (...args: unknown[]) => (fire(args[0]), fn.apply(target, args));
-        if (prop === 'onResponseStart') return (...args: unknown[]) => (fire(args[1]), fn.apply(target, args));
-        return fn.bind(target);
-      },
-    });
-    return super.dispatch(options, racing);
-  }
-}
 
 describe('native push on the resilience kernel', () => {
   it('ignores a listener that throws (or rejects) on every event, and completes', async () => {
