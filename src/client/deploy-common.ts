@@ -14,6 +14,9 @@ import type { DeploymentOptionsResource, DeploymentsResource, DeploysResource, F
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
+import type { ClientEvent } from './events.js';
+import { redactRolloutSas } from './redact-results.js';
+import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
 
 /**
  * What the deploy flows need from the client.
@@ -287,4 +290,30 @@ export async function uploadBundle(
   }
   emit({ type: 'deploy:uploaded', deployId: deploy.id, versionId: upload.versionId, bytes: upload.bytes, retries: upload.retries, resumed: upload.resumed });
   return upload;
+}
+
+/** A flow's `wait` option: `true`, or `waitForRollout`'s settings without what the flow decides. */
+export type FlowWait = boolean | Omit<WaitForRolloutParams, 'deploymentId' | 'deployId' | 'expect' | 'signal' | 'onEvent' | 'request'>;
+
+/**
+ * When the flow asked to `wait`, wait until the deployment runs what the flow finalized. The
+ * flow's signal, `request` options (timeoutMs, retry, onRetry) and emitter apply to the polls,
+ * and the result carries no usable SAS.
+ */
+export async function waitIfAsked(
+  ctx: Parameters<typeof waitForRollout>[0],
+  flow: { wait?: FlowWait | undefined; signal?: AbortSignal | undefined; request?: Omit<RequestOptions, 'signal'> | undefined },
+  target: Pick<WaitForRolloutParams, 'deploymentId' | 'deployId' | 'expect'>,
+  emit: (e: ClientEvent) => void,
+): Promise<RolloutResult | undefined> {
+  if (!flow.wait) return undefined;
+  return redactRolloutSas(
+    await waitForRollout(ctx, {
+      ...(typeof flow.wait === 'object' ? flow.wait : {}),
+      ...target,
+      ...(flow.signal ? { signal: flow.signal } : {}),
+      ...(flow.request ? { request: flow.request } : {}),
+      onEvent: emit,
+    }),
+  );
 }

@@ -24,14 +24,16 @@ import {
   serialised,
   uploadBundle,
   withDeployId,
+  waitIfAsked,
+  type FlowWait,
   type DeployBundleOptions,
   type DeployContext,
   type DeployPhaseEvent,
 } from './deploy-common.js';
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata } from './resources.js';
-import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
-import { redactDeploySas, redactRolloutSas } from './redact-results.js';
+import type { RolloutResult } from './rollout.js';
+import { redactDeploySas } from './redact-results.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
@@ -52,7 +54,7 @@ export interface DeployDagsParams extends DeployDagsBundleOptions {
    * Wait until the deployment runs this DAG version (see `waitForRollout`). `true` uses the
    * default wait options. @default false
    */
-  wait?: boolean | Omit<WaitForRolloutParams, 'deploymentId' | 'deployId' | 'expect' | 'signal' | 'onEvent' | 'request'>;
+  wait?: FlowWait;
   /**
    * Options of the upload (block size, concurrency, journal, `retry`, ...). The client's
    * `dispatcher` and `logger` are used unless given here; the client's `retry` is for API calls
@@ -154,18 +156,8 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
           },
           upload,
         };
-        if (params.wait) {
-          result.rollout = redactRolloutSas(await waitForRollout(ctx, {
-            ...(typeof params.wait === 'object' ? params.wait : {}),
-            deploymentId,
-            deployId: deploy.id,
-            expect: { dagTarballVersion: upload.versionId },
-            ...(signal ? { signal } : {}),
-            // The flow's request options (timeoutMs, retry, onRetry) apply to the polls too.
-            ...(params.request ? { request: params.request } : {}),
-            onEvent: emit,
-          }));
-        }
+        const rollout = await waitIfAsked(ctx, params, { deploymentId, deployId: deploy.id, expect: { dagTarballVersion: upload.versionId } }, emit);
+        if (rollout) result.rollout = rollout;
         return result;
       } catch (error) {
         // Every error after create names the deploy left behind (issue #15).

@@ -36,14 +36,15 @@ import {
   serialised,
   uploadBundle,
   withDeployId,
+  waitIfAsked,
   type DeployContext,
   type DeployPhaseEvent,
 } from './deploy-common.js';
 import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js';
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
-import { waitForRollout, type RolloutResult } from './rollout.js';
-import { redactDeploySas, redactRolloutSas } from './redact-results.js';
+import type { RolloutResult } from './rollout.js';
+import { redactDeploySas } from './redact-results.js';
 import type { Deploy, DeployType } from './schemas.js';
 import type { RequestOptions } from './transport.js';
 import type Dockerode from 'dockerode';
@@ -266,18 +267,13 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
             result.upload = upload;
             result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
           }
-          if (params.wait) {
-            result.rollout = redactRolloutSas(await waitForRollout(ctx, {
-              ...(typeof params.wait === 'object' ? params.wait : {}),
-              deploymentId,
-              deployId: deploy.id,
-              expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) },
-              ...(signal ? { signal } : {}),
-              // The flow's request options (timeoutMs, retry, onRetry) apply to the polls too.
-              ...(params.request ? { request: params.request } : {}),
-              onEvent: emit,
-            }));
-          }
+          const rollout = await waitIfAsked(
+            ctx,
+            params,
+            { deploymentId, deployId: deploy.id, expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) } },
+            emit,
+          );
+          if (rollout) result.rollout = rollout;
           return result;
         } catch (error) {
           // Every error after create names the deploy left behind (issue #15).
