@@ -101,7 +101,7 @@ export class AstroClient {
   setDagDeploy(deploymentId: string, enabled: boolean, options: SetDagDeployOptions = {}): Promise<SetDagDeployResult> {
     const { logger } = this.#resolved;
     return setDagDeploy(
-      { deployments: this.deployments, claims: this.#resolved.claims, logger },
+      { deployments: this.deployments, claims: this.#resolved.claims, logger, retry: this.#resolved.retry },
       deploymentId,
       enabled,
       withRetryEvents(options, logger),

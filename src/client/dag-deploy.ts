@@ -7,7 +7,9 @@
  */
 import { emitterFor } from '../core/emitter.js';
 import { AstroDeployError, ErrorCodes } from '../core/errors.js';
+import { failureOf } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
+import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
 import type { ClientEvent, DagDeployEvent } from './events.js';
 import type { DeploymentsResource } from './resources.js';
 import type { Deployment } from './schemas.js';
@@ -66,9 +68,49 @@ function warningsFor(deployment: Deployment, enabled: boolean, claims: AstroToke
   return events;
 }
 
+/**
+ * Send the update, and send it again only after the deployment was read back without the change.
+ * The body is the whole desired state, but re-sending it is not harmless: an update may restart
+ * every pod of the deployment (astro-cli#879). So after an answer that was lost or failed (reset,
+ * timeout, 408, 5xx) the deployment is read first; a change found applied is success, a change
+ * found missing is sent again (within the retry settings), and a deployment that cannot be read
+ * ends with the update's own error.
+ */
+async function updateOnce(
+  ctx: { deployments: DeploymentsResource; retry?: RetryOptions | undefined },
+  deploymentId: string,
+  body: Record<string, unknown>,
+  enabled: boolean,
+  requestOptions: RequestOptions,
+): Promise<void> {
+  let readAsNotApplied = false;
+  await withRetries(
+    async () => {
+      readAsNotApplied = false;
+      try {
+        await ctx.deployments.update(deploymentId, body, requestOptions);
+      } catch (error) {
+        const failure = failureOf(error);
+        const refused = failure?.kind === 'status' && failure.status! < 500 && failure.status !== 408 && failure.status !== 429;
+        if (!failure || refused) throw error;
+        const now = await ctx.deployments.get(deploymentId, requestOptions).catch(() => undefined);
+        if (now?.isDagDeployEnabled === enabled) return;
+        readAsNotApplied = now !== undefined;
+        throw error;
+      }
+    },
+    {
+      policy: retryPolicy({ ...ctx.retry, ...requestOptions.retry }),
+      signal: requestOptions.signal,
+      // Only an update positively read as not applied is sent again.
+      classify: (error) => (readAsNotApplied ? failureOf(error) : undefined),
+    },
+  );
+}
+
 /** Implementation of `AstroClient.setDagDeploy`; see there. */
 export async function setDagDeploy(
-  ctx: { deployments: DeploymentsResource; claims: AstroTokenClaims; logger?: Logger | undefined },
+  ctx: { deployments: DeploymentsResource; claims: AstroTokenClaims; logger?: Logger | undefined; retry?: RetryOptions | undefined },
   deploymentId: string,
   enabled: boolean,
   options: SetDagDeployOptions,
@@ -88,7 +130,7 @@ export async function setDagDeploy(
   }
   for (const event of warningsFor(current, enabled, ctx.claims)) emit(event);
 
-  await ctx.deployments.update(deploymentId, buildUpdateBody(current, { isDagDeployEnabled: enabled }), requestOptions);
+  await updateOnce(ctx, deploymentId, buildUpdateBody(current, { isDagDeployEnabled: enabled }), enabled, requestOptions);
   const after = await ctx.deployments.get(deploymentId, requestOptions);
   if (after.isDagDeployEnabled !== enabled) {
     throw new AstroDeployError(

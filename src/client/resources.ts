@@ -165,8 +165,10 @@ export class DeploymentsResource extends Resource {
         path: `${this.base()}/${pathSegment('deploymentId', deploymentId)}`,
         body,
         schema: deploymentSchema,
-        // The body is the whole desired state, so sending it twice has the same effect as once.
-        retry: 'idempotent',
+        // Sent again only when it provably never arrived (or was rate limited): the body is the
+        // whole desired state, but an update may restart every pod (astro-cli#879), so callers
+        // read the deployment back after a lost answer instead (see setDagDeploy).
+        retry: 'once',
       },
       options,
     );

@@ -100,3 +100,35 @@ describe('setDagDeploy', () => {
     );
   });
 });
+
+describe('setDagDeploy after a lost or failed update answer (astro-cli#879: an update may restart every pod)', () => {
+  const fast = { initialDelayMs: 1, maxDelayMs: 5 };
+
+  it('reads the deployment back before sending the update again, and does not re-send one that took', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] }, { retry: { maxRetries: 3, ...fast } });
+    astro.fail({ route: 'deployments.update', action: { kind: 'dropResponse' } });
+    const result = await client.setDagDeploy('cldep1', true);
+    expect(result).toMatchObject({ changed: true, deployment: { isDagDeployEnabled: true } });
+    expect(astro.requestsFor('deployments.update')).toHaveLength(1);
+    expect(astro.deployment('cldep1').isDagDeployEnabled).toBe(true);
+  });
+
+  it('sends the update again only after reading that it did not take', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] }, { retry: { maxRetries: 3, ...fast } });
+    astro.fail({ route: 'deployments.update', action: { kind: 'status', status: 503 } });
+    const result = await client.setDagDeploy('cldep1', true);
+    expect(result.changed).toBe(true);
+    const routes = astro.requests.map((r) => r.route);
+    expect(routes).toEqual(['deployments.get', 'deployments.update', 'deployments.get', 'deployments.update', 'deployments.get']);
+  });
+
+  it('gives up with the update error when the deployment cannot be read back, without a second update', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] }, { retry: { maxRetries: 1, ...fast } });
+    astro.fail({ route: 'deployments.update', action: { kind: 'dropResponse' } });
+    astro.fail({ route: 'deployments.get', nth: 2, times: 10, action: { kind: 'status', status: 503 } });
+    const err = await client.setDagDeploy('cldep1', true).catch((e: unknown) => e);
+    // The update's own failure (its answer was lost), not the read-back's.
+    expect(err).toMatchObject({ code: 'ASTRO_CONNECTION' });
+    expect(astro.requestsFor('deployments.update')).toHaveLength(1);
+  });
+});
