@@ -17,6 +17,4 @@ export default defineConfig({
   clean: true,
   target: 'node20',
   splitting: true,
-  // p-retry is ESM-only; inlining it keeps the CommonJS build loadable with require() on Node 20.
-  noExternal: ['p-retry', 'is-network-error'],
 });
