@@ -1,7 +1,8 @@
 /**
- * `astro-deploy-sdk/image`: check an image before deploying it to Astro, push it to the
- * deployment's registry (natively over the OCI distribution API, or through the Docker daemon),
- * and run the DAG parse check in a container of it.
+ * `astro-deploy-sdk/image`: build an Astro project into a linux/amd64 image, check an image
+ * before deploying it to Astro, push it to the deployment's registry (natively over the OCI
+ * distribution API, or through the Docker daemon), and run the project's tests (the DAG parse
+ * check, pytest) in a container of it.
  *
  * @packageDocumentation
  */
@@ -49,3 +50,55 @@ export {
   type DagParseCheckOptions,
   type DagParseCheckResult,
 } from './parse-check.js';
+export {
+  buildProjectImage,
+  buildKitSupport,
+  defaultProjectTag,
+  dockerfileNeedsBuildKit,
+  BUILD_PLATFORM,
+  type BuildProjectImageOptions,
+  type BuildProjectImageResult,
+  type BuildEvent,
+  type BuildSecretSource,
+  type ImageBuilder,
+  type BuildStep,
+  type BuildStepStatus,
+} from './build.js';
+export {
+  createBuildContext,
+  listBuildContext,
+  readDockerignore,
+  parseDockerignore,
+  contextFilter,
+  patternSyntaxError,
+  type BuildContextOptions,
+  type BuildContextStats,
+  type BuildContextEntry,
+  type BuildContextStream,
+  type ContextFilter,
+} from './build-context.js';
+export {
+  runProjectTests,
+  skippedTests,
+  suitesOf,
+  PARSE_MIN_RUNTIME,
+  PROJECT_TEST_DIRS,
+  type ProjectTestsMode,
+  type ProjectTestSuite,
+  type ProjectTestsOptions,
+  type ProjectTestsEvent,
+  type ProjectTestsResult,
+  type ProjectSuiteResult,
+  type ProjectTestsSkipReason,
+} from './project-tests.js';
+export {
+  readAstroProject,
+  readProjectConfig,
+  dockerfileBaseImages,
+  shouldPullBaseImages,
+  DEFAULT_DOCKERFILE,
+  PROJECT_CONFIG_FILE,
+  ASTRO_BASE_IMAGE_PREFIXES,
+  type AstroProject,
+  type ProjectConfig,
+} from './project.js';
