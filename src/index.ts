@@ -55,6 +55,7 @@ export type {
   DeployPhaseEvent,
 } from './client/deploy-dags.js';
 export type { DeployImageParams, DeployImageResult, DeployImageEvent } from './client/deploy-image.js';
+export type { DeployProjectParams, DeployProjectResult, DeployProjectEvent, DeployProjectTimings } from './client/deploy-project.js';
 export { buildUpdateBody, type DeploymentChanges } from './client/update-body.js';
 export { readTokenClaims, type AstroTokenClaims } from './client/token.js';
 export type * from './client/events.js';

@@ -14,6 +14,7 @@ import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from '.
 import { setDagDeploy, type SetDagDeployOptions, type SetDagDeployResult } from './dag-deploy.js';
 import type { DeployContext } from './deploy-common.js';
 import { deployImage, type DeployImageParams, type DeployImageResult } from './deploy-image.js';
+import { deployProject, type DeployProjectParams, type DeployProjectResult } from './deploy-project.js';
 import { deployDags, type DeployDagsParams, type DeployDagsResult } from './deploy-dags.js';
 import { ApiTransport, type RequestOptions } from './transport.js';
 import { redactRolloutSas } from './redact-results.js';
@@ -134,6 +135,19 @@ export class AstroClient {
    */
   deployImage(params: DeployImageParams): Promise<DeployImageResult> {
     return deployImage(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
+  }
+
+  /**
+   * Deploy an Astro project folder, as `astro deploy` does: read the deployment (default: the
+   * project's `.astro/config.yaml` `project.deployment`), build the project into a linux/amd64
+   * image through the Docker Engine API (without `dags/` when DAG deploys are on; nothing in the
+   * project is written), validate it as `deployImage` does, run the tests gate (`tests`, default
+   * `'parse'`; `force` skips it), and only then create an `IMAGE_AND_DAG` deploy, push the image,
+   * upload `dags/` as a bundle when DAG deploys are on, finalize, and with `wait` wait for the
+   * rollout. A failed build or test creates nothing at Astro.
+   */
+  deployProject(params: DeployProjectParams): Promise<DeployProjectResult> {
+    return deployProject(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
   }
 
   private deployContext(): DeployContext {

@@ -1,0 +1,370 @@
+/**
+ * deployProject: `astro deploy` of an Astro project folder, in one call. Build the project into a
+ * linux/amd64 image, check it, run the tests gate, and only then create the deploy, push the
+ * image, ship `dags/` separately when DAG deploys are on, finalize and optionally wait.
+ *
+ * Differences from the CLI, each on purpose:
+ * - nothing is created at Astro until the image is built, validated and tested (the CLI creates
+ *   the deploy first and leaves a dangling record when the build or the parse fails);
+ * - `.dockerignore` is never edited: `dags/` is left out of the build context in memory;
+ * - the build goes through the Engine API, always for linux/amd64.
+ */
+import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import type Dockerode from 'dockerode';
+import { ignoreSyntaxForRuntime, type BundleEvent, type BundleResult } from '../bundle/index.js';
+import {
+  buildProjectImage,
+  pushImage,
+  readAstroProject,
+  runProjectTests,
+  skippedTests,
+  suitesOf,
+  validateImage,
+  type BuildEvent,
+  type BuildProjectImageOptions,
+  type BuildProjectImageResult,
+  type ImageEvent,
+  type ImageInfo,
+  type ProjectTestsEvent,
+  type ProjectTestsMode,
+  type ProjectTestsResult,
+  type PushImageOptions,
+  type PushResult,
+} from '../image/index.js';
+import type { UploadBlockBlobResult, UploadEvent } from '../upload/index.js';
+import { throwIfAborted } from '../core/abort.js';
+import { emitterFor } from '../core/emitter.js';
+import { AstroConfigError, ErrorCodes } from '../core/errors.js';
+import { runInScope } from '../core/scope.js';
+import {
+  bundleDags,
+  checkCicd,
+  finalizeContextOf,
+  finalizeOnce,
+  serialised,
+  uploadBundle,
+  waitIfAsked,
+  withDeployId,
+  type DeployContext,
+  type DeployPhaseEvent,
+  type FlowWait,
+} from './deploy-common.js';
+import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js';
+import type { ClientEvent } from './events.js';
+import { pathSegment } from './path.js';
+import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
+import type { RolloutResult } from './rollout.js';
+import { redactDeploySas } from './redact-results.js';
+import type { Deploy, DeployType } from './schemas.js';
+import type { RequestOptions } from './transport.js';
+
+/** Parameters of `deployProject`. */
+export interface DeployProjectParams extends DeployDagsBundleOptions {
+  /**
+   * The Astro project folder (Dockerfile, `requirements.txt`, `packages.txt`, `dags/`,
+   * `plugins/`, `include/`, `tests/`, `.astro/`). Nothing in it is written.
+   * @default process.cwd()
+   */
+  projectDir?: string;
+  /** The deployment to deploy to. @default `project.deployment` of the project's `.astro/config.yaml` */
+  deploymentId?: string;
+  /** The Dockerfile, relative to the project. @default 'Dockerfile' */
+  dockerfile?: string;
+  /** `ARG` values of the build (`--build-arg`). */
+  buildArgs?: Record<string, string>;
+  /** Build secrets (`--build-secret`): id to `{ file }` or `{ env }`. They need BuildKit. */
+  buildSecrets?: BuildProjectImageOptions['buildSecrets'];
+  /** Pull base images first: `'auto'` is the CLI's rule (only Astro Runtime bases). @default 'auto' */
+  pull?: 'auto' | boolean;
+  /** Labels added to the image. */
+  labels?: Record<string, string>;
+  /**
+   * Other build settings: `builder` ('auto', 'classic', 'buildkit'), `networkMode` of the RUN
+   * steps, `noCache`, `target`, extra `exclude` patterns.
+   */
+  build?: Pick<BuildProjectImageOptions, 'builder' | 'networkMode' | 'noCache' | 'target' | 'exclude'>;
+  /**
+   * Name of the built image in the daemon. Keeping it between deploys keeps rebuilds fast.
+   * @default '<deployment namespace>/airflow:latest', as the CLI names it
+   */
+  tag?: string;
+  /** The tests gate run in the built image before anything is created at Astro. @default 'parse' (as `astro deploy`) */
+  tests?: ProjectTestsMode;
+  /** What pytest runs instead of `tests/` (the CLI's `--test`), relative to the project. */
+  testFile?: string;
+  /** A `.env`-style file for the test container (the CLI's `--env`). @default the project's `.env` when there is one */
+  envFile?: string;
+  /** Skip the tests (the CLI's `-f`). @default false */
+  force?: boolean;
+  /** Shown in the Astro UI; at most 500 characters. @default '' */
+  description?: string;
+  git?: DeployGitMetadata;
+  /** Allow moving an Airflow 2 deployment to an Airflow 3 image. @default false */
+  allowAirflow3Upgrade?: boolean;
+  /** Engine API client for the build, checks, tests and a daemon push. @default one for DOCKER_HOST */
+  docker?: Dockerode;
+  /** Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). */
+  push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
+  /** Options of the DAG bundle upload. */
+  upload?: DeployDagsParams['upload'];
+  /** Wait until the deployment runs this image (and DAG version). @default false */
+  wait?: FlowWait;
+  /** Cancels the deploy (a running build or test container is stopped on the daemon); an abort after finalize leaves the deploy in place. */
+  signal?: AbortSignal;
+  /** Typed events for every phase. Exceptions thrown here are ignored. */
+  onEvent?: (event: DeployProjectEvent) => void;
+  /** Per-call options of every API request of the flow (`timeoutMs`, `retry`, `onRetry`). */
+  request?: Omit<RequestOptions, 'signal'>;
+  /** See {@link DeployDagsParams.finalizeCheckTimeoutMs}. @default 60000 */
+  finalizeCheckTimeoutMs?: number;
+}
+
+/** Every event deployProject emits. */
+export type DeployProjectEvent =
+  | DeployPhaseEvent
+  | { type: 'deploy:image-validated'; reference: string; platform: string; runtimeVersion?: string }
+  | BuildEvent
+  | ProjectTestsEvent
+  | ImageEvent
+  | BundleEvent
+  | UploadEvent
+  | ClientEvent;
+
+/** Time spent in each phase, in milliseconds (absent: the phase did not run). */
+export interface DeployProjectTimings {
+  build: number;
+  validate: number;
+  tests: number;
+  bundle?: number;
+  create: number;
+  push: number;
+  upload?: number;
+  finalize: number;
+  wait?: number;
+  total: number;
+}
+
+/** What deployProject resolves with. */
+export interface DeployProjectResult {
+  deployId: string;
+  /** Always `IMAGE_AND_DAG`, as `astro deploy` creates it. */
+  deployType: DeployType;
+  /** The finalized deploy record; its `dagsUploadUrl` has the SAS signature redacted. */
+  deploy: Deploy;
+  /** The tag pushed to the deployment's repository (from the deploy record). */
+  imageTag: string;
+  /** `repository:tag` that was pushed. */
+  reference: string;
+  /** The built image's ID in the daemon (`sha256:...`). */
+  imageId: string;
+  /** Digest of the pushed manifest. */
+  digest: string;
+  /** The build (tag in the daemon, builder, steps, cached steps, context summary). */
+  build: BuildProjectImageResult;
+  /** The validated image. */
+  image: ImageInfo;
+  push: PushResult;
+  /** What the tests gate ran (suites skipped with reason `force` when `force` was set). */
+  tests: ProjectTestsResult;
+  /** Set when `dags/` shipped separately (DAG deploys on). */
+  dagTarballVersion?: string;
+  bundle?: { bytes: number; sha256: string; fingerprint: string; files: number };
+  upload?: UploadBlockBlobResult;
+  rollout?: RolloutResult;
+  timings: DeployProjectTimings;
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
+/** Implementation of `AstroClient.deployProject`; see there. */
+export async function deployProject(ctx: DeployContext, params: DeployProjectParams): Promise<DeployProjectResult> {
+  const started = Date.now();
+  // Before anything runs, and before any request: the folder must be an Astro project.
+  const project = await readAstroProject(params.projectDir ?? process.cwd(), params.dockerfile ? { dockerfile: params.dockerfile } : {});
+  const deploymentId = params.deploymentId ?? project.config.deployment;
+  if (!deploymentId) {
+    throw new AstroConfigError(
+      ErrorCodes.CONFIG_INVALID_OPTION,
+      `No deploymentId given and ${project.dir}/.astro/config.yaml names no project.deployment: pass deploymentId.`,
+    );
+  }
+  pathSegment('deploymentId', deploymentId);
+  const mode = params.tests ?? 'parse';
+  suitesOf(mode);
+  const emit = emitterFor<DeployProjectEvent>(params.onEvent, ctx.logger);
+  const finalizeContext = finalizeContextOf(ctx, params.finalizeCheckTimeoutMs);
+
+  return serialised(`${ctx.organizationId}/${deploymentId}`, () => emit({ type: 'deploy:queued', deploymentId }), () =>
+    runInScope(params.signal, async (scope) => {
+      const signal = scope.signal;
+      const requestOptions: RequestOptions = { ...params.request, signal };
+      const timings: Partial<DeployProjectTimings> = {};
+      const timed = async <T>(phase: keyof DeployProjectTimings, fn: () => Promise<T>): Promise<T> => {
+        const t = Date.now();
+        try {
+          return await fn();
+        } finally {
+          timings[phase] = Date.now() - t;
+        }
+      };
+
+      throwIfAborted(signal);
+      const deployment = await ctx.deployments.get(deploymentId, requestOptions);
+      checkCicd(deployment, ctx.claims);
+      const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
+      const remote = deployment.remoteExecution?.enabled === true;
+      // As the CLI: with DAG deploys (or Remote Execution) on, the image is built without dags/,
+      // and with DAG deploys on, dags/ ships as a bundle.
+      const excludeDags = deployment.isDagDeployEnabled || remote;
+      const dagsDir = join(project.dir, 'dags');
+      const shipDags = deployment.isDagDeployEnabled && !remote && (await isDir(dagsDir));
+      const deployType: DeployType = 'IMAGE_AND_DAG';
+      const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
+      emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
+      const options = await ctx.deploymentOptions.get(requestOptions);
+
+      const docker = params.docker ? { docker: params.docker } : {};
+      const build = await timed('build', () =>
+        buildProjectImage(project.dir, {
+          ...params.build,
+          ...docker,
+          dockerfile: project.dockerfile,
+          tag: params.tag ?? `${(deployment.namespace ?? deploymentId).toLowerCase()}/airflow:latest`,
+          ...(params.buildArgs ? { buildArgs: params.buildArgs } : {}),
+          ...(params.buildSecrets ? { buildSecrets: params.buildSecrets } : {}),
+          ...(params.pull !== undefined ? { pull: params.pull } : {}),
+          ...(params.labels ? { labels: params.labels } : {}),
+          excludeDags,
+          signal,
+          onEvent: emit,
+          logger: ctx.logger,
+        }),
+      );
+
+      const image = await timed('validate', () =>
+        validateImage(
+          { imageName: build.imageId },
+          {
+            ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
+            allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
+            ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
+            ...docker,
+            signal,
+          },
+        ),
+      );
+      emit({
+        type: 'deploy:image-validated',
+        reference: build.tag,
+        platform: `${image.os}/${image.architecture}`,
+        ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
+      });
+
+      let tests: ProjectTestsResult;
+      if (params.force) {
+        tests = skippedTests(mode, 'force');
+        for (const suite of suitesOf(mode)) emit({ type: 'tests:suite', suite, status: 'skipped', reason: 'force' });
+        timings.tests = 0;
+      } else {
+        tests = await timed('tests', () =>
+          runProjectTests(build.imageId, project.dir, {
+            tests: mode,
+            ...(params.testFile !== undefined ? { testFile: params.testFile } : {}),
+            ...(params.envFile !== undefined ? { envFile: params.envFile } : {}),
+            ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
+            ...docker,
+            signal,
+            onEvent: emit,
+            logger: ctx.logger,
+          }),
+        );
+      }
+
+      let bundle: BundleResult | undefined;
+      if (shipDags) bundle = await timed('bundle', () => bundleDags(dagsDir, params, syntax, signal, emit));
+      try {
+        throwIfAborted(signal);
+        const deploy = await timed('create', () =>
+          ctx.deploys.create(deploymentId, { type: deployType, description: params.description ?? '', ...(params.git ? { git: params.git } : {}) }, requestOptions),
+        );
+        emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+        try {
+          const push = await timed('push', () =>
+            pushImage(
+              { imageName: build.imageId },
+              { repository: deploy.imageRepository, tag: deploy.imageTag },
+              {
+                ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
+                logger: ctx.logger,
+                ...params.push,
+                // On Astro the registry user is `cli` and the password the API token.
+                auth: { username: 'cli', password: ctx.token },
+                ...docker,
+                signal,
+                onEvent: emit,
+              },
+            ),
+          );
+
+          let upload: UploadBlockBlobResult | undefined;
+          if (bundle) {
+            const b = bundle;
+            upload = await timed('upload', () => uploadBundle(ctx, deploy, b, params.upload, signal, emit));
+          }
+
+          // The finalize body the CLI sends: the DAG version when DAG deploys are on ('' when this
+          // deploy carries no DAGs), nothing when they are off.
+          const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
+          throwIfAborted(signal);
+          const finalized = await timed('finalize', () => finalizeOnce(finalizeContext, deploymentId, deploy, body, requestOptions, emit));
+          emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
+
+          const result: DeployProjectResult = {
+            deployId: deploy.id,
+            deployType,
+            // The upload SAS grants write access to the DAG blob: never hand it back (issue #15).
+            deploy: redactDeploySas(finalized),
+            imageTag: deploy.imageTag,
+            reference: `${deploy.imageRepository}:${deploy.imageTag}`,
+            imageId: build.imageId,
+            digest: push.digest,
+            build,
+            image,
+            push,
+            tests,
+            timings: timings as DeployProjectTimings,
+          };
+          if (upload && bundle) {
+            result.dagTarballVersion = upload.versionId;
+            result.upload = upload;
+            result.bundle = { bytes: bundle.bytes, sha256: bundle.sha256, fingerprint: bundle.manifest.fingerprint, files: bundle.manifest.totals.files };
+          }
+          if (params.wait) {
+            const rollout = await timed('wait', () =>
+              waitIfAsked(
+                ctx,
+                { wait: params.wait, signal, request: params.request },
+                { deploymentId, deployId: deploy.id, expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) } },
+                emit,
+              ),
+            );
+            if (rollout) result.rollout = rollout;
+          }
+          result.timings.total = Date.now() - started;
+          return result;
+        } catch (error) {
+          // Every error after create names the deploy left behind (issue #15).
+          throw withDeployId(error, deploy.id);
+        }
+      } finally {
+        await bundle?.cleanup();
+      }
+    }),
+  );
+}
