@@ -127,7 +127,8 @@ export class AstroClient {
   /**
    * Deploy an image: check the deployment, validate the image (linux/amd64, Astro Runtime label,
    * runtime version not lower than the deployment's, listed in the organization's deployment
-   * options, Airflow 2 to 3 rule), optionally run the DAG parse check in it, create an
+   * options, Airflow 2 to 3 rule), optionally run the tests gate in it (`tests`, the gate of
+   * `deployProject`), create an
    * `IMAGE_ONLY` deploy (or `IMAGE_AND_DAG` when `dagsDir` is given and DAG deploys are enabled,
    * or when DAG deploys are disabled and the image carries the DAGs), push it to the deploy's
    * `imageRepository:imageTag` (user `cli`, the API token as password), upload the DAG bundle

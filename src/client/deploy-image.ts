@@ -4,30 +4,36 @@
  *
  * Everything that can refuse the deploy runs before a deploy is created: the deployment checks,
  * the image checks (linux/amd64, Astro Runtime label, runtime version rules against the
- * organization's deployment options), the DAG bundle and the optional DAG parse check. The CLI
- * creates the deploy first and discovers most of these afterwards.
+ * organization's deployment options), the DAG bundle and the optional tests gate (the same gate
+ * as deployProject: `runProjectTests`). The CLI creates the deploy first and discovers most of
+ * these afterwards.
  */
+import { dirname } from 'node:path';
 import { ignoreSyntaxForRuntime, type BundleEvent, type BundleResult } from '../bundle/index.js';
 import {
   classifyImageSource,
   compareRuntimeVersions,
   openImageArchive,
   pushImage,
-  runDagParseCheck,
+  runProjectTests,
+  skippedTests,
+  suitesOf,
   validateImage,
-  type DagParseCheckOptions,
-  type DagParseCheckResult,
+  PARSE_MIN_RUNTIME,
   type ImageArchive,
   type ImageEvent,
   type ImageInfo,
   type ImageSource,
+  type ProjectTestsEvent,
+  type ProjectTestsMode,
+  type ProjectTestsResult,
   type PushImageOptions,
   type PushResult,
 } from '../image/index.js';
 import type { UploadBlockBlobResult, UploadEvent } from '../upload/index.js';
 import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
-import { AstroDeployError, ErrorCodes, ImageError } from '../core/errors.js';
+import { AstroDeployError, ErrorCodes } from '../core/errors.js';
 import {
   bundleDags,
   checkCicd,
@@ -62,22 +68,36 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
   /**
    * The dags folder. With DAG deploys enabled it is bundled and uploaded with the image (an
    * `IMAGE_AND_DAG` deploy); with DAG deploys disabled the DAGs must already be in the image, and
-   * the folder is only used by the parse check.
+   * the folder is only used by the tests.
    */
   dagsDir?: string;
   description?: string;
   git?: DeployGitMetadata;
   /**
-   * Run the DAG integrity test (`.astro/test_dag_integrity_default.py`, as `astro deploy --parse`)
-   * in a container of the image before pushing. Needs a Docker daemon and `dagsDir`. A failure
-   * stops the deploy with `ASTRO_IMAGE_PARSE_FAILED` carrying the output. @default false
+   * The tests gate run in a container of the image before anything is created at Astro, the same
+   * gate as `deployProject` (`runProjectTests`): `'parse'` (the DAG integrity test,
+   * `.astro/test_dag_integrity_default.py`, as `astro deploy --parse`), `'pytest'` (the project's
+   * `tests/`, or `testFile`), `'parse+pytest'`, `'none'`. Needs an image in the Docker daemon and
+   * the project (`projectDir`, or `dagsDir` inside it). A failure stops the deploy with
+   * `ProjectTestsError` (`ASTRO_IMAGE_PARSE_FAILED`, `ASTRO_PROJECT_TESTS_FAILED`) carrying the
+   * container's output. Replaces `parseCheck` (`parseCheck: true` is `tests: 'parse'`).
+   * @default 'none' (the image is prebuilt; `deployProject` defaults to 'parse', as `astro deploy`)
    */
-  parseCheck?: boolean | Omit<DagParseCheckOptions, 'dagsDir' | 'docker' | 'signal' | 'onOutput'>;
-  /** Skip the parse check even when `parseCheck` is set (the CLI's `--force`). @default false */
+  tests?: ProjectTestsMode;
+  /**
+   * The Astro project whose `tests`, `plugins`, `include` and `.astro` folders the tests copy into
+   * the container. @default the parent folder of `dagsDir`
+   */
+  projectDir?: string;
+  /** What pytest runs instead of `tests/` (the CLI's `--test`), relative to `projectDir`. */
+  testFile?: string;
+  /** A `.env`-style file for the test container (the CLI's `--env`). @default the project's `.env` when there is one */
+  envFile?: string;
+  /** Skip the tests even when `tests` is set (the CLI's `--force`). @default false */
   force?: boolean;
   /** Allow moving an Airflow 2 deployment to an Airflow 3 image. @default false */
   allowAirflow3Upgrade?: boolean;
-  /** Engine API client for daemon images and the parse check. @default one for DOCKER_HOST */
+  /** Engine API client for daemon images and the tests. @default one for DOCKER_HOST */
   docker?: Dockerode;
   /**
    * Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). The client's
@@ -98,15 +118,11 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
   finalizeCheckTimeoutMs?: number;
 }
 
-/** Oldest Astro Runtime whose images carry the DAG integrity test (the CLI skips the check below it). */
-const PARSE_CHECK_MIN_RUNTIME = '4.1.0';
-
 /** Every event deployImage emits. */
 export type DeployImageEvent =
   | DeployPhaseEvent
   | { type: 'deploy:image-validated'; reference: string; platform: string; runtimeVersion?: string }
-  | { type: 'deploy:parse-check'; status: 'started' | 'passed' | 'skipped'; reason?: string }
-  | { type: 'deploy:parse-output'; chunk: string }
+  | ProjectTestsEvent
   | ImageEvent
   | BundleEvent
   | UploadEvent
@@ -126,7 +142,8 @@ export interface DeployImageResult {
   dagTarballVersion?: string;
   bundle?: { bytes: number; sha256: string; fingerprint: string; files: number };
   upload?: UploadBlockBlobResult;
-  parseCheck?: DagParseCheckResult;
+  /** What the tests gate ran, when `tests` was set (suites skipped with reason `force` under `force`). */
+  tests?: ProjectTestsResult;
   rollout?: RolloutResult;
 }
 
@@ -176,37 +193,37 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
         ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
       });
 
-      let parseCheck: DagParseCheckResult | undefined;
-      if (params.parseCheck && params.force) {
-        emit({ type: 'deploy:parse-check', status: 'skipped', reason: 'force' });
-      } else if (params.parseCheck && image.runtimeVersion && compareRuntimeVersions(image.runtimeVersion, PARSE_CHECK_MIN_RUNTIME) < 0) {
-        // As the CLI: runtimes before 4.1.0 ship no DAG integrity test to run.
-        emit({ type: 'deploy:parse-check', status: 'skipped', reason: `runtime ${image.runtimeVersion} is older than ${PARSE_CHECK_MIN_RUNTIME}` });
-      } else if (params.parseCheck) {
-        if (!params.dagsDir) {
-          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'parseCheck needs dagsDir: the DAG folder to parse in the image.');
+      const mode = params.tests ?? 'none';
+      const suites = suitesOf(mode);
+      let tests: ProjectTestsResult | undefined;
+      if (suites.length && params.force) {
+        tests = skippedTests(mode, 'force');
+        for (const suite of suites) emit({ type: 'tests:suite', suite, status: 'skipped', reason: 'force' });
+      } else if (mode === 'parse' && image.runtimeVersion && compareRuntimeVersions(image.runtimeVersion, PARSE_MIN_RUNTIME) < 0) {
+        // As the CLI: runtimes before 4.1.0 skip the parse (no container is needed to know it).
+        tests = skippedTests(mode, 'runtime-too-old');
+        emit({ type: 'tests:suite', suite: 'parse', status: 'skipped', reason: 'runtime-too-old' });
+      } else if (suites.length) {
+        const projectDir = params.projectDir ?? (params.dagsDir !== undefined ? dirname(params.dagsDir) : undefined);
+        if (projectDir === undefined) {
+          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'tests need projectDir (or dagsDir inside the project): the folders the tests run on.');
         }
         // Whatever form named it (an `{ archivePath }` or a plain path to a .tar), an archive has no container to run.
         if (image.source === 'archive') {
-          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The parse check runs a container, so it needs an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
+          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The tests run a container, so they need an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
         }
         const imageName = typeof params.image === 'string' ? params.image : 'imageName' in params.image ? params.image.imageName : image.reference;
-        emit({ type: 'deploy:parse-check', status: 'started' });
-        parseCheck = await runDagParseCheck(imageName, {
-          ...(typeof params.parseCheck === 'object' ? params.parseCheck : {}),
-          dagsDir: params.dagsDir,
+        tests = await runProjectTests(imageName, projectDir, {
+          tests: mode,
+          ...(params.dagsDir !== undefined ? { dagsDir: params.dagsDir } : {}),
+          ...(params.testFile !== undefined ? { testFile: params.testFile } : {}),
+          ...(params.envFile !== undefined ? { envFile: params.envFile } : {}),
+          ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
           ...(params.docker ? { docker: params.docker } : {}),
           ...(signal ? { signal } : {}),
-          onOutput: (chunk) => emit({ type: 'deploy:parse-output', chunk }),
+          onEvent: emit,
+          logger: ctx.logger,
         });
-        if (!parseCheck.passed) {
-          throw new ImageError(
-            ErrorCodes.IMAGE_PARSE_FAILED,
-            `Your DAGs did not parse in image ${imageName} (exit code ${parseCheck.exitCode}); nothing was deployed. Fix the errors below, or pass force: true to deploy anyway.\n${parseCheck.output.slice(-4000)}`,
-            imageName,
-          );
-        }
-        emit({ type: 'deploy:parse-check', status: parseCheck.skipped ? 'skipped' : 'passed', ...(parseCheck.skipped ? { reason: parseCheck.skipped } : {}) });
       }
 
       let bundle: BundleResult | undefined;
@@ -260,7 +277,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
             image,
             push,
             reference: `${deploy.imageRepository}:${deploy.imageTag}`,
-            ...(parseCheck ? { parseCheck } : {}),
+            ...(tests ? { tests } : {}),
           };
           if (upload && bundle) {
             result.dagTarballVersion = upload.versionId;

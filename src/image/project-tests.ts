@@ -43,6 +43,8 @@ export const PROJECT_TEST_DIRS: readonly string[] = ['dags', 'tests', 'plugins',
 export interface ProjectTestsOptions extends DockerOptions {
   /** Which tests run. @default 'parse' (what `astro deploy` runs for an image deploy) */
   tests?: ProjectTestsMode;
+  /** The DAG folder copied to `/usr/local/airflow/dags`. @default '<projectDir>/dags' */
+  dagsDir?: string;
   /**
    * The file (or folder) pytest runs instead of `tests/` (the CLI's `--test`), relative to the
    * project; it must be inside one of the copied folders (`tests/test_x.py`).
@@ -204,7 +206,7 @@ async function run(image: string, dir: string, options: ProjectTestsOptions, sig
     pytestTarget = rel;
   }
 
-  const dagsDir = join(dir, 'dags');
+  const dagsDir = options.dagsDir === undefined ? join(dir, 'dags') : resolve(dir, options.dagsDir);
   if (!(await hasPythonFile(dagsDir))) {
     // As the CLI: an image deploy without DAG files runs no tests.
     emit({ type: 'tests:warning', code: 'NO_DAGS', message: `No .py file under ${dagsDir}: the tests are skipped.` });

@@ -4,19 +4,21 @@
  * or from a real Docker engine, and the pushed image is checked with skopeo.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CountingAgent } from '../helpers/dispatchers.js';
 import { AstroClient, isAstroError, type DeployImageEvent } from '../../src/index.js';
 import { openImageArchive, RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
 import { DiskArchive } from '../../src/image/source.js';
 import { createFakeAstro, createFaultProxy, type FakeAstro, type FaultProxy } from '../../src/testing/index.js';
-import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { getTestDocker, uniqueName } from '../helpers/docker.js';
 import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startForwardProxy, withProxyEnv } from '../helpers/forward-proxy.js';
 import { makeImage, noise, writeLegacyArchive, type LayerSpec } from '../image/fixtures.js';
 import { skopeoInfo } from '../image/verify.js';
+import { getRuntimeImage } from '../helpers/runtime-image.js';
+import { INTEGRITY_TEST } from '../project/helpers.js';
 
 let dir: string;
 /** The registry's token server accepts user `cli` with the API token of the current test's fake Astro. */
@@ -131,7 +133,7 @@ describe('deployImage', () => {
     });
   }
 
-  it('skips the parse check for runtimes older than 4.1.0, as the CLI does', async () => {
+  it('skips the parse for runtimes older than 4.1.0, as the CLI does', async () => {
     const path = join(dir, 'ancient.tar');
     await writeLegacyArchive(path, makeImage({ labels: { [RUNTIME_VERSION_LABEL]: '4.0.0' }, layers: [{ 'a.txt': 'a' }] }), 'test/ancient:1');
     const astro = await createFakeAstro({ deployments: [{ id: 'clancient', runtimeVersion: '4.0.0' }], runtimeReleases: ['4.0.0'], imageRegistry: registry.host });
@@ -139,19 +141,19 @@ describe('deployImage', () => {
     currentToken = astro.token;
     const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
     const events: DeployImageEvent[] = [];
-    const result = await client.deployImage({ deploymentId: 'clancient', image: path, dagsDir: makeDags(), parseCheck: true, onEvent: (e) => events.push(e) });
-    expect(result.parseCheck).toBeUndefined();
-    expect(events.find((e) => e.type === 'deploy:parse-check')).toMatchObject({ status: 'skipped', reason: expect.stringContaining('4.1.0') });
+    const result = await client.deployImage({ deploymentId: 'clancient', image: path, dagsDir: makeDags(), tests: 'parse', onEvent: (e) => events.push(e) });
+    expect(result.tests).toEqual({ mode: 'parse', parse: { status: 'skipped', reason: 'runtime-too-old' } });
+    expect(events.find((e) => e.type === 'tests:suite')).toMatchObject({ suite: 'parse', status: 'skipped', reason: 'runtime-too-old' });
   });
 
-  it('refuses the parse check for an archive given as a plain path, before any deploy', async () => {
+  it('refuses the tests for an archive given as a plain path, before any deploy', async () => {
     const path = join(dir, 'modern.tar');
     await writeLegacyArchive(path, makeImage({ labels: { [RUNTIME_VERSION_LABEL]: '4.2.0' }, layers: [{ 'a.txt': 'a' }] }), 'test/modern:1');
     const astro = await createFakeAstro({ deployments: [{ id: 'clmodern', runtimeVersion: '4.2.0' }], runtimeReleases: ['4.2.0'], imageRegistry: registry.host });
     onTestFinished(() => astro.close());
     currentToken = astro.token;
     const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
-    const err = await client.deployImage({ deploymentId: 'clmodern', image: path, dagsDir: makeDags(), parseCheck: true }).catch((e: unknown) => e);
+    const err = await client.deployImage({ deploymentId: 'clmodern', image: path, dagsDir: makeDags(), tests: 'parse' }).catch((e: unknown) => e);
     expect(isAstroError(err, 'ASTRO_DEPLOY_REFUSED')).toBe(true);
     expect(astro.requestsFor('deploys.create')).toHaveLength(0);
   });
@@ -281,45 +283,49 @@ describe('deployImage opens an archive once (a .tar.gz is gunzipped once) and re
   });
 });
 
-describe('deployImage with a daemon image and the DAG parse check', () => {
+describe('deployImage with a daemon image and the tests gate (the gate of deployProject)', () => {
   let image: string;
   beforeAll(async () => {
     await getTestDocker();
-    image = `astro-test/parse-${uniqueName('i')}:1`;
-    await buildScratchImage({ tag: image, busybox: true, layers: [{ 'usr/local/airflow/README': 'x' }], labels: { [RUNTIME_VERSION_LABEL]: '3.1-3' } });
-  }, 180_000);
-  afterAll(async () => {
-    if (image) await removeImages(image);
-  });
+    // An Astro-like runtime image with real Python and pytest (mmdebstrap, cached per machine).
+    image = await getRuntimeImage();
+  }, 900_000);
+
+  /** An Astro project (integrity test, tests/) with `dags` as its DAG files; returns its dags folder. */
+  function makeProjectDags(dags: Record<string, string>): string {
+    const root = mkdtempSync(join(tmpdir(), 'img-project-'));
+    onTestFinished(() => rmSync(root, { recursive: true, force: true }));
+    const files: Record<string, string> = { '.astro/test_dag_integrity_default.py': INTEGRITY_TEST, 'tests/test_x.py': 'def test_x():\n    assert True\n' };
+    for (const [name, text] of Object.entries(dags)) files[`dags/${name}`] = text;
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), text);
+    }
+    return join(root, 'dags');
+  }
 
   it('stops before creating a deploy when the DAGs do not parse, with the output', async () => {
     const { astro, client } = await setup();
     const deploymentId = (await client.deployments.listAll())[0]!.id;
     const err = await client
-      .deployImage({ deploymentId, image, dagsDir: makeDags(), parseCheck: { command: ['/bin/busybox', 'sh', '-c', 'echo "ImportError: broken_dag.py"; exit 1'] } })
+      .deployImage({ deploymentId, image, dagsDir: makeProjectDags({ 'broken_dag.py': 'import not_installed_anywhere\n' }), tests: 'parse' })
       .catch((e) => e);
-    expect(err.code).toBe('ASTRO_IMAGE_PARSE_FAILED');
-    expect(err.message).toContain('ImportError: broken_dag.py');
+    expect(err).toMatchObject({ code: 'ASTRO_IMAGE_PARSE_FAILED', name: 'ProjectTestsError', suite: 'parse' });
+    expect(err.output).toContain("No module named 'not_installed_anywhere'");
     expect(astro.requestsFor('deploys.create')).toHaveLength(0);
-  });
+  }, 300_000);
 
-  it('deploys after a passing parse check, and skips it with force', async () => {
+  it('deploys after passing tests (parse+pytest), and skips them with force', async () => {
     const { client } = await setup();
     const deploymentId = (await client.deployments.listAll())[0]!.id;
     const events: DeployImageEvent[] = [];
-    const ok = await client.deployImage({
-      deploymentId,
-      image,
-      dagsDir: makeDags(),
-      parseCheck: { command: ['/bin/busybox', 'sh', '-c', 'ls /usr/local/airflow/dags && echo parsed-ok'] },
-      onEvent: (e) => events.push(e),
-    });
-    expect(ok.parseCheck?.passed).toBe(true);
-    expect(ok.parseCheck?.output).toContain('dag.py');
-    expect(events.some((e) => e.type === 'deploy:parse-output')).toBe(true);
-    const forced = await client.deployImage({ deploymentId, image, dagsDir: makeDags(), parseCheck: { command: ['/bin/busybox', 'false'] }, force: true });
-    expect(forced.parseCheck).toBeUndefined();
-  });
+    const ok = await client.deployImage({ deploymentId, image, dagsDir: makeProjectDags({ 'dag.py': 'DAG_ID = "ok"\n' }), tests: 'parse+pytest', onEvent: (e) => events.push(e) });
+    expect(ok.tests).toMatchObject({ mode: 'parse+pytest', parse: { status: 'passed', exitCode: 0 }, pytest: { status: 'passed', exitCode: 0 } });
+    expect(ok.tests?.parse?.output).toMatch(/1 passed/);
+    expect(events.some((e) => e.type === 'tests:output')).toBe(true);
+    const forced = await client.deployImage({ deploymentId, image, dagsDir: makeProjectDags({ 'bad.py': 'raise SystemExit(3)\n' }), tests: 'parse', force: true });
+    expect(forced.tests).toEqual({ mode: 'parse', parse: { status: 'skipped', reason: 'force' } });
+  }, 600_000);
 });
 
 describe('deployImage on the resilience kernel (issue #9) and finalize exactly once (issue #15)', () => {
