@@ -79,7 +79,8 @@ for (const builder of ['classic', 'buildkit'] as const) {
     it('builds linux/amd64 with the project copied by ONBUILD, .dockerignore honoured, labels and build args applied, and reports steps', async () => {
       const dir = await makeProject(
         astroProject(base, {
-          Dockerfile: `FROM ${base}\nARG GREETING=none\nRUN echo "greeting=$GREETING" && echo "$GREETING" > /greeting\n`,
+          // A step of its own per run: BuildKit's cache outlives the images, so a step seen before would come from it.
+          Dockerfile: `FROM ${base}\nARG GREETING=none\nRUN echo "greeting=$GREETING run=${uniqueName()}" && echo "$GREETING" > /greeting\n`,
           '.dockerignore': '.env\ninclude/secret*\n**/__pycache__\n',
           '.env': 'AIRFLOW_VAR=1\n',
           'include/secret.txt': 'do not ship',
