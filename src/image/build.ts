@@ -23,7 +23,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type Dockerode from 'dockerode';
 import { emitterFor } from '../core/emitter.js';
-import { AstroConfigError, ErrorCodes, ImageBuildError, ImageError, isAstroError } from '../core/errors.js';
+import { linkSignals } from '../core/abort.js';
+import { AstroConfigError, ErrorCodes, ImageBuildError, ImageError, isAstroError, ProjectError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { registerSecret } from '../core/redact.js';
 import { abortAware, runInScope } from '../core/scope.js';
@@ -266,7 +267,9 @@ function buildFailed(message: string, progress: BuildProgress | undefined, build
 /**
  * Build the Astro project in `projectDir` into a linux/amd64 image (see the module comment).
  *
- * @throws ProjectError `ASTRO_PROJECT_NOT_FOUND` (no folder or no Dockerfile) before anything runs;
+ * @throws ProjectError `ASTRO_PROJECT_NOT_FOUND` (no folder or no Dockerfile) before anything runs,
+ *   `ASTRO_PROJECT_INVALID` (an invalid `.dockerignore` pattern; a file that cannot be read, or is
+ *   removed, while the context streams);
  *   AstroConfigError `ASTRO_CONFIG_INVALID_OPTION` (unreadable build secret, bad option);
  *   ImageError `ASTRO_IMAGE_BUILDKIT_UNAVAILABLE` (build secrets or a BuildKit-only Dockerfile on a
  *   daemon without BuildKit), `ASTRO_IMAGE_DOCKER_UNAVAILABLE`; ImageBuildError
@@ -339,14 +342,24 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
       output: (line: string, step: string | undefined) => emit({ type: 'build:output', line, ...(step ? { step } : {}) }),
     };
     const reader: BuildProgress = builder === 'buildkit' ? new BuildKitProgress(sink) : new ClassicBuildProgress(sink);
+    // A context that cannot be read (a file removed mid-walk, an unreadable file) must not leave
+    // the request waiting for bytes that never come: it cancels the build and is the error.
+    let contextError: unknown;
+    const request = new AbortController();
+    const requestSignal = linkSignals(signal, request.signal);
+    context.stream.once('error', (err) => {
+      if (signal.aborted) return;
+      contextError = err;
+      request.abort(err);
+    });
     const onAbort = () => void stopOnDaemon(docker, builder, buildId, reader);
-    signal.addEventListener('abort', onAbort, { once: true });
+    requestSignal.signal.addEventListener('abort', onAbort, { once: true });
     try {
       let res: IncomingMessage;
       try {
-        res = await postBuild(docker, context.stream, query, signal);
+        res = await postBuild(docker, context.stream, query, requestSignal.signal);
       } catch (err) {
-        if (signal.aborted) throw err;
+        if (requestSignal.signal.aborted) throw err;
         if (isAstroError(err)) throw err;
         if (isDockerUnreachable(err)) throw dockerUnavailable(err, 'build the image');
         const json = (err as { json?: { message?: unknown } }).json;
@@ -354,9 +367,19 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
         throw buildFailed(message, reader, builder, tag, err);
       }
       await follow(res, reader);
+    } catch (err) {
+      if (contextError !== undefined && !signal.aborted) {
+        const reason = (contextError as Error)?.message ?? String(contextError);
+        throw new ProjectError(ErrorCodes.PROJECT_INVALID, `The build context could not be read (${reason}); the build was stopped. Was the project changed during the build?`, project.dir, {
+          cause: contextError,
+        });
+      }
+      throw err;
     } finally {
-      signal.removeEventListener('abort', onAbort);
+      requestSignal.signal.removeEventListener('abort', onAbort);
+      requestSignal.dispose();
     }
+    if (contextError !== undefined) throw new ProjectError(ErrorCodes.PROJECT_INVALID, `The build context could not be read: ${(contextError as Error)?.message ?? String(contextError)}`, project.dir, { cause: contextError });
     if (reader.error !== undefined) throw buildFailed(reader.error, reader, builder, tag);
     if (!reader.imageId) throw buildFailed('the daemon ended the build without reporting an image ID', reader, builder, tag);
     const cachedSteps = reader.steps.filter((s) => s.cached).length;

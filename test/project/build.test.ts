@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { buildProjectImage, type BuildEvent, type BuildProjectImageOptions } from '../../src/image/build.js';
@@ -221,6 +222,46 @@ describe('buildProjectImage build secrets (BuildKit session)', () => {
     await expect(docker.getImage(tag).inspect()).rejects.toMatchObject({ statusCode: 404 });
     await unchanged();
   }, 120_000);
+});
+
+describe('buildProjectImage when the project changes under it', () => {
+  it('a file removed while the context streams stops the build with ASTRO_PROJECT_INVALID instead of leaving it waiting', async () => {
+    const dir = await makeProject(astroProject(base, { 'zz-last.txt': 'read after include/' }));
+    // A sparse 128 MiB file: the walk is inside include/ long enough to remove a later file.
+    const big = join(dir, 'include', 'big.bin');
+    await truncate(big, 128 * 1024 * 1024).catch(async () => {
+      await writeFile(big, '');
+      await truncate(big, 128 * 1024 * 1024);
+    });
+    let removed = false;
+    const watcher = setInterval(() => {
+      // The SDK's process has big.bin open: the root folder was listed, zz-last.txt not yet read.
+      for (const fd of readdirSync('/proc/self/fd')) {
+        let target = '';
+        try {
+          target = readlinkSync(`/proc/self/fd/${fd}`);
+        } catch {
+          continue;
+        }
+        if (target === big && !removed) {
+          removed = true;
+          rmSync(join(dir, 'zz-last.txt'));
+        }
+      }
+    }, 2);
+    try {
+      const tag = newTag();
+      const started = Date.now();
+      const err = await buildProjectImage(dir, { networkMode: 'none', tag, docker }).catch((e: unknown) => e);
+      expect(removed).toBe(true);
+      expect(err).toMatchObject({ code: 'ASTRO_PROJECT_INVALID', name: 'ProjectError' });
+      expect((err as Error).message).toMatch(/zz-last\.txt/);
+      expect(Date.now() - started).toBeLessThan(120_000);
+      await expect(docker.getImage(tag).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    } finally {
+      clearInterval(watcher);
+    }
+  }, 300_000);
 });
 
 describe('buildProjectImage before anything runs', () => {
