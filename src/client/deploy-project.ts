@@ -1,7 +1,8 @@
 /**
- * deployProject: `astro deploy` of an Astro project folder, in one call. Build the project into a
- * linux/amd64 image, check it, run the tests gate, and only then create the deploy, push the
- * image, ship `dags/` separately when DAG deploys are on, finalize and optionally wait.
+ * deployProject: `astro deploy` of an Astro project folder, in one call. Bundle `dags/` when DAG
+ * deploys are on (so an invalid `.airflowignore` or an empty folder fails at once), build the
+ * project into a linux/amd64 image, check it, run the tests gate, and only then create the
+ * deploy, push the image, upload the bundle, finalize and optionally wait.
  *
  * Differences from the CLI, each on purpose:
  * - nothing is created at Astro until the image is built, validated and tested (the CLI creates
@@ -99,6 +100,7 @@ export interface DeployProjectParams extends DeployDagsBundleOptions {
   force?: boolean;
   /** Shown in the Astro UI; at most 500 characters. @default '' */
   description?: string;
+  /** Git metadata shown with the deploy (commit, branch, repository). */
   git?: DeployGitMetadata;
   /** Allow moving an Airflow 2 deployment to an Airflow 3 image. @default false */
   allowAirflow3Upgrade?: boolean;
@@ -162,16 +164,21 @@ export interface DeployProjectResult {
   digest: string;
   /** The build (tag in the daemon, builder, steps, cached steps, context summary). */
   build: BuildProjectImageResult;
-  /** The validated image. */
+  /** The validated image (platform, labels, runtime version). */
   image: ImageInfo;
+  /** The push: digest, reference, layers, bytes sent, method. */
   push: PushResult;
   /** What the tests gate ran (suites skipped with reason `force` when `force` was set). */
   tests: ProjectTestsResult;
   /** Set when `dags/` shipped separately (DAG deploys on). */
   dagTarballVersion?: string;
+  /** The DAG bundle, when `dags/` shipped separately. */
   bundle?: { bytes: number; sha256: string; fingerprint: string; files: number };
+  /** The bundle upload, when `dags/` shipped separately. */
   upload?: UploadBlockBlobResult;
+  /** Present when `wait` was set. */
   rollout?: RolloutResult;
+  /** Milliseconds spent in each phase. */
   timings: DeployProjectTimings;
 }
 
@@ -229,66 +236,67 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
       emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
       const options = await ctx.deploymentOptions.get(requestOptions);
 
-      const docker = params.docker ? { docker: params.docker } : {};
-      const build = await timed('build', () =>
-        buildProjectImage(project.dir, {
-          ...params.build,
-          ...docker,
-          dockerfile: project.dockerfile,
-          tag: params.tag ?? `${(deployment.namespace ?? deploymentId).toLowerCase()}/airflow:latest`,
-          ...(params.buildArgs ? { buildArgs: params.buildArgs } : {}),
-          ...(params.buildSecrets ? { buildSecrets: params.buildSecrets } : {}),
-          ...(params.pull !== undefined ? { pull: params.pull } : {}),
-          ...(params.labels ? { labels: params.labels } : {}),
-          excludeDags,
-          signal,
-          onEvent: emit,
-          logger: ctx.logger,
-        }),
-      );
-
-      const image = await timed('validate', () =>
-        validateImage(
-          { imageName: build.imageId },
-          {
-            ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
-            allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
-            ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
+      // The bundle first: an invalid .airflowignore or an empty dags/ fails in a second, not after the build.
+      let bundle: BundleResult | undefined;
+      if (shipDags) bundle = await timed('bundle', () => bundleDags(dagsDir, params, syntax, signal, emit));
+      try {
+        const docker = params.docker ? { docker: params.docker } : {};
+        const build = await timed('build', () =>
+          buildProjectImage(project.dir, {
+            ...params.build,
             ...docker,
-            signal,
-          },
-        ),
-      );
-      emit({
-        type: 'deploy:image-validated',
-        reference: build.tag,
-        platform: `${image.os}/${image.architecture}`,
-        ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
-      });
-
-      let tests: ProjectTestsResult;
-      if (params.force) {
-        tests = skippedTests(mode, 'force');
-        for (const suite of suitesOf(mode)) emit({ type: 'tests:suite', suite, status: 'skipped', reason: 'force' });
-        timings.tests = 0;
-      } else {
-        tests = await timed('tests', () =>
-          runProjectTests(build.imageId, project.dir, {
-            tests: mode,
-            ...(params.testFile !== undefined ? { testFile: params.testFile } : {}),
-            ...(params.envFile !== undefined ? { envFile: params.envFile } : {}),
-            ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
-            ...docker,
+            dockerfile: project.dockerfile,
+            tag: params.tag ?? `${(deployment.namespace ?? deploymentId).toLowerCase()}/airflow:latest`,
+            ...(params.buildArgs ? { buildArgs: params.buildArgs } : {}),
+            ...(params.buildSecrets ? { buildSecrets: params.buildSecrets } : {}),
+            ...(params.pull !== undefined ? { pull: params.pull } : {}),
+            ...(params.labels ? { labels: params.labels } : {}),
+            excludeDags,
             signal,
             onEvent: emit,
             logger: ctx.logger,
           }),
         );
-      }
 
-      let bundle: BundleResult | undefined;
-      if (shipDags) bundle = await timed('bundle', () => bundleDags(dagsDir, params, syntax, signal, emit));
-      try {
+        const image = await timed('validate', () =>
+          validateImage(
+            { imageName: build.imageId },
+            {
+              ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
+              allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
+              ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
+              ...docker,
+              signal,
+            },
+          ),
+        );
+        emit({
+          type: 'deploy:image-validated',
+          reference: build.tag,
+          platform: `${image.os}/${image.architecture}`,
+          ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
+        });
+
+        let tests: ProjectTestsResult;
+        if (params.force) {
+          tests = skippedTests(mode, 'force');
+          for (const suite of suitesOf(mode)) emit({ type: 'tests:suite', suite, status: 'skipped', reason: 'force' });
+          timings.tests = 0;
+        } else {
+          tests = await timed('tests', () =>
+            runProjectTests(build.imageId, project.dir, {
+              tests: mode,
+              ...(params.testFile !== undefined ? { testFile: params.testFile } : {}),
+              ...(params.envFile !== undefined ? { envFile: params.envFile } : {}),
+              ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
+              ...docker,
+              signal,
+              onEvent: emit,
+              logger: ctx.logger,
+            }),
+          );
+        }
+
         throwIfAborted(signal);
         const deploy = await timed('create', () =>
           ctx.deploys.create(deploymentId, { type: deployType, description: params.description ?? '', ...(params.git ? { git: params.git } : {}) }, requestOptions),

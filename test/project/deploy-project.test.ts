@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
@@ -46,10 +46,11 @@ async function setup(deployment: Record<string, unknown> = {}): Promise<{ astro:
 }
 
 /** A project for `deploymentId`, its guard, and deploy() with the test settings (no network in RUN steps). */
-async function project(deploymentId: string | undefined, files: Record<string, ProjectFile | null> = {}) {
+async function project(deploymentId: string | undefined, files: Record<string, ProjectFile | null> = {}, emptyDirs: string[] = []) {
   const extra: Record<string, ProjectFile | null> = { ...files };
   if (deploymentId) extra['.astro/config.yaml'] = `project:\n    name: test-project\n    deployment: ${deploymentId}\n`;
   const dir = await makeProject(astroProject(base, extra));
+  for (const d of emptyDirs) mkdirSync(join(dir, d), { recursive: true });
   const unchanged = await guardProject(dir);
   const tag = `astro-sdk-test/deploy-${uniqueName()}:latest`;
   tags.push(tag);
@@ -158,6 +159,16 @@ describe('deployProject', () => {
     expect(astro.requestsFor('deploys.create')).toHaveLength(0);
     await p.unchanged();
   }, 900_000);
+
+  it('DAG deploys on with no DAG file: ASTRO_BUNDLE_EMPTY before anything is built or created', async () => {
+    const { astro, client, deploymentId } = await setup();
+    const p = await project(deploymentId, { 'dags/example_dag.py': null, 'dags/etl/load.py': null }, ['dags']);
+    const err = await p.deploy(client).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_BUNDLE_EMPTY' });
+    expect(p.events.some((e) => e.type === 'build:start')).toBe(false);
+    expect(astro.requestsFor('deploys.create')).toHaveLength(0);
+    await p.unchanged();
+  });
 
   it('a folder without a Dockerfile is ASTRO_PROJECT_NOT_FOUND before any request', async () => {
     const { astro, client, deploymentId } = await setup();
