@@ -160,6 +160,28 @@ describe('deployProject', () => {
     await p.unchanged();
   }, 900_000);
 
+  it('Remote Execution: dags/ is kept out of the image and not shipped, as the CLI does', async () => {
+    const { astro, client, deploymentId } = await setup({ remoteExecution: true });
+    const p = await project(deploymentId);
+    const result = await p.deploy(client, { tests: 'none' });
+    expect(result.deployType).toBe('IMAGE_AND_DAG');
+    expect(result.bundle).toBeUndefined();
+    expect((await filesInImage(p.tag)).some((f) => f.startsWith('dags/'))).toBe(false);
+    expect(astro.requestsFor('deploys.finalize')[0]!.body).toEqual({ dagTarballVersion: '' });
+    await p.unchanged();
+  }, 900_000);
+
+  it('a CI/CD-enforced deployment with a user token: ASTRO_CICD_ENFORCED before anything is built', async () => {
+    const { astro, deploymentId } = await setup({ isCicdEnforced: true });
+    const userClient = new AstroClient({ baseUrl: astro.baseUrl, token: astro.mintToken({ permissions: [] }), organizationId: astro.organizationId });
+    const p = await project(deploymentId);
+    const err = await p.deploy(userClient).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_CICD_ENFORCED' });
+    expect(p.events.some((e) => e.type === 'build:start')).toBe(false);
+    expect(astro.requestsFor('deploys.create')).toHaveLength(0);
+    await p.unchanged();
+  });
+
   it('DAG deploys on with no DAG file: ASTRO_BUNDLE_EMPTY before anything is built or created', async () => {
     const { astro, client, deploymentId } = await setup();
     const p = await project(deploymentId, { 'dags/example_dag.py': null, 'dags/etl/load.py': null }, ['dags']);
