@@ -53,7 +53,7 @@ import type { RolloutResult } from './rollout.js';
 import { redactDeploySas } from './redact-results.js';
 import type { Deploy, DeployType } from './schemas.js';
 import type { RequestOptions } from './transport.js';
-import type Dockerode from 'dockerode';
+import type { DockerLike } from '../image/docker-like.js';
 
 /** Parameters of `deployImage`. */
 export interface DeployImageParams extends DeployDagsBundleOptions {
@@ -98,7 +98,7 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
   /** Allow moving an Airflow 2 deployment to an Airflow 3 image. @default false */
   allowAirflow3Upgrade?: boolean;
   /** Engine API client for daemon images and the tests. @default one for DOCKER_HOST */
-  docker?: Dockerode;
+  docker?: DockerLike;
   /**
    * Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). The client's
    * `dispatcher` carries the registry traffic and its `logger` notes what the push ignores, unless

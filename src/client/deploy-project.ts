@@ -12,7 +12,7 @@
  */
 import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
-import type Dockerode from 'dockerode';
+import type { DockerLike } from '../image/docker-like.js';
 import { ignoreSyntaxForRuntime, type BundleEvent, type BundleResult } from '../bundle/index.js';
 import {
   buildProjectImage,
@@ -105,7 +105,7 @@ export interface DeployProjectParams extends DeployDagsBundleOptions {
   /** Allow moving an Airflow 2 deployment to an Airflow 3 image. @default false */
   allowAirflow3Upgrade?: boolean;
   /** Engine API client for the build, checks, tests and a daemon push. @default one for DOCKER_HOST */
-  docker?: Dockerode;
+  docker?: DockerLike;
   /** Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). */
   push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
   /** Options of the DAG bundle upload. */

@@ -21,7 +21,6 @@ import { readFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type Dockerode from 'dockerode';
 import { emitterFor } from '../core/emitter.js';
 import { linkSignals } from '../core/abort.js';
 import { AstroConfigError, ErrorCodes, ImageBuildError, ImageError, isAstroError, ProjectError } from '../core/errors.js';
@@ -32,6 +31,7 @@ import { createBuildContext, type BuildContextStats } from './build-context.js';
 import { BuildKitProgress, ClassicBuildProgress, type BuildProgress, type BuildStep, type BuildStepStatus } from './build-progress.js';
 import { openBuildSession, type BuildSession } from './buildkit-session.js';
 import { dockerClient, dockerUnavailable, isDockerUnreachable } from './docker.js';
+import type { DockerLike } from './docker-like.js';
 import { readAstroProject, shouldPullBaseImages, type AstroProject } from './project.js';
 import type { DockerOptions } from './types.js';
 
@@ -191,7 +191,7 @@ function apiAtLeast(version: string | undefined, min: [number, number]): boolean
  * Whether the daemon can run BuildKit builds with a session (Engine API 1.39 or later, on Linux),
  * and why not. The client's pinned API version counts too: requests are made with it.
  */
-export async function buildKitSupport(docker: Dockerode): Promise<{ available: boolean; reason?: string; apiVersion?: string }> {
+export async function buildKitSupport(docker: DockerLike): Promise<{ available: boolean; reason?: string; apiVersion?: string }> {
   let info: { ApiVersion?: string; Os?: string };
   try {
     info = (await docker.version()) as { ApiVersion?: string; Os?: string };
@@ -199,7 +199,7 @@ export async function buildKitSupport(docker: Dockerode): Promise<{ available: b
     if (isDockerUnreachable(err)) throw dockerUnavailable(err, 'build the image');
     throw new ImageError(ErrorCodes.IMAGE_BUILD_FAILED, `Docker could not report its version: ${(err as Error).message}`, undefined, { cause: err });
   }
-  const pinned = (docker.modem as { version?: string }).version;
+  const pinned = docker.modem.version;
   const api = pinned ?? info.ApiVersion;
   if (info.Os && info.Os !== 'linux') return { available: false, reason: `the daemon runs ${info.Os} containers (BuildKit builds need a Linux daemon)`, ...(api ? { apiVersion: api } : {}) };
   if (!apiAtLeast(info.ApiVersion, [1, 39])) return { available: false, reason: `the daemon's Engine API is ${info.ApiVersion} (BuildKit sessions need 1.39, Docker 18.09, or later)`, apiVersion: info.ApiVersion! };
@@ -208,7 +208,7 @@ export async function buildKitSupport(docker: Dockerode): Promise<{ available: b
 }
 
 /** Send `POST /build` through dockerode's modem (dockerode's own `buildImage` opens a session of its own for BuildKit builds). */
-function postBuild(docker: Dockerode, context: NodeJS.ReadableStream, query: Record<string, unknown>, signal: AbortSignal): Promise<IncomingMessage> {
+function postBuild(docker: DockerLike, context: NodeJS.ReadableStream, query: Record<string, unknown>, signal: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     docker.modem.dial(
       {
@@ -220,7 +220,7 @@ function postBuild(docker: Dockerode, context: NodeJS.ReadableStream, query: Rec
         abortSignal: signal,
         headers: { 'Content-Type': 'application/x-tar' },
         statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' },
-      } as unknown as Parameters<typeof docker.modem.dial>[0],
+      },
       (err: unknown, res: unknown) => (err ? reject(err) : resolve(res as IncomingMessage)),
     );
   });
@@ -283,7 +283,7 @@ export async function buildProjectImage(projectDir: string, options: BuildProjec
 async function build(project: AstroProject, options: BuildProjectImageOptions, signal: AbortSignal): Promise<BuildProjectImageResult> {
   const started = Date.now();
   const emit = emitterFor<BuildEvent>(options.onEvent, options.logger);
-  const docker = dockerClient(options.docker);
+  const docker = await dockerClient(options.docker, 'build the image');
   const tag = options.tag ?? defaultProjectTag(project.dir);
   const dockerfileText = await readFile(project.dockerfilePath, 'utf8');
   const secrets = await readSecrets(options.buildSecrets ?? {});
@@ -409,14 +409,12 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
  * cancels it (the daemon watches the connection), and on top of that BuildKit is told to cancel
  * the build by ID and the classic builder's running step container is removed.
  */
-async function stopOnDaemon(docker: Dockerode, builder: ImageBuilder, buildId: string, progress: BuildProgress): Promise<void> {
+async function stopOnDaemon(docker: DockerLike, builder: ImageBuilder, buildId: string, progress: BuildProgress): Promise<void> {
   try {
     if (builder === 'buildkit') {
       await new Promise<void>((resolve) => {
         docker.modem.dial(
-          { path: '/build/cancel?', options: { id: buildId }, method: 'POST', statusCodes: { 200: true, 404: true, 500: true } } as unknown as Parameters<
-            typeof docker.modem.dial
-          >[0],
+          { path: '/build/cancel?', options: { id: buildId }, method: 'POST', statusCodes: { 200: true, 404: true, 500: true } },
           () => resolve(),
         );
       });

@@ -16,9 +16,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type Dockerode from 'dockerode';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import { dockerUnavailable, isDockerUnreachable } from './docker.js';
+import type { DockerLike } from './docker-like.js';
 
 const SECRETS_METHOD = '/moby.buildkit.secrets.v1.Secrets/GetSecret';
 const HEALTH_METHOD = '/grpc.health.v1.Health/Check';
@@ -104,7 +104,7 @@ function answer(stream: http2.ServerHttp2Stream, status: number, message?: Buffe
  * @throws ImageError `ASTRO_IMAGE_BUILDKIT_UNAVAILABLE` when the daemon does not upgrade the
  *   connection (no BuildKit session support), `ASTRO_IMAGE_DOCKER_UNAVAILABLE` when it does not answer.
  */
-export async function openBuildSession(docker: Dockerode, secrets: ReadonlyMap<string, Buffer>, signal?: AbortSignal): Promise<BuildSession> {
+export async function openBuildSession(docker: DockerLike, secrets: ReadonlyMap<string, Buffer>, signal?: AbortSignal): Promise<BuildSession> {
   const id = randomUUID();
   let socket: Duplex;
   try {
@@ -123,7 +123,7 @@ export async function openBuildSession(docker: Dockerode, secrets: ReadonlyMap<s
             'X-Docker-Expose-Session-Grpc-Method': [SECRETS_METHOD, HEALTH_METHOD],
           },
           statusCodes: { 101: true, 200: true, 400: 'bad parameter', 404: 'no session support', 500: 'server error' },
-        } as unknown as Parameters<typeof docker.modem.dial>[0],
+        },
         (err: unknown, sock: unknown) => (err ? reject(err) : resolve(sock as Duplex)),
       );
     });

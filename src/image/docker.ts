@@ -2,20 +2,72 @@
  * Docker Engine API access through dockerode, and the translation of its failures into typed
  * errors: "no daemon" and "no such image" are the two a user can act on, so they get their own
  * codes and messages.
+ *
+ * dockerode is an optional peer dependency, loaded here and nowhere else, and only when a daemon
+ * path runs without a client of the caller's: it brings about 60 packages (ssh2 and cpu-features
+ * with native builds, a gRPC stack) that a user who deploys DAGs or image archives never needs,
+ * and importing it takes as long as the rest of the SDK.
  */
-import Dockerode from 'dockerode';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { failureOf, statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
+import type { DockerLike } from './docker-like.js';
 
-let defaultClient: Dockerode | undefined;
+/** The install command named by `ASTRO_IMAGE_DOCKERODE_MISSING`. */
+export const DOCKERODE_INSTALL = 'npm install dockerode@^5';
+
+let defaultClient: Promise<DockerLike> | undefined;
+
+/** True when `err` says that the module `name` itself (not one of its dependencies) cannot be found. */
+function isModuleMissing(err: unknown, name: string): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') return false;
+  const message = String((err as Error).message);
+  return message.includes(`'${name}'`) || message.includes(`"${name}"`);
+}
+
+/**
+ * dockerode's constructor, imported on first use. `load` is the import itself (a seam for tests).
+ *
+ * @throws ImageError `ASTRO_IMAGE_DOCKERODE_MISSING` when dockerode is not installed
+ */
+export async function importDockerode(
+  what: string,
+  load: () => Promise<unknown> = () => import('dockerode'),
+): Promise<new () => DockerLike> {
+  let mod: unknown;
+  try {
+    mod = await load();
+  } catch (err) {
+    if (!isModuleMissing(err, 'dockerode')) throw err;
+    throw new ImageError(
+      ErrorCodes.IMAGE_DOCKERODE_MISSING,
+      `To ${what} the SDK talks to the Docker daemon through dockerode, an optional peer dependency that is not installed. ` +
+        `Install it next to astro-deploy-sdk (\`${DOCKERODE_INSTALL}\`), or pass a client of your own as the \`docker\` option; ` +
+        'an image archive made with `docker save` needs no daemon.',
+      undefined,
+      { cause: err },
+    );
+  }
+  const ctor = (mod as { default?: unknown }).default ?? mod;
+  return ctor as new () => DockerLike;
+}
 
 /**
  * The client to use: the caller's, else one built from `DOCKER_HOST` (dockerode reads it, falling
- * back to `/var/run/docker.sock`). The default client is created once per process.
+ * back to `/var/run/docker.sock`). The default client is created once per process; a failed
+ * import is not remembered, so installing dockerode mid-process works.
+ *
+ * @param what what the client is needed for, as the missing-dockerode error words it ("inspect the image")
  */
-export function dockerClient(docker?: Dockerode): Dockerode {
-  if (docker) return docker;
-  defaultClient ??= new Dockerode();
+export function dockerClient(docker: DockerLike | undefined, what = 'reach the Docker daemon'): Promise<DockerLike> {
+  if (docker) return Promise.resolve(docker);
+  defaultClient ??= importDockerode(what).then(
+    (Dockerode) => new Dockerode(),
+    (err: unknown) => {
+      defaultClient = undefined;
+      throw err;
+    },
+  );
   return defaultClient;
 }
 

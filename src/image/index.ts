@@ -18,6 +18,14 @@ export type {
   PushResult,
   ImageEvent,
 } from './types.js';
+export type {
+  DockerLike,
+  DockerImageLike,
+  DockerContainerLike,
+  DockerModemLike,
+  DockerImageInspect,
+  DockerContainerCreateOptions,
+} from './docker-like.js';
 export { inspectImage, validateImage, assertValid, ASTRO_PLATFORM, type InspectOptions, type ValidateRules } from './inspect.js';
 export {
   RUNTIME_VERSION_LABEL,

@@ -2,9 +2,9 @@
  * Reading an image's platform and labels (from the daemon or an archive), and the checks Astro
  * needs before anything is pushed: linux/amd64, an Astro Runtime label, and the runtime rules.
  */
-import type Dockerode from 'dockerode';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import { dockerClient, engineCall } from './docker.js';
+import type { DockerLike } from './docker-like.js';
 import { resolveImage } from './layout.js';
 import { AIRFLOW_VERSION_LABEL, checkRuntimeRules, RUNTIME_VERSION_LABEL, type RuntimeRules } from './runtime.js';
 import { classifySource, DiskArchive, type ClassifiedSource } from './source.js';
@@ -28,7 +28,7 @@ function withVersions(info: Omit<ImageInfo, 'runtimeVersion' | 'airflowVersion'>
 }
 
 /** Inspect an image in the daemon (`GET /images/{name}/json`). */
-export async function inspectDaemonImage(name: string, docker: Dockerode): Promise<ImageInfo> {
+export async function inspectDaemonImage(name: string, docker: DockerLike): Promise<ImageInfo> {
   const raw = await engineCall('inspect the image', name, () => docker.getImage(name).inspect(), ErrorCodes.IMAGE_NOT_FOUND);
   const r = raw as typeof raw & { Variant?: string };
   const info: Omit<ImageInfo, 'runtimeVersion' | 'airflowVersion'> = {
@@ -91,7 +91,7 @@ export async function inspectArchive(where: Extract<ClassifiedSource, { kind: 'a
 export async function inspectImage(source: ImageSource, options: InspectOptions = {}): Promise<ImageInfo> {
   const where = await classifySource(source);
   if (where.kind === 'archive') return inspectArchive(where, options.signal);
-  return inspectDaemonImage(where.name, dockerClient(options.docker));
+  return inspectDaemonImage(where.name, await dockerClient(options.docker, 'inspect the image'));
 }
 
 /** Rules of {@link validateImage}. */

@@ -8,12 +8,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import type Dockerode from 'dockerode';
 import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
 import { abortAware } from '../core/scope.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { dockerClient, engineCall } from './docker.js';
+import type { DockerContainerLike } from './docker-like.js';
 import { packTrees, type PackTree } from './tar.js';
 import type { DockerOptions } from './types.js';
 
@@ -121,8 +121,8 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
     if (from !== dagsDir && (await isDir(from))) trees.push({ from, to: `${workdir}/${name}` });
   }
 
-  const docker = dockerClient(options.docker);
-  const container: Dockerode.Container = await engineCall(
+  const docker = await dockerClient(options.docker, 'run the tests in a container');
+  const container: DockerContainerLike = await engineCall(
     'create the parse-check container',
     image,
     () =>

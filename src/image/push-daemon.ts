@@ -85,7 +85,7 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
   throwIfAborted(signal);
   const emit = emitterFor(options.onEvent, options.logger);
   const reference = `${target.repository}:${target.tag}`;
-  const docker = dockerClient(options.docker);
+  const docker = await dockerClient(options.docker, 'push the image through the daemon');
   const info = await inspectDaemonImage(where.name, docker);
   emit({ type: 'image:push-start', reference, method: 'daemon' });
 

@@ -33,7 +33,7 @@ export interface IdentifyOptions extends DockerOptions {
 export async function identifyImage(source: ImageSource, options: IdentifyOptions, signal: AbortSignal): Promise<IdentifiedImage> {
   const where = await classifySource(source);
   if (where.kind === 'daemon') {
-    const info = await inspectDaemonImage(where.name, dockerClient(options.docker));
+    const info = await inspectDaemonImage(where.name, await dockerClient(options.docker, 'read the image from the daemon'));
     return { kind: 'daemon', name: where.name, diffIds: info.diffIds, configDigest: info.configDigest };
   }
   const owned = !where.archive;

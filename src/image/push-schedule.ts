@@ -179,7 +179,7 @@ export class LayerScheduler {
   /** Stream the daemon's export into a {@link SpooledArchive}, reporting wanted layers as they complete. */
   private async spoolExport(name: string, wanted: Set<string>, onLayer: (m: SpooledMember) => void): Promise<SpooledArchive> {
     const { signal } = this.ctx;
-    const docker = dockerClient(this.options.docker);
+    const docker = await dockerClient(this.options.docker, 'export the image');
     const stream = await engineCall('export the image', name, () => docker.getImage(name).get());
     const spooled = new SpooledArchive();
     const abort = () => (stream as NodeJS.ReadableStream & { destroy?: (e?: Error) => void }).destroy?.(new Error('aborted'));

@@ -1,7 +1,7 @@
 /**
  * Public types of the image module: sources, what an image looks like, push results and events.
  */
-import type Dockerode from 'dockerode';
+import type { DockerLike } from './docker-like.js';
 
 /**
  * Where an image comes from.
@@ -82,7 +82,7 @@ export interface ImageInfo {
 /** Options shared by functions that may talk to the Docker daemon. */
 export interface DockerOptions {
   /** Engine API client. @default a client for `DOCKER_HOST` (or the default socket) */
-  docker?: Dockerode;
+  docker?: DockerLike;
 }
 
 /** Registry credentials. On Astro: user `cli`, password the API token. */
