@@ -61,6 +61,8 @@ export const ErrorCodes = {
   BUNDLE_INVALID_FILENAME: 'ASTRO_BUNDLE_INVALID_FILENAME',
   // Uploads
   UPLOAD_FAILED: 'ASTRO_UPLOAD_FAILED',
+  /** Other uploads of the same blob kept committing while this one staged its blocks; `maxRestages` rounds were spent. */
+  UPLOAD_CONFLICT: 'ASTRO_UPLOAD_CONFLICT',
   UPLOAD_REJECTED: 'ASTRO_UPLOAD_REJECTED',
   UPLOAD_SAS_EXPIRED: 'ASTRO_UPLOAD_SAS_EXPIRED',
   UPLOAD_NO_VERSION_ID: 'ASTRO_UPLOAD_NO_VERSION_ID',

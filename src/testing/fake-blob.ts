@@ -5,7 +5,8 @@
  * `Committed`, `Uncommitted`), Get Block List and Get Blob; SAS checks (only signatures this
  * service minted, expiry, `r`/`w`/`c` permissions); block-ID rules (base64, at most 64 decoded
  * bytes, one width per blob); `Content-MD5` validation; `411` without `Content-Length`; and,
- * unlike Azurite, blob versioning: every commit returns an `x-ms-version-id`. Errors carry the
+ * unlike Azurite, blob versioning: every commit returns an `x-ms-version-id`, and Get Blob with
+ * `?versionid=` reads that version back (as Azure does). Errors carry the
  * `x-ms-error-code` header and the XML `<Error>` body the real service sends.
  *
  * Mount {@link FakeBlobService.handle} in any Node HTTP server (the fake Astro server does), or run
@@ -65,6 +66,8 @@ export interface FakeBlobService {
   read(container: string, blob: string): Buffer | undefined;
   /** Every committed version of a blob, oldest first (empty when versioning is off). */
   versions(container: string, blob: string): FakeBlobVersion[];
+  /** The content of one committed version (what Get Blob with `?versionid=` returns), or undefined. */
+  readVersion(container: string, blob: string, versionId: string): Buffer | undefined;
   /** Uncommitted block IDs of a blob, in staging order (for assertions). */
   uncommittedBlockIds(container: string, blob: string): string[];
   /** Request counts by route. */
@@ -90,6 +93,8 @@ interface BlobState {
   committed: { blocks: Block[]; content: Buffer; etag: string; lastModified: Date; contentType: string; contentMd5?: string; versionId?: string } | undefined;
   uncommitted: Map<string, Buffer>;
   versions: FakeBlobVersion[];
+  /** Content of every version, by version ID (Azure keeps versions until they are deleted). */
+  versionContent: Map<string, Buffer>;
 }
 
 interface SasGrant {
@@ -158,7 +163,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
   const stateOf = (container: string, blob: string, create: boolean): BlobState | undefined => {
     let s = blobs.get(key(container, blob));
     if (!s && create) {
-      s = { committed: undefined, uncommitted: new Map(), versions: [] };
+      s = { committed: undefined, uncommitted: new Map(), versions: [], versionContent: new Map() };
       blobs.set(key(container, blob), s);
     }
     return s;
@@ -238,7 +243,10 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
     const versionId = versioning ? nextVersionId() : undefined;
     state.committed = { blocks, content, etag, lastModified, contentType, ...(contentMd5 ? { contentMd5 } : {}), ...(versionId ? { versionId } : {}) };
     state.uncommitted.clear();
-    if (versionId) state.versions.push({ versionId, size: content.length, committedAt: lastModified });
+    if (versionId) {
+      state.versions.push({ versionId, size: content.length, committedAt: lastModified });
+      state.versionContent.set(versionId, content);
+    }
     return {
       etag,
       'last-modified': lastModified.toUTCString(),
@@ -361,7 +369,19 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
       case 'blob.getBlob': {
         authorize(url, container, blob, 'r');
         await readRequestBody(req);
-        const c = stateOf(container, blob, false)?.committed;
+        const state = stateOf(container, blob, false);
+        const versionId = url.searchParams.get('versionid');
+        if (versionId !== null) {
+          const content = state?.versionContent.get(versionId);
+          if (!content) throw new HttpFailure(404, 'BlobNotFound', 'The specified blob does not exist.');
+          const v = state!.versions.find((x) => x.versionId === versionId)!;
+          return {
+            status: 200,
+            headers: { 'content-type': 'application/octet-stream', 'last-modified': v.committedAt.toUTCString(), 'x-ms-blob-type': 'BlockBlob', 'x-ms-version-id': versionId },
+            body: req.method === 'HEAD' ? undefined : content,
+          };
+        }
+        const c = state?.committed;
         if (!c) throw new HttpFailure(404, 'BlobNotFound', 'The specified blob does not exist.');
         return {
           status: 200,
@@ -444,6 +464,10 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
       return c ? Buffer.from(c.content) : undefined;
     },
     versions: (container, blob) => [...(stateOf(container, blob, false)?.versions ?? [])],
+    readVersion: (container, blob, versionId) => {
+      const content = stateOf(container, blob, false)?.versionContent.get(versionId);
+      return content ? Buffer.from(content) : undefined;
+    },
     uncommittedBlockIds: (container, blob) => [...(stateOf(container, blob, false)?.uncommitted.keys() ?? [])],
     stats,
   };

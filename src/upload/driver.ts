@@ -7,7 +7,7 @@
 import { sleep } from '../core/abort.js';
 import { ErrorCodes, UploadError } from '../core/errors.js';
 import { failureOf } from '../core/failure.js';
-import { nextRetryDelay } from '../core/retry.js';
+import { backoffDelay, nextRetryDelay } from '../core/retry.js';
 import { BlobRequestFailure, sendBlobRequest, type BlobResponse } from './blob-http.js';
 import { toBlockDigest } from './block-id.js';
 import { hashOffThread } from './hash-pool.js';
@@ -25,7 +25,6 @@ export async function uploadBlocks(s: UploadSession): Promise<UploadBlockBlobRes
   if (s.o.resume) await findStagedBlocks(s);
   else if (s.journalRecorded.length > 0) await s.journal?.reset().catch(() => {});
   const planner = new BlockPlanner(s.o.minBlockSizeBytes);
-  let fullRetryDone = false;
   for (;;) {
     planner.plan(gaps(s.acked.values(), size));
     try {
@@ -49,21 +48,37 @@ export async function uploadBlocks(s: UploadSession): Promise<UploadBlockBlobRes
       return s.finish(res, blocks.length, 'blocks');
     } catch (error) {
       if (!(error instanceof BlocksMissingError)) throw error;
-      if (fullRetryDone) throw blocksVanishedError(s.sas, error);
-      // Blocks we reused (or staged) are gone: another commit or a Put Blob discarded them, or
-      // they expired. Send everything once more.
-      fullRetryDone = true;
-      s.emit({
-        type: 'upload:warning',
-        code: 'resumed-blocks-lost',
-        message: `The service no longer has some staged blocks of ${s.sas.displayUrl}; sending every block again.`,
-      });
-      s.acked.clear();
-      s.bytesAcked = 0;
-      s.resumed = false;
-      await s.journal?.reset().catch(() => {});
+      await restage(s, error);
     }
   }
+}
+
+/**
+ * The commit found some of our staged blocks gone. Blocks reused from an earlier run may have
+ * expired; blocks this run staged are gone only because another upload of the same blob committed
+ * (or Put a blob) meanwhile, which discards every uncommitted block (astro-cli#1586). Either way
+ * nothing of ours was committed: stage every block again and commit again, after a jittered
+ * backoff that grows with each round, so that uploaders racing on one blob fall out of step and
+ * each one's commit lands between the others'. Our block IDs name their bytes, so a commit holds
+ * exactly our payload or fails: never a mix of two uploads. Bounded by `maxRestages`.
+ */
+async function restage(s: UploadSession, error: BlocksMissingError): Promise<void> {
+  if (s.restages >= s.o.maxRestages) throw blocksVanishedError(s.sas, error, s.restages);
+  s.restages += 1;
+  const delayMs = backoffDelay(s.restages, s.o.retry);
+  const reused = s.resumed;
+  s.emit({
+    type: 'upload:warning',
+    code: reused ? 'resumed-blocks-lost' : 'blocks-lost-to-other-upload',
+    message: reused
+      ? `The service no longer has some staged blocks of ${s.sas.displayUrl}; sending every block again in ${delayMs} ms (round ${s.restages} of at most ${s.o.maxRestages}).`
+      : `Another upload committed ${s.sas.displayUrl} while this one staged its blocks, which discarded them; staging every block again in ${delayMs} ms (round ${s.restages} of at most ${s.o.maxRestages}).`,
+  });
+  s.acked.clear();
+  s.bytesAcked = 0;
+  s.resumed = false;
+  await s.journal?.reset().catch(() => {});
+  await sleep(delayMs, s.signal);
 }
 
 /** Send every planned block, a few at a time, until all are acknowledged or one fails for good. */

@@ -38,6 +38,7 @@ export interface ResolvedOptions {
   concurrency: number;
   singleShotMaxBytes: number;
   targetBlockDurationMs: number;
+  maxRestages: number;
   /** Policy of blocks, the single Put Blob, the commit and the stale-block clearing. */
   retry: RetryPolicy;
   /** Policy of Get Block List (at most 2 retries: the journal is the fallback). */
@@ -61,6 +62,15 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   return value;
 }
 
+function count(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0) throw invalid(name, value, 'a non-negative integer');
+  return value;
+}
+
+/** Rounds of staging again after another upload's commit discarded our blocks (see `maxRestages`). */
+export const DEFAULT_MAX_RESTAGES = 6;
+
 function resolveRetry(options: RetryOptions | undefined): RetryPolicy {
   for (const [key, value] of Object.entries(options ?? {})) {
     if (value !== undefined && (typeof value !== 'number' || Number.isNaN(value) || value < 0)) throw invalid(`retry.${key}`, value, 'a non-negative number');
@@ -80,6 +90,7 @@ export function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): Resolve
     concurrency: Math.floor(positive('concurrency', o.concurrency, 8)),
     singleShotMaxBytes: Math.min(sas.maxPutBlobBytes, o.singleShotMaxBytes ?? 4 * MIB),
     targetBlockDurationMs: positive('targetBlockDurationMs', o.targetBlockDurationMs, 8000),
+    maxRestages: count('maxRestages', o.maxRestages, DEFAULT_MAX_RESTAGES),
     retry,
     blockListRetry: { ...retry, maxRetries: Math.min(2, retry.maxRetries) },
     journalDir: o.journalDir === undefined ? defaultJournalDir() : o.journalDir,

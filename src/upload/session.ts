@@ -29,6 +29,8 @@ export class UploadSession {
   /** Block buffers reused across blocks (fresh memory is slow to touch; see buffer-pool.ts). */
   readonly buffers = new BufferPool();
   retries = 0;
+  /** Times every block was staged again because another upload's commit discarded ours. */
+  restages = 0;
   bytesSent = 0;
   bytesAcked = 0;
   resumed = false;
@@ -144,6 +146,6 @@ export class UploadSession {
       );
     }
     this.emit({ type: 'upload:committed', versionId, etag, bytes: this.src.size, blocks });
-    return { versionId, etag, bytes: this.src.size, blocks, retries: this.retries, resumed: this.resumed, bytesSent: this.bytesSent, mode };
+    return { versionId, etag, bytes: this.src.size, blocks, retries: this.retries, restages: this.restages, resumed: this.resumed, bytesSent: this.bytesSent, mode };
   }
 }

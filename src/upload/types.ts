@@ -85,11 +85,14 @@ export interface UploadConcurrencyEvent {
 /**
  * Something went wrong that the upload worked around: `journal-unavailable` (the journal cannot be
  * written), `journal-busy` (another live upload of the same blob holds it), `stale-blocks-cleared`,
- * `resumed-blocks-lost` (staged blocks vanished; all are sent again), `block-list-unavailable`.
+ * `resumed-blocks-lost` (blocks of an earlier run vanished; all are sent again),
+ * `blocks-lost-to-other-upload` (another upload of the same blob committed while this one staged,
+ * discarding its blocks; all are staged again after a backoff, see `maxRestages`),
+ * `block-list-unavailable`.
  */
 export interface UploadWarningEvent {
   type: 'upload:warning';
-  code: 'journal-unavailable' | 'journal-busy' | 'stale-blocks-cleared' | 'resumed-blocks-lost' | 'block-list-unavailable';
+  code: 'journal-unavailable' | 'journal-busy' | 'stale-blocks-cleared' | 'resumed-blocks-lost' | 'blocks-lost-to-other-upload' | 'block-list-unavailable';
   message: string;
 }
 
@@ -208,6 +211,17 @@ export interface UploadBlockBlobOptions {
   /** `x-ms-blob-content-type` of the blob. @default 'application/octet-stream' */
   contentType?: string;
   /**
+   * How many times the upload stages every block again when its commit finds some of its staged
+   * blocks gone. Within one run that happens only when another upload of the same blob (another
+   * process or machine deploying to the same deployment, astro-cli#1586) committed meanwhile, which
+   * discards every block it did not list. Each round waits a jittered backoff that doubles from
+   * `retry.initialDelayMs` (up to `retry.maxDelayMs`), so racing uploaders fall out of step; a
+   * commit always holds exactly this upload's bytes or fails, never a mix. When the rounds are
+   * spent, the upload fails with `ASTRO_UPLOAD_CONFLICT`. `0` fails at the first such commit.
+   * @default 6
+   */
+  maxRestages?: number;
+  /**
    * When a Put Block is refused because the blob holds uncommitted blocks with IDs of another width
    * (left by another client), discard them with an empty Put Blob and go on. @default true
    */
@@ -226,6 +240,8 @@ export interface UploadBlockBlobResult {
   blocks: number;
   /** Requests retried in total. */
   retries: number;
+  /** Times every block was staged again because another upload of the blob committed meanwhile (see `maxRestages`). */
+  restages: number;
   /** True when blocks of an earlier run were reused. */
   resumed: boolean;
   /** Payload bytes handed to the network, re-sends included (compare with `bytes` for overhead). */

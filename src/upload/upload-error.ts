@@ -37,12 +37,15 @@ export function toUploadError(sas: BlobSas, failure: BlobRequestFailure, attempt
 /** The commit found that the service no longer has some listed block. */
 export class BlocksMissingError extends Error {}
 
-/** Staged blocks vanished twice in a row: another upload of the blob is probably running. */
-export function blocksVanishedError(sas: BlobSas, error: BlocksMissingError): UploadError {
+/**
+ * Staged blocks vanished at every commit, `restages` times staged again: other uploads of the same
+ * blob kept committing meanwhile. Nothing of ours was committed.
+ */
+export function blocksVanishedError(sas: BlobSas, error: BlocksMissingError, restages: number): UploadError {
   return new UploadError(
-    ErrorCodes.UPLOAD_FAILED,
-    `Committing ${sas.displayUrl} failed twice because staged blocks vanished (${error.message}). Another upload to the same blob probably committed meanwhile; upload again when it is done.`,
-    { status: 400, serviceCode: 'InvalidBlockList' },
+    ErrorCodes.UPLOAD_CONFLICT,
+    `Committing ${sas.displayUrl} failed ${restages + 1} times because our staged blocks vanished (${error.message}): other uploads to the same blob kept committing meanwhile, and each commit discards the blocks others staged (astro-cli#1586). Nothing of this upload was committed. Upload again when the others are done, or raise maxRestages.`,
+    { status: 400, serviceCode: 'InvalidBlockList', attempts: restages + 1 },
     { retryable: true },
   );
 }

@@ -59,6 +59,20 @@ describe('fake blob service', () => {
     expect([...ids].sort()).toEqual(ids);
   });
 
+  it('keeps every version: Get Blob with ?versionid= reads an older one back (SAS with r), an unknown one is 404', async () => {
+    const write = server.service.sasUrl(server.url, 'c1', 'kept.bin');
+    const read = server.service.sasUrl(server.url, 'c1', 'kept.bin', { permissions: 'r' });
+    const first = await call(write, 'PUT', {}, Buffer.from('first'), { 'x-ms-blob-type': 'BlockBlob' });
+    const second = await call(write, 'PUT', {}, Buffer.from('second'), { 'x-ms-blob-type': 'BlockBlob' });
+    const v1 = first.headers['x-ms-version-id'] as string;
+    const old = await call(read, 'GET', { versionid: v1 });
+    expect([old.status, old.text, old.headers['x-ms-version-id']]).toEqual([200, 'first', v1]);
+    expect((await call(read, 'GET', {})).text).toBe('second');
+    expect(server.service.readVersion('c1', 'kept.bin', second.headers['x-ms-version-id'] as string)?.toString()).toBe('second');
+    expect((await call(read, 'GET', { versionid: '2000-01-01T00:00:00.0000000Z' })).status).toBe(404);
+    expect((await call(write, 'GET', { versionid: v1 })).status).toBe(403);
+  });
+
   it('refuses block ids of another width, non-base64 ids and ids over 64 bytes', async () => {
     const url = server.service.sasUrl(server.url, 'c1', 'width.bin');
     expect((await putBlock(url, b64('aaaa'), Buffer.from('x'))).status).toBe(201);
