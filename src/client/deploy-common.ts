@@ -3,7 +3,7 @@
  * exactly-once finalize, the CI/CD enforcement check and the phase events.
  */
 import { createBundle, type BundleEvent, type BundleResult, type CreateBundleOptions, type IgnoreSyntax } from '../bundle/index.js';
-import type { Dispatcher } from 'undici';
+import type { DispatcherLike } from '../core/dispatcher.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
 import { AstroConfigError, AstroDeployError, AstroFinalizeUnknownError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
 import { failureOf, type Failure } from '../core/failure.js';
@@ -31,7 +31,7 @@ export interface DeployContext {
   /** The API token (the registry password on Astro). */
   token: string;
   /** The client's dispatcher, handed to the flow's uploads and pushes (the flow's own options win). */
-  dispatcher: Dispatcher | undefined;
+  dispatcher: DispatcherLike | undefined;
   /** The client's logger: where ignored listener errors and retries are noted. */
   logger: Logger;
   /** The client's API retry settings (a flow's `request.retry` is merged over them). */

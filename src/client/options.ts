@@ -2,7 +2,7 @@
  * Client options and how their defaults are resolved (explicit option, then environment, then
  * built-in default).
  */
-import type { Dispatcher } from 'undici';
+import type { DispatcherLike } from '../core/dispatcher.js';
 import { AstroConfigError, ErrorCodes } from '../core/errors.js';
 import { levelledLogger, type Logger, type LogLevel } from '../core/logger.js';
 import { registerSecret } from '../core/redact.js';
@@ -31,12 +31,12 @@ export interface ClientOptions {
    */
   baseUrl?: string;
   /**
-   * undici dispatcher for every request of the client: API calls, and the uploads and registry
-   * pushes of the deploy flows it starts (proxies, custom TLS, MockAgent).
+   * undici dispatcher (of undici 7 or 8) for every request of the client: API calls, and the
+   * uploads and registry pushes of the deploy flows it starts (proxies, custom TLS, MockAgent).
    * @default with `HTTPS_PROXY`/`HTTP_PROXY` set, an `EnvHttpProxyAgent` that honours them and
    * `NO_PROXY`; else undici's global dispatcher, so `setGlobalDispatcher` and test interceptors apply
    */
-  dispatcher?: Dispatcher;
+  dispatcher?: DispatcherLike;
   /** Per-try time limit of an API call, in milliseconds. @default 30000 */
   timeoutMs?: number;
   /**
@@ -75,7 +75,7 @@ export interface ResolvedClientOptions {
   claims: AstroTokenClaims;
   organizationId: string;
   baseUrl: string;
-  dispatcher: Dispatcher | undefined;
+  dispatcher: DispatcherLike | undefined;
   timeoutMs: number;
   /** The client's API retry settings, every field set. */
   retry: Required<RetryOptions>;

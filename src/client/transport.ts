@@ -2,10 +2,9 @@
  * One HTTP call to the Astro API: headers, per-try timeout, retries, error mapping and response
  * validation. Everything the resource methods share lives here so each of them is a few lines.
  */
-import { request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { linkSignals, throwIfAborted, toAbortError } from '../core/abort.js';
-import { resolveDispatcher } from '../core/dispatcher.js';
+import { httpRequest, type DispatcherLike } from '../core/dispatcher.js';
 import { safeCall } from '../core/emitter.js';
 import {
   AstroApiError,
@@ -54,7 +53,7 @@ export type RetryMode = 'idempotent' | 'once';
 export interface TransportConfig {
   baseUrl: string;
   token: string;
-  dispatcher: Dispatcher | undefined;
+  dispatcher: DispatcherLike | undefined;
   timeoutMs: number;
   /** The client's retry settings; a call's `retry` is merged over them. */
   retry: RetryOptions;
@@ -184,14 +183,12 @@ export class ApiTransport {
     let text: string;
     let headers: Record<string, string | string[] | undefined>;
     try {
-      const res = await request(url, {
-        method: call.method,
-        headers: this.headers(body !== undefined),
-        body,
-        signal: linked.signal,
-        // The client's dispatcher, else a proxy agent when HTTP(S)_PROXY is set, else the global one.
-        dispatcher: resolveDispatcher(this.config.dispatcher),
-      });
+      // The client's dispatcher, else a proxy agent when HTTP(S)_PROXY is set, else the global one.
+      const res = await httpRequest(
+        url,
+        { method: call.method, headers: this.headers(body !== undefined), body, signal: linked.signal },
+        this.config.dispatcher,
+      );
       status = res.statusCode;
       headers = res.headers;
       text = await res.body.text();

@@ -18,7 +18,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Dispatcher } from 'undici';
+import type { DispatcherLike } from '../core/dispatcher.js';
 import { emitterFor } from '../core/emitter.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -43,7 +43,7 @@ export interface NativePushOptions extends DockerOptions {
    * with custom TLS. @default `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` when set, else undici's global
    * dispatcher (so `setGlobalDispatcher` applies)
    */
-  dispatcher?: Dispatcher;
+  dispatcher?: DispatcherLike;
   /** Use plain HTTP; only for a loopback registry (others throw `ASTRO_INSECURE_URL`). @default true only for loopback registries */
   plainHttp?: boolean;
   /** First upload chunk size, in bytes; halves after a timeout-like failure. @default 16 MiB */

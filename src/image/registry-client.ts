@@ -8,9 +8,9 @@
  * and every secret is registered for redaction before the first request.
  */
 import { Readable, Transform } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { linkSignals, throwIfAborted } from '../core/abort.js';
-import { resolveDispatcher } from '../core/dispatcher.js';
+import { httpRequest, type DispatcherLike } from '../core/dispatcher.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import { isTransientStatus, statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
 import { redact, registerSecret } from '../core/redact.js';
@@ -99,7 +99,7 @@ export interface RegistryClientOptions {
    * proxy or custom TLS. @default `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` when set, else undici's
    * global dispatcher (see `resolveDispatcher`)
    */
-  dispatcher?: Dispatcher;
+  dispatcher?: DispatcherLike;
   /** Repositories to request `pull` on, for cross-repository mounts. */
   mountSources?: string[];
   /** Default response timeout, in milliseconds. @default 60000 */
@@ -149,7 +149,7 @@ export class RegistryClient {
   readonly baseUrl: string;
   readonly host: string;
   readonly repository: string;
-  private readonly givenDispatcher: Dispatcher | undefined;
+  private readonly givenDispatcher: DispatcherLike | undefined;
   private readonly auth: RegistryAuth | undefined;
   private readonly basicHeader: string | undefined;
   private readonly requestTimeoutMs: number;
@@ -177,11 +177,6 @@ export class RegistryClient {
       this.basicHeader = `Basic ${Buffer.from(`${this.auth.username}:${this.auth.password}`).toString('base64')}`;
       registerSecret(this.basicHeader.slice(6));
     }
-  }
-
-  /** The dispatcher of the next request (resolved per request: the proxy variables may change). */
-  private get dispatcher(): Dispatcher | undefined {
-    return resolveDispatcher(this.givenDispatcher);
   }
 
   /** Nothing to release (the client owns no connection pool); kept so callers can end its use explicitly. */
@@ -216,14 +211,11 @@ export class RegistryClient {
     let res: Dispatcher.ResponseData;
     let text: string;
     try {
-      res = await request(url, {
-        method: 'GET',
-        headers,
-        ...this.dispatcherOption(),
-        signal,
-        headersTimeout: this.requestTimeoutMs,
-        bodyTimeout: this.requestTimeoutMs,
-      });
+      res = await httpRequest(
+        url,
+        { method: 'GET', headers, signal, headersTimeout: this.requestTimeoutMs, bodyTimeout: this.requestTimeoutMs },
+        this.givenDispatcher,
+      );
       // Read inside the try: an abort (or a reset) while the body arrives must not escape as
       // undici's raw error.
       text = await res.body.text();
@@ -348,12 +340,6 @@ export class RegistryClient {
     return new URL(url, this.baseUrl);
   }
 
-  /** `{ dispatcher }` for undici's `request`, or nothing for its global dispatcher. */
-  private dispatcherOption(): { dispatcher?: Dispatcher } {
-    const dispatcher = this.dispatcher;
-    return dispatcher ? { dispatcher } : {};
-  }
-
   /** One attempt, without auth handling. */
   private async once(req: RegistryRequest): Promise<RegistryResponse> {
     throwIfAborted(req.signal);
@@ -396,17 +382,21 @@ export class RegistryClient {
     watch.arm();
     const responseTimeoutMs = req.responseTimeoutMs ?? this.requestTimeoutMs;
     try {
-      const res = await request(url, {
-        method: req.method,
-        headers,
-        body: body ?? null,
-        ...this.dispatcherOption(),
-        signal: linked.signal,
-        // undici refreshes this timer while the body is being written, so it bounds the wait for
-        // the response, not the upload.
-        headersTimeout: responseTimeoutMs,
-        bodyTimeout: responseTimeoutMs,
-      });
+      // The dispatcher is resolved per request (the proxy variables may change).
+      const res = await httpRequest(
+        url,
+        {
+          method: req.method,
+          headers,
+          body: body ?? null,
+          signal: linked.signal,
+          // undici refreshes this timer while the body is being written, so it bounds the wait for
+          // the response, not the upload.
+          headersTimeout: responseTimeoutMs,
+          bodyTimeout: responseTimeoutMs,
+        },
+        this.givenDispatcher,
+      );
       watch.disarm();
       if (body !== undefined && !(body instanceof Readable)) req.onBodyBytes?.(Buffer.byteLength(body));
       const chunks: Buffer[] = [];

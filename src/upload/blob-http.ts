@@ -7,9 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
 import { linkSignals, toAbortError } from '../core/abort.js';
-import { resolveDispatcher } from '../core/dispatcher.js';
+import { httpRequest, type DispatcherLike } from '../core/dispatcher.js';
 import { statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
 import { redact } from '../core/redact.js';
 import { SDK_VERSION } from '../version.js';
@@ -99,7 +98,7 @@ export interface BlobRequest {
 export interface BlobHttpContext {
   sas: BlobSas;
   /** The caller's dispatcher; without one, `HTTPS_PROXY`/`HTTP_PROXY` are honoured (see `resolveDispatcher`). */
-  dispatcher: Dispatcher | undefined;
+  dispatcher: DispatcherLike | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -137,15 +136,18 @@ export async function sendBlobRequest(ctx: BlobHttpContext, req: BlobRequest): P
       ...req.headers,
     };
     if (req.body) headers['content-length'] = String(req.body.byteLength);
-    const res = await request(url, {
-      method: req.method,
-      headers,
-      body: req.body
-        ? Readable.from(chunked(req.body, req.onBodyBytes), { objectMode: false, highWaterMark: BODY_CHUNK_BYTES })
-        : undefined,
-      dispatcher: resolveDispatcher(ctx.dispatcher),
-      signal: linked.signal,
-    });
+    const res = await httpRequest(
+      url,
+      {
+        method: req.method,
+        headers,
+        body: req.body
+          ? Readable.from(chunked(req.body, req.onBodyBytes), { objectMode: false, highWaterMark: BODY_CHUNK_BYTES })
+          : undefined,
+        signal: linked.signal,
+      },
+      ctx.dispatcher,
+    );
     const resHeaders = res.headers as Record<string, string | string[] | undefined>;
     if (res.statusCode >= 200 && res.statusCode < 300) {
       const body = req.readBody ? await res.body.text() : (await res.body.dump(), '');

@@ -1,7 +1,7 @@
 /**
  * Public types of the block-blob uploader: options, result and the events it emits.
  */
-import type { Dispatcher } from 'undici';
+import type { DispatcherLike } from '../core/dispatcher.js';
 import type { Logger } from '../core/logger.js';
 import type { RetryOptions } from '../core/retry.js';
 
@@ -129,11 +129,11 @@ export interface TryTimeoutContext {
 /** Options of {@link uploadBlockBlob}. */
 export interface UploadBlockBlobOptions {
   /**
-   * undici dispatcher for every request (proxy agent, MockAgent, custom pool). @default an
+   * undici dispatcher (of undici 7 or 8) for every request (proxy agent, MockAgent, custom pool). @default an
    * `EnvHttpProxyAgent` when `HTTPS_PROXY`/`HTTP_PROXY` is set (honouring `NO_PROXY`), else the
    * global dispatcher
    */
-  dispatcher?: Dispatcher;
+  dispatcher?: DispatcherLike;
   /** Aborts the upload promptly: in-flight requests are cancelled and an `AstroAbortError` is thrown. */
   signal?: AbortSignal;
   /** Receives progress, retry and sizing events. Payloads are redacted; exceptions thrown here are ignored. */
