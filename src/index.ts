@@ -57,6 +57,7 @@ export type {
 export type { DeployImageParams, DeployImageResult, DeployImageEvent } from './client/deploy-image.js';
 export type { DeployProjectParams, DeployProjectResult, DeployProjectEvent, DeployProjectTimings } from './client/deploy-project.js';
 export { buildUpdateBody, type DeploymentChanges } from './client/update-body.js';
+export { readGitMetadata, uncommittedChanges, type GitOptions, type GitMetadataResult, type GitSkipReason, type DeployGitEvent } from './client/git.js';
 export { readTokenClaims, type AstroTokenClaims } from './client/token.js';
 export type * from './client/events.js';
 export {
@@ -70,6 +71,7 @@ export {
   AstroDeployError,
   AstroRolloutError,
   AstroFinalizeUnknownError,
+  GitUncommittedChangesError,
   BundleError,
   UploadError,
   ImageError,

@@ -17,6 +17,7 @@ import type { RequestOptions } from './transport.js';
 import type { ClientEvent } from './events.js';
 import { redactRolloutSas } from './redact-results.js';
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
+import type { DeployGitEvent } from './git.js';
 
 /**
  * What the deploy flows need from the client.
@@ -45,6 +46,7 @@ export type DeployPhaseEvent =
   | { type: 'deploy:created'; deploymentId: string; deployId: string; deployType: string; imageRepository: string; imageTag: string }
   | { type: 'deploy:uploaded'; deployId: string; versionId: string; bytes: number; retries: number; resumed: boolean }
   | { type: 'deploy:finalized'; deployId: string; dagTarballVersion?: string; imageTag?: string }
+  | DeployGitEvent
   | { type: 'deploy:finalize-recovered'; deployId: string; reason: string };
 
 /**

@@ -37,6 +37,7 @@ import { redactDeploySas } from './redact-results.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
+import { deployGitFields } from './git.js';
 
 /** Bundle options that deployDags passes through to `createBundle`. */
 export type DeployDagsBundleOptions = DeployBundleOptions;
@@ -48,8 +49,22 @@ export interface DeployDagsParams extends DeployDagsBundleOptions {
   dagsDir: string;
   /** Shown in the Astro UI; at most 500 characters. @default '' */
   description?: string;
-  /** Git metadata shown with the deploy. */
-  git?: DeployGitMetadata;
+  /**
+   * Git metadata shown with the deploy: an object sent as it is, or `'auto'` to read what
+   * `astro deploy` sends from the repository holding `dagsDir` (the bundle's folder with `bundle`):
+   * commit sha, branch, author, the folder's path, and the `origin` remote (`GITHUB` with account,
+   * repository and commit URL on github.com, `GENERIC` with the remote URL elsewhere); without a
+   * `description`, the commit message's first line (72 characters at most) becomes it. Nothing is
+   * sent without a repository, a commit or a remote, or with uncommitted changes (as the CLI; a
+   * `deploy:git` event says why). @default none
+   */
+  git?: DeployGitMetadata | 'auto';
+  /**
+   * Refuse to deploy when the dags folder has uncommitted changes, untracked files included
+   * (`ASTRO_GIT_UNCOMMITTED_CHANGES`), before anything is bundled or created. A folder in no git
+   * repository passes. The CLI refuses too but exits 0 (astro-cli#1721). @default false
+   */
+  requireClean?: boolean;
   /**
    * Wait until the deployment runs this DAG version (see `waitForRollout`). `true` uses the
    * default wait options. @default false
@@ -119,6 +134,7 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
 
   return serialised(key, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
     throwIfAborted(signal);
+    const gitFields = await deployGitFields(params, params.dagsDir, signal, emit);
     const deployment = await ctx.deployments.get(deploymentId, requestOptions);
     checkDagDeployable(deployment, ctx.claims);
     const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
@@ -130,7 +146,7 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
       throwIfAborted(signal);
       const deploy = await ctx.deploys.create(
         deploymentId,
-        { type: 'DAG_ONLY', description: params.description ?? '', ...(params.git ? { git: params.git } : {}) },
+        { type: 'DAG_ONLY', description: gitFields.description, ...(gitFields.git ? { git: gitFields.git } : {}) },
         requestOptions,
       );
       emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType: 'DAG_ONLY', imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });

@@ -53,6 +53,7 @@ import type { RolloutResult } from './rollout.js';
 import { redactDeploySas } from './redact-results.js';
 import type { Deploy, DeployType } from './schemas.js';
 import type { RequestOptions } from './transport.js';
+import { deployGitFields } from './git.js';
 import type { DockerLike } from '../image/docker-like.js';
 
 /** Parameters of `deployImage`. */
@@ -71,8 +72,19 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
    * the folder is only used by the tests.
    */
   dagsDir?: string;
+  /** Shown in the Astro UI; at most 500 characters. @default '' (with `git: 'auto'`, the commit message's first line) */
   description?: string;
-  git?: DeployGitMetadata;
+  /**
+   * Git metadata shown with the deploy: an object sent as it is, or `'auto'` to read it from the
+   * repository holding `projectDir` (else the parent of `dagsDir`, else the current folder), as
+   * `deployDags` does. @default none
+   */
+  git?: DeployGitMetadata | 'auto';
+  /**
+   * Refuse to deploy when that folder has uncommitted changes (`ASTRO_GIT_UNCOMMITTED_CHANGES`),
+   * before anything is validated, built or created. @default false
+   */
+  requireClean?: boolean;
   /**
    * The tests gate run in a container of the image before anything is created at Astro, the same
    * gate as `deployProject` (`runProjectTests`): `'parse'` (the DAG integrity test,
@@ -156,6 +168,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
 
   return serialised(`${ctx.organizationId}/${deploymentId}`, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
     throwIfAborted(signal);
+    const gitFields = await deployGitFields(params, params.projectDir ?? (params.dagsDir !== undefined ? dirname(params.dagsDir) : undefined), signal, emit);
     const deployment = await ctx.deployments.get(deploymentId, requestOptions);
     checkCicd(deployment, ctx.claims);
     const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
@@ -234,7 +247,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
         throwIfAborted(signal);
         const deploy = await ctx.deploys.create(
           deploymentId,
-          { type: deployType, description: params.description ?? '', ...(params.git ? { git: params.git } : {}) },
+          { type: deployType, description: gitFields.description, ...(gitFields.git ? { git: gitFields.git } : {}) },
           requestOptions,
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });

@@ -59,6 +59,7 @@ import type { RolloutResult } from './rollout.js';
 import { redactDeploySas } from './redact-results.js';
 import type { Deploy, DeployType } from './schemas.js';
 import type { RequestOptions } from './transport.js';
+import { deployGitFields } from './git.js';
 
 /** Parameters of `deployProject`. */
 export interface DeployProjectParams extends DeployDagsBundleOptions {
@@ -100,8 +101,18 @@ export interface DeployProjectParams extends DeployDagsBundleOptions {
   force?: boolean;
   /** Shown in the Astro UI; at most 500 characters. @default '' */
   description?: string;
-  /** Git metadata shown with the deploy (commit, branch, repository). */
-  git?: DeployGitMetadata;
+  /**
+   * Git metadata shown with the deploy (commit, branch, repository): an object sent as it is, or
+   * `'auto'` to read it from the project's repository, as `deployDags` does; without a
+   * `description`, the commit message's first line becomes it (as `astro deploy`). @default none
+   */
+  git?: DeployGitMetadata | 'auto';
+  /**
+   * Refuse to deploy when the project has uncommitted changes, untracked files included
+   * (`ASTRO_GIT_UNCOMMITTED_CHANGES`), before anything is built or created: `astro deploy`'s check
+   * without `-f`, which exits 0 there (astro-cli#1721). @default false
+   */
+  requireClean?: boolean;
   /** Allow moving an Airflow 2 deployment to an Airflow 3 image. @default false */
   allowAirflow3Upgrade?: boolean;
   /** Engine API client for the build, checks, tests and a daemon push. @default one for DOCKER_HOST */
@@ -222,6 +233,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
       };
 
       throwIfAborted(signal);
+      const gitFields = await deployGitFields(params, project.dir, signal, emit);
       const deployment = await ctx.deployments.get(deploymentId, requestOptions);
       checkCicd(deployment, ctx.claims);
       const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
@@ -299,7 +311,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
 
         throwIfAborted(signal);
         const deploy = await timed('create', () =>
-          ctx.deploys.create(deploymentId, { type: deployType, description: params.description ?? '', ...(params.git ? { git: params.git } : {}) }, requestOptions),
+          ctx.deploys.create(deploymentId, { type: deployType, description: gitFields.description, ...(gitFields.git ? { git: gitFields.git } : {}) }, requestOptions),
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
         try {

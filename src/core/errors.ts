@@ -47,6 +47,8 @@ export const ErrorCodes = {
   ROLLOUT_FAILED: 'ASTRO_ROLLOUT_FAILED',
   ROLLOUT_TIMEOUT: 'ASTRO_ROLLOUT_TIMEOUT',
   FINALIZE_UNKNOWN: 'ASTRO_FINALIZE_UNKNOWN',
+  /** `requireClean`: the folder that ships has uncommitted changes (or git could not tell). */
+  GIT_UNCOMMITTED_CHANGES: 'ASTRO_GIT_UNCOMMITTED_CHANGES',
   // Bundling
   BUNDLE_DIR_NOT_FOUND: 'ASTRO_BUNDLE_DIR_NOT_FOUND',
   BUNDLE_EMPTY: 'ASTRO_BUNDLE_EMPTY',
@@ -293,6 +295,25 @@ export class AstroFinalizeUnknownError extends AstroDeployError {
     this.deployId = details.deployId;
     this.dagTarballVersion = details.dagTarballVersion;
     this.imageTag = details.imageTag;
+  }
+}
+
+/**
+ * `requireClean: true` and the folder that ships (the dags folder, the project) has uncommitted
+ * changes, untracked files included (`ASTRO_GIT_UNCOMMITTED_CHANGES`), or git could not tell
+ * (`changes` empty, `cause` says why). Nothing was created at Astro. The Astro CLI exits 0 without
+ * deploying in this case (astro-cli#1721).
+ */
+export class GitUncommittedChangesError extends AstroDeployError {
+  static override readonly kind: string = 'GitUncommittedChangesError';
+  /** The folder that was checked. */
+  readonly path: string;
+  /** The uncommitted paths, relative to the repository root, sorted. */
+  readonly changes: string[];
+  constructor(message: string, details: { path: string; changes: string[] }, options: AstroErrorOptions = {}) {
+    super(ErrorCodes.GIT_UNCOMMITTED_CHANGES, message, options);
+    this.path = details.path;
+    this.changes = details.changes;
   }
 }
 

@@ -197,7 +197,7 @@ export async function buildKitSupport(docker: DockerLike): Promise<{ available: 
     info = (await docker.version()) as { ApiVersion?: string; Os?: string };
   } catch (err) {
     if (isDockerUnreachable(err)) throw dockerUnavailable(err, 'build the image');
-    throw new ImageError(ErrorCodes.IMAGE_BUILD_FAILED, `Docker could not report its version: ${(err as Error).message}`, undefined, { cause: err });
+    throw new ImageBuildError(`Docker could not report its version: ${(err as Error).message}`, { outputTail: [], builder: 'buildkit' }, { cause: err });
   }
   const pinned = docker.modem.version;
   const api = pinned ?? info.ApiVersion;

@@ -127,6 +127,26 @@ export const FAKE_ROUTES = [
   'blob.other',
 ] as const;
 
+/**
+ * The v1 `CreateDeployGitRequest` rules: `provider` GITHUB or GENERIC and `commitSha` required;
+ * GITHUB needs `account` and `repo` and no `remoteUrl`; GENERIC needs `remoteUrl` and no `repo`.
+ */
+function checkDeployGit(git: unknown): void {
+  const bad = (field: string, message: string) => new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: `git.${field}`, message }]);
+  if (!git || typeof git !== 'object' || Array.isArray(git)) throw bad('', 'git must be an object');
+  const g = git as Record<string, unknown>;
+  for (const [k, v] of Object.entries(g)) if (v !== undefined && typeof v !== 'string') throw bad(k, `${k} must be a string`);
+  if (g.provider !== 'GITHUB' && g.provider !== 'GENERIC') throw bad('provider', 'provider must be one of GITHUB, GENERIC');
+  if (!g.commitSha) throw bad('commitSha', 'commitSha is required');
+  if (g.provider === 'GITHUB') {
+    if (!g.account || !g.repo) throw bad(g.account ? 'repo' : 'account', 'account and repo are required for the GITHUB provider');
+    if (g.remoteUrl) throw bad('remoteUrl', 'remoteUrl must be empty for the GITHUB provider');
+  } else {
+    if (!g.remoteUrl) throw bad('remoteUrl', 'remoteUrl is required for the GENERIC provider');
+    if (g.repo) throw bad('repo', 'repo must be empty for the GENERIC provider');
+  }
+}
+
 const DEFAULT_RUNTIMES = ['12.5.0', '12.6.0', '12.7.1', '13.0.0', '3.0-1', '3.0-2', '3.1-1', '3.1-2', '3.1-3'];
 
 class HttpProblem extends Error {
@@ -321,6 +341,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       if (body.description !== undefined && (typeof body.description !== 'string' || body.description.length > 500)) {
         throw new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: 'description', message: 'description must be a string of at most 500 characters' }]);
       }
+      if (body.git !== undefined) checkDeployGit(body.git);
       if (type === 'BUNDLE' && (typeof body.bundleMountPath !== 'string' || typeof body.bundleType !== 'string')) {
         throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'bundleMountPath', message: 'BUNDLE deploys need bundleMountPath and bundleType' }]);
       }
