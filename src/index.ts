@@ -81,6 +81,8 @@ export {
   ErrorCodes,
   isAstroError,
   type AstroErrorCode,
+  type AstroErrorClassMap,
+  type AstroErrorFor,
   type AstroErrorOptions,
   type AstroApiErrorDetails,
   type ApiFieldError,
@@ -88,4 +90,6 @@ export {
 } from './core/errors.js';
 export { redact, registerSecret } from './core/redact.js';
 export type { Logger, LogLevel } from './core/logger.js';
+export type { DispatcherLike } from './core/dispatcher.js';
+export type { DockerLike } from './image/docker-like.js';
 export { SDK_VERSION } from './version.js';
