@@ -517,6 +517,7 @@ export interface AstroErrorClassMap {
   ASTRO_ROLLOUT_FAILED: AstroRolloutError;
   ASTRO_ROLLOUT_TIMEOUT: AstroRolloutError;
   ASTRO_FINALIZE_UNKNOWN: AstroFinalizeUnknownError;
+  ASTRO_GIT_UNCOMMITTED_CHANGES: GitUncommittedChangesError;
   ASTRO_BUNDLE_DIR_NOT_FOUND: BundleError;
   ASTRO_BUNDLE_EMPTY: BundleError;
   ASTRO_BUNDLE_SYMLINK_ESCAPE: BundleError;
