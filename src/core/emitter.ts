@@ -4,7 +4,7 @@
  * returns a rejected promise) is ignored, noted at debug level, and can never break, delay or
  * change a flow: listeners are observers.
  */
-import type { Logger } from './logger.js';
+import { adaptLogger, type Logger } from './logger.js';
 import { redactDeep } from './redact.js';
 
 /** A listener of events of type `E`. */
@@ -17,7 +17,7 @@ const noop = () => {};
 
 function noteIgnored(logger: Logger | undefined, error: unknown): void {
   try {
-    logger?.debug('a listener threw; ignored', { error: error instanceof Error ? error.message : String(error) });
+    if (logger) adaptLogger(logger).debug('a listener threw; ignored', { error: error instanceof Error ? error.message : String(error) });
   } catch {
     // A logger that throws is ignored too.
   }
