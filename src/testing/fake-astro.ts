@@ -28,8 +28,10 @@ import {
   type FakeDeploy,
   type FakeDeployment,
   type FakeDeploymentInit,
+  type FakeImportError,
   type RolloutBehaviour,
 } from './fake-state.js';
+import { airflowProblem, airflowRouteOf, importErrorsAnswer, type AirflowRoute } from './fake-airflow.js';
 import { TestTokenMinter, type TestTokenOptions } from './tokens.js';
 import { applyUpdateBody } from './fake-update.js';
 
@@ -94,6 +96,17 @@ export interface FakeAstro {
   deploys(deploymentId: string): FakeDeploy[];
   /** Set how the next rollouts of a deployment behave. */
   setRollout(deploymentId: string, behaviour: RolloutBehaviour): void;
+  /**
+   * Set the import errors the deployment's Airflow REST API reports (its `webServerAirflowApiUrl`,
+   * served by this fake: `/api/v1/importErrors` on Airflow 2, `/api/v2/importErrors` on Airflow 3).
+   * Filenames are relative to the dags folder; an error without `timestamp` gets the current time.
+   */
+  setImportErrors(deploymentId: string, errors: FakeImportError[]): void;
+  /**
+   * Add a deploy record to a deployment's history without running a deploy (a past deploy, say
+   * one older than the 90 days Astro keeps for rollbacks). Returns its live state.
+   */
+  addDeploy(deploymentId: string, init: FakeDeployInit): FakeDeploy;
   /** Every request received, in order. */
   readonly requests: RecordedRequest[];
   /** Requests of one route. */
@@ -108,6 +121,23 @@ export interface FakeAstro {
   close(): Promise<void>;
 }
 
+/** A past deploy for {@link FakeAstro.addDeploy}. */
+export interface FakeDeployInit {
+  /** @default a generated id */
+  id?: string;
+  /** @default 'IMAGE_AND_DAG' */
+  type?: FakeDeploy['type'];
+  /** @default 'DEPLOYED' */
+  status?: FakeDeploy['status'];
+  /** @default '' */
+  description?: string;
+  /** @default a generated `deploy-...` tag (image deploys), the deployment's tag (DAG-only) */
+  imageTag?: string;
+  dagTarballVersion?: string;
+  /** ISO time. @default now */
+  createdAt?: string;
+}
+
 /** Route names used in the request log and for fault rules. */
 export const FAKE_ROUTES = [
   'organizations.list',
@@ -119,6 +149,8 @@ export const FAKE_ROUTES = [
   'deploys.list',
   'deploys.get',
   'deploys.finalize',
+  'deploys.rollback',
+  'airflow.importErrors',
   'blob.putBlob',
   'blob.putBlock',
   'blob.putBlockList',
@@ -159,6 +191,9 @@ class HttpProblem extends Error {
   }
 }
 
+/** How long Astro keeps the image and DAGs of a deploy for rollbacks: 90 days. */
+const ROLLBACK_WINDOW_MS = 90 * 24 * 3600 * 1000;
+
 const DEPLOY_TYPES = new Set(['IMAGE_AND_DAG', 'IMAGE_ONLY', 'DAG_ONLY', 'BUNDLE']);
 
 interface RouteMatch {
@@ -179,6 +214,7 @@ function matchApiRoute(method: string, path: string): RouteMatch | { allow: stri
     ['GET', ['organizations', ':org', 'deployments', ':dep', 'deploys'], 'deploys.list'],
     ['GET', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy'], 'deploys.get'],
     ['POST', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy', 'finalize'], 'deploys.finalize'],
+    ['POST', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy', 'rollback'], 'deploys.rollback'],
   ];
   const allow: string[] = [];
   for (const [m, pattern, route] of table) {
@@ -313,7 +349,15 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       const limit = Math.min(Number(url.searchParams.get('limit') ?? 20), options.maxPageSize ?? Infinity);
       const offset = Number(url.searchParams.get('offset') ?? 0);
       const ws = url.searchParams.getAll('workspaceIds');
-      const all = [...deployments.values()].filter((d) => d.organizationId === p.org && (ws.length === 0 || ws.includes(d.workspaceId)));
+      const names = url.searchParams.getAll('names');
+      const ids = url.searchParams.getAll('deploymentIds');
+      const all = [...deployments.values()].filter(
+        (d) =>
+          d.organizationId === p.org &&
+          (ws.length === 0 || ws.includes(d.workspaceId)) &&
+          (names.length === 0 || names.includes(d.name)) &&
+          (ids.length === 0 || ids.includes(d.id)),
+      );
       return { deployments: all.slice(offset, offset + limit).map((d) => deploymentView(d, origin)), totalCount: all.length, limit, offset };
     },
     'deployments.get': (p) => deploymentView(findDeployment(p.org!, p.dep!), origin),
@@ -414,6 +458,65 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       scheduleRollout(d, deploy, imageTag, dagVersion);
       return deployView(deploy);
     },
+    // Guesses where the API is not documented: the answer is a new deploy record (type, image tag
+    // and DAG version of the target, `rollbackFromId` naming the target) that rolls out like a
+    // finalized deploy (the description is stored as sent); a target that never deployed or is older than the 90 days Astro keeps
+    // images and DAGs for is refused with 400.
+    'deploys.rollback': (p, _url, body) => {
+      const d = findDeployment(p.org!, p.dep!);
+      const target = deploys.get(d.id)!.find((x) => x.id === p.deploy);
+      if (!target) throw new HttpProblem(404, `Deploy ${p.deploy} not found`);
+      if (body.description !== undefined && (typeof body.description !== 'string' || body.description.length > 500)) {
+        throw new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: 'description', message: 'description must be a string of at most 500 characters' }]);
+      }
+      if (target.status !== 'DEPLOYED') throw new HttpProblem(400, `Deploy ${target.id} was never deployed (status ${target.status}); it cannot be rolled back to`);
+      if (Date.now() - Date.parse(target.createdAt) > ROLLBACK_WINDOW_MS) {
+        throw new HttpProblem(400, `Deploy ${target.id} is older than 90 days: its image and DAGs are no longer kept`);
+      }
+      const now = new Date().toISOString();
+      const deploy: FakeDeploy = {
+        id: fakeId(),
+        deploymentId: d.id,
+        type: target.type,
+        status: 'INITIALIZED',
+        description: typeof body.description === 'string' ? body.description : '',
+        imageRepository: d.imageRepository,
+        imageTag: target.imageTag,
+        isDagDeployEnabled: d.isDagDeployEnabled,
+        ...(target.dagTarballVersion !== undefined ? { dagTarballVersion: target.dagTarballVersion } : {}),
+        rollbackFromId: target.id,
+        finalizeCount: 0,
+        createdAt: now,
+        updatedAt: now,
+      };
+      deploys.get(d.id)!.push(deploy);
+      // The deployment runs again what it ran after the target: its image tag (a DAG-only deploy
+      // records the tag that ran then) and its DAG version (a deploy without one leaves the DAGs).
+      scheduleRollout(d, deploy, target.imageTag || undefined, target.dagTarballVersion || undefined);
+      return deployView(deploy);
+    },
+  };
+
+  /** The fake Airflow API of a deployment: bearer token of its organization, then the import errors. */
+  const handleAirflow = async (req: IncomingMessage, res: ServerResponse, url: URL, target: AirflowRoute, record: RecordedRequest, proceed: ProceedOptions) => {
+    await readRequestBody(req);
+    let status: number;
+    let payload: unknown;
+    const d = [...deployments.values()].find((x) => x.namespace === target.namespace);
+    try {
+      const claims = authenticate(req, undefined);
+      if (claims.permissions.length > 0 && d && !claims.permissions.includes(`organizationId:${d.organizationId}`)) {
+        throw new HttpProblem(403, 'Forbidden: token has no access to this deployment');
+      }
+      if (!d || target.route !== 'airflow.importErrors' || !target.version) throw new HttpProblem(404, `No route for ${req.method} ${url.pathname}`);
+      ({ status, body: payload } = importErrorsAnswer(d, target.version, url));
+    } catch (error) {
+      if (!(error instanceof HttpProblem)) throw error;
+      status = error.status;
+      payload = airflowProblem(error.status, error.status === 401 ? 'Unauthorized' : error.status === 403 ? 'Forbidden' : 'Not Found', error.message);
+    }
+    record.status = proceed.dropResponse ? 0 : status;
+    sendJson(res, status, payload, proceed.dropResponse === true, req);
   };
 
   const sendJson = (res: ServerResponse, status: number, payload: unknown, drop: boolean, req: IncomingMessage) => {
@@ -463,8 +566,12 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     let route: string;
     let apiMatch: RouteMatch | undefined;
     let notAllowed: string[] | undefined;
+    let airflowTarget: AirflowRoute | undefined;
     if (url.pathname.startsWith('/blob/')) {
       route = blob.routeOf(method, url);
+    } else if (url.pathname.startsWith('/airflow/')) {
+      airflowTarget = airflowRouteOf(method, url.pathname);
+      route = airflowTarget.route;
     } else if (url.pathname === '/v1' || url.pathname.startsWith('/v1/')) {
       const m = matchApiRoute(method, url.pathname.slice(3));
       if (m && 'route' in m) {
@@ -496,6 +603,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
         return;
       }
       if (apiMatch) return handleApi(req, res, url, apiMatch, record, p);
+      if (airflowTarget) return handleAirflow(req, res, url, airflowTarget, record, p);
       await readRequestBody(req);
       const status = notAllowed ? 405 : 404;
       record.status = status;
@@ -546,6 +654,34 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       const d = deployments.get(id);
       if (!d) throw new Error(`fake Astro: no deployment ${id}`);
       d.rollout = { ...behaviour };
+    },
+    setImportErrors: (id, errors) => {
+      const d = deployments.get(id);
+      if (!d) throw new Error(`fake Astro: no deployment ${id}`);
+      const now = new Date().toISOString();
+      d.importErrors = errors.map((e) => ({ ...e, timestamp: e.timestamp ?? now }));
+    },
+    addDeploy: (id, init) => {
+      const d = deployments.get(id);
+      if (!d) throw new Error(`fake Astro: no deployment ${id}`);
+      const type = init.type ?? 'IMAGE_AND_DAG';
+      const createdAt = init.createdAt ?? new Date().toISOString();
+      const deploy: FakeDeploy = {
+        id: init.id ?? fakeId(),
+        deploymentId: id,
+        type,
+        status: init.status ?? 'DEPLOYED',
+        description: init.description ?? '',
+        imageRepository: d.imageRepository,
+        imageTag: init.imageTag ?? (type === 'DAG_ONLY' || type === 'BUNDLE' ? d.imageTag : deployImageTag(++tagCounter)),
+        isDagDeployEnabled: d.isDagDeployEnabled,
+        ...(init.dagTarballVersion !== undefined ? { dagTarballVersion: init.dagTarballVersion } : {}),
+        finalizeCount: init.status === 'INITIALIZED' ? 0 : 1,
+        createdAt,
+        updatedAt: createdAt,
+      };
+      deploys.get(id)!.push(deploy);
+      return deploy;
     },
     requests,
     requestsFor: (route) => requests.filter((r) => r.route === route),

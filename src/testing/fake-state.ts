@@ -95,8 +95,25 @@ export interface FakeDeployment {
   omitFromView: string[];
   /** Behaviour of the next rollouts. */
   rollout: RolloutBehaviour;
+  /**
+   * Import errors the deployment's Airflow REST API reports (`GET .../importErrors`), set by tests
+   * with `setImportErrors`. @default none
+   */
+  importErrors: FakeImportError[];
   createdAt: string;
   updatedAt: string;
+}
+
+/**
+ * An import error of the fake deployment's Airflow. `filename` is relative to the dags folder
+ * (`etl/dag.py`); the API reports it as Airflow does: the absolute path under
+ * `/usr/local/airflow/dags` on Airflow 2, relative with `bundle_name: 'dags-folder'` on Airflow 3.
+ */
+export interface FakeImportError {
+  filename: string;
+  stackTrace: string;
+  /** @default when it was set */
+  timestamp?: string;
 }
 
 /** A deploy record. */
@@ -114,6 +131,8 @@ export interface FakeDeploy {
   bundleUploadUrl?: string;
   dagTarballVersion?: string;
   bundleTarballVersion?: string;
+  /** Set on a deploy made by `POST .../deploys/{deployId}/rollback`: the deploy it rolled back to (a guess of the field's meaning). */
+  rollbackFromId?: string;
   /** How many times finalize was accepted for this deploy (tests assert exactly once). */
   finalizeCount: number;
   createdAt: string;
@@ -197,6 +216,7 @@ export function newDeployment(
     spec: { ...typeSpec(type, executor), ...init.spec },
     omitFromView: [...(init.omitFromView ?? [])],
     rollout: {},
+    importErrors: [],
     createdAt: now,
     updatedAt: now,
   };
@@ -238,6 +258,9 @@ export function deploymentView(d: FakeDeployment, webBase: string): Record<strin
     })),
     remoteExecution: { enabled: d.remoteExecution },
     webServerUrl: `${webBase}/${d.namespace}/home`,
+    // Real Astro gives `<host>/<path>/api/v1` (Airflow 2) or `.../api/v2` (Airflow 3) without a
+    // scheme; the fake's Airflow is served over http on 127.0.0.1, so its URL carries `http://`.
+    webServerAirflowApiUrl: `${webBase}/airflow/${d.namespace}/api/${airflowMajor === '3' ? 'v2' : 'v1'}`,
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,
     ...structuredClone(d.spec),
@@ -262,6 +285,7 @@ export function deployView(d: FakeDeploy): Record<string, unknown> {
     ...(d.dagsUploadUrl ? { dagsUploadUrl: d.dagsUploadUrl } : {}),
     ...(d.bundleUploadUrl ? { bundleUploadUrl: d.bundleUploadUrl } : {}),
     ...(d.dagTarballVersion !== undefined ? { dagTarballVersion: d.dagTarballVersion } : {}),
+    ...(d.rollbackFromId ? { rollbackFromId: d.rollbackFromId } : {}),
     ...(d.git ? { git: d.git } : {}),
     createdAt: d.createdAt,
     updatedAt: d.updatedAt,

@@ -4,8 +4,9 @@
  *
  * @packageDocumentation
  */
-export { createFakeAstro, FAKE_ROUTES, type FakeAstro, type FakeAstroOptions, type RecordedRequest } from './fake-astro.js';
-export type { FakeDeployment, FakeDeploymentInit, FakeDeploy, FakeEnvVar, RolloutBehaviour } from './fake-state.js';
+export { createFakeAstro, FAKE_ROUTES, type FakeAstro, type FakeAstroOptions, type FakeDeployInit, type RecordedRequest } from './fake-astro.js';
+export type { FakeDeployment, FakeDeploymentInit, FakeDeploy, FakeEnvVar, FakeImportError, RolloutBehaviour } from './fake-state.js';
+export { FAKE_AIRFLOW_DAGS_FOLDER } from './fake-airflow.js';
 export { FaultInjector, applyFault, type FaultAction, type FaultRule, type FiredFault, type ProceedOptions } from './faults.js';
 export { TestTokenMinter, type TestTokenOptions } from './tokens.js';
 export * from './fake-blob.js';
