@@ -188,6 +188,7 @@ async function bundle(dir: string, options: CreateBundleOptions): Promise<Bundle
   });
   return {
     ...(filePath !== undefined ? { path: filePath } : {}),
+    root: scan.root,
     bytes: finisher.bytes,
     sha256,
     manifest,

@@ -213,6 +213,11 @@ export interface BundleManifest {
 export interface BundleResult {
   /** The temporary `.tar.gz` when the output is a file. */
   path?: string;
+  /**
+   * The dags folder it was made from, fully resolved (where `git: 'auto'` looks for the
+   * repository when the bundle is deployed). Its `.airflowignore` syntax is `manifest.syntax`.
+   */
+  root: string;
   /** Size of the `.tar.gz`, in bytes. */
   bytes: number;
   /** Hex SHA-256 of the `.tar.gz` bytes. */

@@ -11,13 +11,12 @@
  * - two deploys to one deployment from this process run one after the other, because concurrent
  *   block lists on the deployment's single blob fail in the real service.
  */
-import { ignoreSyntaxForRuntime, type BundleEvent, type BundleManifest } from '../bundle/index.js';
+import { ignoreSyntaxForRuntime, type BundleEvent, type BundleManifest, type BundleResult } from '../bundle/index.js';
 import type { UploadBlockBlobOptions, UploadBlockBlobResult, UploadEvent } from '../upload/index.js';
 import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
 import { AstroDeployError, ErrorCodes } from '../core/errors.js';
 import {
-  bundleDags,
   checkCicd,
   finalizeContextOf,
   finalizeOnce,
@@ -38,6 +37,7 @@ import type { Deploy, Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
 import { deployGitFields } from './git.js';
+import { checkDagsSource, dagsBundle } from './bundle-source.js';
 
 /** Bundle options that deployDags passes through to `createBundle`. */
 export type DeployDagsBundleOptions = DeployBundleOptions;
@@ -45,8 +45,18 @@ export type DeployDagsBundleOptions = DeployBundleOptions;
 /** Parameters of `deployDags`. */
 export interface DeployDagsParams extends DeployDagsBundleOptions {
   deploymentId: string;
-  /** The dags folder to ship. */
-  dagsDir: string;
+  /** The dags folder to ship, bundled by the flow (or pass `bundle`). */
+  dagsDir?: string;
+  /**
+   * A bundle made once with `createBundle` (written to a file, the default), shipped as it is
+   * instead of bundling `dagsDir`, e.g. the same bundle to several deployments. It is left in place
+   * (call its `cleanup()` when done). Its `.airflowignore` syntax (`bundle.manifest.syntax`) must be
+   * the deployment's (`syntax` if given, else the one of its runtime), or the deploy is refused with
+   * `ASTRO_BUNDLE_SYNTAX_MISMATCH` before anything is created; the options that shape a bundle
+   * (`prefix`, `exclude`, ...) cannot be given with it. A bundle file that is gone or changed is
+   * `ASTRO_BUNDLE_IO`.
+   */
+  bundle?: BundleResult;
   /** Shown in the Astro UI; at most 500 characters. @default '' */
   description?: string;
   /**
@@ -127,6 +137,7 @@ function checkDagDeployable(deployment: Deployment, claims: AstroTokenClaims): v
 /** Implementation of `AstroClient.deployDags`; see there. */
 export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsResult> {
   const { deploymentId, signal } = params;
+  checkDagsSource(params, true);
   const emit = emitterFor<DeployDagsEvent>(params.onEvent, ctx.logger);
   const finalizeContext = finalizeContextOf(ctx, params.finalizeCheckTimeoutMs);
   const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
@@ -134,14 +145,14 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
 
   return serialised(key, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
     throwIfAborted(signal);
-    const gitFields = await deployGitFields(params, params.dagsDir, signal, emit);
+    const gitFields = await deployGitFields(params, params.dagsDir ?? params.bundle?.root, signal, emit);
     const deployment = await ctx.deployments.get(deploymentId, requestOptions);
     checkDagDeployable(deployment, ctx.claims);
     const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
     const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
     emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
 
-    const bundle = await bundleDags(params.dagsDir, params, syntax, signal, emit);
+    const { bundle, owned } = await dagsBundle(params, { deploymentId, syntax, runtimeVersion }, signal, emit);
     try {
       throwIfAborted(signal);
       const deploy = await ctx.deploys.create(
@@ -180,7 +191,7 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
         throw withDeployId(error, deploy.id);
       }
     } finally {
-      await bundle.cleanup();
+      if (owned) await bundle.cleanup();
     }
   });
 }

@@ -61,6 +61,8 @@ export const ErrorCodes = {
   BUNDLE_OUTPUT_INSIDE_DAGS: 'ASTRO_BUNDLE_OUTPUT_INSIDE_DAGS',
   BUNDLE_FILE_CHANGED: 'ASTRO_BUNDLE_FILE_CHANGED',
   BUNDLE_INVALID_FILENAME: 'ASTRO_BUNDLE_INVALID_FILENAME',
+  /** A bundle made with one `.airflowignore` syntax, deployed to a deployment whose Airflow applies the other. */
+  BUNDLE_SYNTAX_MISMATCH: 'ASTRO_BUNDLE_SYNTAX_MISMATCH',
   // Uploads
   UPLOAD_FAILED: 'ASTRO_UPLOAD_FAILED',
   /** Other uploads of the same blob kept committing while this one staged its blocks; `maxRestages` rounds were spent. */
@@ -529,6 +531,7 @@ export interface AstroErrorClassMap {
   ASTRO_BUNDLE_OUTPUT_INSIDE_DAGS: BundleError;
   ASTRO_BUNDLE_FILE_CHANGED: BundleError;
   ASTRO_BUNDLE_INVALID_FILENAME: BundleError;
+  ASTRO_BUNDLE_SYNTAX_MISMATCH: BundleError;
   ASTRO_UPLOAD_FAILED: UploadError;
   ASTRO_UPLOAD_REJECTED: UploadError;
   ASTRO_UPLOAD_SAS_EXPIRED: UploadError;
