@@ -56,6 +56,15 @@ export type {
 } from './client/deploy-dags.js';
 export type { DeployImageParams, DeployImageResult, DeployImageEvent } from './client/deploy-image.js';
 export type { DeployProjectParams, DeployProjectResult, DeployProjectEvent, DeployProjectTimings } from './client/deploy-project.js';
+export type { DeployDagsOutcome } from './client/deploy-dags.js';
+export type { DeployImageOutcome } from './client/deploy-image.js';
+export type { DeployProjectOutcome } from './client/deploy-project.js';
+export type { DeployDryRun, DeployPlan, DeployRefusal, PlannedBundle, PlannedImage, PlannedTests } from './client/dry-run.js';
+export type { DeploySkipped, DeployPlanningOptions, UnchangedCheck, RunningCode, CodeIdentity } from './client/skip-unchanged.js';
+export type { DeployImpact, DeployImpactEvent } from './client/impact.js';
+export type { RollbackParams, RollbackResult } from './client/rollback.js';
+export type { DagVerification, VerifyDagsOptions } from './client/verify-dags.js';
+export type { FindDeploymentParams } from './client/find-deployment.js';
 export { buildUpdateBody, type DeploymentChanges } from './client/update-body.js';
 export { readGitMetadata, uncommittedChanges, type GitOptions, type GitMetadataResult, type GitSkipReason, type DeployGitEvent } from './client/git.js';
 export { readTokenClaims, type AstroTokenClaims } from './client/token.js';
@@ -72,6 +81,9 @@ export {
   AstroRolloutError,
   AstroFinalizeUnknownError,
   GitUncommittedChangesError,
+  AstroRollbackError,
+  DeploymentLookupError,
+  DagVerificationError,
   BundleError,
   UploadError,
   ImageError,
@@ -87,6 +99,8 @@ export {
   type AstroApiErrorDetails,
   type ApiFieldError,
   type RolloutSnapshot,
+  type DeploymentMatch,
+  type DagImportError,
 } from './core/errors.js';
 export { redact, registerSecret } from './core/redact.js';
 export type { Logger, LogLevel } from './core/logger.js';

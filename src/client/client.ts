@@ -13,9 +13,11 @@ import { apiHandle, DeploymentOptionsResource, DeploymentsResource, DeploysResou
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
 import { setDagDeploy, type SetDagDeployOptions, type SetDagDeployResult } from './dag-deploy.js';
 import type { DeployContext } from './deploy-common.js';
-import { deployImage, type DeployImageParams, type DeployImageResult } from './deploy-image.js';
-import { deployProject, type DeployProjectParams, type DeployProjectResult } from './deploy-project.js';
-import { deployDags, type DeployDagsParams, type DeployDagsResult } from './deploy-dags.js';
+import { deployImage, type DeployImageOutcome, type DeployImageParams, type DeployImageResult } from './deploy-image.js';
+import { deployProject, type DeployProjectOutcome, type DeployProjectParams, type DeployProjectResult } from './deploy-project.js';
+import { deployDags, type DeployDagsOutcome, type DeployDagsParams, type DeployDagsResult } from './deploy-dags.js';
+import type { DeployDryRun } from './dry-run.js';
+import { rollback, type RollbackParams, type RollbackResult } from './rollback.js';
 import { ApiTransport, type RequestOptions } from './transport.js';
 import { redactRolloutSas } from './redact-results.js';
 import { pathSegment } from './path.js';
@@ -119,8 +121,15 @@ export class AstroClient {
    * Nothing is created when the checks or the bundle fail; an incomplete or mismatched upload is
    * never finalized; a lost finalize answer is resolved by reading the deploy back, so a deploy
    * is finalized exactly once.
+   *
+   * `dryRun: true` resolves with `{ dryRun: true, plan }` and sends nothing but reads;
+   * `skipUnchanged: true` resolves with `{ skipped: 'unchanged', ... }` when the deployment already
+   * runs a bundle with this fingerprint; `enableDagDeploy: true` turns DAG deploys on first.
    */
-  deployDags(params: DeployDagsParams): Promise<DeployDagsResult> {
+  deployDags(params: DeployDagsParams & { dryRun: true }): Promise<DeployDryRun>;
+  deployDags(params: DeployDagsParams & { dryRun?: false; skipUnchanged?: false }): Promise<DeployDagsResult>;
+  deployDags(params: DeployDagsParams): Promise<DeployDagsOutcome>;
+  deployDags(params: DeployDagsParams): Promise<DeployDagsOutcome> {
     return deployDags(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
   }
 
@@ -133,8 +142,15 @@ export class AstroClient {
    * or when DAG deploys are disabled and the image carries the DAGs), push it to the deploy's
    * `imageRepository:imageTag` (user `cli`, the API token as password), upload the DAG bundle
    * when there is one, finalize, and with `wait` wait until the deployment runs this image tag.
+   *
+   * `dryRun: true` resolves with `{ dryRun: true, plan }` (nothing pushed or created);
+   * `skipUnchanged: true` resolves with `{ skipped: 'unchanged', ... }` when the deployment already
+   * runs this image (by config digest) and bundle.
    */
-  deployImage(params: DeployImageParams): Promise<DeployImageResult> {
+  deployImage(params: DeployImageParams & { dryRun: true }): Promise<DeployDryRun>;
+  deployImage(params: DeployImageParams & { dryRun?: false; skipUnchanged?: false }): Promise<DeployImageResult>;
+  deployImage(params: DeployImageParams): Promise<DeployImageOutcome>;
+  deployImage(params: DeployImageParams): Promise<DeployImageOutcome> {
     return deployImage(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
   }
 
@@ -146,9 +162,29 @@ export class AstroClient {
    * `'parse'`; `force` skips it), and only then create an `IMAGE_AND_DAG` deploy, push the image,
    * upload `dags/` as a bundle when DAG deploys are on, finalize, and with `wait` wait for the
    * rollout. A failed build or test creates nothing at Astro.
+   *
+   * `dryRun: true` builds locally and resolves with `{ dryRun: true, plan }` (nothing pushed or
+   * created); `skipUnchanged: true` resolves with `{ skipped: 'unchanged', ... }` when the
+   * deployment already runs this image (by config digest) and bundle.
    */
-  deployProject(params: DeployProjectParams): Promise<DeployProjectResult> {
+  deployProject(params: DeployProjectParams & { dryRun: true }): Promise<DeployDryRun>;
+  deployProject(params: DeployProjectParams & { dryRun?: false; skipUnchanged?: false }): Promise<DeployProjectResult>;
+  deployProject(params: DeployProjectParams): Promise<DeployProjectOutcome>;
+  deployProject(params: DeployProjectParams): Promise<DeployProjectOutcome> {
     return deployProject(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
+  }
+
+  /**
+   * Roll a deployment back to an earlier deploy through Astro's rollback endpoint: `to` is a
+   * deploy id or `'previous'` (the last successful deploy before the one running now, from the
+   * deploy list). Astro runs that deploy's image and DAGs again; with `wait`, resolves once the
+   * deployment runs them.
+   *
+   * @throws AstroRollbackError `ASTRO_ROLLBACK_NO_TARGET` (nothing to roll back to) or
+   *   `ASTRO_ROLLBACK_REFUSED` (Astro refused it, with its status)
+   */
+  rollback(params: RollbackParams): Promise<RollbackResult> {
+    return rollback(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
   }
 
   private deployContext(): DeployContext {
@@ -176,7 +212,10 @@ export class AstroClient {
   waitForRollout(params: WaitForRolloutParams): Promise<RolloutResult> {
     // The deploy record it returns has its upload SAS redacted (issue #15).
     const { logger } = this.#resolved;
-    return waitForRollout({ deployments: this.deployments, deploys: this.deploys, logger }, withRequestRetryEvents(params, logger)).then(redactRolloutSas);
+    return waitForRollout(
+      { deployments: this.deployments, deploys: this.deploys, logger, token: this.#resolved.token, dispatcher: this.#resolved.dispatcher, retry: this.#resolved.retry },
+      withRequestRetryEvents(params, logger),
+    ).then(redactRolloutSas);
   }
 }
 

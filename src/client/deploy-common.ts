@@ -18,6 +18,8 @@ import type { ClientEvent } from './events.js';
 import { redactRolloutSas } from './redact-results.js';
 import { waitForRollout, type RolloutResult, type WaitForRolloutParams } from './rollout.js';
 import type { DeployGitEvent } from './git.js';
+import type { ImageSource, PushImageOptions, PushResult, PushTarget } from '../image/index.js';
+import type { DeployImpactEvent } from './impact.js';
 
 /**
  * What the deploy flows need from the client.
@@ -37,6 +39,11 @@ export interface DeployContext {
   logger: Logger;
   /** The client's API retry settings (a flow's `request.retry` is merged over them). */
   retry: RetryOptions;
+  /**
+   * The push the image flows use (`pushImage` when absent). deployImageToMany passes one that
+   * pushes the image fully once and lets the other deployments mount its layers.
+   */
+  pushImage?: (source: ImageSource, target: PushTarget, options: PushImageOptions) => Promise<PushResult>;
 }
 
 /** Phase events shared by the deploy flows (module events are forwarded as they are). */
@@ -47,7 +54,8 @@ export type DeployPhaseEvent =
   | { type: 'deploy:uploaded'; deployId: string; versionId: string; bytes: number; retries: number; resumed: boolean }
   | { type: 'deploy:finalized'; deployId: string; dagTarballVersion?: string; imageTag?: string }
   | DeployGitEvent
-  | { type: 'deploy:finalize-recovered'; deployId: string; reason: string };
+  | { type: 'deploy:finalize-recovered'; deployId: string; reason: string }
+  | DeployImpactEvent;
 
 /**
  * `error` with the `deployId` of the deploy record the flow created (issue #15: every error raised
@@ -300,18 +308,24 @@ export type FlowWait = boolean | Omit<WaitForRolloutParams, 'deploymentId' | 'de
 /**
  * When the flow asked to `wait`, wait until the deployment runs what the flow finalized. The
  * flow's signal, `request` options (timeoutMs, retry, onRetry) and emitter apply to the polls,
- * and the result carries no usable SAS.
+ * and the result carries no usable SAS. `shippedFiles` (the bundle's paths) are what
+ * `wait.verifyDags` reports on, unless it names its own `files`.
  */
 export async function waitIfAsked(
   ctx: Parameters<typeof waitForRollout>[0],
   flow: { wait?: FlowWait | undefined; signal?: AbortSignal | undefined; request?: Omit<RequestOptions, 'signal'> | undefined },
   target: Pick<WaitForRolloutParams, 'deploymentId' | 'deployId' | 'expect'>,
   emit: (e: ClientEvent) => void,
+  shippedFiles?: string[],
 ): Promise<RolloutResult | undefined> {
   if (!flow.wait) return undefined;
+  const wait = typeof flow.wait === 'object' ? flow.wait : {};
+  const verify = wait.verifyDags ? { ...(typeof wait.verifyDags === 'object' ? wait.verifyDags : {}) } : undefined;
+  if (verify && verify.files === undefined && shippedFiles) verify.files = shippedFiles;
   return redactRolloutSas(
     await waitForRollout(ctx, {
-      ...(typeof flow.wait === 'object' ? flow.wait : {}),
+      ...wait,
+      ...(verify ? { verifyDags: verify } : {}),
       ...target,
       ...(flow.signal ? { signal: flow.signal } : {}),
       ...(flow.request ? { request: flow.request } : {}),

@@ -38,12 +38,16 @@ import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
 import { deployGitFields } from './git.js';
 import { checkDagsSource, dagsBundle } from './bundle-source.js';
+import { planDeployDags, type DeployDryRun } from './dry-run.js';
+import { enableDagDeployForDeploy, noteDagDeployEnabled } from './enable-dag-deploy.js';
+import { impactOf } from './impact.js';
+import { compareWithRunning, describeDeploy, runningCode, skippedResult, type DeployPlanningOptions, type DeploySkipped } from './skip-unchanged.js';
 
 /** Bundle options that deployDags passes through to `createBundle`. */
 export type DeployDagsBundleOptions = DeployBundleOptions;
 
 /** Parameters of `deployDags`. */
-export interface DeployDagsParams extends DeployDagsBundleOptions {
+export interface DeployDagsParams extends DeployDagsBundleOptions, DeployPlanningOptions {
   deploymentId: string;
   /** The dags folder to ship, bundled by the flow (or pass `bundle`). */
   dagsDir?: string;
@@ -76,8 +80,17 @@ export interface DeployDagsParams extends DeployDagsBundleOptions {
    */
   requireClean?: boolean;
   /**
+   * When DAG deploys are off, turn them on (as `setDagDeploy` does: its warnings, its re-read)
+   * after the checks and the bundle, and deploy the bundle right away: a freshly enabled
+   * deployment has no DAGs and schedules no new tasks until its first DAG deploy. If that deploy
+   * fails, its error says DAG deploys are now on and what to run (`dagDeployEnabled: true`).
+   * @default false (refused with `ASTRO_DAG_DEPLOY_DISABLED`)
+   */
+  enableDagDeploy?: boolean;
+  /**
    * Wait until the deployment runs this DAG version (see `waitForRollout`). `true` uses the
-   * default wait options. @default false
+   * default wait options; `{ verifyDags: true }` then asks the deployment's Airflow for import
+   * errors in the shipped files. @default false
    */
   wait?: FlowWait;
   /**
@@ -118,7 +131,8 @@ export interface DeployDagsResult {
   rollout?: RolloutResult;
 }
 
-function checkDagDeployable(deployment: Deployment, claims: AstroTokenClaims): void {
+/** The refusals of a DAG deploy: DAG deploys off, Remote Execution, CI/CD enforcement with a user token. */
+export function checkDagDeployable(deployment: Deployment, claims: AstroTokenClaims): void {
   if (!deployment.isDagDeployEnabled) {
     throw new AstroDeployError(
       ErrorCodes.DAG_DEPLOY_DISABLED,
@@ -134,10 +148,17 @@ function checkDagDeployable(deployment: Deployment, claims: AstroTokenClaims): v
   checkCicd(deployment, claims);
 }
 
+/** What deployDags resolves with: the deploy, the plan of a dry run, or a skip of unchanged DAGs. */
+export type DeployDagsOutcome = DeployDagsResult | DeployDryRun | DeploySkipped;
+
 /** Implementation of `AstroClient.deployDags`; see there. */
-export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsResult> {
-  const { deploymentId, signal } = params;
+export async function deployDags(ctx: DeployContext, params: DeployDagsParams & { dryRun: true }): Promise<DeployDryRun>;
+export async function deployDags(ctx: DeployContext, params: DeployDagsParams & { dryRun?: false; skipUnchanged?: false }): Promise<DeployDagsResult>;
+export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsOutcome>;
+export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsOutcome> {
   checkDagsSource(params, true);
+  if (params.dryRun) return planDeployDags(ctx, params);
+  const { deploymentId, signal } = params;
   const emit = emitterFor<DeployDagsEvent>(params.onEvent, ctx.logger);
   const finalizeContext = finalizeContextOf(ctx, params.finalizeCheckTimeoutMs);
   const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
@@ -146,18 +167,33 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
   return serialised(key, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
     throwIfAborted(signal);
     const gitFields = await deployGitFields(params, params.dagsDir ?? params.bundle?.root, signal, emit);
-    const deployment = await ctx.deployments.get(deploymentId, requestOptions);
-    checkDagDeployable(deployment, ctx.claims);
+    let deployment = await ctx.deployments.get(deploymentId, requestOptions);
+    // With enableDagDeploy, every other refusal is checked before the setting is touched.
+    const enabling = params.enableDagDeploy === true && !deployment.isDagDeployEnabled;
+    checkDagDeployable(enabling ? { ...deployment, isDagDeployEnabled: true } : deployment, ctx.claims);
     const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
     const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
     emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
 
     const { bundle, owned } = await dagsBundle(params, { deploymentId, syntax, runtimeVersion }, signal, emit);
+    let enabled = false;
     try {
+      if (enabling) {
+        throwIfAborted(signal);
+        deployment = await enableDagDeployForDeploy(ctx, deploymentId, requestOptions, emit);
+        enabled = true;
+      }
+      const ours = { dags: bundle.manifest.fingerprint };
+      // A deployment that just had DAG deploys turned on runs no DAGs, whatever its records say.
+      if (params.skipUnchanged && !enabled) {
+        const check = compareWithRunning(ours, await runningCode(ctx.deploys, deployment, requestOptions), deployment);
+        if (check.unchanged) return skippedResult(deploymentId, ours, check);
+      }
+      emit({ type: 'deploy:impact', deploymentId, impact: impactOf('DAG_ONLY') });
       throwIfAborted(signal);
       const deploy = await ctx.deploys.create(
         deploymentId,
-        { type: 'DAG_ONLY', description: gitFields.description, ...(gitFields.git ? { git: gitFields.git } : {}) },
+        { type: 'DAG_ONLY', description: describeDeploy(gitFields.description, ours, params.recordFingerprint !== false), ...(gitFields.git ? { git: gitFields.git } : {}) },
         requestOptions,
       );
       emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType: 'DAG_ONLY', imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
@@ -183,13 +219,21 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
           },
           upload,
         };
-        const rollout = await waitIfAsked(ctx, params, { deploymentId, deployId: deploy.id, expect: { dagTarballVersion: upload.versionId } }, emit);
+        const rollout = await waitIfAsked(
+          ctx,
+          params,
+          { deploymentId, deployId: deploy.id, expect: { dagTarballVersion: upload.versionId } },
+          emit,
+          bundle.manifest.files.map((f) => f.path),
+        );
         if (rollout) result.rollout = rollout;
         return result;
       } catch (error) {
         // Every error after create names the deploy left behind (issue #15).
         throw withDeployId(error, deploy.id);
       }
+    } catch (error) {
+      throw enabled ? noteDagDeployEnabled(error, deploymentId, params.dagsDir ?? bundle.root) : error;
     } finally {
       if (owned) await bundle.cleanup();
     }

@@ -35,7 +35,6 @@ import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
 import { AstroDeployError, ErrorCodes } from '../core/errors.js';
 import {
-  bundleDags,
   checkCicd,
   finalizeContextOf,
   finalizeOnce,
@@ -47,17 +46,21 @@ import {
   type DeployPhaseEvent,
 } from './deploy-common.js';
 import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js';
+import { checkDagsSource, dagsBundle } from './bundle-source.js';
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
 import type { RolloutResult } from './rollout.js';
 import { redactDeploySas } from './redact-results.js';
 import type { Deploy, DeployType } from './schemas.js';
 import type { RequestOptions } from './transport.js';
+import { planDeployImage, type DeployDryRun } from './dry-run.js';
+import { impactOf } from './impact.js';
+import { compareWithRunning, describeDeploy, runningCode, skippedResult, type DeployPlanningOptions, type DeploySkipped } from './skip-unchanged.js';
 import { deployGitFields } from './git.js';
 import type { DockerLike } from '../image/docker-like.js';
 
 /** Parameters of `deployImage`. */
-export interface DeployImageParams extends DeployDagsBundleOptions {
+export interface DeployImageParams extends DeployDagsBundleOptions, DeployPlanningOptions {
   deploymentId: string;
   /**
    * A local image name or ID in the Docker daemon, or a path to a `docker save` / OCI-layout
@@ -72,6 +75,12 @@ export interface DeployImageParams extends DeployDagsBundleOptions {
    * the folder is only used by the tests.
    */
   dagsDir?: string;
+  /**
+   * A DAG bundle made once with `createBundle`, shipped instead of bundling `dagsDir` (as
+   * `deployDags`' `bundle`: left in place, refused with `ASTRO_BUNDLE_SYNTAX_MISMATCH` when its
+   * `.airflowignore` syntax is not the deployment's). Its folder stands for `dagsDir` in the tests.
+   */
+  bundle?: BundleResult;
   /** Shown in the Astro UI; at most 500 characters. @default '' (with `git: 'auto'`, the commit message's first line) */
   description?: string;
   /**
@@ -159,8 +168,16 @@ export interface DeployImageResult {
   rollout?: RolloutResult;
 }
 
+/** What deployImage resolves with: the deploy, the plan of a dry run, or a skip of an unchanged image. */
+export type DeployImageOutcome = DeployImageResult | DeployDryRun | DeploySkipped;
+
 /** Implementation of `AstroClient.deployImage`; see there. */
-export async function deployImage(ctx: DeployContext, params: DeployImageParams): Promise<DeployImageResult> {
+export async function deployImage(ctx: DeployContext, params: DeployImageParams & { dryRun: true }): Promise<DeployDryRun>;
+export async function deployImage(ctx: DeployContext, params: DeployImageParams & { dryRun?: false; skipUnchanged?: false }): Promise<DeployImageResult>;
+export async function deployImage(ctx: DeployContext, params: DeployImageParams): Promise<DeployImageOutcome>;
+export async function deployImage(ctx: DeployContext, params: DeployImageParams): Promise<DeployImageOutcome> {
+  checkDagsSource(params, false);
+  if (params.dryRun) return planDeployImage(ctx, params);
   const { deploymentId, signal } = params;
   const emit = emitterFor<DeployImageEvent>(params.onEvent, ctx.logger);
   const finalizeContext = finalizeContextOf(ctx, params.finalizeCheckTimeoutMs);
@@ -168,11 +185,11 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
 
   return serialised(`${ctx.organizationId}/${deploymentId}`, () => emit({ type: 'deploy:queued', deploymentId }), async () => {
     throwIfAborted(signal);
-    const gitFields = await deployGitFields(params, params.projectDir ?? (params.dagsDir !== undefined ? dirname(params.dagsDir) : undefined), signal, emit);
+    const gitFields = await deployGitFields(params, projectDirOf(params), signal, emit);
     const deployment = await ctx.deployments.get(deploymentId, requestOptions);
     checkCicd(deployment, ctx.claims);
     const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
-    const shipDags = params.dagsDir !== undefined && deployment.isDagDeployEnabled && !deployment.remoteExecution?.enabled;
+    const shipDags = dagsDirOf(params) !== undefined && deployment.isDagDeployEnabled && !deployment.remoteExecution?.enabled;
     // As the CLI: IMAGE_ONLY only when DAG deploys carry the DAGs; otherwise the image does.
     const deployType: DeployType = shipDags || !deployment.isDagDeployEnabled ? 'IMAGE_AND_DAG' : 'IMAGE_ONLY';
     const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
@@ -206,53 +223,30 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
         ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
       });
 
-      const mode = params.tests ?? 'none';
-      const suites = suitesOf(mode);
-      let tests: ProjectTestsResult | undefined;
-      if (suites.length && params.force) {
-        tests = skippedTests(mode, 'force');
-        for (const suite of suites) emit({ type: 'tests:suite', suite, status: 'skipped', reason: 'force' });
-      } else if (mode === 'parse' && image.runtimeVersion && compareRuntimeVersions(image.runtimeVersion, PARSE_MIN_RUNTIME) < 0) {
-        // As the CLI: runtimes before 4.1.0 skip the parse (no container is needed to know it).
-        tests = skippedTests(mode, 'runtime-too-old');
-        emit({ type: 'tests:suite', suite: 'parse', status: 'skipped', reason: 'runtime-too-old' });
-      } else if (suites.length) {
-        const projectDir = params.projectDir ?? (params.dagsDir !== undefined ? dirname(params.dagsDir) : undefined);
-        if (projectDir === undefined) {
-          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'tests need projectDir (or dagsDir inside the project): the folders the tests run on.');
-        }
-        // Whatever form named it (an `{ archivePath }` or a plain path to a .tar), an archive has no container to run.
-        if (image.source === 'archive') {
-          throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The tests run a container, so they need an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
-        }
-        const imageName = typeof params.image === 'string' ? params.image : 'imageName' in params.image ? params.image.imageName : image.reference;
-        tests = await runProjectTests(imageName, projectDir, {
-          tests: mode,
-          ...(params.dagsDir !== undefined ? { dagsDir: params.dagsDir } : {}),
-          ...(params.testFile !== undefined ? { testFile: params.testFile } : {}),
-          ...(params.envFile !== undefined ? { envFile: params.envFile } : {}),
-          ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
-          ...(params.docker ? { docker: params.docker } : {}),
-          ...(signal ? { signal } : {}),
-          onEvent: emit,
-          logger: ctx.logger,
-        });
-      }
+      const tests = await imageTestsGate(params, image, signal, emit, ctx.logger);
 
       let bundle: BundleResult | undefined;
+      let ownedBundle = false;
       if (shipDags) {
-        bundle = await bundleDags(params.dagsDir!, params, syntax, signal, emit);
+        ({ bundle, owned: ownedBundle } = await dagsBundle(params, { deploymentId, syntax, runtimeVersion }, signal, emit));
       }
       try {
+        // What ships, by content: the image's config digest (and the bundle's fingerprint).
+        const ours = { image: image.configDigest, ...(bundle ? { dags: bundle.manifest.fingerprint } : {}) };
+        if (params.skipUnchanged) {
+          const check = compareWithRunning(ours, await runningCode(ctx.deploys, deployment, requestOptions), deployment);
+          if (check.unchanged) return skippedResult(deploymentId, ours, check);
+        }
+        emit({ type: 'deploy:impact', deploymentId, impact: impactOf(deployType) });
         throwIfAborted(signal);
         const deploy = await ctx.deploys.create(
           deploymentId,
-          { type: deployType, description: gitFields.description, ...(gitFields.git ? { git: gitFields.git } : {}) },
+          { type: deployType, description: describeDeploy(gitFields.description, ours, params.recordFingerprint !== false), ...(gitFields.git ? { git: gitFields.git } : {}) },
           requestOptions,
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
         try {
-          const push = await pushImage(
+          const push = await (ctx.pushImage ?? pushImage)(
             source,
             { repository: deploy.imageRepository, tag: deploy.imageTag },
             {
@@ -302,6 +296,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
             params,
             { deploymentId, deployId: deploy.id, expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) } },
             emit,
+            bundle?.manifest.files.map((f) => f.path),
           );
           if (rollout) result.rollout = rollout;
           return result;
@@ -310,7 +305,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
           throw withDeployId(error, deploy.id);
         }
       } finally {
-        await bundle?.cleanup();
+        if (ownedBundle) await bundle?.cleanup();
       }
     } finally {
       await opened?.close();
@@ -318,3 +313,62 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
   });
 }
 
+/** The folder of the DAGs: `dagsDir`, or the folder `bundle` was made from. */
+function dagsDirOf(params: Pick<DeployImageParams, 'dagsDir' | 'bundle'>): string | undefined {
+  return params.dagsDir ?? params.bundle?.root;
+}
+
+/** The project around the DAGs: `projectDir`, else the parent of the dags folder. */
+function projectDirOf(params: Pick<DeployImageParams, 'projectDir' | 'dagsDir' | 'bundle'>): string | undefined {
+  const dags = dagsDirOf(params);
+  return params.projectDir ?? (dags !== undefined ? dirname(dags) : undefined);
+}
+
+/**
+ * The tests gate of deployImage (`tests`, default `'none'`), run in a container of the validated
+ * `image`: skipped under `force`, and for a parse below runtime 4.1.0 (as the CLI); refused for an
+ * archive (no container to run) and without a project folder. Shared with deployImageToMany, which
+ * runs it once for every deployment.
+ * @internal
+ */
+export async function imageTestsGate(
+  params: Pick<DeployImageParams, 'image' | 'tests' | 'force' | 'projectDir' | 'dagsDir' | 'bundle' | 'testFile' | 'envFile' | 'docker'>,
+  image: ImageInfo,
+  signal: AbortSignal | undefined,
+  emit: (e: ProjectTestsEvent) => void,
+  logger: DeployContext['logger'],
+): Promise<ProjectTestsResult | undefined> {
+  const mode = params.tests ?? 'none';
+  const suites = suitesOf(mode);
+  let tests: ProjectTestsResult | undefined;
+  if (suites.length && params.force) {
+    tests = skippedTests(mode, 'force');
+    for (const suite of suites) emit({ type: 'tests:suite', suite, status: 'skipped', reason: 'force' });
+  } else if (mode === 'parse' && image.runtimeVersion && compareRuntimeVersions(image.runtimeVersion, PARSE_MIN_RUNTIME) < 0) {
+    // As the CLI: runtimes before 4.1.0 skip the parse (no container is needed to know it).
+    tests = skippedTests(mode, 'runtime-too-old');
+    emit({ type: 'tests:suite', suite: 'parse', status: 'skipped', reason: 'runtime-too-old' });
+  } else if (suites.length) {
+    const projectDir = projectDirOf(params);
+    if (projectDir === undefined) {
+      throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'tests need projectDir (or dagsDir inside the project): the folders the tests run on.');
+    }
+    // Whatever form named it (an `{ archivePath }` or a plain path to a .tar), an archive has no container to run.
+    if (image.source === 'archive') {
+      throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The tests run a container, so they need an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
+    }
+    const imageName = typeof params.image === 'string' ? params.image : 'imageName' in params.image ? params.image.imageName : image.reference;
+    tests = await runProjectTests(imageName, projectDir, {
+      tests: mode,
+      ...(dagsDirOf(params) !== undefined ? { dagsDir: dagsDirOf(params)! } : {}),
+      ...(params.testFile !== undefined ? { testFile: params.testFile } : {}),
+      ...(params.envFile !== undefined ? { envFile: params.envFile } : {}),
+      ...(image.runtimeVersion ? { runtimeVersion: image.runtimeVersion } : {}),
+      ...(params.docker ? { docker: params.docker } : {}),
+      ...(signal ? { signal } : {}),
+      onEvent: emit,
+      logger,
+    });
+  }
+  return tests;
+}

@@ -59,10 +59,13 @@ import type { RolloutResult } from './rollout.js';
 import { redactDeploySas } from './redact-results.js';
 import type { Deploy, DeployType } from './schemas.js';
 import type { RequestOptions } from './transport.js';
+import { planDeployProject, type DeployDryRun } from './dry-run.js';
+import { impactOf } from './impact.js';
+import { compareWithRunning, describeDeploy, runningCode, skippedResult, type DeployPlanningOptions, type DeploySkipped } from './skip-unchanged.js';
 import { deployGitFields } from './git.js';
 
 /** Parameters of `deployProject`. */
-export interface DeployProjectParams extends DeployDagsBundleOptions {
+export interface DeployProjectParams extends DeployDagsBundleOptions, DeployPlanningOptions {
   /**
    * The Astro project folder (Dockerfile, `requirements.txt`, `packages.txt`, `dags/`,
    * `plugins/`, `include/`, `tests/`, `.astro/`). Nothing in it is written.
@@ -200,8 +203,15 @@ async function isDir(path: string): Promise<boolean> {
   );
 }
 
+/** What deployProject resolves with: the deploy, the plan of a dry run, or a skip of an unchanged project. */
+export type DeployProjectOutcome = DeployProjectResult | DeployDryRun | DeploySkipped;
+
 /** Implementation of `AstroClient.deployProject`; see there. */
-export async function deployProject(ctx: DeployContext, params: DeployProjectParams): Promise<DeployProjectResult> {
+export async function deployProject(ctx: DeployContext, params: DeployProjectParams & { dryRun: true }): Promise<DeployDryRun>;
+export async function deployProject(ctx: DeployContext, params: DeployProjectParams & { dryRun?: false; skipUnchanged?: false }): Promise<DeployProjectResult>;
+export async function deployProject(ctx: DeployContext, params: DeployProjectParams): Promise<DeployProjectOutcome>;
+export async function deployProject(ctx: DeployContext, params: DeployProjectParams): Promise<DeployProjectOutcome> {
+  if (params.dryRun) return planDeployProject(ctx, params);
   const started = Date.now();
   // Before anything runs, and before any request: the folder must be an Astro project.
   const project = await readAstroProject(params.projectDir ?? process.cwd(), params.dockerfile ? { dockerfile: params.dockerfile } : {});
@@ -309,9 +319,17 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
           );
         }
 
+        // What ships, by content: the image's config digest (and the bundle's fingerprint).
+        const ours = { image: image.configDigest, ...(bundle ? { dags: bundle.manifest.fingerprint } : {}) };
+        if (params.skipUnchanged) {
+          const check = compareWithRunning(ours, await runningCode(ctx.deploys, deployment, requestOptions), deployment);
+          if (check.unchanged) return skippedResult(deploymentId, ours, check);
+        }
+        emit({ type: 'deploy:impact', deploymentId, impact: impactOf(deployType) });
         throwIfAborted(signal);
+        const description = describeDeploy(gitFields.description, ours, params.recordFingerprint !== false);
         const deploy = await timed('create', () =>
-          ctx.deploys.create(deploymentId, { type: deployType, description: gitFields.description, ...(gitFields.git ? { git: gitFields.git } : {}) }, requestOptions),
+          ctx.deploys.create(deploymentId, { type: deployType, description, ...(gitFields.git ? { git: gitFields.git } : {}) }, requestOptions),
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
         try {
@@ -372,6 +390,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
                 { wait: params.wait, signal, request: params.request },
                 { deploymentId, deployId: deploy.id, expect: { imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) } },
                 emit,
+                bundle?.manifest.files.map((f) => f.path),
               ),
             );
             if (rollout) result.rollout = rollout;

@@ -3,6 +3,9 @@
  * data (safe to serialise) and never contains a token or a SAS signature.
  */
 import type { AstroErrorCode, RolloutSnapshot } from '../core/errors.js';
+import type { DagsVerifiedEvent } from './verify-dags.js';
+
+export type { DagsVerifiedEvent } from './verify-dags.js';
 
 /** An API call is about to be retried. */
 export interface ApiRetryEvent {
@@ -88,11 +91,37 @@ export interface RolloutCompleteEvent {
   snapshot: RolloutSnapshot;
 }
 
-/** Events of waitForRollout. */
-export type RolloutEvent = RolloutPollEvent | RolloutChangeEvent | RolloutPollErrorEvent | RolloutCompleteEvent;
+/** Events of waitForRollout (`rollout:dags-verified` with `verifyDags`). */
+export type RolloutEvent = RolloutPollEvent | RolloutChangeEvent | RolloutPollErrorEvent | RolloutCompleteEvent | DagsVerifiedEvent;
+
+/** client.rollback chose the deploy to roll back to. */
+export interface RollbackTargetEvent {
+  type: 'rollback:target';
+  deploymentId: string;
+  /** The deploy rolled back to. */
+  targetDeployId: string;
+  /** The deploy that runs now (what `'previous'` counted back from), when known. */
+  currentDeployId?: string;
+  /** The image tag and DAG version the deployment will run. */
+  imageTag?: string;
+  dagTarballVersion?: string;
+}
+
+/** Astro accepted the rollback (or a lost answer was found applied, `recovered: true`). */
+export interface RollbackStartedEvent {
+  type: 'rollback:started';
+  deploymentId: string;
+  /** The deploy record the rollback created. */
+  deployId: string;
+  targetDeployId: string;
+  recovered: boolean;
+}
+
+/** Events of client.rollback (with `wait`, the rollout events follow). */
+export type RollbackEvent = RollbackTargetEvent | RollbackStartedEvent;
 
 /** Events of setDagDeploy. */
 export type DagDeployEvent = DagDeployWarningEvent | DagDeployUnchangedEvent | DagDeployUpdatedEvent;
 
 /** Every event the client emits. */
-export type ClientEvent = ApiRetryEvent | DagDeployEvent | RolloutEvent;
+export type ClientEvent = ApiRetryEvent | DagDeployEvent | RolloutEvent | RollbackEvent;

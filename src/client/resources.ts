@@ -17,6 +17,7 @@ import {
   type DeploymentOptions,
 } from './schemas.js';
 import { pathSegment } from './path.js';
+import { findDeployment, type FindDeploymentParams } from './find-deployment.js';
 import type { ApiTransport, RequestOptions } from './transport.js';
 
 declare const API_HANDLE: unique symbol;
@@ -123,13 +124,13 @@ export class DeploymentsResource extends Resource {
     );
   }
 
-  /** One page of `GET /organizations/{org}/deployments`. */
-  async list(params: PageParams & { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<DeploymentList> {
+  /** One page of `GET /organizations/{org}/deployments`, optionally narrowed to workspaces and names. */
+  async list(params: PageParams & { workspaceIds?: string[]; names?: string[] } = {}, options?: RequestOptions): Promise<DeploymentList> {
     return transportOf(this).send(
       {
         method: 'GET',
         path: this.base(),
-        query: { limit: params.limit ?? 1000, offset: params.offset ?? 0, workspaceIds: params.workspaceIds },
+        query: { limit: params.limit ?? 1000, offset: params.offset ?? 0, workspaceIds: params.workspaceIds, names: params.names },
         schema: deploymentListSchema,
         retry: 'idempotent',
       },
@@ -142,7 +143,7 @@ export class DeploymentsResource extends Resource {
    * advanced by the number of deployments each page returned (a server may return fewer than
    * asked), until `totalCount` is reached or a page comes back empty.
    */
-  async listAll(params: { workspaceIds?: string[] } = {}, options?: RequestOptions): Promise<Deployment[]> {
+  async listAll(params: { workspaceIds?: string[]; names?: string[] } = {}, options?: RequestOptions): Promise<Deployment[]> {
     const out: Deployment[] = [];
     const limit = 1000;
     for (let offset = 0; ; ) {
@@ -152,6 +153,18 @@ export class DeploymentsResource extends Resource {
       const total = page.totalCount ?? out.length;
       if (page.deployments.length === 0 || out.length >= total) return out;
     }
+  }
+
+  /**
+   * The one deployment named `name` (in `workspaceId`, when given), as `astro deploy
+   * --deployment-name` picks it, without a prompt: the list is read (narrowed by `names`) and
+   * compared exactly (case-sensitive).
+   *
+   * @throws DeploymentLookupError `ASTRO_DEPLOYMENT_NOT_FOUND` when none has the name,
+   *   `ASTRO_DEPLOYMENT_AMBIGUOUS` when several do (each in `matches`, with its id and workspace)
+   */
+  async find(params: FindDeploymentParams, options?: RequestOptions): Promise<Deployment> {
+    return findDeployment((p, o) => this.listAll(p, o), params, options);
   }
 
   /**
@@ -233,6 +246,40 @@ export class DeploysResource extends Resource {
       },
       options,
     );
+  }
+
+  /**
+   * Every deploy record of a deployment, newest first (by `createdAt`), following pages of 100
+   * until `totalCount` is reached, a page comes back empty or `max` records were read.
+   */
+  async listAll(deploymentId: string, params: { max?: number } = {}, options?: RequestOptions): Promise<Deploy[]> {
+    const max = params.max ?? 5000;
+    const out: Deploy[] = [];
+    for (let offset = 0; out.length < max; ) {
+      const page = await this.list(deploymentId, { limit: 100, offset }, options);
+      out.push(...page.deploys);
+      offset += page.deploys.length;
+      if (page.deploys.length === 0 || out.length >= (page.totalCount ?? out.length)) break;
+    }
+    // Stable: records without a createdAt keep the API's order, after the dated ones.
+    return out
+      .map((d, i) => ({ d, i, t: d.createdAt ? Date.parse(d.createdAt) : Number.NEGATIVE_INFINITY }))
+      .sort((a, b) => (b.t === a.t ? a.i - b.i : b.t - a.t))
+      .map((x) => x.d)
+      .slice(0, max);
+  }
+
+  /**
+   * `POST …/deploys/{deployId}/rollback` with `{ description }`: Astro starts running that deploy's
+   * image and DAGs again and answers with a new deploy record. Sent once (never retried once it
+   * may have reached Astro); prefer `client.rollback`, which picks the target and reads back a
+   * lost answer.
+   */
+  async rollback(deploymentId: string, deployId: string, params: { description?: string } = {}, options?: RequestOptions): Promise<Deploy> {
+    const path = `${this.base(deploymentId)}/${pathSegment('deployId', deployId)}/rollback`;
+    const body: Record<string, unknown> = {};
+    if (params.description !== undefined) body.description = params.description;
+    return transportOf(this).send({ method: 'POST', path, body, schema: deploySchema, retry: 'once' }, options);
   }
 
   /**

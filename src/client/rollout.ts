@@ -15,6 +15,7 @@ import type { ClientEvent, RolloutEvent } from './events.js';
 import type { DeploymentsResource, DeploysResource } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { RequestOptions } from './transport.js';
+import { verifyDags, type DagVerification, type VerifyContext, type VerifyDagsOptions } from './verify-dags.js';
 
 /** What must be true of the deployment for the rollout to count as applied. */
 export interface RolloutExpectation {
@@ -48,6 +49,13 @@ export interface WaitForRolloutParams {
   onEvent?: (event: ClientEvent) => void;
   /** Per-call options of the polls (`timeoutMs`, `retry`, `onRetry`); `signal` above cancels them. */
   request?: Omit<RequestOptions, 'signal'>;
+  /**
+   * Once the deployment runs this version, ask its own Airflow REST API (`webServerAirflowApiUrl`,
+   * with the client's token; `/api/v1` on Airflow 2, `/api/v2` on Airflow 3) for import errors and
+   * report those in the shipped files as `verification` (see {@link VerifyDagsOptions}). `true`
+   * takes the defaults: report, do not throw. @default false
+   */
+  verifyDags?: boolean | VerifyDagsOptions;
 }
 
 /** What waitForRollout resolves with. */
@@ -55,6 +63,8 @@ export interface RolloutResult {
   deployment: Deployment;
   deploy?: Deploy;
   snapshot: RolloutSnapshot;
+  /** What the DAG verification found, when `verifyDags` was set. */
+  verification?: DagVerification;
 }
 
 const HEALTHY = new Set(['HEALTHY', 'HIBERNATING']);
@@ -98,7 +108,7 @@ function expectationFromDeploy(deploy: Deploy): RolloutExpectation {
 
 /** Implementation of `AstroClient.waitForRollout`; see there. */
 export async function waitForRollout(
-  api: { deployments: DeploymentsResource; deploys: DeploysResource; logger?: Logger | undefined },
+  api: { deployments: DeploymentsResource; deploys: DeploysResource; logger?: Logger | undefined } & VerifyContext,
   params: WaitForRolloutParams,
 ): Promise<RolloutResult> {
   const timeoutMs = params.timeoutMs ?? 600_000;
@@ -136,7 +146,12 @@ export async function waitForRollout(
       }
       if (isApplied(snapshot, expect, deploy !== undefined)) {
         emit({ type: 'rollout:complete', snapshot });
-        return { deployment, ...(deploy ? { deploy } : {}), snapshot };
+        const result: RolloutResult = { deployment, ...(deploy ? { deploy } : {}), snapshot };
+        if (params.verifyDags) {
+          const options = typeof params.verifyDags === 'object' ? params.verifyDags : {};
+          result.verification = await verifyDags(api, deployment, options, requestOptions, emit);
+        }
+        return result;
       }
     } catch (error) {
       // A poll that fails for a passing reason (5xx, reset, timeout) must not end a long wait.

@@ -79,6 +79,12 @@ export const deploymentSchema = z.looseObject({
   imageRepository: optionalString,
   imageVersion: optionalString,
   webServerUrl: optionalString,
+  /**
+   * The deployment's own Airflow REST API, e.g. `org.astronomer.run/d1234/api/v2` (Astro gives it
+   * without a scheme; `https://` is meant): what `wait.verifyDags` asks for import errors.
+   */
+  webServerAirflowApiUrl: optionalString,
+  workspaceName: optionalString,
   executor: optionalString,
   schedulerSize: optionalString,
   isHighAvailability: optionalBoolean,
@@ -174,11 +180,13 @@ export const deploySchema = z.looseObject({
   bundleUploadUrl: optionalString,
   dagTarballVersion: optionalString,
   description: optionalString,
+  /** Set on a deploy made by a rollback. */
+  rollbackFromId: optionalString,
   createdAt: optionalString,
   updatedAt: optionalString,
 });
 
-/** A deploy record (create, finalize, get). */
+/** A deploy record (create, finalize, get, rollback). */
 export type Deploy = z.infer<typeof deploySchema>;
 
 export const deployListSchema = z.looseObject({

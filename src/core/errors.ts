@@ -49,6 +49,13 @@ export const ErrorCodes = {
   FINALIZE_UNKNOWN: 'ASTRO_FINALIZE_UNKNOWN',
   /** `requireClean`: the folder that ships has uncommitted changes (or git could not tell). */
   GIT_UNCOMMITTED_CHANGES: 'ASTRO_GIT_UNCOMMITTED_CHANGES',
+  // Finding deployments, rollbacks, DAG verification after a rollout
+  DEPLOYMENT_NOT_FOUND: 'ASTRO_DEPLOYMENT_NOT_FOUND',
+  DEPLOYMENT_AMBIGUOUS: 'ASTRO_DEPLOYMENT_AMBIGUOUS',
+  ROLLBACK_NO_TARGET: 'ASTRO_ROLLBACK_NO_TARGET',
+  ROLLBACK_REFUSED: 'ASTRO_ROLLBACK_REFUSED',
+  DAGS_IMPORT_ERRORS: 'ASTRO_DAGS_IMPORT_ERRORS',
+  DAGS_VERIFY_UNAVAILABLE: 'ASTRO_DAGS_VERIFY_UNAVAILABLE',
   // Bundling
   BUNDLE_DIR_NOT_FOUND: 'ASTRO_BUNDLE_DIR_NOT_FOUND',
   BUNDLE_EMPTY: 'ASTRO_BUNDLE_EMPTY',
@@ -309,6 +316,87 @@ export class AstroFinalizeUnknownError extends AstroDeployError {
   }
 }
 
+/** One deployment that matched a lookup by name. */
+export interface DeploymentMatch {
+  id: string;
+  name: string;
+  workspaceId: string;
+  /** The workspace's name, when the API gave it. */
+  workspaceName?: string;
+}
+
+/**
+ * `client.deployments.find` found no deployment with the name (`ASTRO_DEPLOYMENT_NOT_FOUND`) or
+ * several (`ASTRO_DEPLOYMENT_AMBIGUOUS`, each in `matches` with its id and workspace).
+ */
+export class DeploymentLookupError extends AstroError {
+  static override readonly kind = 'DeploymentLookupError';
+  /** The name looked up. */
+  readonly deploymentName: string;
+  /** The workspace the lookup was limited to, when it was. */
+  readonly workspaceId: string | undefined;
+  /** Every deployment with that name (empty for `ASTRO_DEPLOYMENT_NOT_FOUND`). */
+  readonly matches: DeploymentMatch[];
+  constructor(code: AstroErrorCode, message: string, details: { deploymentName: string; workspaceId?: string; matches: DeploymentMatch[] }, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.deploymentName = details.deploymentName;
+    this.workspaceId = details.workspaceId;
+    this.matches = details.matches;
+  }
+}
+
+/**
+ * `client.rollback` found nothing to roll back to (`ASTRO_ROLLBACK_NO_TARGET`: no earlier
+ * successful deploy, a target that never deployed, is older than the 90 days Astro keeps, or is
+ * what runs now) or Astro refused the rollback (`ASTRO_ROLLBACK_REFUSED`, with the API error as
+ * `cause` and its `status`).
+ */
+export class AstroRollbackError extends AstroDeployError {
+  static override readonly kind: string = 'AstroRollbackError';
+  /** The deployment concerned. */
+  readonly deploymentId: string;
+  /** The deploy it would roll back to, when one was chosen. */
+  readonly targetDeployId: string | undefined;
+  /** HTTP status of Astro's refusal (`ASTRO_ROLLBACK_REFUSED`). */
+  readonly status: number | undefined;
+  constructor(code: AstroErrorCode, message: string, details: { deploymentId: string; targetDeployId?: string; status?: number }, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.deploymentId = details.deploymentId;
+    this.targetDeployId = details.targetDeployId;
+    this.status = details.status;
+  }
+}
+
+/** An import error the deployment's Airflow reported for a DAG file. */
+export interface DagImportError {
+  /** The file, relative to the dags folder (`etl/dag.py`), as shipped. */
+  file: string;
+  /** The `filename` Airflow reported (absolute on Airflow 2, relative on Airflow 3). */
+  filename: string;
+  /** Airflow's stack trace (redacted). */
+  stackTrace: string;
+  /** When Airflow recorded it (ISO 8601), as Airflow reported it. */
+  timestamp?: string;
+}
+
+/**
+ * With `verifyDags: { failOnImportErrors: true }`: Airflow reported import errors in files the
+ * deploy shipped (`ASTRO_DAGS_IMPORT_ERRORS`, listed in `importErrors`), or its REST API could not
+ * be asked (`ASTRO_DAGS_VERIFY_UNAVAILABLE`, `cause` says why). The deploy itself is live.
+ */
+export class DagVerificationError extends AstroDeployError {
+  static override readonly kind: string = 'DagVerificationError';
+  /** The deployment concerned. */
+  readonly deploymentId: string;
+  /** Import errors in the shipped files (empty for `ASTRO_DAGS_VERIFY_UNAVAILABLE`). */
+  readonly importErrors: DagImportError[];
+  constructor(code: AstroErrorCode, message: string, details: { deploymentId: string; importErrors: DagImportError[] }, options: AstroErrorOptions = {}) {
+    super(code, message, options);
+    this.deploymentId = details.deploymentId;
+    this.importErrors = details.importErrors.map((e) => ({ ...e, stackTrace: redact(e.stackTrace) }));
+  }
+}
+
 /**
  * `requireClean: true` and the folder that ships (the dags folder, the project) has uncommitted
  * changes, untracked files included (`ASTRO_GIT_UNCOMMITTED_CHANGES`), or git could not tell
@@ -560,6 +648,12 @@ export interface AstroErrorClassMap {
   ASTRO_PROJECT_NOT_FOUND: ProjectError;
   ASTRO_PROJECT_INVALID: ProjectError;
   ASTRO_PROJECT_TESTS_FAILED: ProjectTestsError;
+  ASTRO_DEPLOYMENT_NOT_FOUND: DeploymentLookupError;
+  ASTRO_DEPLOYMENT_AMBIGUOUS: DeploymentLookupError;
+  ASTRO_ROLLBACK_NO_TARGET: AstroRollbackError;
+  ASTRO_ROLLBACK_REFUSED: AstroRollbackError;
+  ASTRO_DAGS_IMPORT_ERRORS: DagVerificationError;
+  ASTRO_DAGS_VERIFY_UNAVAILABLE: DagVerificationError;
 }
 
 /** The error {@link isAstroError} narrows to for code `C`: the class of {@link AstroErrorClassMap}, with `code` narrowed to `C`. */

@@ -34,7 +34,7 @@ function listTar(buf: Buffer): string[] {
 async function setup(deployment: Record<string, unknown> = {}) {
   const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', ...deployment }], rolloutDelayMs: 100 });
   const events: DeployDagsEvent[] = [];
-  const deploy = (p: Partial<DeployDagsParams> = {}) =>
+  const deploy = (p: Partial<Omit<DeployDagsParams, 'dryRun' | 'skipUnchanged'>> = {}) =>
     client.deployDags({ deploymentId: 'cldep1', dagsDir: p.dagsDir ?? makeDags(), upload: smallBlocks, onEvent: (e) => events.push(e), ...p });
   return { astro, client, events, deploy };
 }
@@ -50,7 +50,9 @@ describe('deployDags end to end against the fake Astro', () => {
     expect(result.rollout?.deployment.dagTarballVersion).toBe(result.dagTarballVersion);
     expect(astro.deployment('cldep1').dagTarballVersion).toBe(result.dagTarballVersion);
     const [rec] = astro.deploys('cldep1');
-    expect(rec).toMatchObject({ type: 'DAG_ONLY', description: 'nightly', finalizeCount: 1, dagTarballVersion: result.dagTarballVersion });
+    expect(rec).toMatchObject({ type: 'DAG_ONLY', finalizeCount: 1, dagTarballVersion: result.dagTarballVersion });
+    // The description carries the bundle fingerprint marker that skipUnchanged reads back.
+    expect(rec!.description).toBe(`nightly [astro-deploy-sdk dags:sha256:${result.bundle.fingerprint.slice(0, 32)}]`);
     const names = listTar(blobOf(astro)!);
     expect(names).toEqual(['dags/.airflowignore', 'dags/etl_dag.py', 'dags/helpers.py', 'dags/report_dag.py']);
     expect(result.bundle.excluded).toBeGreaterThanOrEqual(1);

@@ -23,7 +23,7 @@ const fast = { initialDelayMs: 1, maxDelayMs: 5 };
 async function setup() {
   const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }], rolloutDelayMs: 50 });
   const events: DeployDagsEvent[] = [];
-  const deploy = (p: Partial<DeployDagsParams> = {}) =>
+  const deploy = (p: Partial<Omit<DeployDagsParams, 'dryRun' | 'skipUnchanged'>> = {}) =>
     client.deployDags({
       deploymentId: 'cldep1',
       dagsDir: makeDags(),

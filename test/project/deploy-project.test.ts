@@ -55,7 +55,7 @@ async function project(deploymentId: string | undefined, files: Record<string, P
   const tag = `astro-sdk-test/deploy-${uniqueName()}:latest`;
   tags.push(tag);
   const events: DeployProjectEvent[] = [];
-  const deploy = (client: AstroClient, params: Partial<DeployProjectParams> = {}) =>
+  const deploy = (client: AstroClient, params: Partial<Omit<DeployProjectParams, 'dryRun' | 'skipUnchanged'>> = {}) =>
     client.deployProject({ projectDir: dir, tag, docker, build: { networkMode: 'none' }, onEvent: (e) => events.push(e), ...params });
   return { dir, unchanged, tag, events, deploy };
 }
@@ -76,7 +76,10 @@ describe('deployProject', () => {
     const result = await p.deploy(client, { description: 'project deploy', wait: { pollIntervalMs: 50 } });
 
     expect(result.deployType).toBe('IMAGE_AND_DAG');
-    expect(astro.requestsFor('deploys.create')[0]!.body).toMatchObject({ type: 'IMAGE_AND_DAG', description: 'project deploy' });
+    expect(astro.requestsFor('deploys.create')[0]!.body).toMatchObject({
+      type: 'IMAGE_AND_DAG',
+      description: `project deploy [astro-deploy-sdk image:sha256:${result.imageId.slice(7, 39)} dags:sha256:${result.bundle!.fingerprint.slice(0, 32)}]`,
+    });
     expect(result.dagTarballVersion).toMatch(/Z$/);
     expect(astro.requestsFor('deploys.finalize')[0]!.body).toEqual({ dagTarballVersion: result.dagTarballVersion });
     expect(result.bundle).toMatchObject({ files: 2 });

@@ -1,0 +1,218 @@
+/**
+ * client.rollback: run an earlier deploy's image and DAGs again, through Astro's
+ * `POST .../deploys/{deployId}/rollback` (the CLI has no rollback command).
+ *
+ * `to: 'previous'` is read from the deploy list: the deploy the deployment runs now is the newest
+ * `DEPLOYED` one whose image tag and DAG version it reports; the target is the newest `DEPLOYED`
+ * deploy before it that runs different code and is within the 90 days Astro keeps images and
+ * DAGs. The rollback is sent once; when its answer is lost, the deploy list is read back for the
+ * record it made before anything is sent again.
+ */
+import { emitterFor } from '../core/emitter.js';
+import { AstroConfigError, AstroRollbackError, ErrorCodes, isAstroError } from '../core/errors.js';
+import { failureOf } from '../core/failure.js';
+import { isRetryable, retryPolicy, withRetries } from '../core/retry.js';
+import { throwIfAborted } from '../core/abort.js';
+import { serialised, waitIfAsked, type DeployContext, type FlowWait } from './deploy-common.js';
+import type { ClientEvent } from './events.js';
+import { pathSegment } from './path.js';
+import { redactDeploySas } from './redact-results.js';
+import type { RolloutResult } from './rollout.js';
+import type { Deploy, Deployment } from './schemas.js';
+import { describeDeploy, parseMarker } from './skip-unchanged.js';
+import type { RequestOptions } from './transport.js';
+import { validateRetryOptions } from './options.js';
+
+/** How long Astro keeps a deploy's image and DAGs for rollbacks, in milliseconds (90 days). */
+export const ROLLBACK_WINDOW_MS = 90 * 24 * 3600 * 1000;
+
+/** Parameters of `client.rollback`. */
+export interface RollbackParams {
+  deploymentId: string;
+  /**
+   * The deploy to run again: its id, or `'previous'`, the last successful deploy before the one
+   * running now (skipping deploys that run the same code, and any older than 90 days).
+   */
+  to: string;
+  /**
+   * Shown in the Astro UI; at most 500 characters. The target's fingerprint marker is appended,
+   * so `skipUnchanged` recognises the code it restores.
+   * @default 'Rollback to deploy <id>'
+   */
+  description?: string;
+  /**
+   * Wait until the deployment runs the target's image tag and DAG version (see
+   * `waitForRollout`; `verifyDags` works here too). @default false
+   */
+  wait?: FlowWait;
+  signal?: AbortSignal;
+  /** `rollback:target`, `rollback:started`, then the rollout's events. Exceptions thrown here are ignored. */
+  onEvent?: (event: ClientEvent) => void;
+  /** Per-call options of every API request (`timeoutMs`, `retry`, `onRetry`). */
+  request?: Omit<RequestOptions, 'signal'>;
+}
+
+/** What `client.rollback` resolves with. */
+export interface RollbackResult {
+  /** The deploy record the rollback created. */
+  deployId: string;
+  deploy: Deploy;
+  /** The deploy rolled back to. */
+  target: Deploy;
+  /** The deploy that ran before the rollback, when it was identified. */
+  previous?: Deploy;
+  /** True when the answer was lost and the rollback was found applied by reading the deploy list. */
+  recovered: boolean;
+  /** Present when `wait` was set. */
+  rollout?: RolloutResult;
+}
+
+const isImageDeploy = (d: Deploy) => d.type === 'IMAGE_ONLY' || d.type === 'IMAGE_AND_DAG';
+
+/** Whether the deployment runs what `d` shipped: its image tag (image deploys) and DAG version (when it has one). */
+function runsNow(d: Deploy, deployment: Deployment): boolean {
+  if (isImageDeploy(d) && d.imageTag !== (deployment.imageTag ?? '')) return false;
+  if (d.dagTarballVersion && d.dagTarballVersion !== deployment.dagTarballVersion) return false;
+  return true;
+}
+
+/** Whether two deploys run the same code (same image tag, same DAG version). */
+function sameCode(a: Deploy, b: Deploy): boolean {
+  return a.imageTag === b.imageTag && (a.dagTarballVersion || '') === (b.dagTarballVersion || '');
+}
+
+const tooOld = (d: Deploy, now: number) => d.createdAt !== undefined && now - Date.parse(d.createdAt) > ROLLBACK_WINDOW_MS;
+
+/** Choose the current deploy and the target among `all` (newest first). */
+export function chooseRollback(all: Deploy[], deployment: Deployment, to: string, now = Date.now()): { target: Deploy; current?: Deploy } {
+  const deployed = all.filter((d) => d.status === 'DEPLOYED');
+  const current = deployed.find((d) => runsNow(d, deployment)) ?? deployed[0];
+  const noTarget = (message: string, targetDeployId?: string) =>
+    new AstroRollbackError(ErrorCodes.ROLLBACK_NO_TARGET, message, { deploymentId: deployment.id, ...(targetDeployId ? { targetDeployId } : {}) });
+  if (to === 'previous') {
+    const before = current ? all.slice(all.indexOf(current) + 1) : [];
+    const target = before.find((d) => d.status === 'DEPLOYED' && !sameCode(d, current!) && !tooOld(d, now));
+    if (!target) {
+      throw noTarget(
+        current
+          ? `Deployment ${deployment.id} has no successful deploy before ${current.id} (the one it runs) that runs other code and is within the 90 days Astro keeps: nothing to roll back to.`
+          : `Deployment ${deployment.id} has no successful deploy: nothing to roll back to.`,
+      );
+    }
+    return { target, ...(current ? { current } : {}) };
+  }
+  const target = all.find((d) => d.id === to);
+  if (!target) throw noTarget(`Deployment ${deployment.id} has no deploy ${to} in its deploy history: nothing to roll back to. List them with client.deploys.list('${deployment.id}').`, to);
+  if (target.status !== 'DEPLOYED') throw noTarget(`Deploy ${to} never deployed (status ${target.status ?? 'unknown'}): only a successful deploy can be rolled back to.`, to);
+  if (tooOld(target, now)) throw noTarget(`Deploy ${to} is older than 90 days: Astro no longer keeps its image and DAGs.`, to);
+  if (current && (target.id === current.id || (sameCode(target, current) && runsNow(target, deployment)))) {
+    throw noTarget(`Deployment ${deployment.id} already runs the code of deploy ${to}: nothing to roll back.`, to);
+  }
+  return { target, ...(current ? { current } : {}) };
+}
+
+/** A rollback answered with a status that refuses it (4xx other than 408 and 429). */
+function isRefusal(error: unknown): boolean {
+  const f = failureOf(error);
+  return f?.kind === 'status' && f.status !== undefined && f.status < 500 && f.status !== 408 && f.status !== 429;
+}
+
+const ONCE = retryPolicy(undefined, { idempotent: false });
+
+/** Implementation of `AstroClient.rollback`; see there. */
+export async function rollback(ctx: DeployContext, params: RollbackParams): Promise<RollbackResult> {
+  const { deploymentId, to, signal } = params ?? ({} as RollbackParams);
+  pathSegment('deploymentId', deploymentId);
+  if (typeof to !== 'string' || to === '') {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, "rollback needs `to`: a deploy id, or 'previous'.");
+  }
+  if (to !== 'previous') pathSegment('deployId', to);
+  if (params.description !== undefined && typeof params.description !== 'string') {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, 'rollback: description must be a string.');
+  }
+  const emit = emitterFor<ClientEvent>(params.onEvent, ctx.logger);
+  const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
+
+  return serialised(`${ctx.organizationId}/${deploymentId}`, () => undefined, async () => {
+    throwIfAborted(signal);
+    const deployment = await ctx.deployments.get(deploymentId, requestOptions);
+    const before = await ctx.deploys.listAll(deploymentId, {}, requestOptions);
+    const { target, current } = chooseRollback(before, deployment, to);
+    emit({
+      type: 'rollback:target',
+      deploymentId,
+      targetDeployId: target.id,
+      ...(current ? { currentDeployId: current.id } : {}),
+      ...(target.imageTag ? { imageTag: target.imageTag } : {}),
+      ...(target.dagTarballVersion ? { dagTarballVersion: target.dagTarballVersion } : {}),
+    });
+    const description = describeDeploy(params.description ?? `Rollback to deploy ${target.id}`, parseMarker(target.description) ?? {});
+    const known = new Set(before.map((d) => d.id));
+
+    // Sent again only after the deploy list was read without a record of it.
+    const callRetry = validateRetryOptions('request.retry', params.request?.retry);
+    const policy = retryPolicy(callRetry, { defaults: ctx.retry, idempotent: true });
+    const resendable = new WeakSet<object>();
+    let recovered = false;
+    let deploy: Deploy;
+    try {
+      deploy = await withRetries(
+        async () => {
+          try {
+            return await ctx.deploys.rollback(deploymentId, target.id, { description }, requestOptions);
+          } catch (error) {
+            if (!isAstroError(error) || error.code === ErrorCodes.ABORTED || signal?.aborted) throw error;
+            if (isRefusal(error) || isRetryable(failureOf(error), ONCE)) throw error;
+            // Unknown outcome: the rollback may have been made. Look for its record.
+            const after = await ctx.deploys.listAll(deploymentId, {}, { ...requestOptions, retry: callRetry });
+            const made = after.find((d) => !known.has(d.id) && (d.rollbackFromId === target.id || d.description === description));
+            if (made) {
+              recovered = true;
+              return made;
+            }
+            resendable.add(error);
+            throw error;
+          }
+        },
+        {
+          policy,
+          signal,
+          logger: ctx.logger,
+          classify: (error) => (error && typeof error === 'object' && (resendable.has(error) || isRetryable(failureOf(error), ONCE)) ? failureOf(error) : undefined),
+        },
+      );
+    } catch (error) {
+      if (isAstroError(error) && isRefusal(error)) {
+        const status = failureOf(error)?.status;
+        throw new AstroRollbackError(
+          ErrorCodes.ROLLBACK_REFUSED,
+          `Astro refused the rollback of deployment ${deploymentId} to deploy ${target.id}${status ? ` (HTTP ${status})` : ''}: ${error.message}`,
+          { deploymentId, targetDeployId: target.id, ...(status ? { status } : {}) },
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    emit({ type: 'rollback:started', deploymentId, deployId: deploy.id, targetDeployId: target.id, recovered });
+
+    const result: RollbackResult = {
+      deployId: deploy.id,
+      deploy: redactDeploySas(deploy),
+      target: redactDeploySas(target),
+      ...(current ? { previous: redactDeploySas(current) } : {}),
+      recovered,
+    };
+    const rollout = await waitIfAsked(
+      ctx,
+      params,
+      {
+        deploymentId,
+        deployId: deploy.id,
+        expect: { ...(target.imageTag ? { imageTag: target.imageTag } : {}), ...(target.dagTarballVersion ? { dagTarballVersion: target.dagTarballVersion } : {}) },
+      },
+      emit,
+    );
+    if (rollout) result.rollout = rollout;
+    return result;
+  });
+}
