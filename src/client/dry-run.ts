@@ -33,6 +33,7 @@ import { AstroConfigError, ErrorCodes, isAstroError, type AstroErrorCode } from 
 import { runInScope } from '../core/scope.js';
 import { bundleDags, checkCicd, type DeployContext } from './deploy-common.js';
 import { dagsBundle } from './bundle-source.js';
+import { deployGitFields } from './git.js';
 import { checkDagDeployable, type DeployDagsEvent, type DeployDagsParams } from './deploy-dags.js';
 import type { DeployImageEvent, DeployImageParams } from './deploy-image.js';
 import type { DeployProjectEvent, DeployProjectParams } from './deploy-project.js';
@@ -251,8 +252,10 @@ export async function planDeployDags(ctx: DeployContext, params: DeployDagsParam
   const { deploymentId, signal } = params;
   const emit = emitterFor<DeployDagsEvent>(params.onEvent, ctx.logger);
   const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
-  const deployment = await ctx.deployments.get(deploymentId, requestOptions);
   const refusals: DeployRefusal[] = [];
+  // requireClean and git: 'auto' as the real run reads them (a dirty tree is a refusal).
+  const git = await collectAsync(refusals, () => deployGitFields(params, params.dagsDir ?? params.bundle?.root, signal, emit));
+  const deployment = await ctx.deployments.get(deploymentId, requestOptions);
   const wouldEnable = !deployment.isDagDeployEnabled && params.enableDagDeploy === true;
   if (wouldEnable) {
     // What setDagDeploy refuses: a CI/CD-enforced deployment changed with a user token.
@@ -281,7 +284,8 @@ export async function planDeployDags(ctx: DeployContext, params: DeployDagsParam
       ...(bundle ? { bundle } : {}),
     },
     bundle ? { dags: bundle.fingerprint } : {},
-    params,
+    // Right after enabling, the deployment runs no DAGs: never skipped.
+    { ...params, skipUnchanged: params.skipUnchanged === true && !wouldEnable, description: git?.description ?? params.description },
     requestOptions,
   );
 }
@@ -291,11 +295,15 @@ export async function planDeployImage(ctx: DeployContext, params: DeployImagePar
   const { deploymentId, signal } = params;
   const emit = emitterFor<DeployImageEvent>(params.onEvent, ctx.logger);
   const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
-  const deployment = await ctx.deployments.get(deploymentId, requestOptions);
   const refusals: DeployRefusal[] = [];
+  // The DAGs' folder: dagsDir, or the folder a given bundle was made from.
+  const dagsDir = params.dagsDir ?? params.bundle?.root;
+  const gitDir = params.projectDir ?? (dagsDir !== undefined ? dirname(dagsDir) : undefined);
+  const git = await collectAsync(refusals, () => deployGitFields(params, gitDir, signal, emit));
+  const deployment = await ctx.deployments.get(deploymentId, requestOptions);
   collect(refusals, () => checkCicd(deployment, ctx.claims));
   const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
-  const shipDags = params.dagsDir !== undefined && deployment.isDagDeployEnabled && !deployment.remoteExecution?.enabled;
+  const shipDags = (params.dagsDir !== undefined || params.bundle !== undefined) && deployment.isDagDeployEnabled && !deployment.remoteExecution?.enabled;
   const deployType: DeployType = shipDags || !deployment.isDagDeployEnabled ? 'IMAGE_AND_DAG' : 'IMAGE_ONLY';
   const options = await ctx.deploymentOptions.get(requestOptions);
 
@@ -321,8 +329,7 @@ export async function planDeployImage(ctx: DeployContext, params: DeployImagePar
       image = plannedImage(info, valid);
       tests = plannedTests(params.tests ?? 'none', params.force, info.runtimeVersion);
       if (tests.suites.length) {
-        const projectDir = params.projectDir ?? (params.dagsDir !== undefined ? dirname(params.dagsDir) : undefined);
-        if (projectDir === undefined) refusals.push({ code: ErrorCodes.DEPLOY_REFUSED, message: 'tests need projectDir (or dagsDir inside the project): the folders the tests run on.' });
+        if (gitDir === undefined) refusals.push({ code: ErrorCodes.DEPLOY_REFUSED, message: 'tests need projectDir (or dagsDir inside the project): the folders the tests run on.' });
         else if (info.source === 'archive') {
           refusals.push({ code: ErrorCodes.DEPLOY_REFUSED, message: 'The tests run a container, so they need an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.' });
         }
@@ -332,7 +339,11 @@ export async function planDeployImage(ctx: DeployContext, params: DeployImagePar
     await opened?.close();
   }
   const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
-  const bundle = shipDags ? await planBundle(refusals, params.dagsDir!, params, syntax, signal, emit) : undefined;
+  const bundle = !shipDags
+    ? undefined
+    : params.bundle
+      ? await collectAsync(refusals, async () => plannedBundle((await dagsBundle(params, { deploymentId, syntax, runtimeVersion }, signal, emit as (e: unknown) => void)).bundle))
+      : await planBundle(refusals, params.dagsDir!, params, syntax, signal, emit);
   return finishPlan(
     ctx,
     deployment,
@@ -348,7 +359,7 @@ export async function planDeployImage(ctx: DeployContext, params: DeployImagePar
       ...(tests ? { tests } : {}),
     },
     { ...(image ? { image: image.configDigest } : {}), ...(bundle ? { dags: bundle.fingerprint } : {}) },
-    params,
+    { ...params, description: git?.description ?? params.description },
     requestOptions,
   );
 }
@@ -367,8 +378,9 @@ export async function planDeployProject(ctx: DeployContext, params: DeployProjec
   return runInScope(params.signal, async (scope) => {
     const signal = scope.signal;
     const requestOptions: RequestOptions = { ...params.request, signal };
-    const deployment = await ctx.deployments.get(deploymentId, requestOptions);
     const refusals: DeployRefusal[] = [];
+    const git = await collectAsync(refusals, () => deployGitFields(params, project.dir, signal, emit));
+    const deployment = await ctx.deployments.get(deploymentId, requestOptions);
     collect(refusals, () => checkCicd(deployment, ctx.claims));
     const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
     const remote = deployment.remoteExecution?.enabled === true;
@@ -426,7 +438,7 @@ export async function planDeployProject(ctx: DeployContext, params: DeployProjec
         ...(tests ? { tests } : {}),
       },
       { ...(image ? { image: image.configDigest } : {}), ...(bundle ? { dags: bundle.fingerprint } : {}) },
-      params,
+      { ...params, description: git?.description ?? params.description },
       requestOptions,
     );
   });

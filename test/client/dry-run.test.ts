@@ -1,5 +1,6 @@
 /** dryRun on deployDags (the image flows are in deploy-image-plan.test.ts): reads only, a full plan. */
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +72,19 @@ describe('deployDags dryRun', () => {
     // The real run throws the first of them.
     const err = await user.deployDags({ deploymentId: 'cldep1', dagsDir: empty, upload }).catch((e) => e);
     expect(err.code).toBe('ASTRO_DAG_DEPLOY_DISABLED');
+  });
+
+  it('requireClean on a dirty repository is a refusal of the plan too, listed first as the real run checks it first', async () => {
+    const { client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    const dagsDir = makeDags();
+    const git = (...args: string[]) => execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', ...args], { cwd: dagsDir, stdio: 'pipe' });
+    git('init', '-q');
+    git('add', '.');
+    git('commit', '-q', '-m', 'dags');
+    writeFileSync(join(dagsDir, 'etl.py'), 'from airflow import DAG  # edited\n');
+    const { plan } = await client.deployDags({ deploymentId: 'cldep1', dagsDir, upload, dryRun: true, requireClean: true, git: 'auto' });
+    expect(plan.refusals.map((r) => r.code)).toEqual(['ASTRO_GIT_UNCOMMITTED_CHANGES']);
+    expect(plan.wouldDeploy).toBe(false);
   });
 
   it('with enableDagDeploy, plans to turn DAG deploys on instead of refusing', async () => {
