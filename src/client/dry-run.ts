@@ -45,12 +45,15 @@ import type { RequestOptions } from './transport.js';
 
 /** Something that would stop the real run, with the error code it would throw. */
 export interface DeployRefusal {
+  /** The code of the error the real run would throw. */
   code: AstroErrorCode;
+  /** Its message: what to do about it. */
   message: string;
 }
 
 /** The bundle a run would ship. */
 export interface PlannedBundle {
+  /** The `.airflowignore` syntax applied. */
   syntax: IgnoreSyntax;
   /** Hex SHA-256 over names, modes and content hashes (mtimes left out). */
   fingerprint: string;
@@ -68,16 +71,21 @@ export interface PlannedBundle {
   excluded: ExcludedPath[];
   /** What the rules excluded but is shipped anyway (hidden imports, symlink targets). */
   kept: KeptPath[];
+  /** Findings of the scan (invalid patterns, hidden imports kept, ...). */
   warnings: BundleWarning[];
 }
 
 /** The image a run would push, and the checks it passed or failed. */
 export interface PlannedImage {
+  /** The image as named (daemon name or ID, archive path; the built tag for deployProject). */
   reference: string;
   /** Config digest (image ID), `sha256:...`: what `skipUnchanged` compares. */
   configDigest: string;
+  /** `os/architecture[/variant]` of the image, e.g. `linux/amd64`. */
   platform: string;
+  /** Its Astro Runtime label, when present. */
   runtimeVersion?: string;
+  /** Its Airflow label, when present. */
   airflowVersion?: string;
   /** The checks the real run makes before creating the deploy. */
   checks: Array<'platform linux/amd64' | 'Astro Runtime label' | 'no runtime downgrade' | "runtime listed in the organization's deployment options" | 'Airflow 2 to 3 rule'>;
@@ -87,6 +95,7 @@ export interface PlannedImage {
 
 /** The tests gate a run would run (a dry run never runs them). */
 export interface PlannedTests {
+  /** The tests mode (`tests`, default `'none'` for deployImage, `'parse'` for deployProject). */
   mode: ProjectTestsMode;
   /** Suites that would run. */
   suites: ProjectTestSuite[];
@@ -96,6 +105,7 @@ export interface PlannedTests {
 
 /** What a deploy would do, from a dry run. */
 export interface DeployPlan {
+  /** The deployment it would deploy to. */
   deploymentId: string;
   /** The deploy type the run would create. */
   deployType: DeployType;
@@ -120,8 +130,11 @@ export interface DeployPlan {
   dagDeploy: { enabled: boolean; wouldEnable: boolean };
   /** CI/CD enforcement, and whether this token is an API token (which it requires). */
   cicd: { enforced: boolean; apiToken: boolean };
+  /** The DAG bundle it would upload (absent: no bundle ships, or bundling would fail). */
   bundle?: PlannedBundle;
+  /** The image it would push (image flows; absent when it cannot be read). */
   image?: PlannedImage;
+  /** The tests gate it would run (image flows). */
   tests?: PlannedTests;
   /** How what would ship compares with what runs now (from the deploy records). */
   unchanged: UnchangedCheck;
@@ -133,7 +146,9 @@ export interface DeployPlan {
 
 /** What a flow resolves with under `dryRun: true`. */
 export interface DeployDryRun {
+  /** Always true: nothing was deployed. */
   dryRun: true;
+  /** What the real run would do. */
   plan: DeployPlan;
 }
 

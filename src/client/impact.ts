@@ -24,7 +24,9 @@ export interface DeployImpact {
 /** The `deploy:impact` event: emitted before the deploy is created. */
 export interface DeployImpactEvent {
   type: 'deploy:impact';
+  /** The deployment about to be deployed to. */
   deploymentId: string;
+  /** What the deploy does to running work. */
   impact: DeployImpact;
 }
 

@@ -28,6 +28,7 @@ export const ROLLBACK_WINDOW_MS = 90 * 24 * 3600 * 1000;
 
 /** Parameters of `client.rollback`. */
 export interface RollbackParams {
+  /** The deployment to roll back. */
   deploymentId: string;
   /**
    * The deploy to run again: its id, or `'previous'`, the last successful deploy before the one
@@ -45,6 +46,7 @@ export interface RollbackParams {
    * `waitForRollout`; `verifyDags` works here too). @default false
    */
   wait?: FlowWait;
+  /** Cancels the rollback (before it is sent) or the wait; a rollback Astro accepted stays. */
   signal?: AbortSignal;
   /** `rollback:target`, `rollback:started`, then the rollout's events. Exceptions thrown here are ignored. */
   onEvent?: (event: ClientEvent) => void;
@@ -56,6 +58,7 @@ export interface RollbackParams {
 export interface RollbackResult {
   /** The deploy record the rollback created. */
   deployId: string;
+  /** That record, as Astro answered it (upload SAS redacted). */
   deploy: Deploy;
   /** The deploy rolled back to. */
   target: Deploy;

@@ -140,6 +140,7 @@ export function compareWithRunning(ours: CodeIdentity, running: RunningCode, dep
 export interface DeploySkipped {
   /** Why nothing was deployed. */
   skipped: 'unchanged';
+  /** The deployment that already runs this code. */
   deploymentId: string;
   /** The deploy record that shipped what runs (of the DAGs when the flow ships a bundle, else of the image). */
   runningDeployId?: string;

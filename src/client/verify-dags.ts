@@ -72,7 +72,9 @@ export interface DagVerification {
 /** The event of a verification, after `rollout:complete`. */
 export interface DagsVerifiedEvent {
   type: 'rollout:dags-verified';
+  /** The deployment verified. */
   deploymentId: string;
+  /** False when the Airflow API could not be asked. */
   checked: boolean;
   /** Import errors in the files reported on. */
   importErrors: number;
@@ -84,7 +86,9 @@ export interface DagsVerifiedEvent {
 export interface VerifyContext {
   /** The API token, sent as `Authorization: Bearer` to the deployment's Airflow. */
   token?: string | undefined;
+  /** The client's dispatcher (proxies, custom TLS). @default the environment's proxy, else undici's global */
   dispatcher?: DispatcherLike | undefined;
+  /** Where retries are noted. */
   logger?: Logger | undefined;
   /** The client's API retry settings; the call's `request.retry` is merged over them. */
   retry?: RetryOptions | undefined;
