@@ -55,6 +55,13 @@ export type {
   DeployPhaseEvent,
 } from './client/deploy-dags.js';
 export type { DeployImageParams, DeployImageResult, DeployImageEvent } from './client/deploy-image.js';
+export type {
+  DeployManyOutcome,
+  DeployDagsToManyParams,
+  DeployDagsToManyValue,
+  DeployImageToManyParams,
+  DeployImageToManyValue,
+} from './client/deploy-many.js';
 export type { DeployProjectParams, DeployProjectResult, DeployProjectEvent, DeployProjectTimings } from './client/deploy-project.js';
 export type { DeployDagsOutcome } from './client/deploy-dags.js';
 export type { DeployImageOutcome } from './client/deploy-image.js';

@@ -19,6 +19,15 @@ import { deployDags, type DeployDagsOutcome, type DeployDagsParams, type DeployD
 import type { DeployDryRun } from './dry-run.js';
 import { rollback, type RollbackParams, type RollbackResult } from './rollback.js';
 import { ApiTransport, type RequestOptions } from './transport.js';
+import {
+  deployDagsToMany,
+  deployImageToMany,
+  type DeployDagsToManyParams,
+  type DeployDagsToManyValue,
+  type DeployImageToManyParams,
+  type DeployImageToManyValue,
+  type DeployManyOutcome,
+} from './deploy-many.js';
 import { redactRolloutSas } from './redact-results.js';
 import { pathSegment } from './path.js';
 
@@ -185,6 +194,35 @@ export class AstroClient {
    */
   rollback(params: RollbackParams): Promise<RollbackResult> {
     return rollback(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));
+  }
+
+  /**
+   * Deploy one dags folder (or one `bundle`) to several deployments: `deployDags` for each, at
+   * most `concurrency` (default 4) at a time, with the folder bundled once per `.airflowignore`
+   * syntax among them (each deployment's runtime decides its syntax, unless `syntax` is given) and
+   * `git: 'auto'` / `requireClean` read once. Resolves with one outcome per deployment, in the
+   * order given: `{ deploymentId, ok: true, result }` or `{ deploymentId, ok: false, error }`; a
+   * deployment that fails does not stop the others. Rejects only for what fails before any
+   * deployment is touched: invalid options, `requireClean`.
+   */
+  deployDagsToMany(params: DeployDagsToManyParams): Promise<Array<DeployManyOutcome<DeployDagsToManyValue>>> {
+    const logger = this.#resolved.logger;
+    return deployDagsToMany(this.deployContext(), params, (one) => deployDags(this.deployContext(), withRequestRetryEvents(one, logger)));
+  }
+
+  /**
+   * Deploy one image to several deployments: `deployImage` for each, at most `concurrency`
+   * (default 4) at a time, with the image read once: an archive is opened once, the tests gate
+   * (`tests`) runs once, and the first push uploads the layers, which the pushes to the other
+   * deployments mount from its repository (a daemon image is not even exported again). The DAGs
+   * (`dagsDir`) are bundled once per syntax, `git: 'auto'` / `requireClean` read once. Resolves
+   * with one outcome per deployment, in order (`ok`, `result` with `tests`, or `error`); rejects
+   * only for what fails before any deployment is touched: invalid options, `requireClean`, the
+   * image's checks for the tests, the tests.
+   */
+  deployImageToMany(params: DeployImageToManyParams): Promise<Array<DeployManyOutcome<DeployImageToManyValue>>> {
+    const logger = this.#resolved.logger;
+    return deployImageToMany(this.deployContext(), params, (ctx, one) => deployImage(ctx, withRequestRetryEvents(one, logger)));
   }
 
   private deployContext(): DeployContext {

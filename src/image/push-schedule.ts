@@ -12,7 +12,7 @@ import { throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { abortAware, type OperationScope } from '../core/scope.js';
 import { fileData, gzipToFile, hashStream, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
-import { blobExists, pushBlob } from './blob-upload.js';
+import { blobExists, mountBlob, pushBlob } from './blob-upload.js';
 import { dockerClient, engineCall } from './docker.js';
 import { resolveImage, type LayerCompression } from './layout.js';
 import type { IdentifiedImage } from './push-identify.js';
@@ -109,7 +109,14 @@ export class LayerScheduler {
     settled.forEach((s, i) => {
       if (s) this.byDiffId.set(diffIds[i]!, Promise.resolve(s));
     });
-    const configSize = settled.every(Boolean) ? await blobExists(registry, configDigest, { policy, signal }) : undefined;
+    let configSize = settled.every(Boolean) ? await blobExists(registry, configDigest, { policy, signal }) : undefined;
+    // Every layer settled but the config is not here: mount it from where the layers came from
+    // (an earlier push of this image to another repository), rather than export the whole image
+    // for a few kilobytes of config.
+    if (configSize === undefined && settled.every(Boolean) && this.settler.mountFrom.length > 0) {
+      const mount = await mountBlob(registry, configDigest, this.settler.mountFrom, { keepSession: false, signal });
+      if (mount.from) configSize = await blobExists(registry, configDigest, { policy, signal });
+    }
     if (configSize !== undefined) {
       return { layers: diffIds.map((d) => ({ diffId: d, compression: 'none' as const })), config: { digest: configDigest, size: configSize } };
     }
