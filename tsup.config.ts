@@ -13,7 +13,8 @@ export default defineConfig({
   entry,
   format: ['esm', 'cjs'],
   dts: true,
-  sourcemap: true,
+  // No source maps: they would point at src/, which is not published (issue #12).
+  sourcemap: false,
   clean: true,
   target: 'node20',
   splitting: true,

@@ -1,13 +1,68 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, relative, resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * Three tiers, as vitest projects (`vitest run --project unit`):
+ * - `services`: tests that start or reach a service (the Docker engine, a registry, Azurite, the
+ *   Astro-like runtime image): a test file that imports one of the helpers below, itself or
+ *   through a local helper module of its own;
+ * - `package`: tests of the built and packed package (test/build/, test/package/): they run the
+ *   build or `npm pack` and install the tarball;
+ * - `unit`: the rest, which needs nothing but Node (in-process fakes on 127.0.0.1 included):
+ *   `npm run test:unit`, well under a minute.
+ * A file's tier follows from what it imports, so a new test lands in the right one by itself.
+ */
+const SERVICE_HELPERS = ['test/helpers/docker.ts', 'test/helpers/azurite.ts', 'test/helpers/registry.ts', 'test/helpers/runtime-image.ts'].map((p) =>
+  resolve(p),
+);
+const PACKAGE_DIRS = ['test/build/', 'test/package/'];
+
+function testFiles(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.test.ts')).map((f) => resolve(dir, f));
+}
+
+/** Local modules `file` imports (relative `.js` specifiers under test/, read as their `.ts` source). */
+function localImports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+    const target = resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts'));
+    if (target.startsWith(resolve('test')) && target.endsWith('.ts')) out.push(target);
+  }
+  return out;
+}
+
+function needsServices(file: string, seen = new Set<string>()): boolean {
+  if (SERVICE_HELPERS.includes(file)) return true;
+  if (seen.has(file)) return false;
+  seen.add(file);
+  let imports: string[];
+  try {
+    imports = localImports(file);
+  } catch {
+    return false;
+  }
+  return imports.some((f) => needsServices(f, seen));
+}
+
+const all = testFiles('test').map((f) => relative(process.cwd(), f));
+const packageTier = all.filter((f) => PACKAGE_DIRS.some((d) => f.startsWith(d)));
+const servicesTier = all.filter((f) => !packageTier.includes(f) && needsServices(resolve(f)));
+const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f));
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: keep the number of forked workers small so service-backed tests do not starve.
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     reporters: ['default'],
+    projects: [
+      { extends: true, test: { name: 'unit', include: unitTier.length ? unitTier : ['test/__none__'] } },
+      { extends: true, test: { name: 'package', include: packageTier.length ? packageTier : ['test/__none__'], globalSetup: ['test/package/setup.ts'] } },
+      { extends: true, test: { name: 'services', include: servicesTier.length ? servicesTier : ['test/__none__'] } },
+    ],
   },
 });

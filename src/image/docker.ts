@@ -17,6 +17,14 @@ export const DOCKERODE_INSTALL = 'npm install dockerode@^5';
 
 let defaultClient: Promise<DockerLike> | undefined;
 
+/**
+ * The specifier as a variable, not a literal: a bundler (esbuild, webpack, Vite) then leaves the
+ * import to run time, where it finds dockerode next to the app, instead of failing the build when
+ * the optional peer is not installed or copying dockerode's native addons into the bundle.
+ */
+const DOCKERODE = 'dockerode';
+const importDockerodeModule = (): Promise<unknown> => import(/* webpackIgnore: true */ /* @vite-ignore */ DOCKERODE);
+
 /** True when `err` says that the module `name` itself (not one of its dependencies) cannot be found. */
 function isModuleMissing(err: unknown, name: string): boolean {
   const code = (err as { code?: unknown } | null)?.code;
@@ -30,10 +38,7 @@ function isModuleMissing(err: unknown, name: string): boolean {
  *
  * @throws ImageError `ASTRO_IMAGE_DOCKERODE_MISSING` when dockerode is not installed
  */
-export async function importDockerode(
-  what: string,
-  load: () => Promise<unknown> = () => import('dockerode'),
-): Promise<new () => DockerLike> {
+export async function importDockerode(what: string, load: () => Promise<unknown> = importDockerodeModule): Promise<new () => DockerLike> {
   let mod: unknown;
   try {
     mod = await load();
