@@ -16,6 +16,8 @@ import { getTestDocker, loadArchive, removeImages, uniqueName } from '../helpers
 import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeImage, noise, writeLegacyArchive } from '../image/fixtures.js';
 import { skopeoInfo } from '../image/verify.js';
+import { getRuntimeImage } from '../helpers/runtime-image.js';
+import { INTEGRITY_TEST } from '../project/helpers.js';
 
 let dir: string;
 let currentToken = '';
@@ -130,6 +132,38 @@ describe('deployImageToMany', () => {
     expect(mounted).toHaveLength(1);
     expect(all[0]!.push.digest).toBe(all[1]!.push.digest);
   });
+
+  it('runs the tests gate once for all deployments; a failing test creates nothing anywhere', async () => {
+    const image = await getRuntimeImage();
+    const project = mkdtempSync(join(tmpdir(), 'many-project-'));
+    onTestFinished(() => rmSync(project, { recursive: true, force: true }));
+    mkdirSync(join(project, '.astro'));
+    mkdirSync(join(project, 'dags'));
+    writeFileSync(join(project, '.astro', 'test_dag_integrity_default.py'), INTEGRITY_TEST);
+    writeFileSync(join(project, 'dags', 'dag.py'), 'DAG_ID = "ok"\n');
+    const ids = ['cltest1', 'cltest2'];
+    const { astro, client } = await setup(ids);
+    const suites: Array<{ status: string; deploymentId: string | undefined }> = [];
+    const outcomes = await client.deployImageToMany({
+      deploymentIds: ids,
+      image,
+      projectDir: project,
+      tests: 'parse',
+      onEvent: (e, deploymentId) => e.type === 'tests:suite' && suites.push({ status: e.status, deploymentId }),
+    });
+    const all = results(outcomes);
+    expect(suites).toEqual([
+      { status: 'started', deploymentId: undefined },
+      { status: 'passed', deploymentId: undefined },
+    ]);
+    for (const r of all) expect(r.tests).toMatchObject({ mode: 'parse', parse: { status: 'passed', exitCode: 0 } });
+
+    writeFileSync(join(project, 'dags', 'broken.py'), 'import not_installed_anywhere\n');
+    const before = astro.requestsFor('deploys.create').length;
+    const error = await client.deployImageToMany({ deploymentIds: ids, image, projectDir: project, tests: 'parse' }).catch((e: unknown) => e);
+    expect(isAstroError(error, 'ASTRO_IMAGE_PARSE_FAILED')).toBe(true);
+    expect(astro.requestsFor('deploys.create')).toHaveLength(before);
+  }, 900_000);
 
   it('refuses invalid targets before any request, and a deployment that fails does not stop the others', async () => {
     const { astro, client } = await setup(['clok1', 'clok2'], { clok2: '3.1-99' });
