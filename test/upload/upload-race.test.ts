@@ -4,11 +4,11 @@
  * gone (`InvalidBlockList`). Each process must end with its own payload committed (or a typed
  * error), and no commit may ever hold a mix of the two payloads.
  *
- * The race is made reproducible with two throttled links: a "fast" process commits four payloads
- * one after the other (one commit about every 0.5 s) while a "slow" process stages one payload
- * (about 1 s per pass), so the slow process loses its staged blocks at least twice before the
- * fast one is done. Against the fake blob service (which keeps every version, so each commit can
- * be read back) and against Azurite.
+ * The race is made reproducible with two throttled links: a "fast" process commits 1 MiB payloads
+ * round and round (a commit every ~0.3 s) while a "slow" process stages one 4 MiB payload (~1.3 s
+ * per pass), so every pass of the slow one loses its blocks until the fast one is told to stop,
+ * which happens once the slow one has staged again twice. Against the fake blob service (which
+ * keeps every version, so each commit can be read back) and against Azurite.
  */
 import { spawn } from 'node:child_process';
 import type { IncomingMessage } from 'node:http';
@@ -49,36 +49,68 @@ const OPTIONS: UploadBlockBlobOptions = {
   retry: { initialDelayMs: 150, maxDelayMs: 1000 },
 };
 
-/** Start one child per entry at the same moment; resolve with each child's outcomes. */
-async function race(children: Array<{ url: string; files: string[]; options: UploadBlockBlobOptions }>): Promise<Outcome[][]> {
-  const running = children.map((config) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let output = '';
-    const ready = new Promise<void>((resolveReady, reject) => {
-      child.stdout.on('data', (c: Buffer) => {
-        output += c.toString();
-        if (output.includes('ready\n')) resolveReady();
-      });
-      child.on('error', reject);
+interface ChildConfig {
+  url: string;
+  files: string[];
+  options: UploadBlockBlobOptions;
+  loop?: boolean;
+}
+
+/** A running child: its outcomes once it is done, and the `restage` lines it printed so far. */
+function startChild(config: ChildConfig): { ready: Promise<void>; send: (line: string) => void; restages: () => number; done: Promise<Outcome[]>; onRestage: (fn: () => void) => void } {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  let restages = 0;
+  const listeners: Array<() => void> = [];
+  const ready = new Promise<void>((resolveReady, reject) => {
+    child.stdout.on('data', (c: Buffer) => {
+      const text = c.toString();
+      output += text;
+      if (output.includes('ready\n')) resolveReady();
+      const more = text.split('\n').filter((l) => l === 'restage').length;
+      if (more) {
+        restages += more;
+        for (const fn of listeners) fn();
+      }
     });
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const hardStop = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    const done = new Promise<string>((resolveDone) =>
-      child.on('close', () => {
-        clearTimeout(hardStop);
-        resolveDone(output);
-      }),
-    );
-    return { child, ready, done };
+    child.on('error', reject);
   });
-  await Promise.all(running.map((r) => r.ready));
-  for (const r of running) r.child.stdin.end('go\n');
-  const outputs = await Promise.all(running.map((r) => r.done));
-  return outputs.map((out) => {
-    const lines = out.split('\n').filter((l) => l.startsWith('{'));
-    if (lines.length === 0) throw new Error(`child printed no outcome:\n${out}`);
-    return lines.map((l) => JSON.parse(l) as Outcome);
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const hardStop = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  const done = new Promise<Outcome[]>((resolveDone, reject) =>
+    child.on('close', () => {
+      clearTimeout(hardStop);
+      const lines = output.split('\n').filter((l) => l.startsWith('{'));
+      if (lines.length === 0) reject(new Error(`child printed no outcome:\n${output}`));
+      else resolveDone(lines.map((l) => JSON.parse(l) as Outcome));
+    }),
+  );
+  return { ready, send: (line) => child.stdin.write(`${line}\n`), restages: () => restages, done, onRestage: (fn) => listeners.push(fn) };
+}
+
+/**
+ * The race: the "fast" process uploads its payloads round and round, a commit every fraction of a
+ * second, while the "slow" one stages its payload (over a second per pass), so that every pass of
+ * the slow one loses its blocks. Once it has staged again twice (the SDK used to give up at the
+ * second loss), or is done, the fast one is told to stop; the slow one must then get its commit in.
+ */
+async function race(fast: ChildConfig, slow: ChildConfig): Promise<{ fast: Outcome[]; slow: Outcome[] }> {
+  const f = startChild({ ...fast, loop: true });
+  const s = startChild(slow);
+  await Promise.all([f.ready, s.ready]);
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    f.send('stop');
+  };
+  s.onRestage(() => {
+    if (s.restages() >= 2) stop();
   });
+  void s.done.finally(stop).catch(() => undefined);
+  f.send('go');
+  s.send('go');
+  return { fast: await f.done, slow: await s.done };
 }
 
 /** The payloads of one race: the fast process's four and the slow process's one, as files. */
@@ -92,8 +124,8 @@ async function payloads(dir: string, seed: number): Promise<{ fast: string[]; sl
     return file;
   };
   const fast = [];
-  for (let i = 0; i < 4; i++) fast.push(await write(`fast-${i}.tar.gz`, 2 * MIB, seed + i));
-  const slow = [await write('slow.tar.gz', 3 * MIB, seed + 10)];
+  for (let i = 0; i < 4; i++) fast.push(await write(`fast-${i}.tar.gz`, 1 * MIB, seed + i));
+  const slow = [await write('slow.tar.gz', 4 * MIB, seed + 10)];
   return { fast, slow, bytes };
 }
 
@@ -108,9 +140,10 @@ function blocksAllFrom(ids: string[], data: Buffer): boolean {
 }
 
 /** Checks shared by both services: everyone ends committed, the slow one after losing its blocks twice or more. */
-function expectBothCommitted(outcomes: Outcome[][], bytes: Map<string, Buffer>): Outcome[] {
-  const [fast, slow] = outcomes as [Outcome[], Outcome[]];
+function expectBothCommitted(outcomes: { fast: Outcome[]; slow: Outcome[] }, bytes: Map<string, Buffer>): Outcome[] {
+  const { fast, slow } = outcomes;
   const all = [...fast, ...slow];
+  expect(slow).toHaveLength(1);
   for (const o of all) expect(o, JSON.stringify(o)).toMatchObject({ ok: true });
   for (const o of all) expect(o.bytes).toBe(bytes.get(o.file)!.length);
   // The slow process lost its staged blocks to the fast one's commits more than once: the SDK
@@ -158,10 +191,10 @@ describe('two processes uploading to one blob at once', () => {
       const name = 'race/dags.tar.gz';
       // One journal folder, as two processes on one machine share it (one gets `journal-busy`).
       const options = { ...OPTIONS, journalDir: join(work.dir, 'journal') };
-      const outcomes = await race([
+      const outcomes = await race(
         { url: fake.service.sasUrl(link.fast.url, 'dags', name), files: fast, options },
         { url: fake.service.sasUrl(link.slow.url, 'dags', name), files: slow, options },
-      ]);
+      );
       const all = expectBothCommitted(outcomes, bytes);
       // Every commit of both processes is a version of the blob holding exactly that process's payload.
       for (const o of all) expect(sameBytes(fake.service.readVersion('dags', name, o.versionId!), bytes.get(o.file)!), o.file).toBe(true);
@@ -213,10 +246,10 @@ describe('two processes uploading to one blob at once', () => {
       const link = await links(azurite.origin, versionHeaders);
       const name = 'race-az.tar.gz';
       const options = { ...OPTIONS, journalDir: join(work.dir, 'journal') };
-      const outcomes = await race([
+      const outcomes = await race(
         { url: azurite.sasUrl('dags', name, 'cw', link.fast.url), files: fast, options },
         { url: azurite.sasUrl('dags', name, 'cw', link.slow.url), files: slow, options },
-      ]);
+      );
       const all = expectBothCommitted(outcomes, bytes);
       // The blob's ETag names the last commit; its content and its committed block list are that
       // payload's alone.
