@@ -10,13 +10,16 @@ import { defineConfig } from 'vitest/config';
  * - `package`: tests of the built and packed package (test/build/, test/package/): they run the
  *   build or `npm pack` and install the tarball;
  * - `unit`: the rest, which needs nothing but Node (in-process fakes on 127.0.0.1 included):
- *   `npm run test:unit`, well under a minute.
+ *   `npm run test:unit`, under a minute; except the few slow files listed in `SLOW` (child
+ *   processes killed mid-upload, gigabyte tars), which run with `services`.
  * A file's tier follows from what it imports, so a new test lands in the right one by itself.
  */
 const SERVICE_HELPERS = ['test/helpers/docker.ts', 'test/helpers/azurite.ts', 'test/helpers/registry.ts', 'test/helpers/runtime-image.ts'].map((p) =>
   resolve(p),
 );
 const PACKAGE_DIRS = ['test/build/', 'test/package/'];
+/** Files that need no service but take over 5 s each: kept out of the fast tier. */
+const SLOW = ['test/upload/upload-kill.test.ts', 'test/client/deploy-dags-race.test.ts', 'test/image/tar-large.test.ts'];
 
 function testFiles(dir: string): string[] {
   return (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.test.ts')).map((f) => resolve(dir, f));
@@ -48,7 +51,7 @@ function needsServices(file: string, seen = new Set<string>()): boolean {
 
 const all = testFiles('test').map((f) => relative(process.cwd(), f));
 const packageTier = all.filter((f) => PACKAGE_DIRS.some((d) => f.startsWith(d)));
-const servicesTier = all.filter((f) => !packageTier.includes(f) && needsServices(resolve(f)));
+const servicesTier = all.filter((f) => !packageTier.includes(f) && (SLOW.includes(f) || needsServices(resolve(f))));
 const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f));
 
 export default defineConfig({
