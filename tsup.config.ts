@@ -10,9 +10,11 @@ const entry: Record<string, string> = {
 };
 
 export default defineConfig({
-  entry,
+  // The CLI (package.json `bin`: dist/cli.js, ESM, its `#!/usr/bin/env node` kept by esbuild and
+  // made executable by tsup) shares the library's chunks; it has no types of its own.
+  entry: { ...entry, cli: 'src/cli/main.ts' },
   format: ['esm', 'cjs'],
-  dts: true,
+  dts: { entry },
   // No source maps: they would point at src/, which is not published (issue #12).
   sourcemap: false,
   clean: true,

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/**
+ * `astro-deploy`: the CLI over astro-deploy-sdk (the package's `bin`). Signals: the first Ctrl-C
+ * (or SIGTERM) aborts the running SDK call through its signal, and the run ends with 130 (143)
+ * once the SDK has stopped; a second one exits at once.
+ */
+import { redact } from '../core/redact.js';
+import { ExitCode } from './exit-codes.js';
+import { run, type LastWords } from './run.js';
+
+const controller = new AbortController();
+let interruptedBy: 'SIGINT' | 'SIGTERM' | undefined;
+let lastWords: LastWords = () => {};
+
+function onSignal(signal: 'SIGINT' | 'SIGTERM'): void {
+  if (interruptedBy) {
+    lastWords();
+    process.exit(interruptedBy === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED);
+  }
+  interruptedBy = signal;
+  controller.abort(new Error(`Interrupted (${signal}).`));
+}
+process.on('SIGINT', () => onSignal('SIGINT'));
+process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+run(
+  process.argv.slice(2),
+  { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), signal: controller.signal, interruptedBy: () => interruptedBy },
+  (fn) => (lastWords = fn),
+).then(
+  (code) => exit(code),
+  (error: unknown) => {
+    process.stderr.write(`astro-deploy: ${redact(error instanceof Error ? (error.stack ?? error.message) : String(error))}\n`);
+    exit(ExitCode.FAILED);
+  },
+);
+
+/** Exit once stdout has taken what was written: nothing left running (keep-alive sockets, workers) holds the process. */
+function exit(code: number): void {
+  process.stdout.write('', () => process.exit(code));
+}
