@@ -19,7 +19,15 @@ const SERVICE_HELPERS = ['test/helpers/docker.ts', 'test/helpers/azurite.ts', 't
 );
 const PACKAGE_DIRS = ['test/build/', 'test/package/'];
 /** Files that need no service but take over 5 s each: kept out of the fast tier. */
-const SLOW = ['test/upload/upload-kill.test.ts', 'test/client/deploy-dags-race.test.ts', 'test/image/tar-large.test.ts'];
+const SLOW = [
+  'test/upload/upload-kill.test.ts',
+  'test/client/deploy-dags-race.test.ts',
+  'test/image/tar-large.test.ts',
+  // The CLI run as child processes, a few seconds each (test/cli/bin.test.ts, one quick run of the built bin, stays).
+  'test/cli/commands.test.ts',
+  'test/cli/exit-codes.test.ts',
+  'test/cli/output.test.ts',
+];
 
 function testFiles(dir: string): string[] {
   return (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.test.ts')).map((f) => resolve(dir, f));
