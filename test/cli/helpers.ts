@@ -6,7 +6,7 @@
  * through tsx, as `npm run demo` does.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -23,13 +23,27 @@ export const CLI_FROM_SOURCE = [process.execPath, '--import', TSX, CLI_SOURCE];
 
 let built: Promise<string> | undefined;
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * The built bin (its path): `tsup --out-dir <private folder> --format esm --no-dts` with the
  * package's tsup.config.ts, once per test process; the folder is removed when the process exits.
  */
 export function builtBin(): Promise<string> {
   built ??= (async () => {
-    const out = join(ROOT, 'node_modules/.cache/astro-deploy-cli-test', String(process.pid));
+    const parent = join(ROOT, 'node_modules/.cache/astro-deploy-cli-test');
+    // Folders of test processes that are gone (a worker killed before its exit hook ran).
+    for (const name of existsSync(parent) ? readdirSync(parent) : []) {
+      if (/^\d+$/.test(name) && !alive(Number(name))) rmSync(join(parent, name), { recursive: true, force: true });
+    }
+    const out = join(parent, String(process.pid));
     process.once('exit', () => rmSync(out, { recursive: true, force: true }));
     await promisify(execFile)(join(ROOT, 'node_modules/.bin/tsup'), ['--out-dir', out, '--format', 'esm', '--no-dts'], { cwd: ROOT, timeout: 240_000 });
     return join(out, 'cli.js');
