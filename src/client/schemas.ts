@@ -56,26 +56,54 @@ export const workerQueueSchema = z.looseObject({
 });
 
 export const deploymentSchema = z.looseObject({
+  /** The deployment's ID: the `deploymentId` every flow takes. */
   id: z.string(),
+  /** The deployment's name, as Astro's UI shows it. */
   name: z.string(),
+  /** The organization the deployment belongs to. */
   organizationId: z.string(),
+  /** The workspace the deployment belongs to. */
   workspaceId: z.string(),
   /** Optional in the spec; a {@link DeploymentType} or a value this SDK does not know yet. */
   type: z
     .string()
     .nullish()
     .transform((v): DeploymentType | (string & {}) | undefined => v ?? undefined),
+  /**
+   * Health, a {@link DeploymentStatus}: `waitForRollout` ends on `HEALTHY` (or `HIBERNATING`)
+   * once the deployment runs the deploy it waits for.
+   */
   status: z.string(),
+  /** Why the deployment has its `status`, when the API says (reported in rollout errors). */
   statusReason: optionalString,
+  /**
+   * DAG-only deploys are on: `deployDags` needs them (`ASTRO_DAG_DEPLOY_DISABLED` otherwise), and
+   * image deploys then ship `dags/` as a bundle instead of baking it into the image.
+   */
   isDagDeployEnabled: z.boolean(),
+  /**
+   * Deploys must come from an API token: the flows refuse a user token (`ASTRO_CICD_ENFORCED`),
+   * and so does `setDagDeploy` unless forced.
+   */
   isCicdEnforced: z.boolean(),
+  /** The deployment's namespace: `deployProject` names its local image `<namespace>/airflow:latest`, as the CLI does. */
   namespace: optionalString,
+  /**
+   * The Astro Runtime version the deployment runs (`3.1-2`), read when `astroRuntimeVersion` is
+   * absent: an image deploy's runtime may not be lower, and it picks the `.airflowignore` syntax.
+   */
   runtimeVersion: optionalString,
+  /** The Astro Runtime version, preferred over `runtimeVersion` when both are given. */
   astroRuntimeVersion: optionalString,
+  /** The Airflow version the runtime carries. */
   airflowVersion: optionalString,
+  /** The DAG bundle version the deployment runs: `waitForRollout` compares it with the finalized one. */
   dagTarballVersion: optionalString,
+  /** The DAG bundle version the deployment is moving to; equal to `dagTarballVersion` once rolled out. */
   desiredDagTarballVersion: optionalString,
+  /** The image tag the deployment runs: `waitForRollout` compares it with the pushed one. */
   imageTag: optionalString,
+  /** The registry repository of the deployment's images. */
   imageRepository: optionalString,
   imageVersion: optionalString,
   webServerUrl: optionalString,
@@ -85,14 +113,17 @@ export const deploymentSchema = z.looseObject({
    */
   webServerAirflowApiUrl: optionalString,
   workspaceName: optionalString,
+  /** `CELERY`, `KUBERNETES` or `ASTRO`: part of the full update body `setDagDeploy` sends back. */
   executor: optionalString,
   schedulerSize: optionalString,
   isHighAvailability: optionalBoolean,
   isDevelopmentMode: optionalBoolean,
+  /** Environment variables; secret ones come without a value and are sent back without one by `setDagDeploy`, which keeps them. */
   environmentVariables: z
     .array(environmentVariableSchema)
     .nullish()
     .transform((v) => v ?? undefined),
+  /** Worker queues, sent back as they are by `setDagDeploy`. */
   workerQueues: z
     .array(workerQueueSchema)
     .nullish()
@@ -110,6 +141,7 @@ export const deploymentSchema = z.looseObject({
   defaultTaskPodMemory: optionalString,
   resourceQuotaCpu: optionalString,
   resourceQuotaMemory: optionalString,
+  /** Remote Execution: when enabled, DAGs never ship in a bundle or an image deploy's DAG upload. */
   remoteExecution: z
     .looseObject({
       enabled: z.boolean(),
@@ -151,8 +183,14 @@ export const deploymentSchema = z.looseObject({
   updatedAt: optionalString,
 });
 
-/** A deployment as returned by `GET /organizations/{org}/deployments/{id}`. */
-export type Deployment = z.infer<typeof deploymentSchema>;
+/**
+ * A deployment as returned by `GET /organizations/{org}/deployments/{id}`, checked by
+ * {@link deploymentSchema}: the documented fields are the ones the SDK relies on; fields it does not
+ * know pass through unchecked.
+ */
+// An interface, not a type alias, so that signatures and the docs show it by name.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface Deployment extends z.infer<typeof deploymentSchema> {}
 
 export const deploymentListSchema = z.looseObject({
   deployments: z.array(deploymentSchema),
@@ -162,13 +200,19 @@ export const deploymentListSchema = z.looseObject({
 });
 
 /** A page of deployments. */
-export type DeploymentList = z.infer<typeof deploymentListSchema>;
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface DeploymentList extends z.infer<typeof deploymentListSchema> {}
 
 export const deploySchema = z.looseObject({
+  /** The deploy's ID: what `deployId` in results and errors names. */
   id: z.string(),
+  /** The deployment it belongs to. */
   deploymentId: z.string(),
+  /** The {@link DeployType} it was created with. */
   type: z.string(),
+  /** A {@link DeployStatus}: `INITIALIZED` until finalized, then `DEPLOYED` (or `FAILED`) once it rolled out. */
   status: optionalString,
+  /** Where an image deploy pushes (`imageRepository:imageTag`). */
   imageRepository: z.string(),
   /** Marked required but documented as "appears only if specified": read as `''` when absent. */
   imageTag: z
@@ -176,8 +220,10 @@ export const deploySchema = z.looseObject({
     .nullish()
     .transform((v) => v ?? ''),
   isDagDeployEnabled: optionalBoolean,
+  /** The Azure block-blob SAS URL a DAG bundle is uploaded to; redacted in what the SDK returns. */
   dagsUploadUrl: optionalString,
   bundleUploadUrl: optionalString,
+  /** The bundle version finalize was given (the blob's `x-ms-version-id`). */
   dagTarballVersion: optionalString,
   description: optionalString,
   /** Set on a deploy made by a rollback. */
@@ -186,8 +232,9 @@ export const deploySchema = z.looseObject({
   updatedAt: optionalString,
 });
 
-/** A deploy record (create, finalize, get, rollback). */
-export type Deploy = z.infer<typeof deploySchema>;
+/** A deploy record (create, finalize, get, rollback), checked by {@link deploySchema}. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface Deploy extends z.infer<typeof deploySchema> {}
 
 export const deployListSchema = z.looseObject({
   deploys: z.array(deploySchema),
@@ -197,7 +244,8 @@ export const deployListSchema = z.looseObject({
 });
 
 /** A page of deploys. */
-export type DeployList = z.infer<typeof deployListSchema>;
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface DeployList extends z.infer<typeof deployListSchema> {}
 
 export const deploymentOptionsSchema = z.looseObject({
   runtimeReleases: z.array(
@@ -210,8 +258,9 @@ export const deploymentOptionsSchema = z.looseObject({
   ),
 });
 
-/** `GET /organizations/{org}/deployment-options`. */
-export type DeploymentOptions = z.infer<typeof deploymentOptionsSchema>;
+/** `GET /organizations/{org}/deployment-options`: the runtime releases an image deploy's runtime must be among. */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface DeploymentOptions extends z.infer<typeof deploymentOptionsSchema> {}
 
 /** The API's error body. Parsed leniently: any part may be missing. */
 export const apiErrorBodySchema = z.looseObject({
