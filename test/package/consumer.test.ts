@@ -1,8 +1,8 @@
 /**
  * The packed tarball installed as a user installs it (`npm i <tgz>` into a fresh project outside
  * this repository, without dockerode) and used from ESM, CommonJS, TypeScript (nodenext, bundler
- * and node10 resolution, `skipLibCheck: false`) and an esbuild bundle. CI runs this on every Node
- * the package claims.
+ * and node10 resolution, `skipLibCheck: false`) and an esbuild bundle, and every ```ts block of the
+ * README type-checked against it. CI runs this on every Node the package claims.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -150,6 +150,18 @@ describe('the packed tarball in a fresh project', () => {
   it('type-checks under TypeScript node10 resolution (module commonjs)', async () => {
     // esModuleInterop as `tsc --init` sets it: zod's own node10 types need it with skipLibCheck off.
     expect(await tsc('ts-node10', { module: 'commonjs', moduleResolution: 'node10', esModuleInterop: true }, { 'app.ts': USAGE })).toBe('');
+  }, 180_000);
+
+  it('compiles every ```ts block of the README against the installed package', async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const files: Record<string, string> = {};
+    for (const m of readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)) {
+      const line = readme.slice(0, m.index).split('\n').length;
+      // Each block is a module of its own (top-level await, no names from other blocks).
+      files[`readme-line-${line}.mts`] = `${m[1]}export {};\n`;
+    }
+    expect(Object.keys(files).length).toBeGreaterThanOrEqual(8);
+    expect(await tsc('ts-readme', { module: 'nodenext', moduleResolution: 'nodenext' }, files)).toBe('');
   }, 180_000);
 
   for (const format of ['esm', 'cjs'] as const) {
