@@ -91,7 +91,8 @@ const STATUS_HINTS: Partial<Record<AstroErrorCode, string>> = {
 /** HTTP 431 keeps the generic code (ASTRO_API_ERROR) but its likely cause is known. */
 const HEADERS_TOO_LARGE_HINT = 'The request headers were too large for the server, most likely the API token: check that ASTRO_API_TOKEN holds exactly one token, not several concatenated or with extra text.';
 
-function codeForStatus(status: number): AstroErrorCode {
+/** The SDK's error code for an HTTP status of the Astro API (also used for the deployment's Airflow API). */
+export function codeForStatus(status: number): AstroErrorCode {
   if (status === 400 || status === 422) return ErrorCodes.API_BAD_REQUEST;
   if (status === 401) return ErrorCodes.API_UNAUTHORIZED;
   if (status === 403) return ErrorCodes.API_FORBIDDEN;

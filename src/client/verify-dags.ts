@@ -32,7 +32,7 @@ import { assertSecureUrl } from '../core/url-safety.js';
 import { SDK_VERSION } from '../version.js';
 import { validateRetryOptions } from './options.js';
 import type { Deployment } from './schemas.js';
-import type { RequestOptions } from './transport.js';
+import { codeForStatus, type RequestOptions } from './transport.js';
 
 /** Options of `wait.verifyDags` (`true` takes every default). */
 export interface VerifyDagsOptions {
@@ -187,8 +187,7 @@ async function getOnce(url: string, ctx: VerifyContext, options: RequestOptions)
     } catch {
       // Not JSON: a proxy answered.
     }
-    const code =
-      status === 401 ? ErrorCodes.API_UNAUTHORIZED : status === 403 ? ErrorCodes.API_FORBIDDEN : status === 404 ? ErrorCodes.API_NOT_FOUND : status >= 500 ? ErrorCodes.API_SERVER_ERROR : status === 429 ? ErrorCodes.API_RATE_LIMITED : status === 408 ? ErrorCodes.API_REQUEST_TIMEOUT : ErrorCodes.API_ERROR;
+    const code = codeForStatus(status);
     const failure = statusFailure(status, headers);
     throw withFailure(
       new AstroApiError(
