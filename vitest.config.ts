@@ -57,7 +57,16 @@ function needsServices(file: string, seen = new Set<string>()): boolean {
   return imports.some((f) => needsServices(f, seen));
 }
 
-const all = testFiles('test').map((f) => relative(process.cwd(), f));
+/**
+ * Files that need a newer Node than the one running: undici 8 needs Node 22.19. They are left out
+ * of the run instead of reported as skipped; CI runs them on Node 22 and 24 (see .ci/run).
+ */
+const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(Number) as [number, number];
+const NEEDS_NEWER_NODE = nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19) ? [] : ['test/client/undici8-runtime.test.ts'];
+
+const all = testFiles('test')
+  .map((f) => relative(process.cwd(), f))
+  .filter((f) => !NEEDS_NEWER_NODE.includes(f));
 const packageTier = all.filter((f) => PACKAGE_DIRS.some((d) => f.startsWith(d)));
 const servicesTier = all.filter((f) => !packageTier.includes(f) && (SLOW.includes(f) || needsServices(resolve(f))));
 const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f));
