@@ -58,34 +58,42 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Take the lock file at `path`, or throw {@link JournalBusyError} if a live upload has it. */
+/** Create the lock file; false when it exists already. */
+async function createLock(path: string, mine: LockInfo): Promise<boolean> {
+  try {
+    await writeFile(path, JSON.stringify(mine), { flag: 'wx', mode: 0o600 });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return false;
+  }
+}
+
+/**
+ * Take the lock file at `path`, or throw {@link JournalBusyError} if a live upload has it. An
+ * abandoned lock (dead owner, torn file, older than a day) is removed and taken once; losing that
+ * take-over to another process means the lock is busy.
+ */
 async function takeLock(path: string): Promise<void> {
   const mine: LockInfo = { pid: process.pid, host: hostname(), since: new Date().toISOString(), process: THIS_PROCESS };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await writeFile(path, JSON.stringify(mine), { flag: 'wx', mode: 0o600 });
-      return;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    let held: Partial<LockInfo> = {};
-    try {
-      held = JSON.parse(await readFile(path, 'utf8')) as Partial<LockInfo>;
-    } catch {
-      // Unreadable or torn: treat it as abandoned.
-    }
-    const age = Date.now() - Date.parse(held.since ?? '');
-    const sameHost = held.host === mine.host;
-    const abandoned =
-      typeof held.pid !== 'number' ||
-      !(age < STALE_LOCK_MS) ||
-      // Our pid but not us: a crashed earlier run (the pid cannot belong to two live processes).
-      (sameHost && held.pid === process.pid && held.process !== THIS_PROCESS) ||
-      (sameHost && held.pid !== process.pid && !processAlive(held.pid));
-    if (!abandoned) throw new JournalBusyError({ pid: held.pid!, host: held.host ?? '?', since: held.since ?? '?' });
-    await rm(path, { force: true });
+  if (await createLock(path, mine)) return;
+  let held: Partial<LockInfo> = {};
+  try {
+    held = JSON.parse(await readFile(path, 'utf8')) as Partial<LockInfo>;
+  } catch {
+    // Unreadable or torn: treat it as abandoned.
   }
-  throw new JournalBusyError({ pid: -1, host: '?', since: '?' });
+  const age = Date.now() - Date.parse(held.since ?? '');
+  const sameHost = held.host === mine.host;
+  const abandoned =
+    typeof held.pid !== 'number' ||
+    !(age < STALE_LOCK_MS) ||
+    // Our pid but not us: a crashed earlier run (the pid cannot belong to two live processes).
+    (sameHost && held.pid === process.pid && held.process !== THIS_PROCESS) ||
+    (sameHost && held.pid !== process.pid && !processAlive(held.pid));
+  if (!abandoned) throw new JournalBusyError({ pid: held.pid!, host: held.host ?? '?', since: held.since ?? '?' });
+  await rm(path, { force: true });
+  if (!(await createLock(path, mine))) throw new JournalBusyError({ pid: -1, host: '?', since: '?' });
 }
 
 /** Default journal folder: `$XDG_CACHE_HOME/astro-deploy-sdk/uploads`, else `~/.cache/astro-deploy-sdk/uploads`. */
