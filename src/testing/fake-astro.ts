@@ -15,7 +15,7 @@
  * `undefined`), e.g. a deployment without `type`, which the spec allows.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 import { randomUUID } from 'node:crypto';
 import { applyFault, dropConnection, FaultInjector, readRequestBody, type FaultAction, type FaultRule, type ProceedOptions } from './faults.js';
 import { createFakeBlobService, type FakeBlobService } from './fake-blob.js';
@@ -264,7 +264,6 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
   const deployments = new Map<string, FakeDeployment>();
   const deploys = new Map<string, FakeDeploy[]>();
   const timers = new Set<NodeJS.Timeout>();
-  const sockets = new Set<Socket>();
   let tagCounter = 0;
   let origin = '';
 
@@ -624,16 +623,8 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       }
     });
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  origin = `http://127.0.0.1:${port}`;
+  const listener = await listenOnLoopback(server);
+  origin = listener.origin;
 
   const token = minter.mint();
   return {
@@ -691,8 +682,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     close: async () => {
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await listener.close();
     },
   };
 }

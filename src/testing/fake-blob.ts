@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 import { dropConnection, readRequestBody, type ProceedOptions } from './faults.js';
 
 /** Route names {@link FakeBlobService.routeOf} gives requests (used by fault rules). */
@@ -491,18 +491,6 @@ export async function startFakeBlobServer(options: FakeBlobServiceOptions = {}):
       if (!res.headersSent) res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    service,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  const listener = await listenOnLoopback(server);
+  return { url: listener.origin, service, close: listener.close };
 }

@@ -12,7 +12,7 @@
  * - count requests and body bytes up and down, per route, so tests can bound re-sent bytes.
  */
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { applyFault, dropConnection, FaultInjector, type FaultRule, type ProceedOptions } from './faults.js';
 
@@ -164,7 +164,6 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
   let bytesToReset = nextReset();
   let linkBucket = options.throttleBytesPerSecond ? new TokenBucket(options.throttleBytesPerSecond) : undefined;
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const sockets = new Set<Socket>();
 
   function countUp(route: string, bytes: number): void {
     stats.bytesUp += bytes;
@@ -290,18 +289,10 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
       if (!res.headersSent) res.destroy();
     });
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const listener = await listenOnLoopback(server);
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: listener.origin,
     faults,
     stats,
     resetStats() {
@@ -314,11 +305,9 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
     setThrottle(bytesPerSecond) {
       linkBucket = bytesPerSecond ? new TokenBucket(bytesPerSecond) : undefined;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        agent.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => {
+      agent.destroy();
+      return listener.close();
+    },
   };
 }

@@ -8,7 +8,8 @@
  * It only ever connects to loopback targets (anything else gets 403), and counts what it carried.
  */
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { listenOnLoopback } from '../../src/testing/loopback.js';
 
 /** What a {@link ForwardProxy} carried. */
 export interface ForwardProxyStats {
@@ -51,7 +52,6 @@ function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | s
 /** Start a forward proxy on `127.0.0.1` with a free port. */
 export async function startForwardProxy(): Promise<ForwardProxy> {
   const stats: ForwardProxyStats = { tunnels: 0, requests: 0, bytesUp: 0, targets: [], refused: 0 };
-  const sockets = new Set<Socket>();
 
   const server = createServer((req, res) => {
     let target: URL;
@@ -101,23 +101,15 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
       client.pipe(upstream);
       upstream.pipe(client);
     });
-    sockets.add(upstream);
-    upstream.on('close', () => sockets.delete(upstream));
+    // `listening` is set before any connection can arrive.
+    listening.track(upstream);
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
     client.on('close', () => upstream.destroy());
   });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: listening.origin,
     stats,
     get used() {
       return stats.tunnels + stats.requests;
@@ -125,11 +117,7 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     resetStats() {
       Object.assign(stats, { tunnels: 0, requests: 0, bytesUp: 0, targets: [], refused: 0 });
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: listening.close,
   };
 }
 
