@@ -1,5 +1,5 @@
 /**
- * `npm run bench [bundle|upload|image|project ...]`: runs the benchmarks one after the other (each in its
+ * `npm run bench [bundle|deploy-dags|upload|image|project ...]`: runs the benchmarks one after the other (each in its
  * own process, so peak-RSS figures do not mix) and prints their tables. With no argument, all.
  * Benchmarks are not tests: they compare this SDK with its peers (GNU tar, @azure/storage-blob,
  * docker push, skopeo) on this machine and print ratios.
@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-const all = ['bundle', 'upload', 'image', 'project'];
+const all = ['bundle', 'deploy-dags', 'upload', 'image', 'project'];
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : all;
 let failed = 0;
 for (const name of chosen) {
