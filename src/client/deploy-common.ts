@@ -5,7 +5,7 @@
 import { createBundle, type BundleEvent, type BundleResult, type CreateBundleOptions, type IgnoreSyntax } from '../bundle/index.js';
 import type { DispatcherLike } from '../core/dispatcher.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
-import { AstroConfigError, AstroDeployError, AstroFinalizeUnknownError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
+import { AstroConfigError, AstroDeployError, AstroFinalizeUnknownError, AstroSchemaError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
 import { failureOf, type Failure } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
 import { isRetryable, retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
@@ -66,6 +66,27 @@ export function withDeployId<E>(error: E, deployId: string): E {
     Object.defineProperty(error, 'deployId', { value: deployId, enumerable: true, configurable: true });
   }
   return error;
+}
+
+/**
+ * Where an image deploy pushes: the created deploy's `imageRepository:imageTag`. The contract marks
+ * `imageTag` "appears only if specified", and the schema reads its absence as `''`; for an image
+ * deploy that would push to a tag no rollout names, so it is refused, naming the deploy, before a
+ * byte is pushed. The record stays INITIALIZED, which Astro never rolls out.
+ */
+export function imageTargetOf(deploy: Deploy, deploymentId: string): { repository: string; tag: string } {
+  const missing = [...(deploy.imageRepository ? [] : ['imageRepository']), ...(deploy.imageTag ? [] : ['imageTag'])];
+  if (missing.length) {
+    throw withDeployId(
+      new AstroSchemaError(
+        `Astro created image deploy ${deploy.id} for deployment ${deploymentId} without ${missing.join(' or ')}, so there is nowhere to push the image; nothing was pushed and the deploy stays INITIALIZED (never rolled out). Deploy again; if it recurs, report deploy ${deploy.id} to Astronomer support.`,
+        `/deployments/${deploymentId}/deploys`,
+        missing,
+      ),
+      deploy.id,
+    );
+  }
+  return { repository: deploy.imageRepository, tag: deploy.imageTag };
 }
 
 /**

@@ -38,6 +38,7 @@ import {
   checkCicd,
   finalizeContextOf,
   finalizeOnce,
+  imageTargetOf,
   serialised,
   uploadBundle,
   withDeployId,
@@ -248,7 +249,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
         try {
           const push = await (ctx.pushImage ?? pushImage)(
             source,
-            { repository: deploy.imageRepository, tag: deploy.imageTag },
+            imageTargetOf(deploy, deploymentId),
             {
               // The client's dispatcher and logger, unless the flow's push options name their own.
               ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),

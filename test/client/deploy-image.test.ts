@@ -106,6 +106,21 @@ describe('deployImage', () => {
     expect(d.imageTag).toBe(result.deploy.imageTag);
   });
 
+  it('a created image deploy without imageTag is refused, naming the deploy, before a byte is pushed', async () => {
+    const { astro, client } = await setup({}, true);
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    const created = { id: 'cldeploynotag0000000000001', deploymentId, type: 'IMAGE_ONLY', status: 'INITIALIZED', imageRepository: `${registry.host}/${astro.organizationId}/${deploymentId}` };
+    astro.fail({ route: 'deploys.create', action: { kind: 'status', status: 200, body: created } });
+    proxy.resetStats();
+    const err = await client.deployImage({ deploymentId, image: archives.good! }).catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_API_SCHEMA')).toBe(true);
+    expect((err as { fields: string[] }).fields).toEqual(['imageTag']);
+    expect((err as { deployId?: string }).deployId).toBe(created.id);
+    expect((err as Error).message).toContain(created.id);
+    expect(proxy.stats.requests).toBe(0);
+    expect(astro.requestsFor('deploys.finalize')).toHaveLength(0);
+  });
+
   it('DAG deploys disabled: an IMAGE_AND_DAG deploy finalized with an empty body', async () => {
     const { astro, client } = await setup({ isDagDeployEnabled: false });
     const deploymentId = (await client.deployments.listAll())[0]!.id;
