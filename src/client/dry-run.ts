@@ -39,7 +39,7 @@ import type { DeployImageEvent, DeployImageParams } from './deploy-image.js';
 import type { DeployProjectEvent, DeployProjectParams } from './deploy-project.js';
 import { impactOf, type DeployImpact } from './impact.js';
 import { pathSegment } from './path.js';
-import type { DeployType, Deployment } from './schemas.js';
+import type { DeployType, Deployment, DeploymentOptions } from './schemas.js';
 import { compareWithRunning, describeDeploy, runningCode, type CodeIdentity, type UnchangedCheck } from './skip-unchanged.js';
 import type { RequestOptions } from './transport.js';
 
@@ -205,9 +205,21 @@ function plannedBundle(bundle: BundleResult): PlannedBundle {
   };
 }
 
-/** Bundle for the plan only: the temporary file is removed at once. */
-async function planBundle(refusals: DeployRefusal[], dagsDir: string, params: DeployDagsParams | DeployImageParams | DeployProjectParams, syntax: IgnoreSyntax, signal: AbortSignal | undefined, emit: (e: never) => void): Promise<PlannedBundle | undefined> {
-  const bundle = await collectAsync(refusals, () => bundleDags(dagsDir, params, syntax, signal, emit as (e: unknown) => void));
+/**
+ * The bundle part of a plan. A bundle given (made once with createBundle) is planned as it is,
+ * refused on a syntax mismatch; a folder is bundled for the plan only, its temporary file removed at once.
+ */
+async function planBundle(
+  refusals: DeployRefusal[],
+  dagsDir: string | undefined,
+  params: DeployDagsParams | DeployImageParams | DeployProjectParams,
+  where: { deploymentId: string; syntax: IgnoreSyntax; runtimeVersion: string | undefined },
+  signal: AbortSignal | undefined,
+  emit: (e: never) => void,
+): Promise<PlannedBundle | undefined> {
+  const given = 'bundle' in params ? params.bundle : undefined;
+  if (given) return collectAsync(refusals, async () => plannedBundle((await dagsBundle(params as DeployDagsParams | DeployImageParams, where, signal, emit as (e: unknown) => void)).bundle));
+  const bundle = await collectAsync(refusals, () => bundleDags(dagsDir!, params, where.syntax, signal, emit as (e: unknown) => void));
   if (!bundle) return undefined;
   try {
     return plannedBundle(bundle);
@@ -231,6 +243,24 @@ function plannedImage(info: ImageInfo, valid: boolean): PlannedImage {
 }
 
 /** The tests a run would run, as the flows decide (force, runtimes before 4.1.0 skip the parse). */
+/** The image as the real run checks it against the deployment; a failed check is a refusal. */
+function validatedImage(
+  refusals: DeployRefusal[],
+  info: ImageInfo,
+  runtimeVersion: string | undefined,
+  options: DeploymentOptions,
+  allowAirflow3Upgrade: boolean | undefined,
+): PlannedImage {
+  const valid = collect(refusals, () =>
+    assertValid(info, {
+      ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
+      allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
+      ...(allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
+    }),
+  );
+  return plannedImage(info, valid);
+}
+
 function plannedTests(mode: ProjectTestsMode, force: boolean | undefined, runtimeVersion: string | undefined): PlannedTests {
   const suites = suitesOf(mode);
   if (suites.length && force) return { mode, suites: [], skipped: 'force' };
@@ -238,26 +268,49 @@ function plannedTests(mode: ProjectTestsMode, force: boolean | undefined, runtim
   return { mode, suites };
 }
 
+/** What differs between the plans of the three flows; {@link finishPlan} adds the rest. */
+interface PlanParts {
+  deploymentId: string;
+  deployType: DeployType;
+  refusals: DeployRefusal[];
+  /** Whether the run would enable DAG deploys first (deployDags' `enableDagDeploy`). @default false */
+  wouldEnable?: boolean;
+  bundle?: PlannedBundle | undefined;
+  image?: PlannedImage | undefined;
+  tests?: PlannedTests | undefined;
+}
+
+/** The plan: the parts, the deployment's state, and what the running code says about skipping. */
 async function finishPlan(
   ctx: DeployContext,
   deployment: Deployment,
-  base: Omit<DeployPlan, 'unchanged' | 'wouldSkip' | 'wouldDeploy' | 'impact' | 'description'>,
-  ours: CodeIdentity,
+  parts: PlanParts,
   params: { description?: string | undefined; recordFingerprint?: boolean | undefined; skipUnchanged?: boolean | undefined },
   requestOptions: RequestOptions,
 ): Promise<DeployDryRun> {
+  const { bundle, image, tests } = parts;
+  // What ships, by content, as the real run records it.
+  const ours: CodeIdentity = { ...(image ? { image: image.configDigest } : {}), ...(bundle ? { dags: bundle.fingerprint } : {}) };
   const running = await runningCode(ctx.deploys, deployment, requestOptions);
   const unchanged = compareWithRunning(ours, running, deployment);
   const wouldSkip = params.skipUnchanged === true && unchanged.unchanged;
   return {
     dryRun: true,
     plan: {
-      ...base,
+      deploymentId: parts.deploymentId,
+      deployType: parts.deployType,
+      refusals: parts.refusals,
+      deployment: deploymentSummary(deployment),
+      dagDeploy: { enabled: deployment.isDagDeployEnabled, wouldEnable: parts.wouldEnable ?? false },
+      cicd: { enforced: deployment.isCicdEnforced, apiToken: ctx.claims.isApiToken },
+      ...(bundle ? { bundle } : {}),
+      ...(image ? { image } : {}),
+      ...(tests ? { tests } : {}),
       description: describeDeploy(params.description, ours, params.recordFingerprint !== false),
-      wouldDeploy: base.refusals.length === 0 && !wouldSkip,
+      wouldDeploy: parts.refusals.length === 0 && !wouldSkip,
       unchanged,
       wouldSkip,
-      impact: impactOf(base.deployType),
+      impact: impactOf(parts.deployType),
     },
   };
 }
@@ -282,23 +335,11 @@ export async function planDeployDags(ctx: DeployContext, params: DeployDagsParam
   if (!wouldEnable) collect(refusals, () => checkCicd(deployment, ctx.claims));
   const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
   const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
-  // A bundle given (made once with createBundle) is planned as it is: refused on a syntax mismatch.
-  const bundle = params.bundle
-    ? await collectAsync(refusals, async () => plannedBundle((await dagsBundle(params, { deploymentId, syntax, runtimeVersion }, signal, emit as (e: unknown) => void)).bundle))
-    : await planBundle(refusals, params.dagsDir!, params, syntax, signal, emit);
+  const bundle = await planBundle(refusals, params.dagsDir, params, { deploymentId, syntax, runtimeVersion }, signal, emit);
   return finishPlan(
     ctx,
     deployment,
-    {
-      deploymentId,
-      deployType: 'DAG_ONLY',
-      refusals,
-      deployment: deploymentSummary(deployment),
-      dagDeploy: { enabled: deployment.isDagDeployEnabled, wouldEnable },
-      cicd: { enforced: deployment.isCicdEnforced, apiToken: ctx.claims.isApiToken },
-      ...(bundle ? { bundle } : {}),
-    },
-    bundle ? { dags: bundle.fingerprint } : {},
+    { deploymentId, deployType: 'DAG_ONLY', refusals, wouldEnable, bundle },
     // Right after enabling, the deployment runs no DAGs: never skipped.
     { ...params, skipUnchanged: params.skipUnchanged === true && !wouldEnable, description: git?.description ?? params.description },
     requestOptions,
@@ -334,14 +375,7 @@ export async function planDeployImage(ctx: DeployContext, params: DeployImagePar
     const source: ImageSource = opened ? { archive: opened, ...(where.kind === 'archive' && where.archiveImage ? { archiveImage: where.archiveImage } : {}) } : params.image;
     const info = failedToOpen ? undefined : await collectAsync(refusals, () => inspectImage(source, { ...(params.docker ? { docker: params.docker } : {}), ...(signal ? { signal } : {}) }));
     if (info) {
-      const valid = collect(refusals, () =>
-        assertValid(info, {
-          ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
-          allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
-          ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
-        }),
-      );
-      image = plannedImage(info, valid);
+      image = validatedImage(refusals, info, runtimeVersion, options, params.allowAirflow3Upgrade);
       tests = plannedTests(params.tests ?? 'none', params.force, info.runtimeVersion);
       if (tests.suites.length) {
         if (gitDir === undefined) refusals.push({ code: ErrorCodes.DEPLOY_REFUSED, message: 'tests need projectDir (or dagsDir inside the project): the folders the tests run on.' });
@@ -354,26 +388,11 @@ export async function planDeployImage(ctx: DeployContext, params: DeployImagePar
     await opened?.close();
   }
   const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
-  const bundle = !shipDags
-    ? undefined
-    : params.bundle
-      ? await collectAsync(refusals, async () => plannedBundle((await dagsBundle(params, { deploymentId, syntax, runtimeVersion }, signal, emit as (e: unknown) => void)).bundle))
-      : await planBundle(refusals, params.dagsDir!, params, syntax, signal, emit);
+  const bundle = shipDags ? await planBundle(refusals, params.dagsDir, params, { deploymentId, syntax, runtimeVersion }, signal, emit) : undefined;
   return finishPlan(
     ctx,
     deployment,
-    {
-      deploymentId,
-      deployType,
-      refusals,
-      deployment: deploymentSummary(deployment),
-      dagDeploy: { enabled: deployment.isDagDeployEnabled, wouldEnable: false },
-      cicd: { enforced: deployment.isCicdEnforced, apiToken: ctx.claims.isApiToken },
-      ...(bundle ? { bundle } : {}),
-      ...(image ? { image } : {}),
-      ...(tests ? { tests } : {}),
-    },
-    { ...(image ? { image: image.configDigest } : {}), ...(bundle ? { dags: bundle.fingerprint } : {}) },
+    { deploymentId, deployType, refusals, bundle, image, tests },
     { ...params, description: git?.description ?? params.description },
     requestOptions,
   );
@@ -404,7 +423,7 @@ export async function planDeployProject(ctx: DeployContext, params: DeployProjec
     const shipDags = deployment.isDagDeployEnabled && !remote && dagsIsDir;
     const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
     const options = await ctx.deploymentOptions.get(requestOptions);
-    const bundle = shipDags ? await planBundle(refusals, dagsDir, params, syntax, signal, emit) : undefined;
+    const bundle = shipDags ? await planBundle(refusals, dagsDir, params, { deploymentId, syntax, runtimeVersion }, signal, emit) : undefined;
     const docker = params.docker ? { docker: params.docker } : {};
     const build = await collectAsync(refusals, () =>
       buildProjectImage(project.dir, {
@@ -427,32 +446,14 @@ export async function planDeployProject(ctx: DeployContext, params: DeployProjec
     if (build) {
       const info = await collectAsync(refusals, () => inspectImage({ imageName: build.imageId }, { ...docker, signal }));
       if (info) {
-        const valid = collect(refusals, () =>
-          assertValid(info, {
-            ...(runtimeVersion ? { deploymentRuntimeVersion: runtimeVersion } : {}),
-            allowedRuntimeVersions: options.runtimeReleases.map((r) => r.version),
-            ...(params.allowAirflow3Upgrade ? { allowAirflow3Upgrade: true } : {}),
-          }),
-        );
-        image = { ...plannedImage(info, valid), reference: build.tag };
+        image = { ...validatedImage(refusals, info, runtimeVersion, options, params.allowAirflow3Upgrade), reference: build.tag };
         tests = plannedTests(mode, params.force, info.runtimeVersion);
       }
     }
     return finishPlan(
       ctx,
       deployment,
-      {
-        deploymentId,
-        deployType: 'IMAGE_AND_DAG',
-        refusals,
-        deployment: deploymentSummary(deployment),
-        dagDeploy: { enabled: deployment.isDagDeployEnabled, wouldEnable: false },
-        cicd: { enforced: deployment.isCicdEnforced, apiToken: ctx.claims.isApiToken },
-        ...(bundle ? { bundle } : {}),
-        ...(image ? { image } : {}),
-        ...(tests ? { tests } : {}),
-      },
-      { ...(image ? { image: image.configDigest } : {}), ...(bundle ? { dags: bundle.fingerprint } : {}) },
+      { deploymentId, deployType: 'IMAGE_AND_DAG', refusals, bundle, image, tests },
       { ...params, description: git?.description ?? params.description },
       requestOptions,
     );
