@@ -164,6 +164,38 @@ describe('the packed tarball in a fresh project', () => {
     expect(await tsc('ts-readme', { module: 'nodenext', moduleResolution: 'nodenext' }, files)).toBe('');
   }, 180_000);
 
+  it('installs the astro-deploy command: npx astro-deploy runs a DAG deploy against a fake Astro, and its demo', async () => {
+    // The fake runs in a process of its own started from the installed package, as a user's harness would.
+    writeFileSync(
+      join(app, 'fake.mjs'),
+      `import { createFakeAstro } from 'astro-deploy-sdk/testing';
+       const astro = await createFakeAstro({ deployments: [{ id: 'cldepbin1', type: 'STANDARD' }], rolloutDelayMs: 20 });
+       console.log(JSON.stringify({ baseUrl: astro.baseUrl, token: astro.token }));
+       process.stdin.resume();
+       process.stdin.on('end', () => astro.close());`,
+    );
+    const { spawn } = await import('node:child_process');
+    const fake = spawn(process.execPath, ['fake.mjs'], { cwd: app, stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const first = await new Promise<string>((resolve, reject) => {
+        fake.stdout.once('data', (d: Buffer) => resolve(String(d)));
+        fake.once('error', reject);
+      });
+      const { baseUrl, token } = JSON.parse(first) as { baseUrl: string; token: string };
+      const env = { ...process.env, ASTRO_API_URL: baseUrl, ASTRO_API_TOKEN: token };
+      const deployed = await run('npx', ['--no-install', 'astro-deploy', 'dags', '--deployment-id', 'cldepbin1', '--dags-dir', 'dags', '--wait', '--json'], { cwd: app, env, timeout: 60_000 });
+      const last = JSON.parse(deployed.stdout.trim().split('\n').pop()!) as { type: string; result?: { dagTarballVersion?: string } };
+      expect(last.type).toBe('result');
+      expect(last.result?.dagTarballVersion).toMatch(/Z$/);
+      expect(deployed.stdout).not.toContain(token);
+      const demo = await run('npx', ['--no-install', 'astro-deploy', 'demo', '--json', '--quiet'], { cwd: app, timeout: 60_000 });
+      expect((JSON.parse(demo.stdout.trim().split('\n').pop()!) as { type: string }).type).toBe('result');
+    } finally {
+      fake.stdin.end();
+      fake.kill();
+    }
+  }, 180_000);
+
   for (const format of ['esm', 'cjs'] as const) {
     it(`bundles with esbuild (${format}) without dockerode installed, and the bundle runs`, async () => {
       const entry = join(app, `bundle-entry-${format}.${format === 'esm' ? 'mjs' : 'cjs'}`);
