@@ -78,7 +78,15 @@ export class LayerSettler {
     if (!hint) return undefined;
     const { registry, emit, policy, signal } = this.ctx;
     const outcome = (status: LayerOutcome['status']): LayerOutcome => ({ digest: hint.digest, size: hint.size, compression: 'gzip', status, bytesSent: 0 });
-    if ((await blobExists(registry, hint.digest, { policy, signal })) !== undefined) {
+    const held = await blobExists(registry, hint.digest, { policy, signal });
+    // The registry knows the blob's size: another one than remembered means the entry is damaged.
+    // Drop it; the layer is then read and gzipped as if nothing were remembered.
+    if (held !== undefined && held > 0 && held !== hint.size) {
+      this.hints.hints.delete(diffId);
+      await this.cache?.forget(diffId, this.recipe);
+      return undefined;
+    }
+    if (held !== undefined) {
       emit({ type: 'image:layer-prepared', digest: hint.digest, size: hint.size, diffId, compressed: true, fromCache: true });
       emit({ type: 'image:layer-skipped', digest: hint.digest, size: hint.size });
       await this.remember(diffId, hint.digest, hint.size);
