@@ -64,7 +64,12 @@ export interface NativePushOptions extends DockerOptions {
   manifestFormat?: 'docker' | 'oci';
   /** Repositories of the same registry to try cross-repository mounts from. @default [] plus what the layer cache knows */
   mountFrom?: string[];
-  /** Layer cache; `false` disables it. @default the process-wide memory cache */
+  /**
+   * Layer-digest cache: what earlier pushes gzipped each layer (diff ID) to, so a layer the
+   * registry already holds is neither read nor gzipped again; `false` disables it.
+   * @default {@link defaultLayerCache}, kept in `$XDG_CACHE_HOME/astro-deploy-sdk/layer-digests.json`
+   *   (else `~/.cache`, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows)
+   */
   layerCache?: LayerCache | false;
   /** Upload body stall limit, in milliseconds. @default 30000 */
   stallTimeoutMs?: number;

@@ -77,7 +77,13 @@ function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
 
 /** Schedules the layer uploads of one push (see the module comment). */
 export class LayerScheduler {
-  private readonly limit: <T>(task: () => Promise<T>) => Promise<T>;
+  /** Registry work (settle, upload) of at most `concurrency` layers at once. */
+  private readonly network: <T>(task: () => Promise<T>) => Promise<T>;
+  /**
+   * Reading and gzipping, limited apart from uploads: a layer waiting for an upload slot is gzipped
+   * meanwhile, so the CPU work of the last layers overlaps the uploads of the first ones.
+   */
+  private readonly cpu: <T>(task: () => Promise<T>) => Promise<T>;
   private readonly byDiffId = new Map<string, Promise<LayerOutcome>>();
   private readonly tasks: Array<Promise<unknown>> = [];
 
@@ -87,7 +93,8 @@ export class LayerScheduler {
     private readonly scope: OperationScope,
     private readonly options: ScheduleOptions,
   ) {
-    this.limit = limiter(Math.max(1, options.concurrency));
+    this.network = limiter(Math.max(1, options.concurrency));
+    this.cpu = limiter(Math.max(1, options.concurrency));
   }
 
   /** Plan an image: every layer of an archive is scheduled at once; a daemon image is settled first, then exported if needed. */
@@ -141,7 +148,7 @@ export class LayerScheduler {
   private schedule(plan: LayerPlan): Promise<LayerOutcome> {
     const existing = this.byDiffId.get(plan.diffId);
     if (existing) return existing;
-    const p = this.limit(() => this.pushLayer(plan));
+    const p = this.pushLayer(plan);
     // The first failure is the push's; observing it here also avoids an unhandled rejection.
     p.catch((err: unknown) => this.scope.fail(err));
     this.byDiffId.set(plan.diffId, p);
@@ -166,10 +173,10 @@ export class LayerScheduler {
     const { registry, emit, signal } = this.ctx;
     throwIfAborted(signal);
     if (plan.compression === 'none' && !plan.prepared) {
-      const cached = await this.settler.settle(plan.diffId);
+      const cached = await this.network(() => this.settler.settle(plan.diffId));
       if (cached) return cached;
     }
-    const blob = plan.prepared ?? (await prepareLayer(plan, this.options.temp, this.options.gzip, signal));
+    const blob = plan.prepared ?? (await this.cpu(() => prepareLayer(plan, this.options.temp, this.options.gzip, signal)));
     emit({
       type: 'image:layer-prepared',
       digest: blob.digest,
@@ -178,7 +185,9 @@ export class LayerScheduler {
       compressed: blob.compressed,
       fromCache: false,
     });
-    const outcome = await pushBlob(registry, blob, { ...this.ctx.upload, mountFrom: this.settler.mountFrom, knownAbsent: this.settler.knownAbsent(blob.digest) });
+    const outcome = await this.network(() =>
+      pushBlob(registry, blob, { ...this.ctx.upload, mountFrom: this.settler.mountFrom, knownAbsent: this.settler.knownAbsent(blob.digest) }),
+    );
     if (blob.compressed && plan.diffId) await this.settler.remember(plan.diffId, blob.digest, blob.size);
     return { digest: blob.digest, size: blob.size, compression: blob.compressed ? 'gzip' : plan.compression, status: outcome.status, bytesSent: outcome.bytesSent };
   }
