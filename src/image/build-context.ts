@@ -22,8 +22,7 @@
  * - members are owned by root (uid and gid 0); modes and modification times are kept; symbolic
  *   links are sent as links; sockets and devices are left out.
  */
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -31,7 +30,7 @@ import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
 import { throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ProjectError } from '../core/errors.js';
 import { DEFAULT_DOCKERFILE } from './project.js';
-import { memberHeaders } from './tar.js';
+import { contextTar, type ContextItem } from './build-context-tar.js';
 
 /** Options of the build-context functions. */
 export interface BuildContextOptions {
@@ -225,40 +224,44 @@ export function contextFilter(patterns: readonly string[], options: { dockerfile
   };
 }
 
-interface WalkItem {
-  rel: string;
-  abs: string;
-  type: 'file' | 'dir' | 'symlink';
-  size: number;
-  mode: number;
-  mtime: number;
-}
+type WalkItem = ContextItem;
+
+/** Entries of one folder whose `lstat` runs at once: the file system's latency overlaps instead of adding up. */
+const LSTAT_BATCH = 64;
 
 async function* walk(root: string, filter: ContextFilter, stats: BuildContextStats, signal: AbortSignal | undefined): AsyncGenerator<WalkItem> {
   async function* inDir(absDir: string, relDir: string): AsyncGenerator<WalkItem> {
     // Byte order, as Go's filepath.Walk sorts names.
     const names = (await readdir(absDir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const name of names) {
-      throwIfAborted(signal);
-      const rel = relDir ? `${relDir}/${name}` : name;
-      const abs = join(absDir, name);
-      const st = await lstat(abs);
-      const isDir = st.isDirectory();
-      if (filter.excludes(rel)) {
-        stats.excluded++;
-        if (isDir && filter.mustDescend(rel)) yield* inDir(abs, rel);
-        continue;
+    for (let start = 0; start < names.length; start += LSTAT_BATCH) {
+      const batch = names.slice(start, start + LSTAT_BATCH);
+      const stated = await Promise.allSettled(batch.map((name) => lstat(join(absDir, name))));
+      for (let i = 0; i < batch.length; i++) {
+        throwIfAborted(signal);
+        const name = batch[i]!;
+        const rel = relDir ? `${relDir}/${name}` : name;
+        const abs = join(absDir, name);
+        const result = stated[i]!;
+        // In order: the first entry that could not be read is the walk's error, as it was one at a time.
+        if (result.status === 'rejected') throw result.reason;
+        const st = result.value;
+        const isDir = st.isDirectory();
+        if (filter.excludes(rel)) {
+          stats.excluded++;
+          if (isDir && filter.mustDescend(rel)) yield* inDir(abs, rel);
+          continue;
+        }
+        const base = { rel, abs, size: 0, mode: st.mode, mtime: st.mtimeMs / 1000 };
+        if (isDir) {
+          yield { ...base, type: 'dir' };
+          yield* inDir(abs, rel);
+        } else if (st.isSymbolicLink()) {
+          yield { ...base, type: 'symlink' };
+        } else if (st.isFile()) {
+          yield { ...base, type: 'file', size: st.size };
+        }
+        // Sockets, FIFOs and devices: not part of a build context.
       }
-      const base = { rel, abs, size: 0, mode: st.mode, mtime: st.mtimeMs / 1000 };
-      if (isDir) {
-        yield { ...base, type: 'dir' };
-        yield* inDir(abs, rel);
-      } else if (st.isSymbolicLink()) {
-        yield { ...base, type: 'symlink' };
-      } else if (st.isFile()) {
-        yield { ...base, type: 'file', size: st.size };
-      }
-      // Sockets, FIFOs and devices: not part of a build context.
     }
   }
   yield* inDir(root, '');
@@ -293,7 +296,8 @@ export interface BuildContextStream {
 
 /**
  * Stream the build context of `projectDir` as a tar (see the module comment). The walk advances
- * as the consumer reads, so a slow daemon holds at most a few chunks in memory.
+ * as the consumer reads: a slow daemon holds at most the read-ahead window (64 small files, 8 MiB)
+ * and a few chunks in memory (see `build-context-tar.ts`).
  *
  * @throws from the stream: `AstroAbortError` when `signal` fires; file-system errors as they are.
  */
@@ -302,37 +306,6 @@ export async function createBuildContext(projectDir: string, options: BuildConte
   const filter = contextFilter(await readDockerignore(root), options);
   const stats = emptyStats();
   const signal = options.signal;
-  async function* tar(): AsyncGenerator<Buffer> {
-    const count = (b: Buffer) => {
-      stats.tarBytes += b.length;
-      return b;
-    };
-    for await (const item of walk(root, filter, stats, signal)) {
-      if (item.type === 'dir') {
-        stats.dirs++;
-        for (const h of memberHeaders(`${item.rel}/`, 0, '5', item.mode, item.mtime)) yield count(h);
-      } else if (item.type === 'symlink') {
-        stats.symlinks++;
-        for (const h of memberHeaders(item.rel, 0, '2', 0o777, item.mtime, await readlink(item.abs))) yield count(h);
-      } else {
-        stats.files++;
-        for (const h of memberHeaders(item.rel, item.size, '0', item.mode, item.mtime)) yield count(h);
-        let sent = 0;
-        if (item.size > 0) {
-          // Bounded to the size in the header: a file that grew meanwhile cannot corrupt the tar.
-          for await (const chunk of createReadStream(item.abs, { end: item.size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
-            sent += chunk.length;
-            stats.contentBytes += chunk.length;
-            yield count(chunk);
-          }
-        }
-        // A file that shrank while being read still fills its declared size.
-        if (sent < item.size) yield count(Buffer.alloc(item.size - sent));
-        const pad = (512 - (item.size % 512)) % 512;
-        if (pad) yield count(Buffer.alloc(pad));
-      }
-    }
-    yield count(Buffer.alloc(1024));
-  }
-  return { stream: Readable.from(tar(), { objectMode: false }), stats, patterns: filter.patterns };
+  const tar = contextTar(walk(root, filter, stats, signal), stats, () => throwIfAborted(signal));
+  return { stream: Readable.from(tar, { objectMode: false }), stats, patterns: filter.patterns };
 }

@@ -13,6 +13,7 @@ import {
   listBuildContext,
   parseDockerignore,
 } from '../../src/image/build-context.js';
+import { memberHeaders } from '../../src/image/tar.js';
 import { dockerfileBaseImages, parseProjectConfig, readAstroProject, shouldPullBaseImages } from '../../src/image/project.js';
 import { dockerCli, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
 import { guardProject, makeProject, type ProjectFile } from './helpers.js';
@@ -165,6 +166,29 @@ describe('build context vs docker build', () => {
   }
 });
 
+/**
+ * The context tar as the plain writer makes it: each member's headers, its whole content, its
+ * padding, one after the other, then two zero blocks. The streamed context must match it byte for byte.
+ */
+async function referenceTar(dir: string, entries: Array<{ path: string; type: 'file' | 'dir' | 'symlink' }>): Promise<Buffer> {
+  const { lstat, readFile, readlink } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const out: Buffer[] = [];
+  for (const entry of entries) {
+    const abs = join(dir, entry.path);
+    const st = await lstat(abs);
+    const mtime = st.mtimeMs / 1000;
+    if (entry.type === 'dir') out.push(...memberHeaders(`${entry.path}/`, 0, '5', st.mode, mtime));
+    else if (entry.type === 'symlink') out.push(...memberHeaders(entry.path, 0, '2', 0o777, mtime, await readlink(abs)));
+    else {
+      const data = await readFile(abs);
+      out.push(...memberHeaders(entry.path, data.length, '0', st.mode, mtime), data, Buffer.alloc((512 - (data.length % 512)) % 512));
+    }
+  }
+  out.push(Buffer.alloc(1024));
+  return Buffer.concat(out);
+}
+
 describe('build context stream', () => {
   it('streams members with root ownership, kept modes and link targets, and counts what it sent', async () => {
     const dir = await makeProject({ ...TREE, Dockerfile: DOCKERFILE, '.dockerignore': 'docs\n.git\n' });
@@ -204,6 +228,35 @@ describe('build context stream', () => {
     expect(ctx.stats.contentBytes).toBe(64 * 1024 * 1024 + DOCKERFILE.length);
     // 64 MiB went through; the process grew by far less than that.
     expect(peak - before).toBeLessThan(40 * 1024 * 1024);
+  });
+
+  it('is byte-identical to a one-member-at-a-time tar writer, the same on every run, and sent in few large chunks', async () => {
+    // Many small files (read ahead), files around the 256 KiB read-ahead limit and a large one
+    // (streamed), empty files, links, nested and excluded folders.
+    const files: Record<string, ProjectFile> = { ...TREE, Dockerfile: DOCKERFILE, '.dockerignore': 'docs\n!docs/keep.md\n**/__pycache__\n', 'empty.txt': '' };
+    for (let i = 0; i < 150; i++) files[`dags/group_${i % 7}/dag_${i}.py`] = `DAG_ID = "dag_${i}"\n${'#'.repeat(i * 13)}\n`;
+    const dir = await makeProject(files);
+    const { writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const pattern = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) % 251));
+    await writeFile(join(dir, 'include/at-limit.bin'), pattern(256 * 1024, 1));
+    await writeFile(join(dir, 'include/over-limit.bin'), pattern(256 * 1024 + 1, 2));
+    await writeFile(join(dir, 'include/large.bin'), pattern(3 * 1024 * 1024 + 77, 3));
+    const read = async () => {
+      const ctx = await createBuildContext(dir);
+      const chunks: Buffer[] = [];
+      for await (const chunk of ctx.stream as AsyncIterable<Buffer>) chunks.push(chunk);
+      return { bytes: Buffer.concat(chunks), chunks: chunks.length, stats: ctx.stats };
+    };
+    const first = await read();
+    const again = await read();
+    expect(again.bytes.equals(first.bytes)).toBe(true);
+    const expected = await referenceTar(dir, await listBuildContext(dir));
+    expect(first.bytes.length).toBe(expected.length);
+    expect(first.bytes.equals(expected)).toBe(true);
+    expect(first.stats.tarBytes).toBe(expected.length);
+    // About 4 MiB: a few dozen writes, not one per header, file and padding (over 600 pieces).
+    expect(first.chunks).toBeLessThan(40);
   });
 
   it('stops the walk when the signal fires', async () => {
