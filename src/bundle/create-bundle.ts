@@ -19,6 +19,8 @@ import type { BundleEvent, BundleManifest, BundleManifestFile, BundleResult, Cre
 
 /** Name of the temporary bundle file inside its temporary folder. */
 const BUNDLE_FILE_NAME = 'dags.tar.gz';
+/** Output the bundle file's write stream may hold before the packer waits for it: 1 MiB. */
+const OUTPUT_BUFFER_BYTES = 1024 * 1024;
 
 function normalisePrefix(prefix: CreateBundleOptions['prefix']): string | null {
   if (prefix === false) return null;
@@ -123,7 +125,9 @@ async function bundle(dir: string, options: CreateBundleOptions): Promise<Bundle
     }
     tempDir = await mkdtemp(path.join(outReal, 'astro-dags-'));
     filePath = path.join(tempDir, BUNDLE_FILE_NAME);
-    destination = createWriteStream(filePath, { flags: 'wx', mode: 0o600 });
+    // A buffer of one piece's output (instead of 16 KiB) lets the packer read and deflate the
+    // next piece while the last one is written, rather than waiting for each write to drain.
+    destination = createWriteStream(filePath, { flags: 'wx', mode: 0o600, highWaterMark: OUTPUT_BUFFER_BYTES });
   } else {
     destination = output.stream;
   }

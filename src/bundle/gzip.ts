@@ -9,9 +9,11 @@
  *
  * - {@link parallelGzip} (bundles): 1 MiB pieces, each primed with the 32 KiB that precede it (as
  *   pigz does, so the ratio stays that of a single stream) and ended with a sync flush; the last
- *   one ends the deflate stream. The pieces concatenate into ONE ordinary gzip member, which every
- *   gunzip reads, with the CRC-32 and size computed over the whole input. The header is written
- *   here: no file name, MTIME 0, and OS 255 ("unknown", as Go's `compress/gzip` writes) instead of
+ *   one ends the deflate stream. A piece that looks incompressible (`stored-pieces.ts`: decided
+ *   from its bytes alone) is written as stored blocks instead of being deflated. The pieces
+ *   concatenate into ONE ordinary gzip member, which every gunzip reads, with the CRC-32 and size
+ *   computed over the whole input. The header is written here: no file name, MTIME 0, and OS 255
+ *   ("unknown", as Go's `compress/gzip` writes) instead of
  *   zlib's compile-time OS code, so the same tar bytes give the same `.tar.gz` bytes on every
  *   platform with the same zlib.
  * - {@link gzipMembers} (image layers): each block becomes a gzip member of its own (RFC 1952
@@ -23,6 +25,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants, crc32, deflateRaw, gzip, gzipSync, type ZlibOptions } from 'node:zlib';
+import { looksIncompressible as pieceLooksIncompressible, storedBlocks } from './stored-pieces.js';
 
 /** Uncompressed bytes per independently deflated piece. */
 export const PIECE_BYTES = 1024 * 1024;
@@ -120,12 +123,18 @@ export function parallelGzip(level: number, concurrency = 2): (source: AsyncIter
       total += length;
       // One output buffer large enough for the whole piece (as a rule): one thread-pool round trip per piece.
       const chunkSize = Math.min(MAX_OUT_BYTES, Math.max(MIN_OUT_BYTES, lastOutBytes + (lastOutBytes >> 3) + 16 * 1024));
-      const options: ZlibOptions = { level, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, chunkSize };
-      if (windowBytes > 0) options.dictionary = window.subarray(0, windowBytes);
-      const out = deflatePiece(input, options).then((b) => {
-        lastOutBytes = b.length;
-        return b;
-      });
+      let out: Promise<Buffer>;
+      if (level > 0 && pieceLooksIncompressible(input)) {
+        // Deflate would spend a core to emit (nearly) stored blocks: write them directly.
+        out = Promise.resolve(storedBlocks(input, last));
+      } else {
+        const options: ZlibOptions = { level, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, chunkSize };
+        if (windowBytes > 0) options.dictionary = window.subarray(0, windowBytes);
+        out = deflatePiece(input, options).then((b) => {
+          lastOutBytes = b.length;
+          return b;
+        });
+      }
       if (length >= WINDOW_BYTES) {
         input.copy(window, 0, length - WINDOW_BYTES);
         windowBytes = WINDOW_BYTES;
