@@ -2,7 +2,9 @@
  * deployProject: `astro deploy` of an Astro project folder, in one call. Bundle `dags/` when DAG
  * deploys are on (so an invalid `.airflowignore` or an empty folder fails at once), build the
  * project into a linux/amd64 image, check it, run the tests gate, and only then create the
- * deploy, push the image, upload the bundle, finalize and optionally wait.
+ * deploy, push the image and upload the bundle (at once: they share nothing), finalize and
+ * optionally wait. The test container is deleted while the deploy goes on; the call resolves only
+ * once it is gone.
  *
  * Differences from the CLI, each on purpose:
  * - nothing is created at Astro until the image is built, validated and tested (the CLI creates
@@ -147,7 +149,10 @@ export type DeployProjectEvent =
   | UploadEvent
   | ClientEvent;
 
-/** Time spent in each phase, in milliseconds (absent: the phase did not run). */
+/**
+ * Time spent in each phase, in milliseconds (absent: the phase did not run). `push` and `upload`
+ * run at the same time, so they overlap; `total` is the wall time of the call.
+ */
 export interface DeployProjectTimings {
   build: number;
   validate: number;
@@ -244,7 +249,8 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
 
       throwIfAborted(signal);
       const gitFields = await deployGitFields(params, project.dir, signal, emit);
-      const deployment = await ctx.deployments.get(deploymentId, requestOptions);
+      // Two reads, at once: one round trip instead of two before the build can start.
+      const [deployment, options] = await Promise.all([ctx.deployments.get(deploymentId, requestOptions), ctx.deploymentOptions.get(requestOptions)]);
       checkCicd(deployment, ctx.claims);
       const runtimeVersion = deployment.astroRuntimeVersion ?? deployment.runtimeVersion;
       const remote = deployment.remoteExecution?.enabled === true;
@@ -256,10 +262,11 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
       const deployType: DeployType = 'IMAGE_AND_DAG';
       const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
       emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });
-      const options = await ctx.deploymentOptions.get(requestOptions);
 
       // The bundle first: an invalid .airflowignore or an empty dags/ fails in a second, not after the build.
       let bundle: BundleResult | undefined;
+      // Test containers are deleted while the deploy goes on (create, push), and awaited at the end.
+      const removals: Array<Promise<void>> = [];
       if (shipDags) bundle = await timed('bundle', () => bundleDags(dagsDir, params, syntax, signal, emit));
       try {
         const docker = params.docker ? { docker: params.docker } : {};
@@ -315,6 +322,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
               signal,
               onEvent: emit,
               logger: ctx.logger,
+              onContainerRemoval: (removal) => removals.push(removal),
             }),
           );
         }
@@ -333,28 +341,41 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
         try {
-          const push = await timed('push', () =>
-            pushImage(
-              { imageName: build.imageId },
-              { repository: deploy.imageRepository, tag: deploy.imageTag },
-              {
-                ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
-                logger: ctx.logger,
-                ...params.push,
-                // On Astro the registry user is `cli` and the password the API token.
-                auth: { username: 'cli', password: ctx.token },
-                ...docker,
-                signal,
-                onEvent: emit,
-              },
+          // The image push and the DAG bundle upload go to different places (the registry, the
+          // deploy's blob URL) and need nothing from each other: they run at once, and the first
+          // to fail cancels the other (the scope's signal) and is the error.
+          const failFast = <T>(work: Promise<T>): Promise<T> =>
+            work.catch((err: unknown) => {
+              scope.fail(err);
+              throw err;
+            });
+          const pushing = failFast(
+            timed('push', () =>
+              pushImage(
+                { imageName: build.imageId },
+                { repository: deploy.imageRepository, tag: deploy.imageTag },
+                {
+                  ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
+                  logger: ctx.logger,
+                  ...params.push,
+                  // On Astro the registry user is `cli` and the password the API token.
+                  auth: { username: 'cli', password: ctx.token },
+                  ...docker,
+                  signal,
+                  onEvent: emit,
+                },
+              ),
             ),
           );
-
-          let upload: UploadBlockBlobResult | undefined;
-          if (bundle) {
-            const b = bundle;
-            upload = await timed('upload', () => uploadBundle(ctx, deploy, b, params.upload, signal, emit));
+          const b = bundle;
+          const uploading = b ? failFast(timed('upload', () => uploadBundle(ctx, deploy, b, params.upload, signal, emit))) : Promise.resolve(undefined);
+          // Both settle before the flow goes on or fails: nothing of the deploy runs behind the caller's back.
+          const [pushed, uploaded] = await Promise.allSettled([pushing, uploading]);
+          if (pushed.status === 'rejected' || uploaded.status === 'rejected') {
+            throw scope.exitError(pushed.status === 'rejected' ? pushed.reason : (uploaded as PromiseRejectedResult).reason);
           }
+          const push: PushResult = pushed.value;
+          const upload: UploadBlockBlobResult | undefined = uploaded.value;
 
           // The finalize body the CLI sends: the DAG version when DAG deploys are on ('' when this
           // deploy carries no DAGs), nothing when they are off.
@@ -402,7 +423,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
           throw withDeployId(error, deploy.id);
         }
       } finally {
-        await bundle?.cleanup();
+        await Promise.all([bundle?.cleanup(), ...removals]);
       }
     }),
   );

@@ -65,6 +65,12 @@ export interface ProjectTestsOptions extends DockerOptions {
   signal?: AbortSignal;
   /** `tests:*` events. Exceptions thrown here are ignored. */
   onEvent?: (event: ProjectTestsEvent) => void;
+  /**
+   * When set, each test container's removal is handed here instead of awaited (as `runDagParseCheck`'s
+   * option of the same name): the caller goes on while the daemon deletes it, and must await the
+   * promises (they never reject) before it is done. @default awaited
+   */
+  onContainerRemoval?: (removal: Promise<void>) => void;
   /** Where ignored listener errors are noted (debug level). */
   logger?: Logger;
 }
@@ -258,6 +264,7 @@ async function run(image: string, dir: string, options: ProjectTestsOptions, sig
       ...(options.docker ? { docker: options.docker } : {}),
       signal,
       onOutput: (chunk) => emit({ type: 'tests:output', suite, chunk }),
+      ...(options.onContainerRemoval ? { onContainerRemoval: options.onContainerRemoval } : {}),
     });
     const durationMs = Date.now() - started;
     if (!check.passed) {

@@ -69,6 +69,12 @@ function bundleFiles(astro: FakeAstro, deploymentId: string): string[] {
   return execFileSync('tar', ['-tzf', join(dir, 'b.tar.gz')], { encoding: 'utf8' }).trim().split('\n').filter((n) => !n.endsWith('/')).sort();
 }
 
+/** Test containers (the parse check's label) of `imageId` still on the daemon. */
+async function testContainersOf(imageId: string): Promise<string[]> {
+  const list = await docker.listContainers({ all: true, filters: { label: ['io.astro-deploy-sdk.purpose=dag-parse-check'] } });
+  return list.filter((c) => c.ImageID === imageId).map((c) => c.Id);
+}
+
 describe('deployProject', () => {
   it('DAG deploys on: the image lacks dags/, the bundle carries them, IMAGE_AND_DAG finalized with the version; deploymentId from .astro/config.yaml', async () => {
     const { astro, client, deploymentId } = await setup();
@@ -109,7 +115,36 @@ describe('deployProject', () => {
     expect(at('deploy:image-validated')).toBeLessThan(types.lastIndexOf('tests:suite'));
     expect(types.lastIndexOf('tests:suite')).toBeLessThan(at('deploy:created'));
     expect(at('deploy:created')).toBeLessThan(at('deploy:finalized'));
+    // The push and the bundle upload run at once: the upload starts before the push is complete.
+    expect(at('deploy:created')).toBeLessThan(at('upload:start'));
+    expect(at('upload:start')).toBeLessThan(at('image:push-complete'));
+    expect(at('image:push-complete')).toBeLessThan(at('deploy:finalized'));
+    // The test container was removed while the deploy went on, and is gone when it resolves.
+    expect(await testContainersOf(result.imageId)).toEqual([]);
     expect(JSON.stringify(p.events)).not.toContain(astro.token);
+    await p.unchanged();
+  }, 900_000);
+
+  it('a bundle upload that fails cancels the push running beside it: the upload error names the deploy, nothing is finalized', async () => {
+    const { astro, client, deploymentId } = await setup();
+    for (const route of ['blob.putBlob', 'blob.putBlock']) {
+      astro.faults.add({ route, times: Infinity, action: { kind: 'status', status: 403, body: '<Error><Code>AuthorizationFailure</Code></Error>' } });
+    }
+    const p = await project(deploymentId);
+    const err = await p.deploy(client).catch((e: unknown) => e);
+    expect(isAstroError(err)).toBe(true);
+    expect((err as { code: string }).code).toMatch(/^ASTRO_UPLOAD_/);
+    const created = astro.requestsFor('deploys.create');
+    expect(created).toHaveLength(1);
+    expect((err as { deployId?: string }).deployId).toMatch(/\S/);
+    expect(astro.requestsFor('deploys.finalize')).toHaveLength(0);
+    const types = p.events.map((e) => e.type);
+    expect(types).toContain('image:push-start');
+    // The registry needs seconds for this image's new layers; the refused upload takes milliseconds.
+    expect(types).not.toContain('image:push-complete');
+    expect(types).not.toContain('deploy:finalized');
+    const built = p.events.find((e) => e.type === 'build:complete') as { imageId: string };
+    expect(await testContainersOf(built.imageId)).toEqual([]);
     await p.unchanged();
   }, 900_000);
 
