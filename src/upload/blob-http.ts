@@ -73,6 +73,14 @@ export class BlobRequestFailure extends Error {
   get serviceCode(): string | undefined {
     return this.details.serviceCode;
   }
+  /**
+   * The service computed another MD5 of the body than the `Content-MD5` we sent: the bytes changed
+   * on the way (or the source changed between hashing and sending). Azure answers 400
+   * `Md5Mismatch`; Azurite 400 `InvalidOperation` "Provided contentMD5 doesn't match".
+   */
+  get digestMismatch(): boolean {
+    return this.status === 400 && (this.serviceCode === 'Md5Mismatch' || /content-?md5/i.test(this.message));
+  }
   /** A failure that says the request (or the link) is too slow or too big for some hop: send smaller. */
   get suggestsSmallerBlocks(): boolean {
     return this.retryCause === 'http-408' || this.retryCause === 'timeout' || this.retryCause === 'http-413';

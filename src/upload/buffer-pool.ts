@@ -6,6 +6,12 @@
  * copy into memory already touched costs ~5 ms. Blocks are therefore read (or copied) into a few
  * buffers that are handed back when their request ends and used again for later blocks.
  *
+ * Blocks grow while an upload proves its link (2 MiB, then a little larger with every clean
+ * block), so buffers are allocated in power-of-two size classes: a buffer of one class serves
+ * every later block up to its size instead of each new size allocating (and faulting in) a buffer
+ * of its own. What the pool keeps idle is capped in bytes, so memory stays bounded by the bytes
+ * in flight plus that cap, whatever the payload size.
+ *
  * The buffers are `SharedArrayBuffer`s so the hashing worker reads them in place (hash-pool.ts).
  */
 
@@ -15,16 +21,28 @@ export interface BufferLease {
   release(): void;
 }
 
-/** Free buffers kept for reuse beyond this many are dropped: one per block in flight at most (the default concurrency cap). */
-const MAX_IDLE_BUFFERS = 8;
+const MIB = 1024 * 1024;
+/** Smallest buffer allocated, in bytes (smaller blocks share a buffer of this size). */
+const MIN_CLASS_BYTES = MIB;
+/** Idle buffers kept for reuse, in bytes, by default: the driver's default bytes in flight. */
+export const DEFAULT_MAX_IDLE_BYTES = 64 * MIB;
 
 function allocate(length: number): ArrayBufferLike {
   return typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(length) : new ArrayBuffer(length);
 }
 
+/** The buffer size that holds `length` bytes: the next power of two, at least 1 MiB. */
+export function sizeClassOf(length: number): number {
+  if (length <= MIN_CLASS_BYTES) return MIN_CLASS_BYTES;
+  return 2 ** Math.ceil(Math.log2(length));
+}
+
 /** A free-list of block buffers; not shared between uploads, so memory goes with the upload. */
 export class BufferPool {
   private free: ArrayBufferLike[] = [];
+
+  /** @param maxIdleBytes Free buffers kept beyond this many bytes are dropped (largest kept), in bytes. */
+  constructor(private readonly maxIdleBytes = DEFAULT_MAX_IDLE_BYTES) {}
 
   /** A buffer of exactly `length` bytes (contents undefined), from the free list when one fits. */
   lease(length: number): BufferLease {
@@ -34,7 +52,7 @@ export class BufferPool {
       const cap = this.free[i]!.byteLength;
       if (cap >= length && (best === -1 || cap < this.free[best]!.byteLength)) best = i;
     }
-    const backing = best === -1 ? allocate(length) : this.free.splice(best, 1)[0]!;
+    const backing = best === -1 ? allocate(sizeClassOf(length)) : this.free.splice(best, 1)[0]!;
     let released = false;
     return {
       bytes: Buffer.from(backing, 0, length),
@@ -43,10 +61,11 @@ export class BufferPool {
         released = true;
         this.free.push(backing);
         // Keep the largest ones: blocks grow on a good link, and a big buffer serves a small block.
-        if (this.free.length > MAX_IDLE_BUFFERS) {
-          this.free.sort((a, b) => b.byteLength - a.byteLength);
-          this.free.length = MAX_IDLE_BUFFERS;
-        }
+        this.free.sort((a, b) => b.byteLength - a.byteLength);
+        let kept = 0;
+        let n = 0;
+        while (n < this.free.length && kept + this.free[n]!.byteLength <= Math.max(this.maxIdleBytes, this.free[0]!.byteLength)) kept += this.free[n++]!.byteLength;
+        this.free.length = n;
       },
     };
   }

@@ -85,16 +85,25 @@ async function restage(s: UploadSession, error: BlocksMissingError): Promise<voi
 async function sendPlanned(s: UploadSession, planner: BlockPlanner): Promise<void> {
   const active = new Set<Promise<void>>();
   let fatal: { error: unknown } | undefined;
+  let inFlightBytes = 0;
+  // Blocks grow on a proven link; the bytes in flight, not only their number, are bounded, so
+  // memory (file blocks are read into buffers) and the service's queue stay the same size however
+  // large blocks get. One block always goes, whatever its size.
+  const roomFor = (bytes: number) => active.size === 0 || inFlightBytes + bytes <= s.o.maxBytesInFlight;
   while (!fatal) {
-    while (!fatal && active.size < s.link.concurrency && planner.hasPending) {
+    while (!fatal && active.size < s.link.concurrency && planner.hasPending && roomFor(Math.min(s.link.blockBytes, planner.remainingBytes))) {
       const block = planner.cut((remaining, cut) => s.link.nextBlockBytes(remaining, cut), s.link.epoch);
+      inFlightBytes += block.length;
       const task: Promise<void> = sendBlock(s, planner, block)
         .catch((error: unknown) => {
           // The first failure is the upload's; it cancels the blocks still in flight.
           fatal ??= { error };
           s.scope.fail(error);
         })
-        .finally(() => active.delete(task));
+        .finally(() => {
+          inFlightBytes -= block.length;
+          active.delete(task);
+        });
       active.add(task);
     }
     if (active.size === 0) break;
@@ -160,9 +169,14 @@ async function sendLeasedBlock(
       planner.requeue({ offset: block.offset, length: block.length, attempts: attempt });
       return 'requeued';
     }
+    // The service hashed other bytes than we did. A file rewritten since it was read is the
+    // caller's problem (ASTRO_UPLOAD_SOURCE_CHANGED); otherwise the bytes were corrupted on the
+    // way, and the block is sent again like after any transient fault.
+    if (error.digestMismatch) await s.src.assertUnchanged();
     // A 413 at the smallest block size cannot be helped by cutting smaller.
     const tooBigAtFloor = error.retryCause === 'http-413' && block.length <= s.o.minBlockSizeBytes;
-    const delayMs = tooBigAtFloor ? undefined : nextRetryDelay(failureOf(error), attempt, s.retries + 1, s.o.retry);
+    const policy = error.digestMismatch ? s.o.digestMismatchRetry : s.o.retry;
+    const delayMs = tooBigAtFloor ? undefined : nextRetryDelay(failureOf(error), attempt, s.retries + 1, policy);
     if (delayMs === undefined) throw s.uploadError(error, attempt);
     s.link.recordFailure(error, block.epoch);
     return { failure: error, attempt, delayMs };

@@ -36,11 +36,17 @@ export interface ResolvedOptions {
   minBlockSizeBytes: number;
   maxBlockSizeBytes: number;
   concurrency: number;
+  maxBytesInFlight: number;
   singleShotMaxBytes: number;
   targetBlockDurationMs: number;
   maxRestages: number;
   /** Policy of blocks, the single Put Blob, the commit and the stale-block clearing. */
   retry: RetryPolicy;
+  /**
+   * Policy of a block the service refused because its MD5 did not match (the bytes were corrupted
+   * on the way): the same budget and backoff as {@link ResolvedOptions.retry}, and that 400 retried.
+   */
+  digestMismatchRetry: RetryPolicy;
   /** Policy of Get Block List (at most 2 retries: the journal is the fallback). */
   blockListRetry: RetryPolicy;
   journalDir: string | false;
@@ -68,6 +74,15 @@ function count(name: string, value: number | undefined, fallback: number): numbe
   return value;
 }
 
+/**
+ * Cap of the adaptive block size, in bytes. Blocks only get near it once the link has carried
+ * ~20 times as many clean bytes (the reset ceiling of link-controller.ts); fewer, larger requests
+ * are what a fast link needs (each request costs the service a few milliseconds of CPU).
+ */
+export const DEFAULT_MAX_BLOCK_BYTES = 32 * MIB;
+/** Payload bytes of the blocks in flight together, by default, in bytes. */
+export const DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * MIB;
+
 /** Rounds of staging again after another upload's commit discarded our blocks (see `maxRestages`). */
 export const DEFAULT_MAX_RESTAGES = 6;
 
@@ -80,7 +95,7 @@ function resolveRetry(options: RetryOptions | undefined): RetryPolicy {
 
 /** Fill in defaults and check `o`; throws `ASTRO_CONFIG_INVALID_OPTION` for nonsensical values. */
 export function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): ResolvedOptions {
-  const maxBlock = Math.min(sas.maxBlockBytes, positive('maxBlockSizeBytes', o.maxBlockSizeBytes, 4 * MIB));
+  const maxBlock = Math.min(sas.maxBlockBytes, positive('maxBlockSizeBytes', o.maxBlockSizeBytes, DEFAULT_MAX_BLOCK_BYTES));
   const minBlock = Math.min(maxBlock, positive('minBlockSizeBytes', o.minBlockSizeBytes, 256 * KIB));
   const retry = resolveRetry(o.retry);
   return {
@@ -88,11 +103,14 @@ export function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): Resolve
     minBlockSizeBytes: minBlock,
     maxBlockSizeBytes: maxBlock,
     concurrency: Math.floor(positive('concurrency', o.concurrency, 8)),
+    maxBytesInFlight: positive('maxBytesInFlight', o.maxBytesInFlight, DEFAULT_MAX_BYTES_IN_FLIGHT),
     singleShotMaxBytes: Math.min(sas.maxPutBlobBytes, o.singleShotMaxBytes ?? 4 * MIB),
     targetBlockDurationMs: positive('targetBlockDurationMs', o.targetBlockDurationMs, 8000),
     maxRestages: count('maxRestages', o.maxRestages, DEFAULT_MAX_RESTAGES),
     retry,
     blockListRetry: { ...retry, maxRetries: Math.min(2, retry.maxRetries) },
+    // Only ever consulted for a digest mismatch, which is the one 400 worth sending again.
+    digestMismatchRetry: { ...retry, retryStatus: (status) => status === 400 || retry.retryStatus(status) },
     journalDir: o.journalDir === undefined ? defaultJournalDir() : o.journalDir,
     resume: o.resume ?? true,
     requireVersionId: o.requireVersionId ?? true,

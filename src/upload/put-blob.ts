@@ -44,6 +44,11 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
         if (s.o.journalDir !== false) await rm(UploadJournal.pathFor(s.o.journalDir, s.sas.displayUrl), { force: true }).catch(() => {});
         return s.finish(res, 1, 'single');
       } catch (error) {
+        // A body corrupted on the way is sent again as blocks, each retried on its own.
+        if (error instanceof BlobRequestFailure && error.digestMismatch) {
+          await s.src.assertUnchanged();
+          fallBack = true;
+        }
         if (error instanceof BlobRequestFailure && (error.suggestsSmallerBlocks || error.retryCause === 'reset') && size > s.o.minBlockSizeBytes) {
           fallBack = true;
           // Make the first blocks smaller than the payload that just failed.
@@ -54,6 +59,8 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
       }
     });
   } catch (error) {
+    // Not retried by the policy (a 400), but the blocks below are.
+    if (fallBack && error instanceof BlobRequestFailure && error.digestMismatch) return undefined;
     if (error instanceof BlobRequestFailure) throw s.uploadError(error, tries);
     throw error;
   } finally {

@@ -27,7 +27,7 @@ export class UploadSession {
   readonly emit: Emit<UploadEvent>;
   readonly logger: Logger | undefined;
   /** Block buffers reused across blocks (fresh memory is slow to touch; see buffer-pool.ts). */
-  readonly buffers = new BufferPool();
+  readonly buffers: BufferPool;
   retries = 0;
   /** Times every block was staged again because another upload's commit discarded ours. */
   restages = 0;
@@ -51,6 +51,7 @@ export class UploadSession {
     raw: Pick<UploadBlockBlobOptions, 'dispatcher' | 'onEvent' | 'logger'>,
   ) {
     this.logger = raw.logger;
+    this.buffers = new BufferPool(o.maxBytesInFlight);
     this.emit = emitterFor(raw.onEvent, raw.logger);
     this.http = { sas, dispatcher: raw.dispatcher, signal: scope.signal };
     this.link = new LinkController({

@@ -145,9 +145,10 @@ export interface UploadBlockBlobOptions {
   /** Floor of the adaptive block size, in bytes. @default 256 KiB */
   minBlockSizeBytes?: number;
   /**
-   * Cap of the adaptive block size, in bytes (also capped by the SAS `sv` limits). Small blocks
-   * bound what a reset or 408 wastes; payloads over 50,000 × this size use larger blocks as needed.
-   * @default 4 MiB
+   * Cap of the adaptive block size, in bytes (also capped by the SAS `sv` limits). Blocks grow
+   * toward it only as clean bytes prove the link (at most 5 % of the bytes acknowledged plus a
+   * 32 MiB prior, divided by the resets seen + 1), so a reset or 408 wastes little; payloads over
+   * 50,000 × this size use larger blocks as needed. @default 32 MiB
    */
   maxBlockSizeBytes?: number;
   /**
@@ -156,6 +157,12 @@ export interface UploadBlockBlobOptions {
    * turnaround. @default 8
    */
   concurrency?: number;
+  /**
+   * Most payload bytes in flight at once, in bytes: as blocks grow, fewer of them go together
+   * (never fewer than one). Bounds memory (a file is read block by block into reused buffers) and
+   * the service's queue whatever the payload size. @default 64 MiB
+   */
+  maxBytesInFlight?: number;
   /**
    * How failed requests are retried (the SDK's one retry vocabulary), for uploads:
    * - `maxRetries`: failures in a row of one block (or of the single Put Blob, the commit, the

@@ -13,7 +13,9 @@ export function toUploadError(sas: BlobSas, failure: BlobRequestFailure, attempt
   const details = { status, serviceCode: failure.serviceCode, attempts };
   let code: AstroErrorCode = ErrorCodes.UPLOAD_FAILED;
   let hint: string;
-  if (status === 403) {
+  if (failure.digestMismatch) {
+    hint = `The service computed another MD5 than the one sent with the data, ${attempts} time(s) in a row: the bytes were corrupted between this process and the service (a proxy rewriting bodies, faulty memory or network hardware), and nothing corrupt was stored. Blocks already acknowledged are kept: running the same upload again resumes it.`;
+  } else if (status === 403) {
     const expired = (sas.expiresAt !== undefined && sas.expiresAt.getTime() <= Date.now()) || /time frame|expir/i.test(failure.message);
     code = expired ? ErrorCodes.UPLOAD_SAS_EXPIRED : ErrorCodes.UPLOAD_REJECTED;
     hint = expired
