@@ -1,38 +1,51 @@
 /**
- * Project build and deploy benchmark: `buildProjectImage` vs `docker build --platform linux/amd64`
- * (the Docker CLI's legacy builder, the only one this daemon's CLI has without buildx; the SDK's
- * default builder for this project is the same classic builder) on the same daemon, same
- * project; then `deployProject` end to end with the time of each phase.
+ * Project deploy benchmark, in one run:
  *
- *   node --import tsx bench/project.ts
+ * 1. deployProject end to end vs its peer, `docker build --platform linux/amd64` + `docker push`
+ *    of the built image to a registry on 127.0.0.1 (the Docker CLI's legacy builder, the only one
+ *    this daemon's CLI has without buildx; the SDK's default builder for this project is the same
+ *    classic builder). Same daemon, same project, same work: DAG deploys off (the DAGs are baked
+ *    into the image on both sides) and the tests gate off (`tests: 'none'`; the peer runs none);
+ *    the gate is timed on its own afterwards. Rows:
+ *    - cold: no build cache (`noCache` / `--no-cache`), a fresh registry (every layer gzipped and sent);
+ *    - no change: warm build cache, the layers already in the registry (a manifest under a new tag);
+ *    - DAG change: one DAG file edited, warm build cache (the COPY and RUN steps rebuilt, their
+ *      layers pushed).
+ * 2. buildProjectImage vs `docker build` alone: cold and no-change (which must come from the
+ *    build cache: same image ID, every step cached); the SDK's BuildKit builder too.
+ * 3. deployProject as users run it by default (DAG deploys on, tests: 'parse'), time per phase.
+ *
+ *   flock /tmp/astro-bench.lock node --import tsx bench/project.ts
  *   BENCH_REPS=5 BENCH_DAGS=500 BENCH_INCLUDE_MB=50 node --import tsx bench/project.ts
+ *   BENCH_PUSH_METHOD=daemon BENCH_BUILDER=buildkit ...   (deployProject's push method / builder in part 1)
  *
- * Measures (median of BENCH_REPS runs, SDK and CLI alternating):
- * - a cold build (`noCache` / `--no-cache`): context upload, ONBUILD COPY of the project, a RUN step;
- * - a rebuild with no change, which must come from the build cache (same image ID, every step cached);
- * - deployProject against the fake Astro and a real registry (distribution 2.8): a first deploy
- *   (cold build, whole image pushed) and a second one with no change (cached build, layers
- *   already in the registry), per phase.
+ * Medians of BENCH_REPS runs (default 3), SDK and CLI alternating which goes first. The two sides
+ * build two copies of the project that differ only in the text their RUN step echoes, so neither
+ * side's build can reuse the other's cache entries (the daemon's build cache is shared).
  * Needs root, dockerd (scripts/start-dockerd.sh), docker-registry, mmdebstrap (for the runtime
- * base image, cached per machine). Cleans up its images, registry and temp files.
+ * base image, cached per machine). Cleans up its images, registries and temp files.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { AstroClient } from '../src/index.js';
+import { AstroClient, type DeployProjectResult } from '../src/index.js';
 import { buildProjectImage, type BuildProjectImageResult } from '../src/image/index.js';
 import { createFakeAstro } from '../src/testing/index.js';
 import { getTestDocker, removeImages } from '../test/helpers/docker.js';
-import { startRegistry } from '../test/helpers/registry.js';
+import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
 import { getRuntimeImage } from '../test/helpers/runtime-image.js';
 
 const run = promisify(execFile);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 const DAGS = Number(process.env.BENCH_DAGS ?? 300);
 const INCLUDE_MB = Number(process.env.BENCH_INCLUDE_MB ?? 20);
+/** deployProject's push method in part 1 (`native` or `daemon`). @default the SDK's default */
+const PUSH_METHOD = process.env.BENCH_PUSH_METHOD as 'native' | 'daemon' | undefined;
+/** deployProject's builder in part 1 (`classic`, `buildkit`). @default the SDK's default ('auto': classic for this project) */
+const BUILDER = process.env.BENCH_BUILDER as 'classic' | 'buildkit' | undefined;
 
 const INTEGRITY_TEST = `import importlib.util, pathlib, pytest
 FILES = sorted(pathlib.Path("dags").rglob("*.py"))
@@ -42,10 +55,12 @@ def test_imports(path):
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 `;
 
+const dockerfile = (base: string, who: string) => `FROM ${base}\nRUN python3 -m compileall -q /usr/local/airflow/dags > /dev/null && echo compiled ${who}\n`;
+
 async function makeProject(base: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-project-'));
   const files: Record<string, string | Buffer> = {
-    Dockerfile: `FROM ${base}\nRUN python3 -m compileall -q /usr/local/airflow/dags > /dev/null && echo compiled\n`,
+    Dockerfile: dockerfile(base, 'sdk'),
     '.dockerignore': '.git\n**/__pycache__\n',
     'requirements.txt': '',
     'packages.txt': '',
@@ -62,14 +77,29 @@ async function makeProject(base: string): Promise<string> {
   return dir;
 }
 
+/** The CLI's copy: same files (timestamps kept), a RUN step that echoes another word. */
+async function copyProject(dir: string, base: string): Promise<string> {
+  const copy = await mkdtemp(join(tmpdir(), 'bench-project-cli-'));
+  await cp(dir, copy, { recursive: true, preserveTimestamps: true });
+  await writeFile(join(copy, 'Dockerfile'), dockerfile(base, 'cli'));
+  return copy;
+}
+
+let edits = 0;
+/** A small DAG change: one file's content, never seen before by either side's cache. */
+async function editDag(dir: string): Promise<void> {
+  edits++;
+  await writeFile(join(dir, 'dags/group_0/dag_0.py'), `DAG_ID = "dag_0"\nEDIT = ${edits}\nTASKS = []\n`);
+}
+
 async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const t = process.hrtime.bigint();
   const value = await fn();
   return { ms: Number(process.hrtime.bigint() - t) / 1e6, value };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
+const fmt = (ms: number) => (Number.isNaN(ms) ? '-' : `${(ms / 1000).toFixed(2)} s`);
 
 async function dockerBuild(host: string, dir: string, tag: string, noCache: boolean): Promise<string> {
   const { stdout } = await run(
@@ -80,21 +110,104 @@ async function dockerBuild(host: string, dir: string, tag: string, noCache: bool
   return stdout.trim();
 }
 
+/** `docker tag` + `docker push` of `tag` as `<registry>/bench/cli:<name>`; returns the pushed reference. */
+async function dockerPush(host: string, tag: string, registry: string, name: string): Promise<string> {
+  const ref = `${registry}/bench/cli:${name}`;
+  await run('docker', ['-H', host, 'tag', tag, ref]);
+  await run('docker', ['-H', host, 'push', '-q', ref], { maxBuffer: 16 * 1024 * 1024, timeout: 30 * 60_000 });
+  return ref;
+}
+
+type Scenario = 'cold' | 'no change' | 'DAG change';
+const SCENARIOS: Scenario[] = ['cold', 'no change', 'DAG change'];
+const PHASES = ['bundle', 'build', 'validate', 'tests', 'create', 'push', 'upload', 'finalize', 'total'] as const;
+
 async function main(): Promise<void> {
   const { docker, host } = await getTestDocker();
   console.log('runtime base image (mmdebstrap, cached per machine)...');
   const base = await getRuntimeImage();
-  const dir = await makeProject(base);
+  const sdkDir = await makeProject(base);
+  const cliDir = await copyProject(sdkDir, base);
   const sdkTag = 'astro-sdk-bench/sdk:latest';
   const cliTag = 'astro-sdk-bench/cli:latest';
   const bkTag = 'astro-sdk-bench/buildkit:latest';
-  const rows: Array<[string, number[]]> = [];
+  const images = new Set<string>();
+  const refs: string[] = [];
+  const t0 = Date.now();
   try {
     console.log(`project: ${DAGS} DAG files, ${INCLUDE_MB} MiB under include/; ${REPS} reps each\n`);
-    const sdkCold: number[] = [];
-    const cliCold: number[] = [];
-    const sdkWarm: number[] = [];
-    const cliWarm: number[] = [];
+
+    // 1. deployProject vs docker build + docker push.
+    const sdk: Record<Scenario, number[]> = { cold: [], 'no change': [], 'DAG change': [] };
+    const cli: Record<Scenario, number[]> = { cold: [], 'no change': [], 'DAG change': [] };
+    const phases: Record<Scenario, DeployProjectResult['timings'][]> = { cold: [], 'no change': [], 'DAG change': [] };
+    const cliSplit: Record<Scenario, Array<[number, number]>> = { cold: [], 'no change': [], 'DAG change': [] };
+    for (let rep = 0; rep < REPS; rep++) {
+      const order = rep % 2 === 0 ? ['sdk', 'cli'] : ['cli', 'sdk'];
+      for (const who of order) {
+        // A fresh registry per side and rep: the cold push sends every layer.
+        const registry = await startRegistry('none');
+        try {
+          if (who === 'sdk') {
+            const astro = await createFakeAstro({ deployments: [{ id: 'clbenchoff', runtimeVersion: '3.1-2', isDagDeployEnabled: false }], imageRegistry: registry.host, rolloutDelayMs: 100 });
+            try {
+              const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
+              for (const scenario of SCENARIOS) {
+                if (scenario === 'DAG change') await editDag(sdkDir);
+                const r = await timed(() =>
+                  client.deployProject({
+                    projectDir: sdkDir,
+                    deploymentId: 'clbenchoff',
+                    docker,
+                    tag: sdkTag,
+                    tests: 'none',
+                    build: { networkMode: 'none', noCache: scenario === 'cold', ...(BUILDER ? { builder: BUILDER } : {}) },
+                    ...(PUSH_METHOD ? { push: { method: PUSH_METHOD } } : {}),
+                  }),
+                );
+                sdk[scenario].push(r.ms);
+                phases[scenario].push(r.value.timings);
+                images.add(r.value.imageId);
+              }
+            } finally {
+              await astro.close();
+            }
+          } else {
+            for (const scenario of SCENARIOS) {
+              if (scenario === 'DAG change') await editDag(cliDir);
+              const r = await timed(async () => {
+                const b = await timed(() => dockerBuild(host, cliDir, cliTag, scenario === 'cold'));
+                const p = await timed(() => dockerPush(host, cliTag, registry.host, `r${rep}-${scenario.replace(' ', '-')}`));
+                refs.push(p.value);
+                cliSplit[scenario].push([b.ms, p.ms]);
+                return b.value;
+              });
+              cli[scenario].push(r.ms);
+              images.add(r.value);
+            }
+          }
+        } finally {
+          await registry.stop();
+        }
+      }
+    }
+    console.log(`deployProject vs docker build + docker push (DAG deploys off, tests: 'none'; the peer runs no tests; builder ${BUILDER ?? 'default'}, push ${PUSH_METHOD ?? 'default'})`);
+    console.log(`${'scenario'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker`);
+    for (const s of SCENARIOS) {
+      const ratio = median(sdk[s]) / median(cli[s]);
+      console.log(`${`${s} build+push`.padEnd(28)}${fmt(median(sdk[s])).padStart(9)}${fmt(median(cli[s])).padStart(9)}${ratio.toFixed(2).padStart(7)}   ${sdk[s].map(fmt).join(', ')} | ${cli[s].map(fmt).join(', ')}`);
+    }
+    console.log('\ndeployProject phases, medians of the runs above (phases may overlap; total is wall time); the peer: docker build, docker tag + push');
+    console.log(`${'scenario'.padEnd(16)}${PHASES.map((p) => p.padStart(10)).join('')}${'| build'.padStart(12)}${'push'.padStart(10)}`);
+    for (const s of SCENARIOS) {
+      const peer = [0, 1].map((i) => fmt(median(cliSplit[s].map((x) => x[i]!))).padStart(10));
+      console.log(`${s.padEnd(16)}${PHASES.map((p) => fmt(median(phases[s].map((t) => t[p] ?? NaN).filter((x) => !Number.isNaN(x)))).padStart(10)).join('')}  |${peer.join('')}`);
+    }
+
+    // 2. Build only.
+    const rows: Array<[string, number[], number[]]> = [];
+    const bCold: [number[], number[]] = [[], []];
+    const bWarm: [number[], number[]] = [[], []];
     const bkCold: number[] = [];
     const bkWarm: number[] = [];
     let last: BuildProjectImageResult | undefined;
@@ -103,59 +216,64 @@ async function main(): Promise<void> {
       const order = rep % 2 === 0 ? ['sdk', 'cli'] : ['cli', 'sdk'];
       for (const who of order) {
         if (who === 'sdk') {
-          const cold = await timed(() => buildProjectImage(dir, { ...opts, tag: sdkTag, noCache: true }));
-          sdkCold.push(cold.ms);
-          const warm = await timed(() => buildProjectImage(dir, { ...opts, tag: sdkTag }));
-          sdkWarm.push(warm.ms);
+          const cold = await timed(() => buildProjectImage(sdkDir, { ...opts, tag: sdkTag, noCache: true }));
+          bCold[0].push(cold.ms);
+          const warm = await timed(() => buildProjectImage(sdkDir, { ...opts, tag: sdkTag }));
+          bWarm[0].push(warm.ms);
           if (warm.value.imageId !== cold.value.imageId || warm.value.cachedSteps !== warm.value.steps.length) {
             throw new Error(`the SDK rebuild did not come from the cache: ${warm.value.cachedSteps}/${warm.value.steps.length} steps cached, ${warm.value.imageId} vs ${cold.value.imageId}`);
           }
+          images.add(cold.value.imageId);
           last = warm.value;
         } else {
-          const cold = await timed(() => dockerBuild(host, dir, cliTag, true));
-          cliCold.push(cold.ms);
-          const warm = await timed(() => dockerBuild(host, dir, cliTag, false));
-          cliWarm.push(warm.ms);
+          const cold = await timed(() => dockerBuild(host, cliDir, cliTag, true));
+          bCold[1].push(cold.ms);
+          const warm = await timed(() => dockerBuild(host, cliDir, cliTag, false));
+          bWarm[1].push(warm.ms);
           if (warm.value !== cold.value) throw new Error('the docker rebuild did not come from the cache');
+          images.add(cold.value);
         }
       }
-      const bk = await timed(() => buildProjectImage(dir, { docker, networkMode: 'none', builder: 'buildkit', tag: bkTag, noCache: true }));
+      const bk = await timed(() => buildProjectImage(sdkDir, { docker, networkMode: 'none', builder: 'buildkit', tag: bkTag, noCache: true }));
       bkCold.push(bk.ms);
-      const bkAgain = await timed(() => buildProjectImage(dir, { docker, networkMode: 'none', builder: 'buildkit', tag: bkTag }));
+      const bkAgain = await timed(() => buildProjectImage(sdkDir, { docker, networkMode: 'none', builder: 'buildkit', tag: bkTag }));
       bkWarm.push(bkAgain.ms);
       if (bkAgain.value.imageId !== bk.value.imageId) throw new Error('the BuildKit rebuild did not come from the cache');
+      images.add(bk.value.imageId);
     }
-    rows.push(['cold build      sdk (classic)', sdkCold], ['cold build      docker build', cliCold], ['no-change build sdk (classic)', sdkWarm], ['no-change build docker build', cliWarm]);
-    rows.push(['cold build      sdk (buildkit)', bkCold], ['no-change build sdk (buildkit)', bkWarm]);
-    console.log('build                              median     runs');
-    for (const [name, xs] of rows) console.log(`${name.padEnd(34)} ${fmt(median(xs)).padStart(8)}   ${xs.map(fmt).join(', ')}`);
-    console.log(`ratio sdk/docker: cold ${(median(sdkCold) / median(cliCold)).toFixed(2)}, no-change ${(median(sdkWarm) / median(cliWarm)).toFixed(2)}`);
+    rows.push(['cold build (classic)', ...bCold], ['no-change build (classic)', ...bWarm], ['cold build (sdk buildkit)', bkCold, []], ['no-change build (sdk buildkit)', bkWarm, []]);
+    console.log('\nbuildProjectImage vs docker build');
+    console.log(`${'build only'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker`);
+    for (const [name, s, c] of rows) {
+      const ratio = c.length ? (median(s) / median(c)).toFixed(2) : '-';
+      console.log(`${name.padEnd(28)}${fmt(median(s)).padStart(9)}${fmt(median(c)).padStart(9)}${ratio.padStart(7)}   ${s.map(fmt).join(', ')}${c.length ? ` | ${c.map(fmt).join(', ')}` : ''}`);
+    }
     if (last) console.log(`context: ${last.context.files} files, ${(last.context.contentBytes / 1048576).toFixed(1)} MiB, tar ${(last.context.tarBytes / 1048576).toFixed(1)} MiB; rebuild: ${last.cachedSteps}/${last.steps.length} steps cached`);
 
-    console.log('\ndeployProject against the fake Astro and a real registry (DAG deploys on, tests: parse)');
+    // 3. As users run it by default: DAG deploys on, the parse gate on.
+    console.log("\ndeployProject by default (DAG deploys on, tests: 'parse'), one run each");
     let token = '';
-    const registry = await startRegistry('bearer', { tokenPassword: () => token });
+    const registry: TestRegistry = await startRegistry('bearer', { tokenPassword: () => token });
     const astro = await createFakeAstro({ deployments: [{ id: 'clbench01', runtimeVersion: '3.1-2' }], imageRegistry: registry.host, rolloutDelayMs: 100 });
     token = astro.token;
     try {
       const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
-      const phases = ['build', 'validate', 'tests', 'bundle', 'create', 'push', 'upload', 'finalize', 'total'] as const;
-      console.log(`${'run'.padEnd(24)}${phases.map((p) => p.padStart(10)).join('')}`);
-      for (const [name, noCache] of [
-        ['first (cold build)', true],
-        ['second (no change)', false],
-      ] as const) {
-        const result = await client.deployProject({ projectDir: dir, deploymentId: 'clbench01', docker, tag: sdkTag, build: { networkMode: 'none', noCache } });
-        console.log(`${name.padEnd(24)}${phases.map((p) => fmt(result.timings[p] ?? 0).padStart(10)).join('')}`);
+      console.log(`${'scenario'.padEnd(16)}${PHASES.map((p) => p.padStart(10)).join('')}`);
+      for (const scenario of SCENARIOS) {
+        if (scenario === 'DAG change') await editDag(sdkDir);
+        const result = await client.deployProject({ projectDir: sdkDir, deploymentId: 'clbench01', docker, tag: sdkTag, build: { networkMode: 'none', noCache: scenario === 'cold' } });
+        images.add(result.imageId);
+        console.log(`${scenario.padEnd(16)}${PHASES.map((p) => fmt(result.timings[p] ?? NaN).padStart(10)).join('')}`);
       }
     } finally {
       await astro.close();
       await registry.stop();
     }
-    console.log(`\npeak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+    console.log(`\npeak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB; bench wall time ${fmt(Date.now() - t0)}`);
   } finally {
-    await removeImages(sdkTag, cliTag, bkTag);
-    await rm(dir, { recursive: true, force: true });
+    await removeImages(sdkTag, cliTag, bkTag, ...refs, ...images);
+    await rm(sdkDir, { recursive: true, force: true });
+    await rm(cliDir, { recursive: true, force: true });
   }
 }
 
