@@ -1,7 +1,7 @@
 /** The block-buffer pool and the off-thread hashing the uploader builds on. */
 import { createHash, randomFillSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { BufferPool } from '../../src/upload/buffer-pool.js';
+import { BufferPool, sizeClassOf } from '../../src/upload/buffer-pool.js';
 import { HashPool } from '../../src/upload/hash-pool.js';
 
 const MIB = 1024 * 1024;
@@ -71,5 +71,29 @@ describe('BufferPool', () => {
     const e = pool.lease(8 * MIB);
     expect(e.bytes.buffer).not.toBe(backing);
     expect(e.bytes.length).toBe(8 * MIB);
+  });
+
+  it('allocates in power-of-two classes, so a growing block reuses the buffer of the one before', () => {
+    expect(sizeClassOf(100)).toBe(1 * MIB);
+    expect(sizeClassOf(2 * MIB)).toBe(2 * MIB);
+    expect(sizeClassOf(2 * MIB + 64 * 1024)).toBe(4 * MIB);
+    const pool = new BufferPool();
+    const a = pool.lease(2 * MIB + 64 * 1024);
+    const backing = a.bytes.buffer;
+    a.release();
+    const b = pool.lease(3 * MIB + 512 * 1024);
+    expect(b.bytes.buffer).toBe(backing);
+    expect(b.bytes.length).toBe(3 * MIB + 512 * 1024);
+  });
+
+  it('keeps at most its idle-byte cap of free buffers (the largest), so memory is bounded', () => {
+    const pool = new BufferPool(8 * MIB);
+    const leases = [4, 4, 4, 2, 1].map((n) => pool.lease(n * MIB));
+    const big = leases.slice(0, 2).map((l) => l.bytes.buffer);
+    for (const l of leases) l.release();
+    // 8 MiB idle at most: the two 4 MiB buffers; leasing three 4 MiB blocks reuses two of them.
+    const again = [pool.lease(4 * MIB), pool.lease(4 * MIB), pool.lease(4 * MIB)];
+    const reused = again.filter((l) => big.includes(l.bytes.buffer) || leases.some((x) => x.bytes.buffer === l.bytes.buffer));
+    expect(reused).toHaveLength(2);
   });
 });
