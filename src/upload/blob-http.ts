@@ -79,7 +79,7 @@ export class BlobRequestFailure extends Error {
    * `Md5Mismatch`; Azurite 400 `InvalidOperation` "Provided contentMD5 doesn't match".
    */
   get digestMismatch(): boolean {
-    return this.status === 400 && (this.serviceCode === 'Md5Mismatch' || /content-?md5/i.test(this.message));
+    return this.status === 400 && (this.serviceCode === 'Md5Mismatch' || (this.serviceCode === 'InvalidOperation' && /contentMD5 doesn't match/i.test(this.message)));
   }
   /** A failure that says the request (or the link) is too slow or too big for some hop: send smaller. */
   get suggestsSmallerBlocks(): boolean {
