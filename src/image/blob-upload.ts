@@ -244,7 +244,15 @@ export async function pushBlob(client: RegistryClient, blob: PreparedBlob, optio
   const signal = options.signal;
   const emit = emitterFor(options.onEvent, options.logger);
   let location: string | undefined;
-  if (!options.knownAbsent) {
+  const growth = blob.growth;
+  // A blob still being written: wait for its first chunk. One that completes by then (most small
+  // layers) is pushed the ordinary way, HEAD first; a bigger one starts uploading now, before its
+  // digest is known, and is looked for in the registry once it is complete (see ChunkedUpload).
+  const sizer = options.chunkSizer ?? new ChunkSizer(DEFAULT_CHUNK_BYTES, DEFAULT_MIN_CHUNK_BYTES);
+  options = { ...options, chunkSizer: sizer };
+  if (growth) await growth.until(sizer.current);
+  const streaming = growth !== undefined && !growth.done;
+  if (!options.knownAbsent && !streaming) {
     if ((await blobExists(client, blob.digest, { policy, signal })) !== undefined) {
       emit({ type: 'image:layer-skipped', digest: blob.digest, size: blob.size });
       return { status: 'skipped', bytesSent: 0 };
@@ -258,6 +266,7 @@ export async function pushBlob(client: RegistryClient, blob: PreparedBlob, optio
   }
   const upload = new ChunkedUpload(client, blob, policy, options, location, emit);
   await upload.run();
+  if (upload.found) return { status: upload.found.status, bytesSent: upload.bytesSent, ...(upload.found.from ? { from: upload.found.from } : {}) };
   emit({ type: 'image:layer-pushed', digest: blob.digest, size: blob.size, bytesSent: upload.bytesSent });
   return { status: 'pushed', bytesSent: upload.bytesSent };
 }
@@ -289,6 +298,10 @@ class ChunkedUpload {
   private recovery: Recovery | undefined;
   private readonly sizer: ChunkSizer;
   private readonly signal: AbortSignal | undefined;
+  /** A growing blob was looked for in the registry once complete. */
+  private looked = false;
+  /** Set when a growing blob turned out to be in the registry already (the session was dropped). */
+  found: { status: 'skipped' | 'mounted'; from?: string } | undefined;
 
   constructor(
     private readonly client: RegistryClient,
@@ -349,7 +362,7 @@ class ChunkedUpload {
       this.location = res.headers.location ? locationOf(res) : this.location;
       const held = parseUploadRange(responseHeader(res.headers, 'range'));
       // "0-0" is ambiguous (0 or 1 byte held); with nothing confirmed before, it means 0.
-      this.offset = held === undefined ? 0 : held === 1 && this.offset === 0 ? 0 : Math.min(held, blob.size);
+      this.offset = held === undefined ? 0 : held === 1 && this.offset === 0 ? 0 : Math.min(held, this.readable());
     }
     if (!this.location) {
       this.phase = 'start';
@@ -357,10 +370,19 @@ class ChunkedUpload {
       this.location = locationOf(res);
       this.offset = 0;
     }
-    while (this.offset < blob.size) {
-      this.phase = 'patch';
+    for (;;) {
       const start = this.offset;
-      const end = Math.min(blob.size, start + this.sizer.current);
+      const limit = await this.available(start + this.sizer.current);
+      if (blob.growth?.done && !this.looked) {
+        // Complete, digest known: the registry may hold it already (pushed from elsewhere, not in
+        // the layer cache); then the rest need not be sent. What was sent is the price of having
+        // started early, small on a slow link, where the gzip runs ahead of the upload.
+        this.looked = true;
+        if (start < limit && (await this.foundInRegistry())) return;
+      }
+      if (start >= limit) break;
+      this.phase = 'patch';
+      const end = Math.min(limit, start + this.sizer.current);
       this.lastChunk = end - start;
       const res = await client.send(
         {
@@ -384,7 +406,8 @@ class ChunkedUpload {
       if (held > end) throw new RegistryHttpError('PATCH', new URL(this.location).pathname, 416, 'RANGE_INVALID', `registry holds ${held} bytes, more than sent`);
       this.offset = held;
       progress();
-      this.emit({ type: 'image:layer-progress', digest: blob.digest, bytesConfirmed: this.offset, size: blob.size });
+      // Progress names the blob by its digest: a blob still being gzipped reports once it has one.
+      if (!blob.growth || blob.growth.done) this.emit({ type: 'image:layer-progress', digest: blob.digest, bytesConfirmed: this.offset, size: blob.size });
       this.sizer.success();
     }
     this.phase = 'commit';
@@ -404,12 +427,50 @@ class ChunkedUpload {
     }
   }
 
+  /** Bytes of the blob that can be read now: all of it, or what a growing blob has written. */
+  private readable(): number {
+    const g = this.blob.growth;
+    return g && !g.done ? g.written : this.blob.size;
+  }
+
+  /**
+   * Where the next chunk may end: once `want` bytes are written (or the blob is complete), the
+   * readable end. Rejects with the writer's error when the gzip failed.
+   */
+  private async available(want: number): Promise<number> {
+    await this.blob.growth?.until(want);
+    return this.readable();
+  }
+
+  /**
+   * A growing blob just completed: `HEAD` its digest and try the mounts; when either settles it,
+   * cancel this upload session and record how.
+   */
+  private async foundInRegistry(): Promise<boolean> {
+    const { client, blob } = this;
+    const sig = this.signal ? { signal: this.signal } : {};
+    let found: ChunkedUpload['found'];
+    if ((await blobExists(client, blob.digest, { policy: this.policy, signal: this.signal })) !== undefined) found = { status: 'skipped' };
+    else {
+      const mount = await mountBlob(client, blob.digest, this.options.mountFrom ?? [], { keepSession: false, signal: this.signal });
+      if (mount.from) found = { status: 'mounted', from: mount.from };
+    }
+    if (!found) return false;
+    this.found = found;
+    if (this.location) await client.send({ method: 'DELETE', url: this.location, ...sig }, [200, 202, 204, 404]).catch(() => undefined);
+    if (found.status === 'skipped') this.emit({ type: 'image:layer-skipped', digest: blob.digest, size: blob.size });
+    else this.emit({ type: 'image:layer-mounted', digest: blob.digest, size: blob.size, from: found.from! });
+    return true;
+  }
+
   /**
    * What the protocol makes of a failure, and the state the next try starts from; undefined when
    * the failure is final. Runs before the policy's decision (a final decision makes the state moot).
    */
   private recover(err: unknown): Recovery | undefined {
     if (this.signal?.aborted) return undefined;
+    // The gzip feeding a growing blob failed: its error is the push's, nothing to retry here.
+    if (this.blob.growth?.failed) return undefined;
     const failure = failureOf(err);
     const transient = isRetryable(failure, this.policy);
     const http = err instanceof RegistryHttpError ? err : undefined;
@@ -451,7 +512,7 @@ class ChunkedUpload {
     const action = this.recovery?.action ?? 'resume';
     this.emit({
       type: 'image:layer-retry',
-      digest: this.blob.digest,
+      digest: this.blob.digest || this.blob.diffId || '',
       attempt,
       reason: describe(error),
       action,

@@ -6,9 +6,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { throwIfAborted, toAbortError } from '../core/abort.js';
@@ -33,14 +33,111 @@ export interface PreparedBlob {
   diffId?: string;
   /** True when this module gzipped it (false: pushed as found). */
   compressed: boolean;
+  /**
+   * Set while the blob is still being written (a layer gzipped while it uploads): `digest` and
+   * `size` are only final once {@link BlobGrowth.done}; until then `data` may only be read below
+   * {@link BlobGrowth.written}.
+   */
+  growth?: BlobGrowth;
 }
+
+/**
+ * How far a blob being written has got, for a reader that follows the writer (the upload of a
+ * layer that is still being gzipped): bytes on disk so far, and whether the writer finished or
+ * failed.
+ */
+export class BlobGrowth {
+  /** Bytes written to the file (readable by then). */
+  written = 0;
+  /** True once the writer finished: the blob's digest and size are final. */
+  done = false;
+  private failure: { error: unknown } | undefined;
+  private waiters: Array<{ end: number; resolve: () => void; reject: (e: unknown) => void }> = [];
+
+  /** True when the writer failed. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /** `bytes` more are on disk. */
+  grew(bytes: number): void {
+    this.written += bytes;
+    this.wake();
+  }
+
+  /** The writer finished (set the blob's digest and size first). */
+  finish(): void {
+    this.done = true;
+    this.wake();
+  }
+
+  /** The writer failed: every reader waiting gets its error. */
+  fail(error: unknown): void {
+    this.failure = { error };
+    this.wake();
+  }
+
+  /** Resolves once `end` bytes are written or the blob is complete; rejects when the writer failed. */
+  until(end: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure.error);
+    if (this.done || this.written >= end) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ end, resolve, reject }));
+  }
+
+  private wake(): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      if (this.failure) w.reject(this.failure.error);
+      else if (this.done || this.written >= w.end) w.resolve();
+      else this.waiters.push(w);
+    }
+  }
+}
+
+/** A file sink that reports each write to `growth` once it is on disk (readable by another stream). */
+function growingFile(path: string, growth: BlobGrowth): Writable {
+  let handle: FileHandle | undefined;
+  return new Writable({
+    async construct(callback) {
+      try {
+        handle = await open(path, 'w');
+        callback();
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+    writev(chunks, callback) {
+      const buffers = chunks.map((c) => c.chunk as Buffer);
+      const bytes = buffers.reduce((n, b) => n + b.length, 0);
+      handle!.writev(buffers).then((r) => {
+        if (r.bytesWritten !== bytes) return callback(new Error(`short write to ${path}`));
+        growth.grew(bytes);
+        callback();
+      }, callback);
+    },
+    destroy(err, callback) {
+      if (!handle) return callback(err);
+      handle.close().then(
+        () => callback(err),
+        () => callback(err),
+      );
+    },
+  });
+}
+
+/**
+ * Read size of file streams: each read allocates a fresh buffer, whose page faults and GC cost
+ * more than the read; 1 MiB halves the CPU of reading a layer against 256 KiB (4 MiB is slower again).
+ */
+const READ_CHUNK = 1024 * 1024;
 
 /** Bytes `[base, base + size)` of a file. */
 export function fileData(path: string, base = 0, size: number): BlobData {
   return {
     size,
     open: (start, end) =>
-      end <= start ? Readable.from([]) : createReadStream(path, { start: base + start, end: base + end - 1, highWaterMark: 256 * 1024 }),
+      end <= start ? Readable.from([]) : createReadStream(path, { start: base + start, end: base + end - 1, highWaterMark: READ_CHUNK }),
   };
 }
 
@@ -70,7 +167,8 @@ export type GzipSettings = GzipMemberSettings;
 export const DEFAULT_GZIP: GzipSettings = { level: 6, blockBytes: 2 * 1024 * 1024, parallelBlocks: 3 };
 
 /**
- * Gzip `source` into `path`, hashing input and output on the way. Deterministic for a given input
+ * Gzip `source` into `path`, hashing input and output on the way; with `growth`, each write is
+ * reported there once on disk, so an upload can follow the gzip. Deterministic for a given input
  * and settings (no name or mtime in the gzip headers, fixed block boundaries), so the same layer
  * gets the same digest on every push and the registry's copy is found by HEAD.
  *
@@ -81,6 +179,7 @@ export async function gzipToFile(
   path: string,
   settings: GzipSettings,
   signal?: AbortSignal,
+  growth?: BlobGrowth,
 ): Promise<GzipResult> {
   refuseIfAborted(source, signal);
   const raw = new OutputMeter();
@@ -88,7 +187,7 @@ export async function gzipToFile(
   const input = source instanceof Readable ? source : Readable.from(source);
   const deflate = settings.blockBytes > 0 ? gzipMembers(settings) : createGzip({ level: settings.level, memLevel: 9 });
   try {
-    await pipeline(input, raw, deflate, gz, createWriteStream(path), signal ? { signal } : {});
+    await pipeline(input, raw, deflate, gz, growth ? growingFile(path, growth) : createWriteStream(path), signal ? { signal } : {});
   } catch (err) {
     throw abortAware(err, signal);
   }

@@ -10,8 +10,8 @@
  * 3. schedule (`push-schedule.ts`): the other layers are read, gzipped while hashing (to temp
  *    files) and uploaded with the resumable uploader (`blob-upload.ts`), several at a time; a
  *    daemon export is consumed as a stream and each layer starts uploading as soon as it arrived;
- * 4. manifest (`push-manifest.ts`): the config, then the manifest (Docker v2 schema 2 unless asked
- *    for OCI).
+ * 4. manifest (`push-manifest.ts`): the config (uploaded beside the layers), then the manifest
+ *    (Docker v2 schema 2 unless asked for OCI).
  * The push runs in one operation scope: the first failure cancels every other part, the caller's
  * abort ends it with `AstroAbortError`, and temp files go only once nothing reads them any more.
  */
@@ -210,12 +210,17 @@ async function push(
       ...(options.docker ? { docker: options.docker } : {}),
     });
     const plan = await scheduler.plan(identified);
-    const layers = await scheduler.outcomes(plan.layers);
-
-    // 4. Config, then manifest.
+    // 4. The config goes up beside the layers (its HEAD is one round trip less before the manifest).
     const { config } = plan;
-    let configOutcome: BlobUploadOutcome = { status: 'skipped', bytesSent: 0 };
-    if (config.data) configOutcome = await pushBlob(registry, { digest: config.digest, size: config.size, data: bufferData(config.data), compressed: false }, ctx.upload);
+    const configPush: Promise<BlobUploadOutcome> = config.data
+      ? pushBlob(registry, { digest: config.digest, size: config.size, data: bufferData(config.data), compressed: false }, ctx.upload)
+      : Promise.resolve({ status: 'skipped', bytesSent: 0 });
+    // Its failure is the push's (observed here too, so it is never unhandled while layers run).
+    configPush.catch((err: unknown) => scope.fail(err));
+    const layers = await scheduler.outcomes(plan.layers);
+    const configOutcome = await configPush;
+
+    // 5. The manifest, once every blob is in.
     const manifest = await pushManifest(ctx, target.tag, config, layers, options.manifestFormat);
     await settler.save();
     const bytesSent = layers.reduce((n, o) => n + o.bytesSent, 0) + configOutcome.bytesSent + manifest.size;

@@ -1,7 +1,7 @@
 /**
  * Phase 3 of a native push: plan the layers in manifest order and upload what the settle step
- * left, several layers at a time. Uncompressed layers are gzipped while hashing (to temp files)
- * before their upload; a daemon export is consumed as a stream, and each layer starts uploading
+ * left, several layers at a time. Uncompressed layers are gzipped while hashing (to temp files),
+ * and their upload follows the gzip as it writes (reading, gzip and upload overlap); a daemon export is consumed as a stream, and each layer starts uploading
  * as soon as it has arrived (already gzipped by the spool). A daemon image whose layers and config
  * the registry all holds is not even exported.
  *
@@ -11,8 +11,8 @@
 import { throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { abortAware, type OperationScope } from '../core/scope.js';
-import { fileData, gzipToFile, hashStream, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
-import { blobExists, mountBlob, pushBlob } from './blob-upload.js';
+import { BlobGrowth, fileData, gzipToFile, hashStream, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { blobExists, mountBlob, pushBlob, type BlobUploadOutcome } from './blob-upload.js';
 import { dockerClient, engineCall } from './docker.js';
 import { resolveImage, type LayerCompression } from './layout.js';
 import type { IdentifiedImage } from './push-identify.js';
@@ -176,6 +176,7 @@ export class LayerScheduler {
       const cached = await this.network(() => this.settler.settle(plan.diffId));
       if (cached) return cached;
     }
+    if (!plan.prepared && plan.compression === 'none') return this.streamLayer(plan);
     const blob = plan.prepared ?? (await this.cpu(() => prepareLayer(plan, this.options.temp, this.options.gzip, signal)));
     emit({
       type: 'image:layer-prepared',
@@ -190,6 +191,60 @@ export class LayerScheduler {
     );
     if (blob.compressed && plan.diffId) await this.settler.remember(plan.diffId, blob.digest, blob.size);
     return { digest: blob.digest, size: blob.size, compression: blob.compressed ? 'gzip' : plan.compression, status: outcome.status, bytesSent: outcome.bytesSent };
+  }
+
+  /**
+   * Gzip an uncompressed layer into a temp file and upload it while it is being written: the
+   * upload follows the gzip chunk by chunk (see `pushBlob` on growing blobs), so reading, gzip and
+   * upload overlap instead of running one after the other. The temp file stays the source of
+   * every re-send. A layer whose bytes do not match its diff ID fails before anything is committed.
+   */
+  private async streamLayer(plan: LayerPlan): Promise<LayerOutcome> {
+    const { registry, emit, signal } = this.ctx;
+    const data = plan.data;
+    if (!data) throw new Error(`layer ${plan.diffId} has no data`);
+    const path = this.options.temp.file(`${plan.diffId}.gz`);
+    const growth = new BlobGrowth();
+    const file = fileData(path, 0, 0);
+    const blob: PreparedBlob = {
+      digest: '',
+      size: 0,
+      data: {
+        get size() {
+          return blob.size;
+        },
+        open: (start, end) => file.open(start, end),
+      },
+      diffId: plan.diffId,
+      compressed: true,
+      growth,
+    };
+    let started!: () => void;
+    const gzipStarted = new Promise<void>((resolve) => (started = resolve));
+    const gzip = this.cpu(async () => {
+      started();
+      const out = await gzipToFile(data.open(0, data.size), path, this.options.gzip, signal, growth);
+      assertDiffId(plan, out.diffId);
+      blob.digest = out.digest;
+      blob.size = out.size;
+      growth.finish();
+      emit({ type: 'image:layer-prepared', digest: out.digest, size: out.size, diffId: out.diffId, compressed: true, fromCache: false });
+    }).catch((err: unknown) => {
+      growth.fail(err);
+      throw err;
+    });
+    gzip.catch(() => undefined); // awaited below; the upload may end first
+    await gzipStarted;
+    let outcome: BlobUploadOutcome;
+    try {
+      outcome = await this.network(() => pushBlob(registry, blob, { ...this.ctx.upload, mountFrom: this.settler.mountFrom }));
+    } catch (err) {
+      await gzip; // a gzip failure (corrupt layer, read error) is the cause: it wins
+      throw err;
+    }
+    await gzip;
+    await this.settler.remember(plan.diffId, blob.digest, blob.size);
+    return { digest: blob.digest, size: blob.size, compression: 'gzip', status: outcome.status, bytesSent: outcome.bytesSent };
   }
 
   /** Stream the daemon's export into a {@link SpooledArchive}, reporting wanted layers as they complete. */
@@ -233,17 +288,22 @@ async function prepareLayer(plan: LayerPlan, temp: TempSpace, gzip: GzipSettings
   if (!data) throw new Error(`layer ${plan.diffId} has no data`);
   if (plan.compression === 'none') {
     const out = await gzipToFile(data.open(0, data.size), temp.file(`${plan.diffId}.gz`), gzip, signal);
-    if (plan.diffId && out.diffId !== plan.diffId) {
-      throw new ImageError(
-        ErrorCodes.IMAGE_INVALID_ARCHIVE,
-        `Layer content does not match its diff ID (expected ${plan.diffId}, read ${out.diffId}); the image source is corrupt.`,
-      );
-    }
+    assertDiffId(plan, out.diffId);
     return { digest: out.digest, size: out.size, data: fileData(out.path, 0, out.size), diffId: out.diffId, compressed: true };
   }
   if (plan.storedDigest) return { digest: plan.storedDigest, size: plan.storedSize ?? data.size, data, compressed: false };
   const h = await hashStream(data.open(0, data.size), signal);
   return { digest: h.digest, size: h.size, data, compressed: false };
+}
+
+/** Refuse a layer whose uncompressed bytes are not what its diff ID says. */
+function assertDiffId(plan: LayerPlan, read: string): void {
+  if (plan.diffId && read !== plan.diffId) {
+    throw new ImageError(
+      ErrorCodes.IMAGE_INVALID_ARCHIVE,
+      `Layer content does not match its diff ID (expected ${plan.diffId}, read ${read}); the image source is corrupt.`,
+    );
+  }
 }
 
 /**
