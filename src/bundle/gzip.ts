@@ -13,9 +13,8 @@
  *   from its bytes alone) is written as stored blocks instead of being deflated. The pieces
  *   concatenate into ONE ordinary gzip member, which every gunzip reads, with the CRC-32 and size
  *   computed over the whole input. The header is written here: no file name, MTIME 0, and OS 255
- *   ("unknown", as Go's `compress/gzip` writes) instead of
- *   zlib's compile-time OS code, so the same tar bytes give the same `.tar.gz` bytes on every
- *   platform with the same zlib.
+ *   ("unknown", as Go's `compress/gzip` writes) instead of zlib's compile-time OS code, so the
+ *   same tar bytes give the same `.tar.gz` bytes on every platform with the same zlib.
  * - {@link gzipMembers} (image layers): each block becomes a gzip member of its own (RFC 1952
  *   allows members to be concatenated; Go's gzip reader, which Docker and containerd use, reads
  *   them all). Layer digests depend on this framing (registries and the layer cache find layers by
@@ -31,6 +30,13 @@ import { looksIncompressible as pieceLooksIncompressible, storedBlocks } from '.
 export const PIECE_BYTES = 1024 * 1024;
 /** Output buffer for a piece that may not compress at all (stored blocks add a few bytes per 16 KiB). */
 const MAX_OUT_BYTES = PIECE_BYTES + 64 * 1024;
+/**
+ * Pieces {@link parallelGzip} deflates at once by default: one per core of a two-core machine,
+ * plus one queued, so that a pool thread that finishes a piece starts the next at once instead of
+ * waiting for the main thread (busy reading files in slices of a few milliseconds) to hand it one.
+ * Costs ~1 MiB of input and its output buffer.
+ */
+export const PIECES_IN_FLIGHT = 3;
 /** Smallest output buffer given to zlib for a piece. */
 const MIN_OUT_BYTES = 64 * 1024;
 /** Deflate's window: how much of the previous piece primes the next one. */
@@ -99,9 +105,9 @@ export async function* inPieces(
 /**
  * A `stream.pipeline` stage that gzips its input into one member with `concurrency` pieces in flight.
  * @param level zlib level, 0-9.
- * @param concurrency pieces deflated at once (thread-pool jobs). @default 2
+ * @param concurrency pieces deflated at once (thread-pool jobs). @default 3
  */
-export function parallelGzip(level: number, concurrency = 2): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+export function parallelGzip(level: number, concurrency = PIECES_IN_FLIGHT): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
   return async function* gzipStage(source) {
     yield gzipHeader(level);
     let crc = 0;
@@ -128,7 +134,11 @@ export function parallelGzip(level: number, concurrency = 2): (source: AsyncIter
         // Deflate would spend a core to emit (nearly) stored blocks: write them directly.
         out = Promise.resolve(storedBlocks(input, last));
       } else {
-        const options: ZlibOptions = { level, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, chunkSize };
+        // A piece that is not the last is deflated with its sync flush in the same call (`flush`):
+        // all its output comes from one thread-pool job into one buffer. With finishFlush alone
+        // the flush is a second job that allocates a second output buffer of the same guessed
+        // size (~8 MB more peak RSS for 20,000 small files). Same bytes either way.
+        const options: ZlibOptions = last ? { level, finishFlush: constants.Z_FINISH, chunkSize } : { level, flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH, chunkSize };
         if (windowBytes > 0) options.dictionary = window.subarray(0, windowBytes);
         out = deflatePiece(input, options).then((b) => {
           lastOutBytes = b.length;
