@@ -4,6 +4,7 @@
  *
  *   node --import tsx bench/bundle.ts
  *   BENCH_TREES=small BENCH_SMALL_FILES=100000 BENCH_RUNS=3 node --import tsx bench/bundle.ts
+ *   node --import tsx bench/bundle.ts --generate mixed /tmp/trees   # a tree to profile by hand
  *
  * Trees (generated in os.tmpdir(), removed at the end; `BENCH_TREES=small,large,mixed` picks them):
  *   - small: 20,000 files of 2-8 KB in 200 folders (text-like, partly compressible);
