@@ -108,7 +108,11 @@ describe('runProjectTests', () => {
     const dir = await makeProject(astroProject(base, { 'tests/test_slow.py': 'import time\n\ndef test_slow():\n    print("sleeping", flush=True)\n    time.sleep(240)\n' }));
     const unchanged = await guardProject(dir);
     const controller = new AbortController();
-    const before = new Set((await docker.listContainers({ all: true })).map((c) => c.Id));
+    // Only this test's containers: other files build (classic step containers) and run test
+    // containers of their own images on the same daemon at the same time.
+    const ours = async () =>
+      (await docker.listContainers({ all: true, filters: { label: ['io.astro-deploy-sdk.purpose=dag-parse-check'] } })).filter((c) => c.Image === base);
+    const before = new Set((await ours()).map((c) => c.Id));
     const running = runProjectTests(base, dir, { docker, tests: 'pytest', signal: controller.signal }).catch((e: unknown) => e);
     // Abort once the test container runs (pytest captures the test's own output, so none arrives).
     const deadline = Date.now() + 120_000;
@@ -120,7 +124,7 @@ describe('runProjectTests', () => {
     controller.abort();
     const err = await running;
     expect(isAstroError(err, 'ASTRO_ABORTED')).toBe(true);
-    expect((await docker.listContainers({ all: true })).filter((c) => !before.has(c.Id))).toEqual([]);
+    expect((await ours()).filter((c) => !before.has(c.Id))).toEqual([]);
     await unchanged();
   }, 180_000);
 });
