@@ -43,7 +43,7 @@ import { registryRouteOf, startRegistry } from '../test/helpers/registry.js';
 
 const run = promisify(execFile);
 const LAYER_MB = Number(process.env.BENCH_LAYER_MB ?? 100);
-const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 2));
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const RANDOM_LAYERS = 3;
 const RESET_AT = Math.min(50, Math.floor(LAYER_MB / 2)) * 1024 * 1024;
 const NATIVE_CHUNK = 16 * 1024 * 1024;
