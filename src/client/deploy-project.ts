@@ -45,6 +45,7 @@ import {
   checkCicd,
   finalizeContextOf,
   finalizeOnce,
+  imageTargetOf,
   serialised,
   uploadBundle,
   waitIfAsked,
@@ -341,6 +342,8 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
         try {
+          // Checked before either transfer starts: nothing is pushed or uploaded for a deploy with no tag.
+          const target = imageTargetOf(deploy, deploymentId);
           // The image push and the DAG bundle upload go to different places (the registry, the
           // deploy's blob URL) and need nothing from each other: they run at once, and the first
           // to fail cancels the other (the scope's signal) and is the error.
@@ -353,7 +356,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
             timed('push', () =>
               pushImage(
                 { imageName: build.imageId },
-                { repository: deploy.imageRepository, tag: deploy.imageTag },
+                target,
                 {
                   ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
                   logger: ctx.logger,

@@ -148,6 +148,21 @@ describe('deployProject', () => {
     await p.unchanged();
   }, 900_000);
 
+  it('a created deploy without imageTag is refused before the push or the upload starts, naming the deploy', async () => {
+    const { astro, client, deploymentId } = await setup();
+    const created = { id: 'cldeploynotag0000000000002', deploymentId, type: 'IMAGE_AND_DAG', status: 'INITIALIZED', imageRepository: `images.example.test/${deploymentId}`, dagsUploadUrl: 'http://127.0.0.1:9/unused' };
+    astro.faults.add({ route: 'deploys.create', action: { kind: 'status', status: 200, body: created } });
+    const p = await project(deploymentId);
+    const err = await p.deploy(client).catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_API_SCHEMA')).toBe(true);
+    expect((err as { fields: string[] }).fields).toEqual(['imageTag']);
+    expect((err as { deployId?: string }).deployId).toBe(created.id);
+    const types = p.events.map((e) => e.type);
+    expect(types).not.toContain('image:push-start');
+    expect(types).not.toContain('upload:start');
+    expect(astro.requestsFor('deploys.finalize')).toHaveLength(0);
+  }, 900_000);
+
   it('DAG deploys off: the DAGs are baked into the image and finalize has an empty body', async () => {
     const { astro, client, deploymentId } = await setup({ isDagDeployEnabled: false });
     const p = await project(undefined);
