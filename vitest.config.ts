@@ -1,5 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, relative, resolve } from 'node:path';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -71,8 +72,17 @@ const packageTier = all.filter((f) => PACKAGE_DIRS.some((d) => f.startsWith(d)))
 const servicesTier = all.filter((f) => !packageTier.includes(f) && (SLOW.includes(f) || needsServices(resolve(f))));
 const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f));
 
+/**
+ * The SDK's default caches (upload journals, the layer-digest cache) go under `XDG_CACHE_HOME`:
+ * one folder per run, removed when it ends, so no run sees another's state and the developer's
+ * own cache is left alone. Test helpers' caches (the runtime image) stay in ~/.cache.
+ */
+const runCache = mkdtempSync(join(tmpdir(), 'astro-sdk-test-cache-'));
+process.on('exit', () => rmSync(runCache, { recursive: true, force: true }));
+
 export default defineConfig({
   test: {
+    env: { XDG_CACHE_HOME: runCache },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: keep the number of forked workers small so service-backed tests do not starve.
