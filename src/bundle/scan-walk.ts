@@ -276,8 +276,7 @@ async function refuseUndecodableName(dirAbs: string, name: string, rel: string):
 }
 
 /**
- * Give the walked regular files their size and modification time (whole seconds, which the
- * packer compares with what it reads). They are stat'ed synchronously, in slices that give
+ * Give the walked regular files their size. They are stat'ed synchronously, in slices that give
  * the event loop back every few milliseconds: a thread-pool round trip per file costs more than
  * the lstat itself (see tar-writer.ts for the figures), and this runs once per file of the tree.
  */
@@ -286,10 +285,7 @@ async function sizeAll(lists: ScannedEntry[][], root: string, logicalOf: Map<Sca
   for (const list of lists) {
     for (const entry of list) {
       try {
-        const st = lstatSync(absoluteIn(root, entry.path));
-        entry.size = st.size;
-        // Seen by the packer's quick path as the mtime before it reads (it overwrites the field).
-        entry.mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
+        entry.size = lstatSync(absoluteIn(root, entry.path)).size;
       } catch (err) {
         throw ioError('read', logicalOf.get(entry) ?? entry.path, err);
       }

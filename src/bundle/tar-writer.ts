@@ -4,8 +4,8 @@
  * Header encoding is node-tar's (`Header`, and `Pax` for names or link targets that do not fit a
  * USTAR header); the common member (short ASCII name) gets the same bytes from `tar-header.ts`,
  * without node-tar's per-header objects. The sequencing around it is ours, because node-tar's
- * `Pack` cannot meet the bundle's requirements: it reads each file itself, so the content could not be hashed in the
- * same read; it turns files with several hard links into hard-link entries; and its `portable`
+ * `Pack` cannot meet the bundle's requirements: it reads each file itself, so the content could
+ * not be hashed in the same read; it turns files with several hard links into hard-link entries; and its `portable`
  * mode only masks group/other write bits (a 0600 file stays 0600) where we store exactly 0644 or
  * 0755. Every header here has uid/gid 0, empty user/group names, the file's real mtime in whole
  * seconds, and no directory entries (extractors create folders as needed; folder mtimes and modes
@@ -15,8 +15,7 @@
  * loop back (`setImmediate`) after every ~1 MiB or 4 ms of work. A thread-pool round trip per
  * open/fstat/read/close costs more than the read itself for such files (measured on Node 20 with
  * 20,000 files of 2-8 KB: ~1.8 s through the async API against ~0.6 s this way), and that cost
- * decides whether bundling keeps up with `tar -czf`. A file left alone since before packing began
- * is read before its one fstat (see the quick path in {@link tarStream}). Larger files are streamed asynchronously in
+ * decides whether bundling keeps up with `tar -czf`. Larger files are streamed asynchronously in
  * 1 MiB chunks. Output is batched into ~1 MiB buffers so that gzip sees few, large writes, and
  * nothing held is proportional to the size of the tree.
  */
@@ -38,12 +37,6 @@ const SMALL_FILE_BYTES = 256 * 1024;
 /** Longest stretch of synchronous reads before the event loop gets a turn, in milliseconds. */
 const SYNC_SLICE_MS = 4;
 const MAX_USTAR_SIZE = 0o77777777777;
-/**
- * How long before packing starts a file must have been left alone for the quick small-file path,
- * in milliseconds: covers filesystems that store whole seconds or two (FAT) and kernels whose file
- * clock runs a tick behind the wall clock.
- */
-const QUIET_MS = 3000;
 
 /** Options of {@link tarStream}. */
 export interface TarStreamOptions {
@@ -146,8 +139,6 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
     used += pad;
   };
   const scratch = Buffer.alloc(BLOCK);
-  /** Files last modified before this (ms since the epoch) were not being written when packing began. */
-  const quietBefore = Date.now() - QUIET_MS;
   let sliceStart = performance.now();
   let sliceBytes = 0;
 
@@ -176,73 +167,33 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
       } catch (err) {
         throw readError(entry.path, err);
       }
-      let size = 0;
-      let mode = 0;
-      let mtimeSeconds = 0;
-      let sha256 = '';
-      let quick = false;
+      let size: number;
+      let mode: number;
+      let mtimeSeconds: number;
+      let sha256: string;
       try {
-        // Quick path: read first, stat once after, write the header in front of the content.
-        // This drops an fstat per file (and its Stats object) and is exactly as safe as the
-        // careful path below, given that the file was not written while it was read. That is
-        // proven when its modification time, after the read, is still the one the scan saw (to
-        // the second) and older than this packer's start (with a margin for coarse filesystem
-        // clocks): a write during the read would have set it to now. Reading one byte more
-        // than the scan's size shows that we reached the end. Anything else (a recent or
-        // different mtime, another size, a name node-tar would encode differently) goes the
-        // careful way, which may still pack the file as it is now.
-        const full = reserve(BLOCK + entry.size + 1 + BLOCK);
+        const st = fstatSync(fd);
+        if (!st.isFile()) throw changed(entry.path);
+        size = st.size;
+        mode = normalisedMode('file', st.mode);
+        mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
+        const header = headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
+        const full = reserve(header.length + size + BLOCK);
         if (full) yield full;
-        const start = used + BLOCK;
-        let n: number;
-        try {
-          n = readSync(fd, chunk, start, entry.size + 1, 0);
-        } catch {
-          n = -1; // e.g. EISDIR: the careful path reports it as before (changed, or the I/O error)
+        append(header);
+        const start = used;
+        let done = 0;
+        while (done < size) {
+          const n = readSync(fd, chunk, start + done, size - done, done);
+          if (n === 0) throw changed(entry.path); // shrank since fstat: the header is already wrong
+          done += n;
         }
-        if (n >= 0 && n <= entry.size) {
-          const st = fstatSync(fd);
-          mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-          mode = normalisedMode('file', st.mode);
-          if (
-            st.isFile() &&
-            st.size === n &&
-            st.mtimeMs < quietBefore &&
-            mtimeSeconds === entry.mtimeSeconds &&
-            encodeSimpleHeader(chunk, used, name, '0', n, mode, mtimeSeconds)
-          ) {
-            size = n;
-            sha256 = sha256Of('sha256', chunk.subarray(start, start + size), 'hex');
-            used = start + size;
-            zeroPad(size);
-            quick = true;
-          }
-        }
-        if (!quick) {
-          // Careful path: stat, header, read, stat again; any difference means the file changed.
-          const st = fstatSync(fd);
-          if (!st.isFile()) throw changed(entry.path);
-          size = st.size;
-          mode = normalisedMode('file', st.mode);
-          mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-          const header = headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
-          const full = reserve(header.length + size + BLOCK);
-          if (full) yield full;
-          append(header);
-          const start = used;
-          let done = 0;
-          while (done < size) {
-            const n = readSync(fd, chunk, start + done, size - done, done);
-            if (n === 0) throw changed(entry.path); // shrank since fstat: the header is already wrong
-            done += n;
-          }
-          const after = fstatSync(fd);
-          if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
-          // One-shot hash: no Hash object per file.
-          sha256 = sha256Of('sha256', chunk.subarray(start, start + size), 'hex');
-          used += size;
-          zeroPad(size);
-        }
+        const after = fstatSync(fd);
+        if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
+        // One-shot hash: no Hash object per file.
+        sha256 = sha256Of('sha256', chunk.subarray(start, start + size), 'hex');
+        used += size;
+        zeroPad(size);
       } catch (err) {
         if (err instanceof BundleError) throw err;
         throw readError(entry.path, err);

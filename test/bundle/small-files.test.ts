@@ -1,8 +1,7 @@
 /**
- * The packer's small-file paths: the quick one (read, then one fstat, header written in front)
- * for files left alone since before the bundle began, the careful one (fstat, read, fstat) for
- * the rest. Both must give node-tar's bytes, and a file that changes between the scan and its
- * read is packed as it is then, or refused with the same errors as before.
+ * The packer's small-file path (fstat, read, fstat; headers from tar-header.ts): old and fresh
+ * files give node-tar's bytes, and a file that changes between the scan and its read is packed as
+ * it is then, or refused with the same errors as before.
  */
 import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -43,7 +42,7 @@ function referenceTar(files: Array<{ name: string; content: Buffer; mode: number
 }
 
 describe('small files', () => {
-  it('packs old and freshly written files to node-tar bytes (quick and careful paths alike)', async () => {
+  it('packs old and freshly written files to node-tar bytes', async () => {
     const spec: TreeSpec = { 'empty.py': '', 'tool.sh': { content: '#!/bin/sh\necho hi\n', mode: 0o755 }, 'fresh.py': 'written just now\n' };
     for (let i = 0; i < 300; i++) spec[`team_${i % 7}/dag_${i}.py`] = `from airflow import DAG\n# ${'x'.repeat(i * 13)}\n`;
     spec['exact.bin'] = Buffer.alloc(1024, 7);
