@@ -2,8 +2,9 @@
  * Phase 3 of a native push: plan the layers in manifest order and upload what the settle step
  * left, several layers at a time. Uncompressed layers are gzipped while hashing (to temp files),
  * and their upload follows the gzip as it writes (reading, gzip and upload overlap); a daemon export is consumed as a stream, and each layer starts uploading
- * as soon as it has arrived (already gzipped by the spool). A daemon image whose layers and config
- * the registry all holds is not even exported.
+ * as soon as it has arrived (already gzipped by the spool); layers the registry holds are drained
+ * from the export unread. A daemon image whose layers and config the registry all holds is not
+ * even exported.
  *
  * Layers run in the push's scope: the first one that fails cancels the others (and the export),
  * and the push ends with that failure.
@@ -18,7 +19,7 @@ import { resolveImage, type LayerCompression } from './layout.js';
 import type { IdentifiedImage } from './push-identify.js';
 import type { LayerOutcome, PushContext } from './push-context.js';
 import type { LayerSettler } from './push-settle.js';
-import { SpooledArchive, type SpooledMember } from './spool.js';
+import { SpooledArchive, type SpoolSkip, type SpooledMember } from './spool.js';
 import type { DockerOptions } from './types.js';
 
 /** A layer to push, in manifest order. */
@@ -127,15 +128,33 @@ export class LayerScheduler {
     if (configSize !== undefined) {
       return { layers: diffIds.map((d) => ({ diffId: d, compression: 'none' as const })), config: { digest: configDigest, size: configSize } };
     }
-    const spooled = await this.spoolExport(name, new Set(diffIds), (m) => {
-      // A layer has fully arrived (already gzipped): upload it while the export goes on.
-      if (m.gzipped) void this.schedule({ diffId: m.digest, compression: 'none', prepared: m.gzipped });
-    });
+    // Layers the settle found in the registry (HEAD confirmed the cached digest and size, or a
+    // mount linked it) are drained from the export unread when recognised in time: gzipping a
+    // base layer the registry holds only to throw the result away is most of a small change's push.
+    const held = new Set(diffIds.filter((_, i) => settled[i]));
+    const spooled = await this.spoolExport(
+      name,
+      new Set(diffIds),
+      (m) => {
+        // A layer has fully arrived (already gzipped): upload it while the export goes on.
+        if (m.gzipped) void this.schedule({ diffId: m.digest, compression: 'none', prepared: m.gzipped });
+      },
+      { diffIds, configDigest, held },
+    );
     const image = await resolveImage(spooled, { archiveName: `export of ${name}` });
     if (image.configDigest !== configDigest) {
       throw new ImageError(ErrorCodes.IMAGE_INVALID_ARCHIVE, 'The daemon exported a different image than it described (was the tag moved during the push?). Try again.', reference);
     }
     const layers = image.layers.map((l): LayerPlan => {
+      const drained = spooled.skipped(l.member);
+      if (drained !== undefined) {
+        // Recognised by name, by an early manifest.json or by a v1 ID hash: never a different
+        // layer than the image's, but a mismatch must not push a manifest with wrong layers.
+        if (drained !== l.diffId || !this.byDiffId.has(drained)) {
+          throw new ImageError(ErrorCodes.IMAGE_INVALID_ARCHIVE, `The daemon's export does not match its description of ${name} (layer ${l.member}). Try again.`, reference);
+        }
+        return { diffId: drained, compression: 'none' };
+      }
       const prepared = spooled.gzipped(l.member);
       if (prepared) return { diffId: l.diffId ?? '', compression: 'none', prepared };
       return planFromMember(l, spooled.data(l.member));
@@ -248,7 +267,7 @@ export class LayerScheduler {
   }
 
   /** Stream the daemon's export into a {@link SpooledArchive}, reporting wanted layers as they complete. */
-  private async spoolExport(name: string, wanted: Set<string>, onLayer: (m: SpooledMember) => void): Promise<SpooledArchive> {
+  private async spoolExport(name: string, wanted: Set<string>, onLayer: (m: SpooledMember) => void, skip: SpoolSkip): Promise<SpooledArchive> {
     const { signal } = this.ctx;
     const docker = await dockerClient(this.options.docker, 'export the image');
     const stream = await engineCall('export the image', name, () => docker.getImage(name).get());
@@ -267,6 +286,7 @@ export class LayerScheduler {
           }
         },
         signal,
+        skip,
       );
     } catch (err) {
       if (signal.aborted) throw abortAware(err, signal);
