@@ -2,7 +2,8 @@
  * Phase 3 of a native push: plan the layers in manifest order and upload what the settle step
  * left, several layers at a time. Uncompressed layers are gzipped while hashing (to temp files),
  * and their upload follows the gzip as it writes (reading, gzip and upload overlap); a daemon export is consumed as a stream, and each layer starts uploading
- * as soon as it has arrived (already gzipped by the spool); layers the registry holds are drained
+ * as soon as it has arrived (already gzipped by the spool), or while it is gzipped when the spool
+ * recognises it before its bytes; layers the registry holds are drained
  * from the export unread. A daemon image whose layers and config the registry all holds is not
  * even exported.
  *
@@ -19,7 +20,7 @@ import { resolveImage, type LayerCompression } from './layout.js';
 import type { IdentifiedImage } from './push-identify.js';
 import type { LayerOutcome, PushContext } from './push-context.js';
 import type { LayerSettler } from './push-settle.js';
-import { SpooledArchive, type SpoolSkip, type SpooledMember } from './spool.js';
+import { SpooledArchive, type GrowingMember, type SpoolSkip, type SpooledMember } from './spool.js';
 import type { DockerOptions } from './types.js';
 
 /** A layer to push, in manifest order. */
@@ -31,8 +32,10 @@ export interface LayerPlan {
   storedSize?: number;
   /** Bytes of the layer as stored in the source. */
   data?: BlobData;
-  /** The layer already gzipped (during a daemon export). */
+  /** The layer already gzipped (during a daemon export), or being gzipped when `gzipped` is set. */
   prepared?: PreparedBlob;
+  /** For a `prepared` blob still growing on disk: settles when its gzip is done or failed. */
+  gzipped?: Promise<void>;
 }
 
 /** The layers of an image in manifest order, and its config (`data` absent when the registry has it). */
@@ -140,6 +143,8 @@ export class LayerScheduler {
         if (m.gzipped) void this.schedule({ diffId: m.digest, compression: 'none', prepared: m.gzipped });
       },
       { diffIds, configDigest, held },
+      // A layer recognised before its bytes uploads while the spool gzips it, as an archive's does.
+      (g) => void this.schedule({ diffId: g.diffId, compression: 'none', prepared: g.blob, gzipped: g.done }),
     );
     const image = await resolveImage(spooled, { archiveName: `export of ${name}` });
     if (image.configDigest !== configDigest) {
@@ -196,6 +201,7 @@ export class LayerScheduler {
       if (cached) return cached;
     }
     if (!plan.prepared && plan.compression === 'none') return this.streamLayer(plan);
+    if (plan.prepared && plan.gzipped) return this.pushGrowing(plan.prepared, plan.diffId, plan.gzipped);
     const blob = plan.prepared ?? (await this.cpu(() => prepareLayer(plan, this.options.temp, this.options.gzip, signal)));
     emit({
       type: 'image:layer-prepared',
@@ -266,8 +272,36 @@ export class LayerScheduler {
     return { digest: blob.digest, size: blob.size, compression: 'gzip', status: outcome.status, bytesSent: outcome.bytesSent };
   }
 
+  /**
+   * Upload a daemon layer while the spool gzips it (`blob` grows on disk; `gzipped` settles when
+   * the gzip is done, its diff ID checked by the spool). A gzip failure wins over the upload's.
+   */
+  private async pushGrowing(blob: PreparedBlob, diffId: string, gzipped: Promise<void>): Promise<LayerOutcome> {
+    const { registry, emit } = this.ctx;
+    const prepared = gzipped.then(() =>
+      emit({ type: 'image:layer-prepared', digest: blob.digest, size: blob.size, diffId, compressed: true, fromCache: false }),
+    );
+    prepared.catch(() => undefined); // awaited below; the upload may end first
+    let outcome: BlobUploadOutcome;
+    try {
+      outcome = await this.network(() => pushBlob(registry, blob, { ...this.ctx.upload, mountFrom: this.settler.mountFrom }));
+    } catch (err) {
+      await prepared;
+      throw err;
+    }
+    await prepared;
+    await this.settler.remember(diffId, blob.digest, blob.size);
+    return { digest: blob.digest, size: blob.size, compression: 'gzip', status: outcome.status, bytesSent: outcome.bytesSent };
+  }
+
   /** Stream the daemon's export into a {@link SpooledArchive}, reporting wanted layers as they complete. */
-  private async spoolExport(name: string, wanted: Set<string>, onLayer: (m: SpooledMember) => void, skip: SpoolSkip): Promise<SpooledArchive> {
+  private async spoolExport(
+    name: string,
+    wanted: Set<string>,
+    onLayer: (m: SpooledMember) => void,
+    skip: SpoolSkip,
+    onLayerStart: (m: GrowingMember) => void,
+  ): Promise<SpooledArchive> {
     const { signal } = this.ctx;
     const docker = await dockerClient(this.options.docker, 'export the image');
     const stream = await engineCall('export the image', name, () => docker.getImage(name).get());
@@ -287,6 +321,7 @@ export class LayerScheduler {
         },
         signal,
         skip,
+        onLayerStart,
       );
     } catch (err) {
       if (signal.aborted) throw abortAware(err, signal);

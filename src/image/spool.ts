@@ -21,8 +21,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OutputMeter } from '../bundle/gzip.js';
 import { throwIfAborted } from '../core/abort.js';
+import { ErrorCodes, ImageError } from '../core/errors.js';
 import { abortAware } from '../core/scope.js';
-import { bufferData, fileData, gzipToFile, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { BlobGrowth, bufferData, fileData, gzipToFile, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
 import { sniffCompression, type ArchiveReader, type LayerCompression } from './layout.js';
 import { walkTarStream } from './tar.js';
 
@@ -35,7 +36,16 @@ type Member =
   | { kind: 'gzipped'; digest: string; size: number; compression: 'none'; gzipped: PreparedBlob }
   | { kind: 'skipped'; diffId: string; size: number; compression: 'none' };
 
-/** Layers of the exported image the caller does not need the bytes of (the registry holds them). */
+/** An uncompressed layer whose gzip has just started: `blob` grows on disk (see `BlobGrowth`). */
+export interface GrowingMember {
+  name: string;
+  diffId: string;
+  blob: PreparedBlob;
+  /** Settles when the gzip is done (digest and size set) or failed (with its error). */
+  done: Promise<void>;
+}
+
+/** Layers of the exported image: how to recognise them, and those the caller does not need the bytes of (the registry holds them). */
 export interface SpoolSkip {
   /** The image's diff IDs, in layer order (as the daemon describes the image). */
   diffIds: readonly string[];
@@ -119,7 +129,10 @@ export class SpooledArchive implements ArchiveReader {
   /**
    * Consume an export stream. `onMember` is called (and not awaited) for every large member as
    * soon as it is complete; a layer of `skip.held` recognised in time is drained unread instead
-   * (not reported; see {@link skipped}).
+   * (not reported; see {@link skipped}). Another layer recognised before its bytes is also
+   * reported to `onLayerStart` when its gzip starts, as a blob that grows on disk (its digest and
+   * size are set when it is done; its diff ID is checked at the end, and a mismatch fails the blob
+   * and the spool), so it can be uploaded while it arrives.
    *
    * @throws AstroAbortError when `signal` fires (whatever the abort made the stream or a step throw).
    */
@@ -130,9 +143,10 @@ export class SpooledArchive implements ArchiveReader {
     onMember: (m: SpooledMember) => void,
     signal?: AbortSignal,
     skip?: SpoolSkip,
+    onLayerStart?: (m: GrowingMember) => void,
   ): Promise<void> {
     try {
-      await this.walk(source, temp, gzip, onMember, signal, skip && skip.held.size > 0 ? skip : undefined);
+      await this.walk(source, temp, gzip, onMember, signal, skip, onLayerStart);
     } catch (err) {
       throw abortAware(err, signal);
     }
@@ -145,6 +159,7 @@ export class SpooledArchive implements ArchiveReader {
     onMember: (m: SpooledMember) => void,
     signal: AbortSignal | undefined,
     skip: SpoolSkip | undefined,
+    onLayerStart: ((m: GrowingMember) => void) | undefined,
   ): Promise<void> {
     throwIfAborted(signal);
     const chainIds = skip ? chainIdsOf(skip.diffIds) : [];
@@ -182,7 +197,36 @@ export class SpooledArchive implements ArchiveReader {
       };
       const compression = sniffCompression(head.subarray(0, 4));
       if (compression === 'none') {
-        const out = await gzipToFile(rest(), temp.file(`${entry.name}.gz`), gzip, signal);
+        const path = temp.file(`${entry.name}.gz`);
+        // A layer known before its bytes can be uploaded while it is gzipped (see onLayerStart).
+        const expected = skip && onLayerStart ? this.recognise(entry.name, skip) : undefined;
+        const growing = expected !== undefined ? growingBlob(path, expected) : undefined;
+        let settle: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+        if (growing) {
+          const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+          done.catch(() => undefined); // the spool's own failure is reported by the spool
+          onLayerStart!({ name: entry.name, diffId: expected!, blob: growing, done });
+        }
+        let out: Awaited<ReturnType<typeof gzipToFile>>;
+        try {
+          out = await gzipToFile(rest(), path, gzip, signal, growing?.growth);
+          if (expected !== undefined && out.diffId !== expected) {
+            throw new ImageError(
+              ErrorCodes.IMAGE_INVALID_ARCHIVE,
+              `Layer ${entry.name} of the export does not match its diff ID (expected ${expected}, read ${out.diffId}); try again.`,
+            );
+          }
+        } catch (err) {
+          growing?.growth?.fail(err);
+          settle?.reject(err);
+          throw err;
+        }
+        if (growing) {
+          growing.digest = out.digest;
+          growing.size = out.size;
+          growing.growth!.finish();
+          settle!.resolve();
+        }
         const gzipped: PreparedBlob = { digest: out.digest, size: out.size, data: fileData(out.path, 0, out.size), diffId: out.diffId, compressed: true };
         this.members.set(entry.name, { kind: 'gzipped', digest: out.diffId, size: out.rawSize, compression: 'none', gzipped });
         onMember({ name: entry.name, digest: out.diffId, size: out.rawSize, compression, gzipped });
@@ -218,6 +262,25 @@ export class SpooledArchive implements ArchiveReader {
     const index = v1LayerIndex(legacy[1]!, data.toString('utf8'), chainIds);
     if (index !== undefined) this.known.set(`${legacy[1]}/layer.tar`, skip.diffIds[index]!);
   }
+}
+
+/** A gzipped layer being written to `path`: size and digest are filled in when the gzip is done. */
+function growingBlob(path: string, diffId: string): PreparedBlob {
+  const file = fileData(path, 0, 0);
+  const blob: PreparedBlob = {
+    digest: '',
+    size: 0,
+    data: {
+      get size() {
+        return blob.size;
+      },
+      open: (start, end) => file.open(start, end),
+    },
+    diffId,
+    compressed: true,
+    growth: new BlobGrowth(),
+  };
+  return blob;
 }
 
 /** Chain IDs of a layer stack: the first diff ID, then sha256 of "<chain of the one below> <diff ID>". */

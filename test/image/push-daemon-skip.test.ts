@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LayerCache, pushImage, type ImageEvent } from '../../src/image/index.js';
+import { LayerScheduler } from '../../src/image/push-schedule.js';
 import { SpooledArchive } from '../../src/image/spool.js';
 import { getTestDocker, loadArchive, removeImages, uniqueName } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -58,14 +59,18 @@ afterAll(async () => {
 /** Push a daemon image natively, noting how many export bytes the spool drained unread. */
 async function push(tag: string, repo: string, layerCache: LayerCache | false) {
   const spool = vi.spyOn(SpooledArchive.prototype, 'spool');
+  // Layers uploaded while the spool gzips them (recognised before their bytes).
+  const growing = vi.spyOn(LayerScheduler.prototype as unknown as { pushGrowing: () => Promise<unknown> }, 'pushGrowing');
   const events: ImageEvent[] = [];
   const result = await pushImage(tag, { repository: `${registry.host}/${repo}`, tag: 'v1' }, { method: 'native', layerCache, onEvent: (e) => events.push(e) });
   const spooled = spool.mock.contexts as SpooledArchive[];
   const drained = spooled.reduce((n, s) => n + s.skippedBytes, 0);
+  const streamed = growing.mock.calls.length;
   spool.mockRestore();
+  growing.mockRestore();
   // Request bodies sent to the registry: layers, config and manifest, re-sends included.
   const sent = result.bytesSent;
-  return { result, drained, exported: spooled.length, sent, events };
+  return { result, drained, exported: spooled.length, sent, events, streamed };
 }
 
 describe('daemon push with the registry holding the lower layers', () => {
@@ -76,6 +81,9 @@ describe('daemon push with the registry holding the lower layers', () => {
     expect(cold.drained).toBe(0);
     expect(cold.result.layers.map((l) => l.status)).toEqual(['pushed', 'pushed', 'pushed']);
     expect(cold.sent).toBeGreaterThan(3_000_000);
+    // The base layer (the one over the spool's 1 MiB in-memory limit) was recognised before its
+    // bytes (dockerd < 25: from its v1 json) and uploaded while gzipped.
+    expect(cold.streamed).toBe(1);
 
     const warm = await push(tagTwo, repo, cache);
     expect(warm.exported).toBe(1);
