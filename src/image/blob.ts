@@ -141,6 +141,25 @@ export function fileData(path: string, base = 0, size: number): BlobData {
   };
 }
 
+/** A gzipped layer being written to `path`: size and digest are filled in when the gzip is done. */
+export function growingBlob(path: string, diffId: string): PreparedBlob {
+  const file = fileData(path, 0, 0);
+  const blob: PreparedBlob = {
+    digest: '',
+    size: 0,
+    data: {
+      get size() {
+        return blob.size;
+      },
+      open: (start, end) => file.open(start, end),
+    },
+    diffId,
+    compressed: true,
+    growth: new BlobGrowth(),
+  };
+  return blob;
+}
+
 /** Bytes held in memory (configs, manifests, tiny layers). */
 export function bufferData(buf: Buffer): BlobData {
   return { size: buf.length, open: (start, end) => Readable.from([buf.subarray(start, end)]) };

@@ -13,7 +13,7 @@
 import { throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { abortAware, type OperationScope } from '../core/scope.js';
-import { BlobGrowth, fileData, gzipToFile, hashStream, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { fileData, growingBlob, gzipToFile, hashStream, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
 import { blobExists, mountBlob, pushBlob, type BlobUploadOutcome } from './blob-upload.js';
 import { dockerClient, engineCall } from './docker.js';
 import { resolveImage, type LayerCompression } from './layout.js';
@@ -229,21 +229,8 @@ export class LayerScheduler {
     const data = plan.data;
     if (!data) throw new Error(`layer ${plan.diffId} has no data`);
     const path = this.options.temp.file(`${plan.diffId}.gz`);
-    const growth = new BlobGrowth();
-    const file = fileData(path, 0, 0);
-    const blob: PreparedBlob = {
-      digest: '',
-      size: 0,
-      data: {
-        get size() {
-          return blob.size;
-        },
-        open: (start, end) => file.open(start, end),
-      },
-      diffId: plan.diffId,
-      compressed: true,
-      growth,
-    };
+    const blob = growingBlob(path, plan.diffId);
+    const growth = blob.growth!;
     let started!: () => void;
     const gzipStarted = new Promise<void>((resolve) => (started = resolve));
     const gzip = this.cpu(async () => {

@@ -23,7 +23,7 @@ import { OutputMeter } from '../bundle/gzip.js';
 import { throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import { abortAware } from '../core/scope.js';
-import { BlobGrowth, bufferData, fileData, gzipToFile, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { bufferData, fileData, growingBlob, gzipToFile, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
 import { sniffCompression, type ArchiveReader, type LayerCompression } from './layout.js';
 import { walkTarStream } from './tar.js';
 
@@ -262,25 +262,6 @@ export class SpooledArchive implements ArchiveReader {
     const index = v1LayerIndex(legacy[1]!, data.toString('utf8'), chainIds);
     if (index !== undefined) this.known.set(`${legacy[1]}/layer.tar`, skip.diffIds[index]!);
   }
-}
-
-/** A gzipped layer being written to `path`: size and digest are filled in when the gzip is done. */
-function growingBlob(path: string, diffId: string): PreparedBlob {
-  const file = fileData(path, 0, 0);
-  const blob: PreparedBlob = {
-    digest: '',
-    size: 0,
-    data: {
-      get size() {
-        return blob.size;
-      },
-      open: (start, end) => file.open(start, end),
-    },
-    diffId,
-    compressed: true,
-    growth: new BlobGrowth(),
-  };
-  return blob;
 }
 
 /** Chain IDs of a layer stack: the first diff ID, then sha256 of "<chain of the one below> <diff ID>". */
