@@ -6,6 +6,8 @@ import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/p
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { constants, crc32, deflateRawSync } from 'node:zlib';
+import { PIECE_BYTES } from '../../src/bundle/gzip.js';
 
 const execFileP = promisify(execFile);
 
@@ -76,4 +78,24 @@ export async function run(cmd: string, args: string[], options: { cwd?: string; 
 export async function python<T>(script: string, input: unknown): Promise<T> {
   const out = await run('python3', ['-c', script], { input: JSON.stringify(input) });
   return JSON.parse(out) as T;
+}
+
+/**
+ * What `parallelGzip` must write for `data`, built the slow, obvious way: the fixed header, each
+ * 1 MiB piece deflated at level 6 with the 32 KiB before it as dictionary and a sync flush (the
+ * last one finished), or `stored(piece, last)` where that gives bytes, then CRC-32 and size.
+ */
+export function referenceGzip(data: Buffer, stored: (piece: Buffer, at: number, last: boolean) => Buffer | undefined = () => undefined): Buffer {
+  const parts: Buffer[] = [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])];
+  for (let at = 0; at < data.length; at += PIECE_BYTES) {
+    const piece = data.subarray(at, at + PIECE_BYTES);
+    const last = at + PIECE_BYTES >= data.length;
+    const dictionary = at > 0 ? data.subarray(Math.max(0, at - 32 * 1024), at) : undefined;
+    parts.push(stored(piece, at, last) ?? deflateRawSync(piece, { level: 6, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) }));
+  }
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc32(data) >>> 0, 0);
+  trailer.writeUInt32LE(data.length, 4);
+  parts.push(trailer);
+  return Buffer.concat(parts);
 }
