@@ -124,7 +124,13 @@ describe('large blocks on a proven link (Azurite)', () => {
         // Blocks only grow as clean bytes prove the link (5 % of them plus a prior): about as many
         // requests as fixed 4 MiB blocks at this size, and ever fewer beyond it.
         expect(result.blocks).toBeLessThan(160 / 3);
-        expect(payloadBytesUp(proxy)).toBe(data.length);
+        // Nothing is sent twice unless a request was retried (on a loaded CI machine Azurite can
+        // answer a block late enough for a per-try timeout); a retry re-sends at most its block.
+        const retries = log.of('upload:retry');
+        const extra = payloadBytesUp(proxy) - data.length;
+        const causes = JSON.stringify(retries.map((r) => [r.cause, r.blockIndex]));
+        if (retries.length === 0) expect(extra, 'bytes sent twice without a retry').toBe(0);
+        else expect(extra, `re-sent after ${causes}`).toBeLessThanOrEqual(retries.length * 32 * MIB);
         expect(sameBytes(await blob.read(), data)).toBe(true);
       }
     } finally {
