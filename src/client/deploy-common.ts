@@ -12,6 +12,8 @@ import { isRetryable, retryPolicy, withRetries, type RetryOptions } from '../cor
 import { validateRetryOptions } from './options.js';
 import type { DeploymentOptionsResource, DeploymentsResource, DeploysResource, FinalizeDeployParams } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
+import type { AstroProject, BuildProjectImageOptions } from '../image/index.js';
+import type { DeployProjectParams } from './deploy-project.js';
 import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
 import type { ClientEvent } from './events.js';
@@ -87,6 +89,32 @@ export function imageTargetOf(deploy: Deploy, deploymentId: string): { repositor
     );
   }
   return { repository: deploy.imageRepository, tag: deploy.imageTag };
+}
+
+/**
+ * The options of the project's build, one place for the real run and its dry run, so the plan
+ * builds exactly the image the deploy would: the project's Dockerfile, the local tag the CLI uses
+ * (`<namespace>/airflow:latest`, so rebuilds reuse the cache) unless `tag` names one, and `dags/`
+ * left out when the DAGs ship as a bundle (`excludeDags`).
+ */
+export function projectBuildOptions(
+  params: DeployProjectParams,
+  run: { project: AstroProject; deployment: Deployment; deploymentId: string; excludeDags: boolean; signal: AbortSignal; emit: (event: never) => void; logger: Logger | undefined },
+): BuildProjectImageOptions {
+  return {
+    ...params.build,
+    ...(params.docker ? { docker: params.docker } : {}),
+    dockerfile: run.project.dockerfile,
+    tag: params.tag ?? `${(run.deployment.namespace ?? run.deploymentId).toLowerCase()}/airflow:latest`,
+    ...(params.buildArgs ? { buildArgs: params.buildArgs } : {}),
+    ...(params.buildSecrets ? { buildSecrets: params.buildSecrets } : {}),
+    ...(params.pull !== undefined ? { pull: params.pull } : {}),
+    ...(params.labels ? { labels: params.labels } : {}),
+    excludeDags: run.excludeDags,
+    signal: run.signal,
+    onEvent: run.emit as BuildProjectImageOptions['onEvent'],
+    ...(run.logger ? { logger: run.logger } : {}),
+  };
 }
 
 /**

@@ -46,6 +46,7 @@ import {
   finalizeContextOf,
   finalizeOnce,
   imageTargetOf,
+  projectBuildOptions,
   serialised,
   uploadBundle,
   waitIfAsked,
@@ -272,20 +273,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
       try {
         const docker = params.docker ? { docker: params.docker } : {};
         const build = await timed('build', () =>
-          buildProjectImage(project.dir, {
-            ...params.build,
-            ...docker,
-            dockerfile: project.dockerfile,
-            tag: params.tag ?? `${(deployment.namespace ?? deploymentId).toLowerCase()}/airflow:latest`,
-            ...(params.buildArgs ? { buildArgs: params.buildArgs } : {}),
-            ...(params.buildSecrets ? { buildSecrets: params.buildSecrets } : {}),
-            ...(params.pull !== undefined ? { pull: params.pull } : {}),
-            ...(params.labels ? { labels: params.labels } : {}),
-            excludeDags,
-            signal,
-            onEvent: emit,
-            logger: ctx.logger,
-          }),
+          buildProjectImage(project.dir, projectBuildOptions(params, { project, deployment, deploymentId, excludeDags, signal, emit, logger: ctx.logger })),
         );
 
         const image = await timed('validate', () =>

@@ -31,7 +31,7 @@ import {
 import { emitterFor } from '../core/emitter.js';
 import { AstroConfigError, ErrorCodes, isAstroError, type AstroErrorCode } from '../core/errors.js';
 import { runInScope } from '../core/scope.js';
-import { bundleDags, checkCicd, type DeployContext } from './deploy-common.js';
+import { bundleDags, checkCicd, projectBuildOptions, type DeployContext } from './deploy-common.js';
 import { dagsBundle } from './bundle-source.js';
 import { deployGitFields } from './git.js';
 import { checkDagDeployable, type DeployDagsEvent, type DeployDagsParams } from './deploy-dags.js';
@@ -426,20 +426,7 @@ export async function planDeployProject(ctx: DeployContext, params: DeployProjec
     const bundle = shipDags ? await planBundle(refusals, dagsDir, params, { deploymentId, syntax, runtimeVersion }, signal, emit) : undefined;
     const docker = params.docker ? { docker: params.docker } : {};
     const build = await collectAsync(refusals, () =>
-      buildProjectImage(project.dir, {
-        ...params.build,
-        ...docker,
-        dockerfile: project.dockerfile,
-        tag: params.tag ?? `${(deployment.namespace ?? deploymentId).toLowerCase()}/airflow:latest`,
-        ...(params.buildArgs ? { buildArgs: params.buildArgs } : {}),
-        ...(params.buildSecrets ? { buildSecrets: params.buildSecrets } : {}),
-        ...(params.pull !== undefined ? { pull: params.pull } : {}),
-        ...(params.labels ? { labels: params.labels } : {}),
-        excludeDags: deployment.isDagDeployEnabled || remote,
-        signal,
-        onEvent: emit,
-        logger: ctx.logger,
-      }),
+      buildProjectImage(project.dir, projectBuildOptions(params, { project, deployment, deploymentId, excludeDags: deployment.isDagDeployEnabled || remote, signal, emit, logger: ctx.logger })),
     );
     let image: PlannedImage | undefined;
     let tests: PlannedTests | undefined;
