@@ -3,19 +3,17 @@
  * validation. Everything the resource methods share lives here so each of them is a few lines.
  */
 import type { z } from 'zod';
-import { linkSignals, throwIfAborted, toAbortError } from '../core/abort.js';
-import { httpRequest, type DispatcherLike } from '../core/dispatcher.js';
+import type { DispatcherLike } from '../core/dispatcher.js';
 import { safeCall } from '../core/emitter.js';
 import {
   AstroApiError,
-  AstroConnectionError,
   AstroSchemaError,
-  AstroTimeoutError,
   ErrorCodes,
   isAstroError,
   type AstroErrorCode,
 } from '../core/errors.js';
-import { isTransientStatus, statusFailure, transportFailure, withFailure } from '../core/failure.js';
+import { isTransientStatus, statusFailure, withFailure } from '../core/failure.js';
+import { requestTextOnce } from '../core/http-try.js';
 import type { Logger } from '../core/logger.js';
 import { redact } from '../core/redact.js';
 import { retryPolicy, withRetries, type RetryInfo, type RetryOptions } from '../core/retry.js';
@@ -172,51 +170,20 @@ export class ApiTransport {
   }
 
   private async tryOnce<S extends z.ZodType>(call: ApiCall<S>, options: RequestOptions, attempt: number): Promise<z.output<S>> {
-    throwIfAborted(options.signal);
-    const timeoutMs = options.timeoutMs ?? this.config.timeoutMs;
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(new Error('timeout')), timeoutMs);
-    const linked = linkSignals(options.signal, timeout.signal);
-    const url = buildUrl(this.config.baseUrl, call.path, call.query);
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
     const started = performance.now();
-    let status: number;
-    let text: string;
-    let headers: Record<string, string | string[] | undefined>;
-    try {
-      // The client's dispatcher, else a proxy agent when HTTP(S)_PROXY is set, else the global one.
-      const res = await httpRequest(
-        url,
-        { method: call.method, headers: this.headers(body !== undefined), body, signal: linked.signal },
-        this.config.dispatcher,
-      );
-      status = res.statusCode;
-      headers = res.headers;
-      text = await res.body.text();
-    } catch (error) {
-      if (options.signal?.aborted) throw toAbortError(options.signal);
-      const failure = transportFailure(error, { timedOut: timeout.signal.aborted });
-      if (timeout.signal.aborted) {
-        throw withFailure(
-          new AstroTimeoutError(`${call.method} ${call.path} did not answer within ${timeoutMs} ms. Raise timeoutMs or check the network.`, timeoutMs),
-          failure,
-        );
-      }
-      if (failure.kind === 'timeout') {
-        throw withFailure(new AstroTimeoutError(`${call.method} ${call.path} timed out (${failure.code ?? 'timeout'}).`, timeoutMs, { cause: error }), failure);
-      }
-      throw withFailure(
-        new AstroConnectionError(
-          `Could not reach the Astro API for ${call.method} ${call.path}: ${(error as Error).message}. Check the network and baseUrl.`,
-          { cause: error },
-        ),
-        // No answer for another reason: treated as a dropped connection (idempotent calls retry it).
-        failure.kind === 'other' ? { ...failure, kind: 'reset' } : failure,
-      );
-    } finally {
-      clearTimeout(timer);
-      linked.dispose();
-    }
+    // The client's dispatcher, else a proxy agent when HTTP(S)_PROXY is set, else the global one.
+    const { status, headers, text } = await requestTextOnce(buildUrl(this.config.baseUrl, call.path, call.query), {
+      method: call.method,
+      headers: this.headers(body !== undefined),
+      body,
+      signal: options.signal,
+      timeoutMs: options.timeoutMs ?? this.config.timeoutMs,
+      dispatcher: this.config.dispatcher,
+      what: `${call.method} ${call.path}`,
+      peer: 'the Astro API',
+      hint: 'Check the network and baseUrl, or raise timeoutMs.',
+    });
     const durationMs = Math.round(performance.now() - started);
     this.config.logger.info(`${call.method} ${call.path} -> ${status} (${durationMs} ms)`, { attempt });
 

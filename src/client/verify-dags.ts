@@ -10,21 +10,20 @@
  * resets and timeouts are retried with backoff).
  */
 import { z } from 'zod';
-import { linkSignals, sleep, throwIfAborted, toAbortError } from '../core/abort.js';
-import { httpRequest, type DispatcherLike } from '../core/dispatcher.js';
+import { sleep } from '../core/abort.js';
+import type { DispatcherLike } from '../core/dispatcher.js';
 import {
   AstroApiError,
   AstroConfigError,
-  AstroConnectionError,
   AstroSchemaError,
-  AstroTimeoutError,
   DagVerificationError,
   ErrorCodes,
   isAstroError,
   type AstroErrorCode,
   type DagImportError,
 } from '../core/errors.js';
-import { isTransientStatus, statusFailure, transportFailure, withFailure } from '../core/failure.js';
+import { isTransientStatus, statusFailure, withFailure } from '../core/failure.js';
+import { requestTextOnce } from '../core/http-try.js';
 import type { Logger } from '../core/logger.js';
 import { redact, redactUrl } from '../core/redact.js';
 import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
@@ -138,47 +137,21 @@ const importErrorsSchema = z.looseObject({
 
 /** One GET of the Airflow API, with the per-try timeout; failures carry the kernel's {@link Failure}. */
 async function getOnce(url: string, ctx: VerifyContext, options: RequestOptions): Promise<z.output<typeof importErrorsSchema>> {
-  throwIfAborted(options.signal);
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(new Error('timeout')), timeoutMs);
-  const linked = linkSignals(options.signal, timeout.signal);
   const path = new URL(url).pathname;
-  let status: number;
-  let text: string;
-  let headers: Record<string, string | string[] | undefined>;
-  try {
-    // Through the dispatcher's own request method, so undici 8 dispatchers work (#12).
-    const res = await httpRequest(
-      url,
-      {
-        method: 'GET',
-        headers: {
-          accept: 'application/json',
-          'user-agent': `astro-deploy-sdk/${SDK_VERSION} node/${process.version}`,
-          ...(ctx.token ? { authorization: `Bearer ${ctx.token}` } : {}),
-        },
-        signal: linked.signal,
-      },
-      ctx.dispatcher,
-    );
-    status = res.statusCode;
-    headers = res.headers;
-    text = await res.body.text();
-  } catch (error) {
-    if (options.signal?.aborted) throw toAbortError(options.signal);
-    const failure = transportFailure(error, { timedOut: timeout.signal.aborted });
-    if (timeout.signal.aborted || failure.kind === 'timeout') {
-      throw withFailure(new AstroTimeoutError(`GET ${path} on the deployment's Airflow did not answer within ${timeoutMs} ms.`, timeoutMs, { cause: error }), failure);
-    }
-    throw withFailure(
-      new AstroConnectionError(`Could not reach the deployment's Airflow API for GET ${path}: ${(error as Error).message}.`, { cause: error }),
-      failure.kind === 'other' ? { ...failure, kind: 'reset' } : failure,
-    );
-  } finally {
-    clearTimeout(timer);
-    linked.dispose();
-  }
+  // Through the dispatcher's own request method, so undici 8 dispatchers work (#12).
+  const { status, headers, text } = await requestTextOnce(url, {
+    method: 'GET',
+    headers: {
+      accept: 'application/json',
+      'user-agent': `astro-deploy-sdk/${SDK_VERSION} node/${process.version}`,
+      ...(ctx.token ? { authorization: `Bearer ${ctx.token}` } : {}),
+    },
+    signal: options.signal,
+    timeoutMs: options.timeoutMs ?? 30_000,
+    dispatcher: ctx.dispatcher,
+    what: `GET ${path} on the deployment's Airflow`,
+    peer: "the deployment's Airflow API",
+  });
   if (status < 200 || status > 299) {
     let detail = '';
     try {
