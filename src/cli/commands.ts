@@ -131,8 +131,34 @@ function planningOptions(v: Values): { dryRun?: true; skipUnchanged?: true; git?
   };
 }
 
-function onEvent(ctx: CommandContext): (event: SdkEvent) => void {
-  return (event) => ctx.reporter.event(event);
+/** What every SDK call of a command takes: Ctrl-C's signal, and the reporter as the event listener. */
+function callOptions(ctx: CommandContext): { signal: AbortSignal; onEvent: (event: SdkEvent) => void } {
+  return { signal: ctx.signal, onEvent: (event) => ctx.reporter.event(event) };
+}
+
+/** What every deploying command takes: `--description` and the wait flags, with {@link callOptions}. */
+function deployOptions(ctx: CommandContext): { description?: string; wait?: FlowWait; signal: AbortSignal; onEvent: (event: SdkEvent) => void } {
+  // Flags first: a bad one is a usage error before any token is read or deployment resolved.
+  const wait = waitOption(ctx.values);
+  const description = str(ctx.values, 'description');
+  return { ...(description !== undefined ? { description } : {}), ...(wait ? { wait } : {}), ...callOptions(ctx) };
+}
+
+/** `--tests` and `--force`, of the commands that deploy an image. */
+function imageOptions(v: Values): { tests?: ProjectTestsMode; force?: true } {
+  const tests = str(v, 'tests') as ProjectTestsMode | undefined;
+  return { ...(tests ? { tests } : {}), ...(flag(v, 'force') ? { force: true as const } : {}) };
+}
+
+/** The rows every deploy outcome starts with. */
+function deployFacts(where: string, d: { deployId: string; type: string; dagVersion?: string | undefined; imageTag?: string | undefined }): Array<[string, string]> {
+  return [
+    ['Deployment', where],
+    ['Deploy ID', d.deployId],
+    ['Type', d.type],
+    ['DAG version', d.dagVersion || '-'],
+    ['Image tag', d.imageTag || '-'],
+  ];
 }
 
 function rolloutFacts(rollout: RolloutResult | undefined): Array<[string, string]> {
@@ -198,11 +224,12 @@ function skippedOutcome(command: string, where: string, r: DeploySkipped, starte
     result: r,
     headline: `skipped: ${where} already runs this code${r.runningDeployId ? ` (deploy ${r.runningDeployId})` : ''}`,
     facts: [
-      ['Deployment', where],
-      ['Deploy ID', r.runningDeployId ? `${r.runningDeployId} (running; nothing new created)` : '-'],
-      ['Type', 'skipped (unchanged)'],
-      ['DAG version', r.dagTarballVersion ?? '-'],
-      ['Image tag', r.imageTag ?? '-'],
+      ...deployFacts(where, {
+        deployId: r.runningDeployId ? `${r.runningDeployId} (running; nothing new created)` : '-',
+        type: 'skipped (unchanged)',
+        dagVersion: r.dagTarballVersion,
+        imageTag: r.imageTag,
+      }),
       ...(r.fingerprint ? ([['Bundle', `fingerprint ${short(r.fingerprint)}`]] as Array<[string, string]>) : []),
       ...(r.imageId ? ([['Image', short(r.imageId)]] as Array<[string, string]>) : []),
       elapsed(started),
@@ -213,21 +240,16 @@ function skippedOutcome(command: string, where: string, r: DeploySkipped, starte
 async function dags(ctx: CommandContext): Promise<Outcome> {
   const started = performance.now();
   const v = ctx.values;
-  // Flags first: a bad one is a usage error before any token is read.
-  const wait = waitOption(v);
+  const options = deployOptions(ctx);
   const client = newClient(ctx);
   const target = await resolveTarget(client, ctx, true);
   const dagsDir = resolve(ctx.cwd, str(v, 'dags-dir') ?? join(str(v, 'project-dir') ?? '.', 'dags'));
-  const description = str(v, 'description');
   const r = await client.deployDags({
     deploymentId: target.id,
     dagsDir,
-    ...(description !== undefined ? { description } : {}),
-    ...(wait ? { wait } : {}),
     ...planningOptions(v),
     ...(flag(v, 'enable-dag-deploy') ? { enableDagDeploy: true } : {}),
-    signal: ctx.signal,
-    onEvent: onEvent(ctx),
+    ...options,
   });
   if (isDryRun(r)) return planOutcome('dags', label(target), r, started);
   if (isSkipped(r)) return skippedOutcome('dags', label(target), r, started);
@@ -242,11 +264,7 @@ export function dagsOutcome(command: string, target: { id: string; name?: string
     result: r,
     headline: `deployed ${r.bundle.files} DAG file${r.bundle.files === 1 ? '' : 's'} to ${label(target)}`,
     facts: [
-      ['Deployment', label(target)],
-      ['Deploy ID', r.deployId],
-      ['Type', 'DAG_ONLY'],
-      ['DAG version', r.dagTarballVersion],
-      ['Image tag', r.deploy.imageTag || '-'],
+      ...deployFacts(label(target), { deployId: r.deployId, type: 'DAG_ONLY', dagVersion: r.dagTarballVersion, imageTag: r.deploy.imageTag }),
       ['Bundle', `${r.bundle.files} files, ${formatBytes(r.bundle.bytes)}, fingerprint ${short(r.bundle.fingerprint)}`],
       ...rolloutFacts(r.rollout),
       elapsed(started),
@@ -259,26 +277,20 @@ async function image(ctx: CommandContext): Promise<Outcome> {
   const v = ctx.values;
   const source = str(v, 'image');
   if (!source) throw new UsageError('image needs --image <name|archive>: a local image name or ID, or a docker save / OCI archive.', 'image');
-  const wait = waitOption(v);
+  const options = deployOptions(ctx);
   const client = newClient(ctx);
   const target = await resolveTarget(client, ctx, true);
   const dagsDir = str(v, 'dags-dir');
   const projectDir = str(v, 'project-dir');
-  const description = str(v, 'description');
-  const tests = str(v, 'tests') as ProjectTestsMode | undefined;
   const r = await client.deployImage({
     deploymentId: target.id,
     // A path that exists is an archive, anything else an image name: the SDK decides (classifyImageSource).
     image: source,
     ...(dagsDir !== undefined ? { dagsDir: resolve(ctx.cwd, dagsDir) } : {}),
     ...(projectDir !== undefined ? { projectDir: resolve(ctx.cwd, projectDir) } : {}),
-    ...(description !== undefined ? { description } : {}),
-    ...(tests ? { tests } : {}),
-    ...(flag(v, 'force') ? { force: true } : {}),
-    ...(wait ? { wait } : {}),
+    ...imageOptions(v),
     ...planningOptions(v),
-    signal: ctx.signal,
-    onEvent: onEvent(ctx),
+    ...options,
   });
   if (isDryRun(r)) return planOutcome('image', label(target), r, started);
   if (isSkipped(r)) return skippedOutcome('image', label(target), r, started);
@@ -289,11 +301,7 @@ async function image(ctx: CommandContext): Promise<Outcome> {
     result: r,
     headline: `deployed image ${r.image.reference} to ${label(target)}`,
     facts: [
-      ['Deployment', label(target)],
-      ['Deploy ID', r.deployId],
-      ['Type', r.deployType],
-      ['DAG version', r.dagTarballVersion ?? '-'],
-      ['Image tag', r.deploy.imageTag],
+      ...deployFacts(label(target), { deployId: r.deployId, type: r.deployType, dagVersion: r.dagTarballVersion, imageTag: r.deploy.imageTag }),
       ['Pushed', `${r.reference} (${short(r.push.digest)})`],
       ...(testLine ? ([['Tests', testLine]] as Array<[string, string]>) : []),
       ...rolloutFacts(r.rollout),
@@ -305,22 +313,16 @@ async function image(ctx: CommandContext): Promise<Outcome> {
 async function project(ctx: CommandContext): Promise<Outcome> {
   const started = performance.now();
   const v = ctx.values;
-  const wait = waitOption(v);
+  const options = deployOptions(ctx);
   const client = newClient(ctx);
   const target = await resolveTarget(client, ctx, false);
   const projectDir = resolve(ctx.cwd, str(v, 'project-dir') ?? '.');
-  const description = str(v, 'description');
-  const tests = str(v, 'tests') as ProjectTestsMode | undefined;
   const r = await client.deployProject({
     projectDir,
     ...(target ? { deploymentId: target.id } : {}),
-    ...(description !== undefined ? { description } : {}),
-    ...(tests ? { tests } : {}),
-    ...(flag(v, 'force') ? { force: true } : {}),
-    ...(wait ? { wait } : {}),
+    ...imageOptions(v),
     ...planningOptions(v),
-    signal: ctx.signal,
-    onEvent: onEvent(ctx),
+    ...options,
   });
   if (isDryRun(r)) return planOutcome('project', target ? label(target) : r.plan.deploymentId, r, started);
   if (isSkipped(r)) return skippedOutcome('project', target ? label(target) : r.deploymentId, r, started);
@@ -331,11 +333,7 @@ async function project(ctx: CommandContext): Promise<Outcome> {
     result: r,
     headline: `deployed project ${projectDir} to ${where}`,
     facts: [
-      ['Deployment', where],
-      ['Deploy ID', r.deployId],
-      ['Type', r.deployType],
-      ['DAG version', r.dagTarballVersion ?? '-'],
-      ['Image tag', r.imageTag],
+      ...deployFacts(where, { deployId: r.deployId, type: r.deployType, dagVersion: r.dagTarballVersion, imageTag: r.imageTag }),
       ['Pushed', `${r.reference} (${short(r.digest)})`],
       ['Build', `${r.build.steps} steps, ${r.build.cachedSteps} cached`],
       ['Tests', testsText(r.tests) ?? '-'],
@@ -351,8 +349,7 @@ async function dagDeploy(ctx: CommandContext): Promise<Outcome> {
   const target = await resolveTarget(client, ctx, true);
   const r = await client.setDagDeploy(target.id, enabled, {
     ...(flag(ctx.values, 'force') ? { force: true } : {}),
-    signal: ctx.signal,
-    onEvent: onEvent(ctx),
+    ...callOptions(ctx),
   });
   const state = enabled ? 'enabled' : 'disabled';
   return {
@@ -383,8 +380,7 @@ async function waitCommand(ctx: CommandContext): Promise<Outcome> {
     ...(deployId ? { deployId } : {}),
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     ...(flag(v, 'verify-dags') ? { verifyDags: { failOnImportErrors: true } } : {}),
-    signal: ctx.signal,
-    onEvent: onEvent(ctx),
+    ...callOptions(ctx),
   });
   return {
     command: 'wait',
@@ -429,17 +425,13 @@ async function deploymentsList(ctx: CommandContext): Promise<Outcome> {
 async function rollback(ctx: CommandContext): Promise<Outcome> {
   const started = performance.now();
   const v = ctx.values;
-  const wait = waitOption(v);
+  const options = deployOptions(ctx);
   const client = newClient(ctx);
   const target = await resolveTarget(client, ctx, true);
-  const description = str(v, 'description');
   const r = await client.rollback({
     deploymentId: target.id,
     to: str(v, 'to') ?? 'previous',
-    ...(description !== undefined ? { description } : {}),
-    ...(wait ? { wait } : {}),
-    signal: ctx.signal,
-    onEvent: onEvent(ctx),
+    ...options,
   });
   return {
     command: 'rollback',
@@ -447,11 +439,12 @@ async function rollback(ctx: CommandContext): Promise<Outcome> {
     result: r,
     headline: `rolled ${label(target)} back to deploy ${r.target.id}`,
     facts: [
-      ['Deployment', label(target)],
-      ['Deploy ID', `${r.deployId}${r.recovered ? ' (its answer was lost; found in the deploy list)' : ''}`],
-      ['Type', `rollback to ${r.target.id}${r.previous ? ` (from ${r.previous.id})` : ''}`],
-      ['DAG version', r.target.dagTarballVersion || '-'],
-      ['Image tag', r.target.imageTag || '-'],
+      ...deployFacts(label(target), {
+        deployId: `${r.deployId}${r.recovered ? ' (its answer was lost; found in the deploy list)' : ''}`,
+        type: `rollback to ${r.target.id}${r.previous ? ` (from ${r.previous.id})` : ''}`,
+        dagVersion: r.target.dagTarballVersion,
+        imageTag: r.target.imageTag,
+      }),
       ...rolloutFacts(r.rollout),
       elapsed(started),
     ],
