@@ -127,13 +127,23 @@ export interface PushResult {
    * For a daemon push: the daemon's own (uncompressed) progress counts.
    */
   bytesSent: number;
-  /** How the push was done. */
+  /** How the push was done: the method that pushed the manifest. */
   method: 'native' | 'daemon';
+  /**
+   * Set when method `auto` chose the daemon push and it failed (or was stopped, e.g. on its first
+   * retry), so the native push did the push: the daemon push's error code and redacted message.
+   */
+  fallback?: { from: 'daemon'; code: string; reason: string };
 }
 
 /** Events of the image functions, through the `onEvent` option. Payloads never hold secrets. */
 export type ImageEvent =
   | { type: 'image:push-start'; reference: string; method: 'native' | 'daemon' }
+  /**
+   * Method `auto` chose how to push, and why (`fallbackFrom`: the daemon push it chose first
+   * failed, and the native push takes over).
+   */
+  | { type: 'image:push-method'; method: 'native' | 'daemon'; reason: string; fallbackFrom?: 'daemon' }
   /** A layer was read and (if needed) gzipped; `fromCache` when its digest came from the layer cache. */
   | { type: 'image:layer-prepared'; digest: string; size: number; diffId?: string; compressed: boolean; fromCache: boolean }
   | { type: 'image:layer-skipped'; digest: string; size: number }
