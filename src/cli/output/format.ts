@@ -7,6 +7,7 @@ import type { ClientEvent } from '../../client/events.js';
 import type { DeployDagsEvent } from '../../client/deploy-dags.js';
 import type { DeployImageEvent } from '../../client/deploy-image.js';
 import type { DeployProjectEvent } from '../../client/deploy-project.js';
+import type { RolloutSnapshot } from '../../core/errors.js';
 
 /** Every event the CLI's commands receive from the SDK. */
 export type SdkEvent = DeployDagsEvent | DeployImageEvent | DeployProjectEvent | ClientEvent;
@@ -183,14 +184,7 @@ export function describeEvent(event: SdkEvent): Line | undefined {
 }
 
 /** `DEPLOYING, deploy INITIALIZED, DAG version a -> b, image tag t`. */
-export function rolloutState(s: {
-  deploymentStatus?: string;
-  deploymentStatusReason?: string;
-  deployStatus?: string;
-  dagTarballVersion?: string;
-  desiredDagTarballVersion?: string;
-  imageTag?: string;
-}): string {
+export function rolloutState(s: Partial<RolloutSnapshot>): string {
   const parts = [s.deploymentStatus ?? 'unknown'];
   if (s.deploymentStatusReason) parts[0] += ` (${s.deploymentStatusReason})`;
   if (s.deployStatus) parts.push(`deploy ${s.deployStatus}`);
