@@ -159,7 +159,11 @@ export interface CreateBundleOptions extends ScanOptions {
   allowEmpty?: boolean;
   /** Where to write the bundle. @default { type: 'file' } (a temporary file in `os.tmpdir()`) */
   output?: BundleOutput;
-  /** gzip level, 0-9. @default 6 (the level of `gzip` and of `tar -czf`) */
+  /**
+   * gzip level, 0-9. The default, 3, packs DAG trees within about 1% of the size `gzip -6` (or
+   * `tar -czf`) gives, with about a third less deflate CPU; 6 is `gzip`'s default.
+   * @default 3
+   */
   compressionLevel?: number;
   /** Minimum time between two `bundle:progress` events, in milliseconds. @default 200 */
   progressIntervalMs?: number;

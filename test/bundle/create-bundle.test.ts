@@ -8,12 +8,15 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { isAstroError, type BundleError } from '../../src/core/errors.js';
 import { createBundle, fingerprint } from '../../src/bundle/index.js';
 import type { BundleEvent, BundleManifest, BundleManifestFile, BundleResult } from '../../src/bundle/index.js';
-import { cleanupTemp, makeTree, python, run, tempDir, touch, writeTree } from './helpers.js';
+import { DEFAULT_COMPRESSION_LEVEL } from '../../src/bundle/create-bundle.js';
+import { looksIncompressible, storedBlocks } from '../../src/bundle/stored-pieces.js';
+import { cleanupTemp, makeTree, python, referenceGzip, run, tempDir, touch, writeTree } from './helpers.js';
 import type { TreeSpec } from './helpers.js';
 
 afterAll(cleanupTemp);
@@ -192,6 +195,17 @@ describe('determinism and fingerprint', () => {
     expect([...head.subarray(0, 4)]).toEqual([0x1f, 0x8b, 8, 0]); // gzip, deflate, no flags (no name)
     expect(head.readUInt32LE(4)).toBe(0); // no timestamp
     expect(head[9]).toBe(255); // OS: unknown, the same on every platform
+  });
+
+  it('deflates at level 3 unless told otherwise: the reference framing of its own tar at that level, and at level 6 when asked', async () => {
+    const root = await makeTree(SPEC);
+    const stored = (piece: Buffer, _at: number, last: boolean) => (looksIncompressible(piece) ? storedBlocks(piece, last) : undefined);
+    for (const [options, level] of [[{}, DEFAULT_COMPRESSION_LEVEL], [{ compressionLevel: 6 }, 6]] as const) {
+      const bundle = await bundleOf(root, options);
+      const gz = await readFile(bundle.path!);
+      expect(gz.equals(referenceGzip(gunzipSync(gz), stored, level))).toBe(true);
+    }
+    expect(DEFAULT_COMPRESSION_LEVEL).toBe(3);
   });
 
   it('keeps the fingerprint when only mtimes change, and changes it for content or mode', async () => {
