@@ -21,8 +21,6 @@ import { applyFault, dropConnection, FaultInjector, readRequestBody, type FaultA
 import { createFakeBlobService, type FakeBlobService } from './fake-blob.js';
 import {
   deployImageTag,
-  deployView,
-  deploymentView,
   fakeId,
   newDeployment,
   type FakeDeploy,
@@ -33,7 +31,7 @@ import {
 } from './fake-state.js';
 import { airflowProblem, airflowRouteOf, importErrorsAnswer, type AirflowRoute } from './fake-airflow.js';
 import { TestTokenMinter, type TestTokenOptions } from './tokens.js';
-import { applyUpdateBody } from './fake-update.js';
+import { createApiHandlers, HttpProblem, matchApiRoute, parseJsonObject, type RouteMatch } from './fake-api-routes.js';
 
 /** Options of {@link createFakeAstro}. */
 export interface FakeAstroOptions {
@@ -159,78 +157,7 @@ export const FAKE_ROUTES = [
   'blob.other',
 ] as const;
 
-/**
- * The v1 `CreateDeployGitRequest` rules: `provider` GITHUB or GENERIC and `commitSha` required;
- * GITHUB needs `account` and `repo` and no `remoteUrl`; GENERIC needs `remoteUrl` and no `repo`.
- */
-function checkDeployGit(git: unknown): void {
-  const bad = (field: string, message: string) => new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: `git.${field}`, message }]);
-  if (!git || typeof git !== 'object' || Array.isArray(git)) throw bad('', 'git must be an object');
-  const g = git as Record<string, unknown>;
-  for (const [k, v] of Object.entries(g)) if (v !== undefined && typeof v !== 'string') throw bad(k, `${k} must be a string`);
-  if (g.provider !== 'GITHUB' && g.provider !== 'GENERIC') throw bad('provider', 'provider must be one of GITHUB, GENERIC');
-  if (!g.commitSha) throw bad('commitSha', 'commitSha is required');
-  if (g.provider === 'GITHUB') {
-    if (!g.account || !g.repo) throw bad(g.account ? 'repo' : 'account', 'account and repo are required for the GITHUB provider');
-    if (g.remoteUrl) throw bad('remoteUrl', 'remoteUrl must be empty for the GITHUB provider');
-  } else {
-    if (!g.remoteUrl) throw bad('remoteUrl', 'remoteUrl is required for the GENERIC provider');
-    if (g.repo) throw bad('repo', 'repo must be empty for the GENERIC provider');
-  }
-}
-
 const DEFAULT_RUNTIMES = ['12.5.0', '12.6.0', '12.7.1', '13.0.0', '3.0-1', '3.0-2', '3.1-1', '3.1-2', '3.1-3'];
-
-class HttpProblem extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly fieldErrors?: Array<{ code: string; field: string; message: string }>,
-  ) {
-    super(message);
-  }
-}
-
-/** How long Astro keeps the image and DAGs of a deploy for rollbacks: 90 days. */
-const ROLLBACK_WINDOW_MS = 90 * 24 * 3600 * 1000;
-
-const DEPLOY_TYPES = new Set(['IMAGE_AND_DAG', 'IMAGE_ONLY', 'DAG_ONLY', 'BUNDLE']);
-
-interface RouteMatch {
-  route: string;
-  params: Record<string, string>;
-}
-
-/** Map method + path (below /v1) to a route name and its parameters. */
-function matchApiRoute(method: string, path: string): RouteMatch | { allow: string[] } | undefined {
-  const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
-  const table: Array<[string, string[], string]> = [
-    ['GET', ['organizations'], 'organizations.list'],
-    ['GET', ['organizations', ':org', 'deployments'], 'deployments.list'],
-    ['GET', ['organizations', ':org', 'deployments', ':dep'], 'deployments.get'],
-    ['POST', ['organizations', ':org', 'deployments', ':dep'], 'deployments.update'],
-    ['GET', ['organizations', ':org', 'deployment-options'], 'deploymentOptions.get'],
-    ['POST', ['organizations', ':org', 'deployments', ':dep', 'deploys'], 'deploys.create'],
-    ['GET', ['organizations', ':org', 'deployments', ':dep', 'deploys'], 'deploys.list'],
-    ['GET', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy'], 'deploys.get'],
-    ['POST', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy', 'finalize'], 'deploys.finalize'],
-    ['POST', ['organizations', ':org', 'deployments', ':dep', 'deploys', ':deploy', 'rollback'], 'deploys.rollback'],
-  ];
-  const allow: string[] = [];
-  for (const [m, pattern, route] of table) {
-    if (pattern.length !== seg.length) continue;
-    const params: Record<string, string> = {};
-    let ok = true;
-    pattern.forEach((p, i) => {
-      if (p.startsWith(':')) params[p.slice(1)] = seg[i]!;
-      else if (p !== seg[i]) ok = false;
-    });
-    if (!ok) continue;
-    if (m === method) return { route, params };
-    allow.push(m);
-  }
-  return allow.length ? { allow } : undefined;
-}
 
 function queryObject(url: URL): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
@@ -293,12 +220,6 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     return claims;
   };
 
-  const findDeployment = (org: string, id: string) => {
-    const d = deployments.get(id);
-    if (!d || d.organizationId !== org) throw new HttpProblem(404, `Deployment ${id} not found`);
-    return d;
-  };
-
   const scheduleRollout = (d: FakeDeployment, deploy: FakeDeploy, newImageTag: string | undefined, dagVersion: string | undefined) => {
     const behaviour = d.rollout;
     d.status = 'DEPLOYING';
@@ -325,176 +246,18 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     timers.add(timer);
   };
 
-  const parseJson = (body: Buffer): Record<string, unknown> => {
-    if (body.length === 0) return {};
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new HttpProblem(400, 'Invalid request body: malformed JSON');
-    }
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new HttpProblem(400, 'Invalid request body: expected an object');
-    return parsed as Record<string, unknown>;
-  };
-
-  const handlers: Record<string, (p: Record<string, string>, url: URL, body: Record<string, unknown>) => unknown> = {
-    'organizations.list': () => ({
-      organizations: [{ id: organizationId, name: 'Fake Org', product: options.product ?? 'HOSTED' }],
-      totalCount: 1,
-      limit: 100,
-      offset: 0,
-    }),
-    'deployments.list': (p, url) => {
-      const limit = Math.min(Number(url.searchParams.get('limit') ?? 20), options.maxPageSize ?? Infinity);
-      const offset = Number(url.searchParams.get('offset') ?? 0);
-      const ws = url.searchParams.getAll('workspaceIds');
-      const names = url.searchParams.getAll('names');
-      const ids = url.searchParams.getAll('deploymentIds');
-      const all = [...deployments.values()].filter(
-        (d) =>
-          d.organizationId === p.org &&
-          (ws.length === 0 || ws.includes(d.workspaceId)) &&
-          (names.length === 0 || names.includes(d.name)) &&
-          (ids.length === 0 || ids.includes(d.id)),
-      );
-      return { deployments: all.slice(offset, offset + limit).map((d) => deploymentView(d, origin)), totalCount: all.length, limit, offset };
-    },
-    'deployments.get': (p) => deploymentView(findDeployment(p.org!, p.dep!), origin),
-    'deployments.update': (p, _url, body) => {
-      const d = findDeployment(p.org!, p.dep!);
-      const problems = applyUpdateBody(d, body);
-      if (problems.length) throw new HttpProblem(400, 'Invalid request: update body failed validation', problems);
-      d.updatedAt = new Date().toISOString();
-      return deploymentView(d, origin);
-    },
-    'deploymentOptions.get': () => ({
-      runtimeReleases: runtimeReleases.map((version) => ({
-        version,
-        airflowVersion: /^\d+\.\d+-\d+/.test(version) ? `${version.split('-')[0]}.0` : '2.10.5',
-        channel: 'STABLE',
-        releaseDate: '2026-01-01T00:00:00Z',
-      })),
-    }),
-    'deploys.create': (p, _url, body) => {
-      const d = findDeployment(p.org!, p.dep!);
-      const type = body.type;
-      if (typeof type !== 'string' || !DEPLOY_TYPES.has(type)) {
-        throw new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: 'type', message: 'type must be one of IMAGE_AND_DAG, IMAGE_ONLY, DAG_ONLY, BUNDLE' }]);
-      }
-      if (body.description !== undefined && (typeof body.description !== 'string' || body.description.length > 500)) {
-        throw new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: 'description', message: 'description must be a string of at most 500 characters' }]);
-      }
-      if (body.git !== undefined) checkDeployGit(body.git);
-      if (type === 'BUNDLE' && (typeof body.bundleMountPath !== 'string' || typeof body.bundleType !== 'string')) {
-        throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'bundleMountPath', message: 'BUNDLE deploys need bundleMountPath and bundleType' }]);
-      }
-      const now = new Date().toISOString();
-      const id = fakeId();
-      const deploy: FakeDeploy = {
-        id,
-        deploymentId: d.id,
-        type: type as FakeDeploy['type'],
-        status: 'INITIALIZED',
-        description: typeof body.description === 'string' ? body.description : '',
-        imageRepository: d.imageRepository,
-        // DAG-only deploys report the image that is already running.
-        imageTag: type === 'DAG_ONLY' || type === 'BUNDLE' ? d.imageTag : deployImageTag(++tagCounter),
-        isDagDeployEnabled: d.isDagDeployEnabled,
-        finalizeCount: 0,
-        createdAt: now,
-        updatedAt: now,
-      };
-      if (body.git && typeof body.git === 'object') deploy.git = body.git as Record<string, unknown>;
-      if (d.isDagDeployEnabled && type !== 'BUNDLE' && !d.remoteExecution) {
-        deploy.dagsUploadUrl = blob.sasUrl(origin, 'dags', `${organizationId}/${d.id}`, { permissions: 'cw', expiresInMs: 3_600_000 });
-      }
-      if (type === 'BUNDLE') deploy.bundleUploadUrl = blob.sasUrl(origin, 'bundles', `${organizationId}/${d.id}/${id}`, { permissions: 'cw', expiresInMs: 3_600_000 });
-      deploys.get(d.id)!.push(deploy);
-      return deployView(deploy);
-    },
-    'deploys.list': (p, url) => {
-      findDeployment(p.org!, p.dep!);
-      const limit = Math.min(Number(url.searchParams.get('limit') ?? 20), options.maxPageSize ?? Infinity);
-      const offset = Number(url.searchParams.get('offset') ?? 0);
-      const all = [...deploys.get(p.dep!)!].reverse();
-      return { deploys: all.slice(offset, offset + limit).map(deployView), totalCount: all.length, limit, offset };
-    },
-    'deploys.get': (p) => {
-      findDeployment(p.org!, p.dep!);
-      const deploy = deploys.get(p.dep!)!.find((x) => x.id === p.deploy);
-      if (!deploy) throw new HttpProblem(404, `Deploy ${p.deploy} not found`);
-      return deployView(deploy);
-    },
-    'deploys.finalize': (p, _url, body) => {
-      const d = findDeployment(p.org!, p.dep!);
-      const deploy = deploys.get(d.id)!.find((x) => x.id === p.deploy);
-      if (!deploy) throw new HttpProblem(404, `Deploy ${p.deploy} not found`);
-      if (deploy.finalizeCount > 0) throw new HttpProblem(400, `Deploy ${deploy.id} has already been finalized`);
-      const carriesDags = deploy.type === 'IMAGE_AND_DAG' || deploy.type === 'DAG_ONLY';
-      let dagVersion: string | undefined;
-      if (deploy.isDagDeployEnabled && carriesDags) {
-        if (typeof body.dagTarballVersion !== 'string') {
-          throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'dagTarballVersion', message: 'dagTarballVersion is required when DAG deploys are enabled' }]);
-        }
-        dagVersion = body.dagTarballVersion;
-        if (dagVersion !== '') {
-          const known = blob.versions('dags', `${organizationId}/${d.id}`).some((v) => v.versionId === dagVersion);
-          if (!known) throw new HttpProblem(400, `dagTarballVersion ${dagVersion} does not match an uploaded DAG bundle`);
-        }
-      } else if (body.dagTarballVersion !== undefined && body.dagTarballVersion !== '' && !deploy.isDagDeployEnabled) {
-        throw new HttpProblem(400, 'DAG deploys are not enabled for this deployment; dagTarballVersion must not be set');
-      }
-      if (deploy.type === 'BUNDLE') {
-        if (typeof body.bundleTarballVersion !== 'string') {
-          throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'bundleTarballVersion', message: 'bundleTarballVersion is required for BUNDLE deploys' }]);
-        }
-        deploy.bundleTarballVersion = body.bundleTarballVersion;
-      }
-      deploy.finalizeCount += 1;
-      if (dagVersion !== undefined) deploy.dagTarballVersion = dagVersion;
-      deploy.updatedAt = new Date().toISOString();
-      const imageTag = deploy.type === 'IMAGE_ONLY' || deploy.type === 'IMAGE_AND_DAG' ? deploy.imageTag : undefined;
-      scheduleRollout(d, deploy, imageTag, dagVersion);
-      return deployView(deploy);
-    },
-    // Guesses where the API is not documented: the answer is a new deploy record (type, image tag
-    // and DAG version of the target, `rollbackFromId` naming the target) that rolls out like a
-    // finalized deploy (the description is stored as sent); a target that never deployed or is older than the 90 days Astro keeps
-    // images and DAGs for is refused with 400.
-    'deploys.rollback': (p, _url, body) => {
-      const d = findDeployment(p.org!, p.dep!);
-      const target = deploys.get(d.id)!.find((x) => x.id === p.deploy);
-      if (!target) throw new HttpProblem(404, `Deploy ${p.deploy} not found`);
-      if (body.description !== undefined && (typeof body.description !== 'string' || body.description.length > 500)) {
-        throw new HttpProblem(400, 'Invalid request', [{ code: 'invalid', field: 'description', message: 'description must be a string of at most 500 characters' }]);
-      }
-      if (target.status !== 'DEPLOYED') throw new HttpProblem(400, `Deploy ${target.id} was never deployed (status ${target.status}); it cannot be rolled back to`);
-      if (Date.now() - Date.parse(target.createdAt) > ROLLBACK_WINDOW_MS) {
-        throw new HttpProblem(400, `Deploy ${target.id} is older than 90 days: its image and DAGs are no longer kept`);
-      }
-      const now = new Date().toISOString();
-      const deploy: FakeDeploy = {
-        id: fakeId(),
-        deploymentId: d.id,
-        type: target.type,
-        status: 'INITIALIZED',
-        description: typeof body.description === 'string' ? body.description : '',
-        imageRepository: d.imageRepository,
-        imageTag: target.imageTag,
-        isDagDeployEnabled: d.isDagDeployEnabled,
-        ...(target.dagTarballVersion !== undefined ? { dagTarballVersion: target.dagTarballVersion } : {}),
-        rollbackFromId: target.id,
-        finalizeCount: 0,
-        createdAt: now,
-        updatedAt: now,
-      };
-      deploys.get(d.id)!.push(deploy);
-      // The deployment runs again what it ran after the target: its image tag (a DAG-only deploy
-      // records the tag that ran then) and its DAG version (a deploy without one leaves the DAGs).
-      scheduleRollout(d, deploy, target.imageTag || undefined, target.dagTarballVersion || undefined);
-      return deployView(deploy);
-    },
-  };
+  const handlers = createApiHandlers({
+    organizationId,
+    product: options.product ?? 'HOSTED',
+    maxPageSize: options.maxPageSize ?? Infinity,
+    runtimeReleases,
+    deployments,
+    deploys,
+    blob,
+    origin: () => origin,
+    nextImageTag: () => deployImageTag(++tagCounter),
+    scheduleRollout,
+  });
 
   /** The fake Airflow API of a deployment: bearer token of its organization, then the import errors. */
   const handleAirflow = async (req: IncomingMessage, res: ServerResponse, url: URL, target: AirflowRoute, record: RecordedRequest, proceed: ProceedOptions) => {
@@ -546,7 +309,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     record.bodyBytes = raw.length;
     try {
       authenticate(req, match.params.org);
-      const body = req.method === 'POST' ? parseJson(raw) : {};
+      const body = req.method === 'POST' ? parseJsonObject(raw) : {};
       if (req.method === 'POST') record.body = body;
       const payload = handlers[match.route]!(match.params, url, body);
       record.status = proceed.dropResponse ? 0 : 200;
