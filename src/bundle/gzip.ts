@@ -183,22 +183,34 @@ function gzipMember(block: Buffer, options: ZlibOptions): Promise<Buffer> {
  * input that ends on a block boundary gets no empty member after the last block.
  */
 export function gzipMembers(settings: GzipMemberSettings): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
-  // A large chunkSize lets zlib compress a whole block in one go on its thread; with the default
-  // (16 KiB) every slice takes a round trip through the main thread and blocks barely overlap.
-  const options: ZlibOptions = { level: settings.level, memLevel: 9, chunkSize: Math.max(64 * 1024, settings.blockBytes + 64 * 1024) };
   return async function* membersStage(source) {
     let blocks = 0;
     yield* inPieces(source, settings.blockBytes, settings.parallelBlocks, async (block, last) => {
       if (last && block.length === 0 && blocks > 0) return Buffer.alloc(0);
       blocks += 1;
-      // Already-compressed content (wheels, zips, images) gains nothing from deflate but costs
-      // most of its time; store such blocks. The choice depends on the bytes only, so the output
-      // (and the digest) stays the same from push to push.
-      const incompressible = settings.level > 0 && (await looksIncompressible(block));
-      if (incompressible && storedMatchesZlib()) return storedMember(block);
-      return gzipMember(block, incompressible ? { ...options, level: 0 } : options);
+      // The piece is recycled once this job is done: stored parts that point into it are copied.
+      const parts = await layerMember(block, settings);
+      return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     });
   };
+}
+
+/**
+ * The member of {@link gzipMembers} for one block, as the buffers to write in order. A block that
+ * does not compress comes back as stored-block headers around slices of `block` itself (no copy:
+ * `block` must stay unchanged until the parts are written); any other as zlib's output. For
+ * readers that own their block buffers (the image push reads an archive's layer straight into them).
+ */
+export async function layerMember(block: Buffer, settings: GzipMemberSettings): Promise<Buffer[]> {
+  // A large chunkSize lets zlib compress a whole block in one go on its thread; with the default
+  // (16 KiB) every slice takes a round trip through the main thread and blocks barely overlap.
+  const options: ZlibOptions = { level: settings.level, memLevel: 9, chunkSize: Math.max(64 * 1024, settings.blockBytes + 64 * 1024) };
+  // Already-compressed content (wheels, zips, images) gains nothing from deflate but costs
+  // most of its time; store such blocks. The choice depends on the bytes only, so the output
+  // (and the digest) stays the same from push to push.
+  const incompressible = settings.level > 0 && (await looksIncompressible(block));
+  if (incompressible && storedMatchesZlib()) return storedMember(block);
+  return [await gzipMember(block, incompressible ? { ...options, level: 0 } : options)];
 }
 
 /** Largest stored deflate block (RFC 1951: LEN is 16 bits). */
@@ -210,26 +222,28 @@ let storedChecked: boolean | undefined;
 /**
  * A gzip member holding `block` in stored deflate blocks, byte for byte what zlib writes at level
  * 0 given the whole block and a large enough output buffer (65535-byte blocks, the last one final),
- * but built here with one copy and a CRC: zlib's level 0 runs at a fraction of memory speed
- * (about 2x slower, on a thread), and random-looking layers are mostly such blocks.
+ * but built here as parts (header, each block's 5 bytes before its slice of `block`, the CRC and
+ * size): zlib's level 0 runs at a fraction of memory speed (about 2x slower, on a thread), and
+ * random-looking layers are mostly such blocks.
  */
-function storedMember(block: Buffer): Buffer {
-  const header = storedHeader!;
+function storedMember(block: Buffer): Buffer[] {
   const count = Math.max(1, Math.ceil(block.length / MAX_STORED));
-  const out = Buffer.allocUnsafe(header.length + count * 5 + block.length + 8);
-  let at = header.copy(out, 0);
+  const heads = Buffer.allocUnsafe(count * 5 + 8);
+  const parts: Buffer[] = [storedHeader!];
   for (let i = 0, from = 0; i < count; i++) {
     const len = Math.min(MAX_STORED, block.length - from);
-    out[at] = i === count - 1 ? 1 : 0;
-    out.writeUInt16LE(len, at + 1);
-    out.writeUInt16LE(len ^ 0xffff, at + 3);
-    at += 5;
-    at += block.copy(out, at, from, from + len);
+    const head = heads.subarray(i * 5, i * 5 + 5);
+    head[0] = i === count - 1 ? 1 : 0;
+    head.writeUInt16LE(len, 1);
+    head.writeUInt16LE(len ^ 0xffff, 3);
+    parts.push(head, block.subarray(from, from + len));
     from += len;
   }
-  out.writeUInt32LE(crc32(block) >>> 0, at);
-  out.writeUInt32LE(block.length % 0x100000000, at + 4);
-  return out;
+  const trailer = heads.subarray(count * 5);
+  trailer.writeUInt32LE(crc32(block) >>> 0, 0);
+  trailer.writeUInt32LE(block.length % 0x100000000, 4);
+  parts.push(trailer);
+  return parts;
 }
 
 /**
@@ -244,7 +258,7 @@ function storedMatchesZlib(): boolean {
   for (let i = 0; i < sample.length; i++) sample[i] = (i * 2654435761) >>> 24;
   storedChecked = [0, 1, MAX_STORED, MAX_STORED + 1, sample.length].every((n) => {
     const piece = sample.subarray(0, n);
-    return storedMember(piece).equals(gzipSync(piece, { level: 0, memLevel: 9, chunkSize: 4 * MAX_STORED }));
+    return Buffer.concat(storedMember(piece)).equals(gzipSync(piece, { level: 0, memLevel: 9, chunkSize: 4 * MAX_STORED }));
   });
   return storedChecked;
 }

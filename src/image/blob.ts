@@ -14,6 +14,7 @@ import { createGzip } from 'node:zlib';
 import { throwIfAborted, toAbortError } from '../core/abort.js';
 import { abortAware } from '../core/scope.js';
 import { gzipMembers, OutputMeter, type GzipMemberSettings } from '../bundle/gzip.js';
+import { gzipFileRange, type FileRange } from './layer-gzip.js';
 
 /** Random-access bytes of a blob. */
 export interface BlobData {
@@ -21,6 +22,8 @@ export interface BlobData {
   readonly size: number;
   /** A fresh stream of bytes `[start, end)`. */
   open(start: number, end: number): Readable;
+  /** Where the bytes are, when they are a range of a file (read directly by the layer gzip). */
+  readonly file?: FileRange;
 }
 
 /** A blob with a known digest, ready to upload. */
@@ -136,6 +139,7 @@ const READ_CHUNK = 1024 * 1024;
 export function fileData(path: string, base = 0, size: number): BlobData {
   return {
     size,
+    file: { path, start: base, size },
     open: (start, end) =>
       end <= start ? Readable.from([]) : createReadStream(path, { start: base + start, end: base + end - 1, highWaterMark: READ_CHUNK }),
   };
@@ -211,6 +215,18 @@ export async function gzipToFile(
     throw abortAware(err, signal);
   }
   return { path, digest: gz.ociDigest(), size: gz.bytes, diffId: raw.ociDigest(), rawSize: raw.bytes };
+}
+
+/**
+ * Gzip the bytes of `data` into `path` as {@link gzipToFile} does (the same bytes and digests):
+ * a range of a file in the block framing is read straight into recycled block buffers
+ * (`layer-gzip.ts`), anything else goes through the stream pipeline.
+ *
+ * @throws AstroAbortError when `signal` fires
+ */
+export function gzipDataToFile(data: BlobData, path: string, settings: GzipSettings, signal?: AbortSignal, growth?: BlobGrowth): Promise<GzipResult> {
+  if (data.file && data.file.size === data.size && settings.blockBytes > 0) return gzipFileRange(data.file, path, settings, signal, growth);
+  return gzipToFile(data.open(0, data.size), path, settings, signal, growth);
 }
 
 /** Throw AstroAbortError before reading `source` when `signal` has fired, closing a stream source (its file). */

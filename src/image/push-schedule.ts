@@ -13,7 +13,7 @@
 import { throwIfAborted } from '../core/abort.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { abortAware, type OperationScope } from '../core/scope.js';
-import { fileData, growingBlob, gzipToFile, hashStream, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
+import { fileData, growingBlob, gzipDataToFile, hashStream, type BlobData, type GzipSettings, type PreparedBlob, type TempSpace } from './blob.js';
 import { blobExists, mountBlob, pushBlob, type BlobUploadOutcome } from './blob-upload.js';
 import { dockerClient, engineCall } from './docker.js';
 import { resolveImage, type LayerCompression } from './layout.js';
@@ -235,7 +235,7 @@ export class LayerScheduler {
     const gzipStarted = new Promise<void>((resolve) => (started = resolve));
     const gzip = this.cpu(async () => {
       started();
-      const out = await gzipToFile(data.open(0, data.size), path, this.options.gzip, signal, growth);
+      const out = await gzipDataToFile(data, path, this.options.gzip, signal, growth);
       assertDiffId(plan, out.diffId);
       blob.digest = out.digest;
       blob.size = out.size;
@@ -329,7 +329,7 @@ async function prepareLayer(plan: LayerPlan, temp: TempSpace, gzip: GzipSettings
   const data = plan.data;
   if (!data) throw new Error(`layer ${plan.diffId} has no data`);
   if (plan.compression === 'none') {
-    const out = await gzipToFile(data.open(0, data.size), temp.file(`${plan.diffId}.gz`), gzip, signal);
+    const out = await gzipDataToFile(data, temp.file(`${plan.diffId}.gz`), gzip, signal);
     assertDiffId(plan, out.diffId);
     return { digest: out.digest, size: out.size, data: fileData(out.path, 0, out.size), diffId: out.diffId, compressed: true };
   }

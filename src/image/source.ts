@@ -246,8 +246,13 @@ export class DiskArchive implements ArchiveReader, ImageArchive {
     const e = this.resolve(name);
     if (!e) throw new ImageError(ErrorCodes.IMAGE_INVALID_ARCHIVE, `${this.originalPath}: member ${name} is missing`, this.originalPath);
     const bytes = fileData(this.tarPath, e.offset, e.size);
+    const isClosed = () => this.isClosed;
     return {
       size: bytes.size,
+      // A closed archive has no file to read directly: the stream below says why.
+      get file() {
+        return isClosed() ? undefined : bytes.file;
+      },
       // Read lazily (a layer may be read long after the plan is made): after close(), say so
       // instead of failing on a missing temp file.
       open: (start, end) => {

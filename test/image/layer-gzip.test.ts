@@ -3,11 +3,17 @@
  * by zlib, and must be zlib's exact bytes (layer digests, the registry's copies and the layer cache
  * all depend on them).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { gzipMembers } from '../../src/bundle/gzip.js';
+import { BlobGrowth } from '../../src/image/blob.js';
+import { gzipFileRange } from '../../src/image/layer-gzip.js';
+import { isAstroError } from '../../src/core/errors.js';
 
 async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -32,5 +38,50 @@ describe('layer gzip members', () => {
     }
     expect(gunzipSync(out).equals(input)).toBe(true);
     expect(out.equals(Buffer.concat(expected))).toBe(true);
+  });
+
+  it('gives the same bytes and digests from a range of a file (read into recycled blocks) as the stream framing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'layer-gzip-'));
+    try {
+      const blockBytes = 256 * 1024;
+      const text = Buffer.from('def handler(event):\n    return {"ok": True}\n'.repeat(15_000));
+      const body = Buffer.concat([randomBytes(blockBytes + 777), text, randomBytes(blockBytes * 2)]);
+      // The layer sits inside a bigger file (an archive member), after 1000 unrelated bytes.
+      const file = join(dir, 'archive.tar');
+      await writeFile(file, Buffer.concat([randomBytes(1000), body, randomBytes(500)]));
+      const settings = { level: 6, blockBytes, parallelBlocks: 3 };
+      // Sizes: empty, one byte, exactly one and two blocks (no empty member after), the mixed body.
+      for (const size of [0, 1, blockBytes, blockBytes * 2, body.length]) {
+        const input = body.subarray(0, size);
+        const expected = await collect(gzipMembers(settings)(Readable.from([input], { objectMode: false })));
+        const growth = new BlobGrowth();
+        const out = join(dir, `out-${size}.gz`);
+        const result = await gzipFileRange({ path: file, start: 1000, size }, out, settings, undefined, growth);
+        const written = await readFile(out);
+        expect(written.equals(expected), `size ${size}`).toBe(true);
+        expect(result.digest).toBe(`sha256:${createHash('sha256').update(expected).digest('hex')}`);
+        expect(result.diffId).toBe(`sha256:${createHash('sha256').update(input).digest('hex')}`);
+        expect([result.size, result.rawSize, growth.written]).toEqual([expected.length, size, expected.length]);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stops with AstroAbortError when aborted, and fails on a file shorter than its range', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'layer-gzip-'));
+    try {
+      const file = join(dir, 'layer.tar');
+      await writeFile(file, randomBytes(600_000));
+      const settings = { level: 6, blockBytes: 64 * 1024, parallelBlocks: 2 };
+      const aborted = AbortSignal.abort();
+      const abortErr = await gzipFileRange({ path: file, start: 0, size: 600_000 }, join(dir, 'a.gz'), settings, aborted).catch((e: unknown) => e);
+      expect(isAstroError(abortErr) && abortErr.code).toBe('ASTRO_ABORTED');
+      const short = await gzipFileRange({ path: file, start: 0, size: 700_000 }, join(dir, 'b.gz'), settings).catch((e: unknown) => e);
+      expect(isAstroError(short) && short.code).toBe('ASTRO_IMAGE_INVALID_ARCHIVE');
+      expect((short as Error).message).toMatch(/shorter than the layer's range \(ends before byte 6/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
