@@ -1,31 +1,22 @@
 #!/usr/bin/env node
 /**
- * `astro-deploy`: the CLI over astro-deploy-sdk (the package's `bin`). Signals: the first Ctrl-C
- * (or SIGTERM) aborts the running SDK call through its signal, and the run ends with 130 (143)
- * once the SDK has stopped; a second one exits at once.
+ * `astro-deploy`: the CLI over astro-deploy-sdk (the package's `bin`). Signals (signals.ts): the
+ * first Ctrl-C (or SIGTERM) aborts the running SDK call through its signal, and the run ends with
+ * 130 (143) once the SDK has stopped; a second one exits at once.
  */
 import { redact } from '../core/redact.js';
 import { ExitCode } from './exit-codes.js';
 import { run, type LastWords } from './run.js';
+import { interruptions } from './signals.js';
 
-const controller = new AbortController();
-let interruptedBy: 'SIGINT' | 'SIGTERM' | undefined;
 let lastWords: LastWords = () => {};
-
-function onSignal(signal: 'SIGINT' | 'SIGTERM'): void {
-  if (interruptedBy) {
-    lastWords();
-    process.exit(interruptedBy === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED);
-  }
-  interruptedBy = signal;
-  controller.abort(new Error(`Interrupted (${signal}).`));
-}
-process.on('SIGINT', () => onSignal('SIGINT'));
-process.on('SIGTERM', () => onSignal('SIGTERM'));
+const interrupts = interruptions({ lastWords: () => lastWords(), exit: (code) => process.exit(code) });
+process.on('SIGINT', () => interrupts.onSignal('SIGINT'));
+process.on('SIGTERM', () => interrupts.onSignal('SIGTERM'));
 
 run(
   process.argv.slice(2),
-  { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), signal: controller.signal, interruptedBy: () => interruptedBy },
+  { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), signal: interrupts.signal, interruptedBy: interrupts.interruptedBy },
   (fn) => (lastWords = fn),
 ).then(
   (code) => exit(code),
