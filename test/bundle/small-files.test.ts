@@ -1,7 +1,8 @@
 /**
- * The packer's small-file path (fstat, read, fstat; headers from tar-header.ts): old and fresh
- * files give node-tar's bytes, and a file that changes between the scan and its read is packed as
- * it is then, or refused with the same errors as before.
+ * The packer's small-file paths (read then fstat when the file is as the scan saw it; fstat,
+ * read, fstat otherwise; headers from tar-header.ts): old and fresh files give node-tar's bytes,
+ * and a file that changes between the scan and its read is packed as it is then, or refused with
+ * the same errors as before.
  */
 import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -75,6 +76,25 @@ describe('small files', () => {
     expect(tar).toContain('a much longer second version\n');
     expect(tar).not.toContain('a longer first version');
     expect(bundle.manifest.totals.bytes).toBe('a much longer second version\n'.length + 'short\n'.length + 'unchanged\n'.length);
+  });
+
+  it('packs a file rewritten after the scan at the same size as it is then, with its new mtime or its old one put back', async () => {
+    // The deep one has a name of 100 bytes or more: PAX header, always the careful path.
+    const deep = `${'long/'.repeat(20)}deep.py`;
+    const root = await makeTree({ 'newer.py': 'version 1\n', 'restored.py': 'version 1\n', [deep]: 'version 1\n' });
+    await touch(root, ['newer.py', 'restored.py', deep], OLD);
+    const bundle = await bundleOf(root, () => {
+      for (const f of ['newer.py', 'restored.py', deep]) writeFileSync(path.join(root, f), 'version 2\n');
+      utimesSync(path.join(root, 'newer.py'), OLD + 10, OLD + 10);
+      utimesSync(path.join(root, 'restored.py'), OLD, OLD);
+    });
+    const byPath = new Map(bundle.manifest.files.map((f) => [f.path, f]));
+    const v2 = createHash('sha256').update('version 2\n').digest('hex');
+    expect([byPath.get('newer.py')!.sha256, byPath.get('restored.py')!.sha256, byPath.get(deep)!.sha256]).toEqual([v2, v2, v2]);
+    expect([byPath.get('newer.py')!.mtimeSeconds, byPath.get('restored.py')!.mtimeSeconds]).toEqual([OLD + 10, OLD]);
+    const tar = gunzipSync(await readFile(bundle.path!)).toString('latin1');
+    expect(tar).not.toContain('version 1');
+    expect(tar.split('version 2\n').length - 1).toBe(3);
   });
 
   it('refuses a file that became a folder after the scan (ASTRO_BUNDLE_FILE_CHANGED), and one that vanished (ASTRO_BUNDLE_IO)', async () => {
