@@ -17,14 +17,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { listenOnLoopback } from './loopback.js';
 import { dropConnection, readRequestBody, type ProceedOptions } from './faults.js';
 
+import { blobRouteOf, type FakeBlobRoute } from './blob-routes.js';
+
 /** Route names {@link FakeBlobService.routeOf} gives requests (used by fault rules). */
-export type FakeBlobRoute =
-  | 'blob.putBlob'
-  | 'blob.putBlock'
-  | 'blob.putBlockList'
-  | 'blob.getBlockList'
-  | 'blob.getBlob'
-  | 'blob.other';
+export type { FakeBlobRoute };
 
 /** Options of {@link FakeBlobService.handle}; the same shape as `applyFault`'s `proceed` options. */
 export type FakeBlobHandleOptions = ProceedOptions;
@@ -170,17 +166,6 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
   };
   const newEtag = () => `"0x8DC${(Date.now() * 1000 + (etagCounter++ % 1000)).toString(16).toUpperCase()}"`;
 
-  function routeOf(method: string, url: URL): FakeBlobRoute {
-    const comp = url.searchParams.get('comp');
-    const m = method.toUpperCase();
-    if (m === 'PUT' && comp === null) return 'blob.putBlob';
-    if (m === 'PUT' && comp === 'block') return 'blob.putBlock';
-    if (m === 'PUT' && comp === 'blocklist') return 'blob.putBlockList';
-    if ((m === 'GET' || m === 'HEAD') && comp === 'blocklist') return 'blob.getBlockList';
-    if ((m === 'GET' || m === 'HEAD') && comp === null) return 'blob.getBlob';
-    return 'blob.other';
-  }
-
   function parsePath(url: URL): { container: string; blob: string } {
     if (!url.pathname.startsWith(`${mountPath}/`)) throw new HttpFailure(400, 'InvalidUri', 'The requested URI does not represent any resource on the server.');
     const rest = url.pathname.slice(mountPath.length + 1);
@@ -268,7 +253,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
   }
 
   async function serve(req: IncomingMessage, url: URL, opts: FakeBlobHandleOptions): Promise<{ status: number; headers: Record<string, string>; body?: Buffer }> {
-    const route = routeOf(req.method ?? 'GET', url);
+    const route = blobRouteOf(req.method ?? 'GET', url);
     stats[route] += 1;
     const { container, blob } = parsePath(url);
     switch (route) {
@@ -457,7 +442,7 @@ export function createFakeBlobService(options: FakeBlobServiceOptions = {}): Fak
 
   return {
     handle,
-    routeOf,
+    routeOf: blobRouteOf,
     sasUrl,
     read: (container, blob) => {
       const c = stateOf(container, blob, false)?.committed;

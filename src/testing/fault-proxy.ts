@@ -15,6 +15,7 @@ import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, 
 import { listenOnLoopback } from './loopback.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { applyFault, dropConnection, FaultInjector, type FaultRule, type ProceedOptions } from './faults.js';
+import { blobRouteOf } from './blob-routes.js';
 
 /** Byte and request counters of a {@link FaultProxy}. */
 export interface FaultProxyStats {
@@ -71,17 +72,8 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** The default route names: Azure blob operations. */
-export function blobRouteOf(method: string, url: URL): string {
-  const comp = url.searchParams.get('comp');
-  const m = method.toUpperCase();
-  if (m === 'PUT' && comp === null) return 'blob.putBlob';
-  if (m === 'PUT' && comp === 'block') return 'blob.putBlock';
-  if (m === 'PUT' && comp === 'blocklist') return 'blob.putBlockList';
-  if ((m === 'GET' || m === 'HEAD') && comp === 'blocklist') return 'blob.getBlockList';
-  if ((m === 'GET' || m === 'HEAD') && comp === null) return 'blob.getBlob';
-  return 'blob.other';
-}
+/** The default route names: Azure blob operations, named as the fake blob service names them. */
+export { blobRouteOf };
 
 /**
  * A pacing schedule shared by several streams: each chunk is due when the link has carried the
