@@ -23,6 +23,8 @@
 import { AstroSchemaError } from '../core/errors.js';
 import type { Deployment } from './schemas.js';
 
+type WorkerQueue = NonNullable<Deployment['workerQueues']>[number];
+
 /** The settings setDagDeploy (and future callers) change. */
 export interface DeploymentChanges {
   isDagDeployEnabled?: boolean;
@@ -42,35 +44,26 @@ function usesWorkerQueues(d: Deployment): boolean {
   return (d.executor === 'CELERY' || d.executor === 'ASTRO') && !d.remoteExecution?.enabled;
 }
 
+/** The fields a worker queue has in both the hosted and the hybrid update request. */
+function queueFields(q: WorkerQueue): Record<string, unknown> {
+  return {
+    id: q.id,
+    name: q.name,
+    isDefault: q.isDefault,
+    maxWorkerCount: q.maxWorkerCount,
+    minWorkerCount: q.minWorkerCount,
+    workerConcurrency: q.workerConcurrency,
+  };
+}
+
 function hostedQueues(d: Deployment): Array<Record<string, unknown>> | undefined {
   if (!usesWorkerQueues(d) || !d.workerQueues) return undefined;
-  return d.workerQueues.map((q) =>
-    defined({
-      id: q.id,
-      name: q.name,
-      isDefault: q.isDefault,
-      maxWorkerCount: q.maxWorkerCount,
-      minWorkerCount: q.minWorkerCount,
-      workerConcurrency: q.workerConcurrency,
-      astroMachine: q.astroMachine,
-      podEphemeralStorage: q.podEphemeralStorage,
-    }),
-  );
+  return d.workerQueues.map((q) => defined({ ...queueFields(q), astroMachine: q.astroMachine, podEphemeralStorage: q.podEphemeralStorage }));
 }
 
 function hybridQueues(d: Deployment): Array<Record<string, unknown>> | undefined {
   if (d.executor !== 'CELERY' || !d.workerQueues) return undefined;
-  return d.workerQueues.map((q) =>
-    defined({
-      id: q.id,
-      name: q.name,
-      isDefault: q.isDefault,
-      maxWorkerCount: q.maxWorkerCount,
-      minWorkerCount: q.minWorkerCount,
-      workerConcurrency: q.workerConcurrency,
-      nodePoolId: q.nodePoolId ?? '',
-    }),
-  );
+  return d.workerQueues.map((q) => defined({ ...queueFields(q), nodePoolId: q.nodePoolId ?? '' }));
 }
 
 function scalingSpec(d: Deployment): Record<string, unknown> | undefined {
