@@ -124,7 +124,16 @@ export interface DeployProjectParams extends DeployDagsBundleOptions, DeployPlan
   allowAirflow3Upgrade?: boolean;
   /** Engine API client for the build, checks, tests and a daemon push. @default one for DOCKER_HOST */
   docker?: DockerLike;
-  /** Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). */
+  /**
+   * Push options (method, chunk size, concurrency, `retry`, ...). `method` defaults to `'auto'`:
+   * the Docker daemon pushes the image when the registry holds none of its layers in the native
+   * push's gzip (so a changed layer goes up without the daemon first writing an export of the whole
+   * image, which the native push of a daemon image waits for), the native push when the registry
+   * already holds every layer (only the manifest is sent) or holds them as the native push gzipped
+   * them, and the native push takes over when the daemon's fails or starts retrying (a bad link,
+   * where its resumable chunked uploads complete). `'native'` or `'daemon'` force one.
+   * @default { method: 'auto' }
+   */
   push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
   /** Options of the DAG bundle upload. */
   upload?: DeployDagsParams['upload'];
@@ -349,6 +358,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
                   ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
                   logger: ctx.logger,
                   ...params.push,
+                  method: params.push?.method ?? 'auto',
                   // On Astro the registry user is `cli` and the password the API token.
                   auth: { username: 'cli', password: ctx.token },
                   ...docker,

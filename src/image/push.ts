@@ -1,6 +1,7 @@
 /**
  * `pushImage`: one entry point for both push methods.
  */
+import { pushAuto } from './push-auto.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
 import { pushNative, type NativePushOptions } from './push-native.js';
 import type { ImageSource, PushResult, PushTarget } from './types.js';
@@ -8,10 +9,19 @@ import type { ImageSource, PushResult, PushTarget } from './types.js';
 /** Options of {@link pushImage}: those of the native push, plus the method and the daemon-only `keepTag`. */
 export interface PushImageOptions extends NativePushOptions, Pick<DaemonPushOptions, 'keepTag'> {
   /**
-   * `native` pushes over the OCI distribution API itself (no daemon needed for archives; resumable
-   * chunked uploads); `daemon` asks the Docker daemon to push. @default 'native'
+   * - `native` pushes over the OCI distribution API itself (no daemon needed for archives;
+   *   resumable chunked uploads). A daemon image is read through the daemon's export, which the
+   *   daemon writes whole to disk before its first byte whenever a layer must be sent.
+   * - `daemon` asks the Docker daemon to push (`docker push`): no export, but the daemon's own
+   *   retries, and it recognises only layers it pushed itself (its gzip, its digests).
+   * - `auto` (daemon images; an archive is pushed natively) picks per push: the native push when
+   *   the registry holds every layer (manifest only) or holds layers in the native push's gzip;
+   *   otherwise the daemon push (no export), checked against the image ID and remembered in the
+   *   layer cache, with the native push taking over when it fails or starts retrying
+   *   (`PushResult.fallback`, event `image:push-method`). `deployProject` uses it by default.
+   * @default 'native'
    */
-  method?: 'native' | 'daemon';
+  method?: 'native' | 'daemon' | 'auto';
 }
 
 /**
@@ -23,7 +33,8 @@ export interface PushImageOptions extends NativePushOptions, Pick<DaemonPushOpti
  *
  * @throws ImageError `ASTRO_IMAGE_REGISTRY_AUTH`, `ASTRO_IMAGE_PUSH_FAILED`,
  *   `ASTRO_IMAGE_REGISTRY_UNAVAILABLE`, `ASTRO_IMAGE_NOT_FOUND`, `ASTRO_IMAGE_DOCKER_UNAVAILABLE`,
- *   `ASTRO_IMAGE_INVALID_ARCHIVE`; AstroConfigError `ASTRO_CONFIG_INVALID_OPTION` for a closed
+ *   `ASTRO_IMAGE_INVALID_ARCHIVE` (with method `auto`, the native push's errors when the daemon
+ *   push failed too); AstroConfigError `ASTRO_CONFIG_INVALID_OPTION` for a closed
  *   `{ archive }` (or an archive with `method: 'daemon'`); AstroAbortError when `signal` fires.
  */
 export function pushImage(source: ImageSource, target: PushTarget, options: PushImageOptions = {}): Promise<PushResult> {
@@ -36,6 +47,10 @@ export function pushImage(source: ImageSource, target: PushTarget, options: Push
     if (options.onEvent) daemonOptions.onEvent = options.onEvent;
     if (options.logger) daemonOptions.logger = options.logger;
     return pushDaemon(source, target, daemonOptions);
+  }
+  if (options.method === 'auto') {
+    const { method: _method, ...rest } = options;
+    return pushAuto(source, target, rest);
   }
   return pushNative(source, target, options);
 }

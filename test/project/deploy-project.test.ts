@@ -82,6 +82,9 @@ describe('deployProject', () => {
     const result = await p.deploy(client, { description: 'project deploy', wait: { pollIntervalMs: 50 } });
 
     expect(result.deployType).toBe('IMAGE_AND_DAG');
+    // The default push method is 'auto': it says which push it chose, and the result says which pushed.
+    const chosen = p.events.find((e) => e.type === 'image:push-method') as { method: string } | undefined;
+    expect(chosen?.method).toBe(result.push.method);
     expect(astro.requestsFor('deploys.create')[0]!.body).toMatchObject({
       type: 'IMAGE_AND_DAG',
       description: `project deploy [astro-deploy-sdk image:sha256:${result.imageId.slice(7, 39)} dags:sha256:${result.bundle!.fingerprint.slice(0, 32)}]`,
@@ -131,7 +134,9 @@ describe('deployProject', () => {
       astro.faults.add({ route, times: Infinity, action: { kind: 'status', status: 403, body: '<Error><Code>AuthorizationFailure</Code></Error>' } });
     }
     const p = await project(deploymentId);
-    const err = await p.deploy(client).catch((e: unknown) => e);
+    // The native push says image:push-start at once; 'auto' (the default) first asks the registry
+    // what it holds, which can outlast the refused upload, so its start would not always be seen.
+    const err = await p.deploy(client, { push: { method: 'native' } }).catch((e: unknown) => e);
     expect(isAstroError(err)).toBe(true);
     expect((err as { code: string }).code).toMatch(/^ASTRO_UPLOAD_/);
     const created = astro.requestsFor('deploys.create');

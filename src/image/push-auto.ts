@@ -1,0 +1,273 @@
+/**
+ * Push method `auto`: per push, the Docker daemon's own push or the native push, whichever has
+ * less to do, with the native push as the fallback of the daemon's.
+ *
+ * Why both: the native push reads a daemon image through the Engine API's export, and the daemon
+ * (moby, every version without the containerd store) writes the WHOLE export to disk before its
+ * first byte, on every push that needs a layer's bytes: ~1 s for a 149 MB image, 5-10 s for a 1-2
+ * GB Astro Runtime image, even when one small layer changed. The daemon's push reads only the
+ * layers it sends. But the daemon recognises a layer in the registry only under the digest of ITS
+ * gzip (Go's compress/gzip, remembered per daemon); a layer the native push sent (our gzip, other
+ * bytes, another digest) is gzipped and uploaded again by the daemon. So:
+ *
+ * - every layer and the config already in the registry (in either gzip) → native: the layer cache
+ *   settles every layer by `HEAD` and only the manifest is sent, no export;
+ * - layers the registry holds only in the native push's gzip (more than 1 MiB of them) → native:
+ *   the daemon would send them again;
+ * - otherwise (nothing there yet, or what is there was sent by the daemon) → the daemon push, and
+ *   what it pushed is checked (the manifest's config digest must be the image ID) and remembered
+ *   in the layer cache (recipe {@link DAEMON_RECIPE}), which is how later pushes know the daemon's
+ *   digests. When the daemon push fails, or starts retrying (a bad link, where the native push's
+ *   resumable chunked uploads complete and `docker push` fails), it is stopped and the native push
+ *   takes over, skipping what the registry holds in either gzip.
+ */
+import { createHash } from 'node:crypto';
+import { linkSignals } from '../core/abort.js';
+import { emitterFor, fanOut } from '../core/emitter.js';
+import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
+import { redact } from '../core/redact.js';
+import { withRetries } from '../core/retry.js';
+import { DEFAULT_GZIP } from './blob.js';
+import { blobExists, registryRetryPolicy } from './blob-upload.js';
+import { dockerClient } from './docker.js';
+import { inspectDaemonImage } from './inspect.js';
+import { LayerCache, defaultLayerCache, type CachedLayer } from './layer-cache.js';
+import { MediaTypes } from './layout.js';
+import { toPushError } from './push-context.js';
+import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
+import { assertTag, pushNative, splitRepository, type NativePushOptions } from './push-native.js';
+import { RegistryClient } from './registry-client.js';
+import { classifySource } from './source.js';
+import type { ImageEvent, ImageInfo, ImageSource, PushResult, PushTarget } from './types.js';
+
+/** Layer-cache recipe of the daemon's own gzip: diff ID → the digest and size the daemon pushed it as. */
+export const DAEMON_RECIPE = 'docker-daemon';
+
+/** Bytes the registry may hold in the native push's gzip only, for the daemon push still to be chosen. */
+const NATIVE_ONLY_LIMIT = 1024 * 1024;
+
+/** Options of {@link pushAuto}: the native push's, plus the daemon push's `keepTag`. */
+export type AutoPushOptions = NativePushOptions & Pick<DaemonPushOptions, 'keepTag'>;
+
+/** What `auto` decided, and why. */
+export interface AutoDecision {
+  method: 'native' | 'daemon';
+  reason: string;
+  /** For the native push: the entries the registry was found to hold, by diff ID (either gzip). */
+  held: Map<string, CachedLayer>;
+}
+
+/** The native push's cache recipe for these options (as push-native.ts names it). */
+export function nativeRecipe(options: Pick<NativePushOptions, 'gzipLevel' | 'gzipBlockBytes'>): string {
+  return `gzip-${options.gzipLevel ?? DEFAULT_GZIP.level}-b${options.gzipBlockBytes ?? DEFAULT_GZIP.blockBytes}`;
+}
+
+const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+
+/**
+ * Decide between the daemon and the native push of `info` (see the module comment): `HEAD` the
+ * digests the layer cache knows for each layer, in the native push's gzip and in the daemon's,
+ * and the config.
+ */
+export async function decidePush(
+  info: Pick<ImageInfo, 'diffIds' | 'configDigest'>,
+  registry: RegistryClient,
+  cache: LayerCache | undefined,
+  recipe: string,
+  options: { policy: ReturnType<typeof registryRetryPolicy>; signal?: AbortSignal | undefined },
+): Promise<AutoDecision> {
+  const held = new Map<string, CachedLayer>();
+  const inRegistry = async (entry: CachedLayer | undefined): Promise<boolean> => {
+    if (!entry) return false;
+    const size = await blobExists(registry, entry.digest, options);
+    return size !== undefined && (size === 0 || size === entry.size);
+  };
+  const diffIds = [...new Set(info.diffIds)];
+  const [config, ...layers] = await Promise.all([
+    blobExists(registry, info.configDigest, options),
+    ...diffIds.map(async (diffId) => {
+      const daemon = await cache?.get(diffId, DAEMON_RECIPE);
+      const native = await cache?.get(diffId, recipe);
+      const [d, n] = await Promise.all([inRegistry(daemon), inRegistry(native)]);
+      if (d) held.set(diffId, daemon!);
+      else if (n) held.set(diffId, native!);
+      return { daemon: d, native: n, nativeSize: native?.size ?? 0 };
+    }),
+  ]);
+  if (config !== undefined && held.size === diffIds.length) {
+    return { method: 'native', reason: 'the registry holds every layer and the config: only the manifest is sent, without an export', held };
+  }
+  const nativeOnly = layers.filter((l) => l.native && !l.daemon).reduce((n, l) => n + l.nativeSize, 0);
+  if (nativeOnly > NATIVE_ONLY_LIMIT) {
+    return { method: 'native', reason: `the registry holds ${mib(nativeOnly)} of layers in the native push's gzip, which the daemon would send again`, held };
+  }
+  const fromDaemon = layers.filter((l) => l.daemon).length;
+  return {
+    method: 'daemon',
+    reason: `${fromDaemon} of ${diffIds.length} layers are in the registry as the daemon pushed them; the daemon sends the others without an export of the image`,
+    held,
+  };
+}
+
+/**
+ * The layer cache as the native push sees it after a decision: for the native recipe, the entry
+ * the registry was found to hold (possibly the daemon's gzip of the layer: any gzip of it is a
+ * valid layer blob), else the native entry, else the daemon's. What the native push learns about
+ * a daemon-gzipped blob goes back under {@link DAEMON_RECIPE}, never under the native recipe.
+ */
+export class DaemonAwareLayerCache extends LayerCache {
+  constructor(
+    private readonly inner: LayerCache,
+    private readonly recipe: string,
+    private readonly held: Map<string, CachedLayer>,
+  ) {
+    super();
+  }
+
+  override get path(): string | undefined {
+    return this.inner.path;
+  }
+
+  private async daemonEntry(diffId: string, digest: string): Promise<boolean> {
+    return (await this.inner.get(diffId, DAEMON_RECIPE))?.digest === digest;
+  }
+
+  override async get(diffId: string, recipe: string): Promise<CachedLayer | undefined> {
+    if (recipe !== this.recipe) return this.inner.get(diffId, recipe);
+    return this.held.get(diffId) ?? (await this.inner.get(diffId, recipe)) ?? (await this.inner.get(diffId, DAEMON_RECIPE));
+  }
+
+  override async remember(diffId: string, recipe: string, digest: string, size: number, location?: string): Promise<void> {
+    const as = recipe === this.recipe && (await this.daemonEntry(diffId, digest)) ? DAEMON_RECIPE : recipe;
+    await this.inner.remember(diffId, as, digest, size, location);
+  }
+
+  override async forget(diffId: string, recipe: string): Promise<void> {
+    const served = await this.get(diffId, recipe);
+    this.held.delete(diffId);
+    if (recipe === this.recipe && served && (await this.daemonEntry(diffId, served.digest))) await this.inner.forget(diffId, DAEMON_RECIPE);
+    else await this.inner.forget(diffId, recipe);
+  }
+
+  override save(): Promise<void> {
+    return this.inner.save();
+  }
+}
+
+/**
+ * Check what a daemon push put in the registry, and remember it: the manifest under `digest` must
+ * hash to it, name `configDigest` (the image that was built and tested) and carry one layer per
+ * diff ID. Each layer's digest and size go into the cache under {@link DAEMON_RECIPE}.
+ * @throws ImageError `ASTRO_IMAGE_PUSH_FAILED` when the manifest is not the image's
+ */
+export async function verifyDaemonManifest(
+  registry: RegistryClient,
+  digest: string,
+  info: Pick<ImageInfo, 'diffIds' | 'configDigest'>,
+  reference: string,
+  cache: LayerCache | undefined,
+  location: string,
+  options: { policy: ReturnType<typeof registryRetryPolicy>; signal?: AbortSignal | undefined },
+): Promise<void> {
+  const res = await withRetries(
+    () =>
+      registry.send(
+        {
+          method: 'GET',
+          url: `/v2/${registry.repository}/manifests/${digest}`,
+          headers: { accept: `${MediaTypes.dockerManifest}, ${MediaTypes.ociManifest}` },
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
+        [200],
+      ),
+    { policy: options.policy, signal: options.signal },
+  );
+  const actual = `sha256:${createHash('sha256').update(res.body).digest('hex')}`;
+  let manifest: { config?: { digest?: string }; layers?: Array<{ digest?: string; size?: number }> } | undefined;
+  try {
+    manifest = JSON.parse(res.body.toString('utf8')) as typeof manifest;
+  } catch {
+    manifest = undefined;
+  }
+  const layers = manifest?.layers ?? [];
+  if (actual !== digest || manifest?.config?.digest !== info.configDigest || layers.length !== info.diffIds.length) {
+    throw new ImageError(
+      ErrorCodes.IMAGE_PUSH_FAILED,
+      `The daemon pushed ${reference} as ${digest}, but that manifest is not image ${info.configDigest} (config ${String(manifest?.config?.digest)}, ${layers.length} layers for ${info.diffIds.length}): was the tag moved during the push?`,
+      reference,
+    );
+  }
+  if (!cache) return;
+  for (const [i, l] of layers.entries()) {
+    if (typeof l.digest === 'string' && typeof l.size === 'number') await cache.remember(info.diffIds[i]!, DAEMON_RECIPE, l.digest, l.size, location);
+  }
+  await cache.save();
+}
+
+/** Push a daemon image with method `auto` (an archive goes to the native push). See the module comment. */
+export async function pushAuto(source: ImageSource, target: PushTarget, options: AutoPushOptions = {}): Promise<PushResult> {
+  const where = await classifySource(source);
+  if (where.kind !== 'daemon') return pushNative(source, target, options);
+  const { host, path } = splitRepository(target.repository);
+  assertTag(target.tag);
+  const reference = `${target.repository}:${target.tag}`;
+  const emit = emitterFor<ImageEvent>(options.onEvent, options.logger);
+  const policy = registryRetryPolicy(options.retry);
+  const { signal } = options;
+  const cache = options.layerCache === false ? undefined : (options.layerCache ?? defaultLayerCache);
+  const recipe = nativeRecipe(options);
+  const location = `${host}/${path}`;
+
+  const docker = await dockerClient(options.docker, 'push the image');
+  const info = await inspectDaemonImage(where.name, docker);
+  const registry = new RegistryClient({
+    host,
+    repository: path,
+    ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : {}),
+    ...(options.auth ? { auth: options.auth } : {}),
+    ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+  });
+  let decision: AutoDecision;
+  try {
+    await withRetries(() => registry.ping(signal), { policy, signal });
+    decision = await decidePush(info, registry, cache, recipe, { policy, signal });
+  } catch (err) {
+    throw toPushError(err, reference, 'pushing');
+  }
+  emit({ type: 'image:push-method', method: decision.method, reason: decision.reason });
+  const native = (held: Map<string, CachedLayer>) =>
+    pushNative({ imageName: info.configDigest }, target, { ...options, docker, layerCache: cache ? new DaemonAwareLayerCache(cache, recipe, held) : false });
+  if (decision.method === 'native') return native(decision.held);
+
+  // The daemon push, stopped at its first retry: on a link that fails requests, the native push's
+  // resumable uploads are the ones that complete.
+  const stop = new AbortController();
+  let retrying: string | undefined;
+  const watch = (e: ImageEvent) => {
+    if (e.type === 'image:daemon-progress' && /^Retrying in/i.test(e.status) && !retrying) {
+      retrying = e.status;
+      stop.abort(new Error(`the daemon push is retrying (${e.status})`));
+    }
+  };
+  const linked = linkSignals(signal, stop.signal);
+  try {
+    const daemonOptions: DaemonPushOptions = { docker, signal: linked.signal, onEvent: fanOut(watch, options.onEvent ? emit : undefined) };
+    if (options.auth) daemonOptions.auth = options.auth;
+    if (options.keepTag !== undefined) daemonOptions.keepTag = options.keepTag;
+    if (options.logger) daemonOptions.logger = options.logger;
+    // The image by its ID: the daemon tags exactly the image that was inspected.
+    const result = await pushDaemon({ imageName: info.configDigest }, target, daemonOptions);
+    await verifyDaemonManifest(registry, result.digest, info, reference, cache, location, { policy, signal: linked.signal });
+    return result;
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const code = retrying ? ErrorCodes.IMAGE_PUSH_FAILED : isAstroError(err) ? err.code : ErrorCodes.IMAGE_PUSH_FAILED;
+    const why = redact(retrying ? `the daemon push started retrying (${retrying})` : ((err as Error)?.message ?? String(err)));
+    emit({ type: 'image:push-method', method: 'native', reason: `the daemon push failed: ${why}`, fallbackFrom: 'daemon' });
+    const result = await native(decision.held);
+    return { ...result, fallback: { from: 'daemon', code, reason: why } };
+  } finally {
+    linked.dispose();
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * Push method `auto` against a real registry and the test daemon: which push it picks for what
+ * the registry holds, the check and memory of a daemon push, and the native push taking over on a
+ * link where the daemon's push fails.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isAstroError } from '../../src/core/errors.js';
+import { LayerCache } from '../../src/image/layer-cache.js';
+import { DAEMON_RECIPE, verifyDaemonManifest } from '../../src/image/push-auto.js';
+import { registryRetryPolicy } from '../../src/image/blob-upload.js';
+import { RegistryClient } from '../../src/image/registry-client.js';
+import { pushImage, RUNTIME_VERSION_LABEL, type ImageEvent, type PushImageOptions } from '../../src/image/index.js';
+import { createFaultProxy } from '../../src/testing/fault-proxy.js';
+import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { noise } from './fixtures.js';
+import { skopeoInspect } from './verify.js';
+
+const run = promisify(execFile);
+let registry: TestRegistry;
+let base: string;
+let baseId: string;
+let derived: string;
+let derivedId: string;
+const cleanup: string[] = [];
+
+/** An image FROM `from` with one more layer (so it shares `from`'s layers, diff IDs and all). */
+async function buildOnTop(from: string, tag: string, content: string): Promise<string> {
+  const { host } = await getTestDocker();
+  const ctx = await mkdtemp(join(tmpdir(), 'astro-auto-ctx-'));
+  try {
+    await writeFile(join(ctx, 'Dockerfile'), `FROM ${from}\nCOPY top.txt /top.txt\n`);
+    await writeFile(join(ctx, 'top.txt'), content);
+    const { stdout } = await run('docker', ['-H', host, 'build', '-q', '-t', tag, ctx], { env: { ...process.env, DOCKER_BUILDKIT: '0' }, timeout: 120_000 });
+    return stdout.trim();
+  } finally {
+    await rm(ctx, { recursive: true, force: true });
+  }
+}
+
+const configOf = async (ref: string) => (JSON.parse(await skopeoInspect(ref, undefined, true)) as { config: { digest: string } }).config.digest;
+const methods = (events: ImageEvent[]) => events.flatMap((e) => (e.type === 'image:push-method' ? [e] : []));
+const diffIdsOf = async (name: string) => ((await (await getTestDocker()).docker.getImage(name).inspect()).RootFS?.Layers ?? []) as string[];
+
+beforeAll(async () => {
+  await getTestDocker();
+  registry = await startRegistry('none');
+  base = `astro-test/${uniqueName()}:auto-base`;
+  derived = `astro-test/${uniqueName()}:auto-top`;
+  cleanup.push(base, derived);
+  // The base layer is incompressible and over 1 MiB gzipped: the size that decides between pushes.
+  baseId = await buildScratchImage({ tag: base, layers: [{ 'data/base.bin': noise(1_500_000) }, { 'etc/a.txt': 'a\n' }], labels: { [RUNTIME_VERSION_LABEL]: '3.1-5' } });
+  derivedId = await buildOnTop(base, derived, `top ${uniqueName()}\n`);
+});
+
+afterAll(async () => {
+  await removeImages(...cleanup);
+  await registry?.stop();
+});
+
+describe("push method 'auto'", () => {
+  it('pushes through the daemon into an empty registry, checks and remembers what it pushed, sends only a manifest for an image the registry holds, and only the new layer of a changed image', async () => {
+    const repository = `${registry.host}/team/${uniqueName()}`;
+    const layerCache = new LayerCache();
+    const events: ImageEvent[] = [];
+    const first = await pushImage(base, { repository, tag: 'v1' }, { method: 'auto', layerCache, onEvent: (e) => events.push(e) });
+    expect(first.method).toBe('daemon');
+    expect(first.fallback).toBeUndefined();
+    expect(methods(events)).toEqual([expect.objectContaining({ method: 'daemon' })]);
+    expect(await configOf(`${repository}:v1`)).toBe(baseId);
+    // What the daemon pushed is remembered under its own recipe, one entry per layer.
+    for (const diffId of await diffIdsOf(base)) expect(await layerCache.get(diffId, DAEMON_RECIPE)).toMatchObject({ digest: expect.stringMatching(/^sha256:/) });
+
+    // The same image again: every layer and the config are there, so only the manifest goes up.
+    events.length = 0;
+    const again = await pushImage(base, { repository, tag: 'v2' }, { method: 'auto', layerCache, onEvent: (e) => events.push(e) });
+    expect(again.method).toBe('native');
+    expect(methods(events)[0]?.reason).toMatch(/every layer and the config/);
+    expect(again.layers.every((l) => l.status === 'skipped')).toBe(true);
+    expect(events.some((e) => e.type === 'image:layer-pushed')).toBe(false);
+    expect(await configOf(`${repository}:v2`)).toBe(baseId);
+    // The daemon's own gzip of each layer, as the daemon pushed them.
+    expect(again.layers.map((l) => l.digest).sort()).toEqual(
+      (await Promise.all((await diffIdsOf(base)).map(async (d) => (await layerCache.get(d, DAEMON_RECIPE))!.digest))).sort(),
+    );
+
+    // A new layer on top: the daemon sends it alone.
+    events.length = 0;
+    const top = await pushImage(derived, { repository, tag: 'v3' }, { method: 'auto', layerCache, onEvent: (e) => events.push(e) });
+    expect(top.method).toBe('daemon');
+    expect(top.layers.filter((l) => l.status === 'pushed')).toHaveLength(1);
+    expect(await configOf(`${repository}:v3`)).toBe(derivedId);
+  });
+
+  it('uses the native push when the registry holds the layers as the native push gzipped them (the daemon would send them again)', async () => {
+    const repository = `${registry.host}/team/${uniqueName()}`;
+    const layerCache = new LayerCache();
+    await pushImage(base, { repository, tag: 'v1' }, { method: 'native', layerCache });
+    const events: ImageEvent[] = [];
+    const top = await pushImage(derived, { repository, tag: 'v2' }, { method: 'auto', layerCache, onEvent: (e) => events.push(e) });
+    expect(top.method).toBe('native');
+    expect(methods(events)[0]?.reason).toMatch(/native push's gzip/);
+    expect(top.layers.filter((l) => l.status === 'skipped')).toHaveLength(2);
+    expect(await configOf(`${repository}:v2`)).toBe(derivedId);
+  });
+
+  it('hands over to the native push on a slow link answering 408, where the daemon push fails, and the image is complete', async () => {
+    // 1.6 MB/s and a 408 to any request running over 250 ms: the daemon sends the 1.5 MB layer in
+    // one request and is cut; the native push's chunks shrink until they fit.
+    const proxy = await createFaultProxy({ target: registry.url, route: registryRouteOf, timeoutPolicy: { respond408AfterMs: 250 }, throttleBytesPerSecond: 1_600_000 });
+    try {
+      const path = `team/${uniqueName()}`;
+      const options: PushImageOptions = {
+        method: 'auto',
+        layerCache: new LayerCache(),
+        chunkSizeBytes: 512 * 1024,
+        minChunkSizeBytes: 64 * 1024,
+        retry: { initialDelayMs: 20, maxDelayMs: 100, maxRetries: 8 },
+      };
+      const events: ImageEvent[] = [];
+      const started = Date.now();
+      const result = await pushImage(base, { repository: `${new URL(proxy.url).host}/${path}`, tag: 'v1' }, { ...options, onEvent: (e) => events.push(e) });
+      expect(result.method).toBe('native');
+      expect(result.fallback).toMatchObject({ from: 'daemon', code: expect.stringMatching(/^ASTRO_/) });
+      expect(methods(events).map((e) => [e.method, e.fallbackFrom])).toEqual([
+        ['daemon', undefined],
+        ['native', 'daemon'],
+      ]);
+      expect(await configOf(`${registry.host}/${path}:v1`)).toBe(baseId);
+      // The daemon's own retries (5 s, 10 s, ...) are not waited for.
+      expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('refuses a daemon push whose manifest is not the image that was built', async () => {
+    const repository = `team/${uniqueName()}`;
+    const pushed = await pushImage(base, { repository: `${registry.host}/${repository}`, tag: 'v1' }, { method: 'daemon' });
+    const client = new RegistryClient({ host: registry.host, repository });
+    const diffIds = await diffIdsOf(base);
+    const check = (configDigest: string) =>
+      verifyDaemonManifest(client, pushed.digest, { configDigest, diffIds }, `${registry.host}/${repository}:v1`, undefined, '', { policy: registryRetryPolicy() });
+    await expect(check(baseId)).resolves.toBeUndefined();
+    const err = await check(derivedId).catch((e: unknown) => e);
+    expect(isAstroError(err, 'ASTRO_IMAGE_PUSH_FAILED')).toBe(true);
+    expect((err as Error).message).toMatch(/tag moved/);
+  });
+});
