@@ -23,7 +23,6 @@ import { createHash, hash as sha256Of } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { setImmediate } from 'node:timers/promises';
-import { Header, Pax } from 'tar';
 import { throwIfAborted } from '../core/abort.js';
 import { BundleError, ErrorCodes } from '../core/errors.js';
 import { absoluteIn } from './scan-entry.js';
@@ -62,13 +61,21 @@ export function normalisedMode(type: 'file' | 'symlink', statMode: number): numb
   return statMode & 0o111 ? 0o755 : 0o644;
 }
 
+let nodeTarModule: Promise<typeof import('tar')> | undefined;
+/**
+ * node-tar, imported the first time a header needs it (a long or non-ASCII name or link target):
+ * loading it costs ~40 ms of CPU at startup, and most bundles never need it.
+ */
+const nodeTar = () => (nodeTarModule ??= import('tar'));
+
 /**
  * The header block(s) of a member. Without a PAX record the result is `scratch` itself (valid
  * until the next call): encoding every header into one zeroed block, instead of letting node-tar
  * allocate 512 bytes per member, keeps the packer from leaving a small buffer behind per file.
  */
-function headerBlocks(scratch: Buffer, name: string, type: 'File' | 'SymbolicLink', size: number, mode: number, mtimeSeconds: number, linkpath?: string): Buffer {
+async function headerBlocks(scratch: Buffer, name: string, type: 'File' | 'SymbolicLink', size: number, mode: number, mtimeSeconds: number, linkpath?: string): Promise<Buffer> {
   if (encodeSimpleHeader(scratch, 0, name, type === 'File' ? '0' : '2', size, mode, mtimeSeconds, linkpath)) return scratch;
+  const { Header, Pax } = await nodeTar();
   const mtime = new Date(mtimeSeconds * 1000);
   const header = new Header({ path: name, mode, uid: 0, gid: 0, size, mtime, type, linkpath: linkpath ?? '', uname: '', gname: '' });
   // node-tar's own block is zero-filled, and encode() reads back what it wrote: start from zeros.
@@ -151,7 +158,7 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
       });
       const target = entry.linkTarget!;
       const mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-      const header = headerBlocks(scratch, name, 'SymbolicLink', 0, 0o777, mtimeSeconds, target);
+      const header = await headerBlocks(scratch, name, 'SymbolicLink', 0, 0o777, mtimeSeconds, target);
       const full = reserve(header.length);
       if (full) yield full;
       append(header);
@@ -214,7 +221,7 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
           size = st.size;
           mode = normalisedMode('file', st.mode);
           mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-          const header = headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
+          const header = await headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
           const full = reserve(header.length + size + BLOCK);
           if (full) yield full;
           append(header);
@@ -259,7 +266,7 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
         size = st.size;
         mode = normalisedMode('file', st.mode);
         mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-        const header = headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
+        const header = await headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
         // `scratch` is rewritten by the next header: only a consumer that copies may keep it.
         yield reuse ? header : Buffer.from(header);
         let done = 0;
