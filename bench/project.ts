@@ -14,10 +14,15 @@
  * 2. buildProjectImage vs `docker build` alone: cold and no-change (which must come from the
  *    build cache: same image ID, every step cached); the SDK's BuildKit builder too.
  * 3. deployProject as users run it by default (DAG deploys on, tests: 'parse'), time per phase.
+ * 4. A 20 MiB/s link behind a proxy answering 408 to requests running over 3 s (as in
+ *    bench/image.ts): a cold deployProject (its default push, or each of BENCH_PUSH_METHODS) and
+ *    docker build + docker push through it, once each; whether each completed, and its time.
  *
  *   flock /tmp/astro-bench.lock node --import tsx bench/project.ts
  *   BENCH_REPS=5 BENCH_DAGS=500 BENCH_INCLUDE_MB=50 node --import tsx bench/project.ts
- *   BENCH_PUSH_METHOD=daemon BENCH_BUILDER=buildkit ...   (deployProject's push method / builder in part 1)
+ *   BENCH_PUSH_METHOD=daemon BENCH_BUILDER=buildkit ...   (deployProject's push method / builder in parts 1 and 4)
+ *   BENCH_PUSH_METHODS=native,auto ...   (one deployProject side per push method, alternating with docker in each rep)
+ *   BENCH_PARTS=1,4 ...   (only those parts; default 1,2,3,4)
  *
  * Medians of BENCH_REPS runs (default 3), SDK and CLI alternating which goes first. The two sides
  * build two copies of the project that differ only in the text their RUN step echoes, so neither
@@ -35,15 +40,21 @@ import { AstroClient, type DeployProjectResult } from '../src/index.js';
 import { buildProjectImage, type BuildProjectImageResult } from '../src/image/index.js';
 import { createFakeAstro } from '../src/testing/index.js';
 import { getTestDocker, removeImages } from '../test/helpers/docker.js';
-import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
+import { createFaultProxy } from '../src/testing/fault-proxy.js';
+import { registryRouteOf, startRegistry, type TestRegistry } from '../test/helpers/registry.js';
 import { getRuntimeImage } from '../test/helpers/runtime-image.js';
 
 const run = promisify(execFile);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 const DAGS = Number(process.env.BENCH_DAGS ?? 300);
 const INCLUDE_MB = Number(process.env.BENCH_INCLUDE_MB ?? 20);
-/** deployProject's push method in part 1 (`native` or `daemon`). @default the SDK's default */
-const PUSH_METHOD = process.env.BENCH_PUSH_METHOD as 'native' | 'daemon' | undefined;
+type PushMethod = 'native' | 'daemon' | 'auto';
+/** deployProject's push methods in parts 1 and 4, one side each (`default`: the SDK's default). */
+const PUSH_METHODS = (process.env.BENCH_PUSH_METHODS ?? process.env.BENCH_PUSH_METHOD ?? 'default').split(',').map((m) => m.trim()) as Array<PushMethod | 'default'>;
+const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3,4').split(',').map((p) => p.trim()));
+/** A 20 MiB/s link whose proxy answers 408 to any request running over 3 s (part 4). */
+const THROTTLE = 20 * 1024 * 1024;
+const BUDGET_MS = 3000;
 /** deployProject's builder in part 1 (`classic`, `buildkit`). @default the SDK's default ('auto': classic for this project) */
 const BUILDER = process.env.BENCH_BUILDER as 'classic' | 'buildkit' | undefined;
 
@@ -137,36 +148,50 @@ async function main(): Promise<void> {
   try {
     console.log(`project: ${DAGS} DAG files, ${INCLUDE_MB} MiB under include/; ${REPS} reps each\n`);
 
-    // 1. deployProject vs docker build + docker push.
-    const sdk: Record<Scenario, number[]> = { cold: [], 'no change': [], 'DAG change': [] };
-    const cli: Record<Scenario, number[]> = { cold: [], 'no change': [], 'DAG change': [] };
-    const phases: Record<Scenario, DeployProjectResult['timings'][]> = { cold: [], 'no change': [], 'DAG change': [] };
+    // 1. deployProject (one side per push method) vs docker build + docker push.
+    const sides = [...PUSH_METHODS.map((m) => `sdk:${m}`), 'cli'];
+    const runs = (): Record<Scenario, number[]> => ({ cold: [], 'no change': [], 'DAG change': [] });
+    const sdk = new Map(PUSH_METHODS.map((m) => [m, runs()]));
+    const cli = runs();
+    const phases = new Map(PUSH_METHODS.map((m): [string, Record<Scenario, DeployProjectResult['timings'][]>] => [m, { cold: [], 'no change': [], 'DAG change': [] }]));
+    /** Which push pushed each run's manifest (`auto` picks one; `+fallback` when the native push took over). */
+    const pushedBy = new Map(PUSH_METHODS.map((m): [string, Record<Scenario, string[]>] => [m, { cold: [], 'no change': [], 'DAG change': [] }]));
     const cliSplit: Record<Scenario, Array<[number, number]>> = { cold: [], 'no change': [], 'DAG change': [] };
-    for (let rep = 0; rep < REPS; rep++) {
-      const order = rep % 2 === 0 ? ['sdk', 'cli'] : ['cli', 'sdk'];
+    const deploy = (client: AstroClient, deploymentId: string, method: PushMethod | 'default', scenario: Scenario) =>
+      client.deployProject({
+        projectDir: sdkDir,
+        deploymentId,
+        docker,
+        tag: sdkTag,
+        tests: 'none',
+        build: { networkMode: 'none', noCache: scenario === 'cold', ...(BUILDER ? { builder: BUILDER } : {}) },
+        ...(method !== 'default' ? { push: { method } } : {}),
+      });
+    const cliRun = async (registryHost: string, name: string, scenario: Scenario) => {
+      const b = await timed(() => dockerBuild(host, cliDir, cliTag, scenario === 'cold'));
+      const p = await timed(() => dockerPush(host, cliTag, registryHost, name));
+      refs.push(p.value);
+      images.add(b.value);
+      return [b.ms, p.ms] as [number, number];
+    };
+    for (let rep = 0; PARTS.has('1') && rep < REPS; rep++) {
+      // Each side goes first in turn.
+      const order = sides.map((_, i) => sides[(i + rep) % sides.length]!);
       for (const who of order) {
         // A fresh registry per side and rep: the cold push sends every layer.
         const registry = await startRegistry('none');
         try {
-          if (who === 'sdk') {
+          if (who.startsWith('sdk:')) {
+            const method = who.slice(4) as PushMethod | 'default';
             const astro = await createFakeAstro({ deployments: [{ id: 'clbenchoff', runtimeVersion: '3.1-2', isDagDeployEnabled: false }], imageRegistry: registry.host, rolloutDelayMs: 100 });
             try {
               const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
               for (const scenario of SCENARIOS) {
                 if (scenario === 'DAG change') await editDag(sdkDir);
-                const r = await timed(() =>
-                  client.deployProject({
-                    projectDir: sdkDir,
-                    deploymentId: 'clbenchoff',
-                    docker,
-                    tag: sdkTag,
-                    tests: 'none',
-                    build: { networkMode: 'none', noCache: scenario === 'cold', ...(BUILDER ? { builder: BUILDER } : {}) },
-                    ...(PUSH_METHOD ? { push: { method: PUSH_METHOD } } : {}),
-                  }),
-                );
-                sdk[scenario].push(r.ms);
-                phases[scenario].push(r.value.timings);
+                const r = await timed(() => deploy(client, 'clbenchoff', method, scenario));
+                sdk.get(method)![scenario].push(r.ms);
+                phases.get(method)![scenario].push(r.value.timings);
+                pushedBy.get(method)![scenario].push(`${r.value.push.method}${r.value.push.fallback ? '+fallback' : ''}`);
                 images.add(r.value.imageId);
               }
             } finally {
@@ -175,15 +200,9 @@ async function main(): Promise<void> {
           } else {
             for (const scenario of SCENARIOS) {
               if (scenario === 'DAG change') await editDag(cliDir);
-              const r = await timed(async () => {
-                const b = await timed(() => dockerBuild(host, cliDir, cliTag, scenario === 'cold'));
-                const p = await timed(() => dockerPush(host, cliTag, registry.host, `r${rep}-${scenario.replace(' ', '-')}`));
-                refs.push(p.value);
-                cliSplit[scenario].push([b.ms, p.ms]);
-                return b.value;
-              });
+              const r = await timed(() => cliRun(registry.host, `r${rep}-${scenario.replace(' ', '-')}`, scenario));
+              cliSplit[scenario].push(r.value);
               cli[scenario].push(r.ms);
-              images.add(r.value);
             }
           }
         } finally {
@@ -191,17 +210,26 @@ async function main(): Promise<void> {
         }
       }
     }
-    console.log(`deployProject vs docker build + docker push (DAG deploys off, tests: 'none'; the peer runs no tests; builder ${BUILDER ?? 'default'}, push ${PUSH_METHOD ?? 'default'})`);
-    console.log(`${'scenario'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker`);
-    for (const s of SCENARIOS) {
-      const ratio = median(sdk[s]) / median(cli[s]);
-      console.log(`${`${s} build+push`.padEnd(28)}${fmt(median(sdk[s])).padStart(9)}${fmt(median(cli[s])).padStart(9)}${ratio.toFixed(2).padStart(7)}   ${sdk[s].map(fmt).join(', ')} | ${cli[s].map(fmt).join(', ')}`);
-    }
-    console.log('\ndeployProject phases, medians of the runs above (phases may overlap; total is wall time); the peer: docker build, docker tag + push');
-    console.log(`${'scenario'.padEnd(16)}${PHASES.map((p) => p.padStart(10)).join('')}${'| build'.padStart(12)}${'push'.padStart(10)}`);
-    for (const s of SCENARIOS) {
-      const peer = [0, 1].map((i) => fmt(median(cliSplit[s].map((x) => x[i]!))).padStart(10));
-      console.log(`${s.padEnd(16)}${PHASES.map((p) => fmt(median(phases[s].map((t) => t[p] ?? NaN).filter((x) => !Number.isNaN(x)))).padStart(10)).join('')}  |${peer.join('')}`);
+    if (PARTS.has('1')) {
+      console.log(`deployProject vs docker build + docker push (DAG deploys off, tests: 'none'; the peer runs no tests; builder ${BUILDER ?? 'default'})`);
+      console.log(`${'scenario'.padEnd(28)}${'push'.padStart(9)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker   (what pushed)`);
+      for (const s of SCENARIOS) {
+        for (const m of PUSH_METHODS) {
+          const mine = sdk.get(m)![s];
+          const ratio = median(mine) / median(cli[s]);
+          const by = [...new Set(pushedBy.get(m)![s])].map((x) => `${x} x${pushedBy.get(m)![s].filter((y) => y === x).length}`).join(', ');
+          console.log(`${`${s} build+push`.padEnd(28)}${m.padStart(9)}${fmt(median(mine)).padStart(9)}${fmt(median(cli[s])).padStart(9)}${ratio.toFixed(2).padStart(7)}   ${mine.map(fmt).join(', ')} | ${cli[s].map(fmt).join(', ')}   (${by})`);
+        }
+      }
+      console.log('\ndeployProject phases, medians of the runs above (phases may overlap; total is wall time); the peer: docker build, docker tag + push');
+      console.log(`${'scenario'.padEnd(16)}${'push'.padStart(9)}${PHASES.map((p) => p.padStart(10)).join('')}${'| build'.padStart(12)}${'push'.padStart(10)}`);
+      for (const s of SCENARIOS) {
+        const peer = [0, 1].map((i) => fmt(median(cliSplit[s].map((x) => x[i]!))).padStart(10));
+        for (const m of PUSH_METHODS) {
+          const ph = phases.get(m)![s];
+          console.log(`${s.padEnd(16)}${m.padStart(9)}${PHASES.map((p) => fmt(median(ph.map((t) => t[p] ?? NaN).filter((x) => !Number.isNaN(x)))).padStart(10)).join('')}  |${peer.join('')}`);
+        }
+      }
     }
 
     // 2. Build only.
@@ -211,7 +239,7 @@ async function main(): Promise<void> {
     const bkCold: number[] = [];
     const bkWarm: number[] = [];
     let last: BuildProjectImageResult | undefined;
-    for (let rep = 0; rep < REPS; rep++) {
+    for (let rep = 0; PARTS.has('2') && rep < REPS; rep++) {
       const opts = { docker, networkMode: 'none', builder: 'classic' as const };
       const order = rep % 2 === 0 ? ['sdk', 'cli'] : ['cli', 'sdk'];
       for (const who of order) {
@@ -242,15 +270,21 @@ async function main(): Promise<void> {
       images.add(bk.value.imageId);
     }
     rows.push(['cold build (classic)', ...bCold], ['no-change build (classic)', ...bWarm], ['cold build (sdk buildkit)', bkCold, []], ['no-change build (sdk buildkit)', bkWarm, []]);
-    console.log('\nbuildProjectImage vs docker build');
-    console.log(`${'build only'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker`);
-    for (const [name, s, c] of rows) {
+    if (PARTS.has('2')) console.log('\nbuildProjectImage vs docker build');
+    if (PARTS.has('2')) console.log(`${'build only'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker`);
+    for (const [name, s, c] of PARTS.has('2') ? rows : []) {
       const ratio = c.length ? (median(s) / median(c)).toFixed(2) : '-';
       console.log(`${name.padEnd(28)}${fmt(median(s)).padStart(9)}${fmt(median(c)).padStart(9)}${ratio.padStart(7)}   ${s.map(fmt).join(', ')}${c.length ? ` | ${c.map(fmt).join(', ')}` : ''}`);
     }
     if (last) console.log(`context: ${last.context.files} files, ${(last.context.contentBytes / 1048576).toFixed(1)} MiB, tar ${(last.context.tarBytes / 1048576).toFixed(1)} MiB; rebuild: ${last.cachedSteps}/${last.steps.length} steps cached`);
 
     // 3. As users run it by default: DAG deploys on, the parse gate on.
+    if (PARTS.has('3')) await byDefault();
+    // 4. A throttled link answering 408.
+    if (PARTS.has('4')) await throttled();
+    console.log(`\npeak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB; bench wall time ${fmt(Date.now() - t0)}`);
+
+    async function byDefault(): Promise<void> {
     console.log("\ndeployProject by default (DAG deploys on, tests: 'parse'), one run each");
     let token = '';
     const registry: TestRegistry = await startRegistry('bearer', { tokenPassword: () => token });
@@ -269,7 +303,40 @@ async function main(): Promise<void> {
       await astro.close();
       await registry.stop();
     }
-    console.log(`\npeak RSS of this process: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB; bench wall time ${fmt(Date.now() - t0)}`);
+    }
+
+    async function throttled(): Promise<void> {
+      console.log(`\ncold deploy through a ${THROTTLE / 1048576} MiB/s link answering 408 after ${BUDGET_MS / 1000} s (one run each)`);
+      for (const who of sides) {
+        const registry = await startRegistry('none');
+        const proxy = await createFaultProxy({ target: registry.url, route: registryRouteOf, throttleBytesPerSecond: THROTTLE, timeoutPolicy: { respond408AfterMs: BUDGET_MS } });
+        const via = new URL(proxy.url).host;
+        const t = performance.now();
+        let note = '';
+        try {
+          if (who.startsWith('sdk:')) {
+            const method = who.slice(4) as PushMethod | 'default';
+            const astro = await createFakeAstro({ deployments: [{ id: 'clbenchthr', runtimeVersion: '3.1-2', isDagDeployEnabled: false }], imageRegistry: via, rolloutDelayMs: 100 });
+            try {
+              const r = await deploy(new AstroClient({ baseUrl: astro.baseUrl, token: astro.token }), 'clbenchthr', method, 'cold');
+              images.add(r.imageId);
+              note = `completed, pushed by ${r.push.method}${r.push.fallback ? ` after the daemon push failed: ${r.push.fallback.reason.slice(0, 90)}` : ''}`;
+            } finally {
+              await astro.close();
+            }
+          } else {
+            await cliRun(via, 'throttled', 'cold');
+            note = 'completed';
+          }
+        } catch (err) {
+          note = `FAILED: ${String((err as { stderr?: string }).stderr || (err as Error).message).split('\n').filter(Boolean).at(-1)?.slice(0, 110)}`;
+        } finally {
+          await proxy.close();
+          await registry.stop();
+        }
+        console.log(`${(who === 'cli' ? 'docker build + push' : `deployProject (${who.slice(4)})`).padEnd(28)}${fmt(performance.now() - t).padStart(9)}   ${note}`);
+      }
+    }
   } finally {
     await removeImages(sdkTag, cliTag, bkTag, ...refs, ...images);
     await rm(sdkDir, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 /**
  * `pushImage`: one entry point for both push methods.
  */
-import { pushAuto } from './push-auto.js';
+import { defaultLayerCache } from './layer-cache.js';
+import { DaemonAwareLayerCache, nativeRecipe, pushAuto } from './push-auto.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
 import { pushNative, type NativePushOptions } from './push-native.js';
 import type { ImageSource, PushResult, PushTarget } from './types.js';
@@ -11,7 +12,8 @@ export interface PushImageOptions extends NativePushOptions, Pick<DaemonPushOpti
   /**
    * - `native` pushes over the OCI distribution API itself (no daemon needed for archives;
    *   resumable chunked uploads). A daemon image is read through the daemon's export, which the
-   *   daemon writes whole to disk before its first byte whenever a layer must be sent.
+   *   daemon writes whole to disk before its first byte whenever a layer must be sent. Layers
+   *   the registry holds as an `auto` push's daemon push sent them are skipped as well.
    * - `daemon` asks the Docker daemon to push (`docker push`): no export, but the daemon's own
    *   retries, and it recognises only layers it pushed itself (its gzip, its digests).
    * - `auto` (daemon images; an archive is pushed natively) picks per push: the native push when
@@ -52,5 +54,7 @@ export function pushImage(source: ImageSource, target: PushTarget, options: Push
     const { method: _method, ...rest } = options;
     return pushAuto(source, target, rest);
   }
-  return pushNative(source, target, options);
+  // Layers an 'auto' push left in the registry as the daemon gzipped them are skipped too.
+  const cache = options.layerCache === false ? undefined : (options.layerCache ?? defaultLayerCache);
+  return pushNative(source, target, cache ? { ...options, layerCache: new DaemonAwareLayerCache(cache, nativeRecipe(options), new Map()) } : options);
 }

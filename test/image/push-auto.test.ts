@@ -109,6 +109,15 @@ describe("push method 'auto'", () => {
     expect(await configOf(`${repository}:v2`)).toBe(derivedId);
   });
 
+  it("the native method skips the layers an 'auto' push left in the registry as the daemon gzipped them", async () => {
+    const repository = `${registry.host}/team/${uniqueName()}`;
+    const layerCache = new LayerCache();
+    expect((await pushImage(base, { repository, tag: 'v1' }, { method: 'auto', layerCache })).method).toBe('daemon');
+    const top = await pushImage(derived, { repository, tag: 'v2' }, { method: 'native', layerCache });
+    expect(top.layers.map((l) => l.status)).toEqual(['skipped', 'skipped', 'pushed']);
+    expect(await configOf(`${repository}:v2`)).toBe(derivedId);
+  });
+
   it('hands over to the native push on a slow link answering 408, where the daemon push fails, and the image is complete', async () => {
     // 1.6 MB/s and a 408 to any request running over 250 ms: the daemon sends the 1.5 MB layer in
     // one request and is cut; the native push's chunks shrink until they fit.
@@ -134,6 +143,28 @@ describe("push method 'auto'", () => {
       expect(await configOf(`${registry.host}/${path}:v1`)).toBe(baseId);
       // The daemon's own retries (5 s, 10 s, ...) are not waited for.
       expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("stops the daemon push at its first retry (a reset mid-upload) and lets the native push finish, without waiting out the daemon's backoff", async () => {
+    const proxy = await createFaultProxy({ target: registry.url, route: registryRouteOf });
+    try {
+      proxy.faults.add({ route: 'registry.patch', nth: 1, action: { kind: 'reset', afterBodyBytes: 100_000 } });
+      const path = `team/${uniqueName()}`;
+      const events: ImageEvent[] = [];
+      const started = Date.now();
+      const result = await pushImage(base, { repository: `${new URL(proxy.url).host}/${path}`, tag: 'v1' }, { method: 'auto', layerCache: new LayerCache(), onEvent: (e) => events.push(e) });
+      expect(result.method).toBe('native');
+      expect(result.fallback?.reason).toMatch(/retrying \(Retrying in \d+ seconds?\)/);
+      expect(events.some((e) => e.type === 'image:daemon-progress' && /^Retrying in/.test(e.status))).toBe(true);
+      expect(await configOf(`${registry.host}/${path}:v1`)).toBe(baseId);
+      // The daemon waits 5 s before its first retry; the native push is done well before that.
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // The daemon's remote tag is gone, the image keeps its own name.
+      const tags = (await (await getTestDocker()).docker.getImage(base).inspect()).RepoTags ?? [];
+      expect(tags).toEqual([base]);
     } finally {
       await proxy.close();
     }
