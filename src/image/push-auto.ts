@@ -155,6 +155,16 @@ export class DaemonAwareLayerCache extends LayerCache {
 }
 
 /**
+ * `options` with their layer cache (the default one unless `false`) seen through
+ * {@link DaemonAwareLayerCache}: a native push then also skips layers the registry holds in the
+ * daemon's gzip.
+ */
+export function withDaemonDigests<O extends Pick<NativePushOptions, 'layerCache' | 'gzipLevel' | 'gzipBlockBytes'>>(options: O): O {
+  const cache = options.layerCache === false ? undefined : (options.layerCache ?? defaultLayerCache);
+  return cache ? { ...options, layerCache: new DaemonAwareLayerCache(cache, nativeRecipe(options), new Map()) } : options;
+}
+
+/**
  * Check what a daemon push put in the registry, and remember it: the manifest under `digest` must
  * hash to it, name `configDigest` (the image that was built and tested) and carry one layer per
  * diff ID. Each layer's digest and size go into the cache under {@link DAEMON_RECIPE}.
@@ -207,7 +217,7 @@ export async function verifyDaemonManifest(
 /** Push a daemon image with method `auto` (an archive goes to the native push). See the module comment. */
 export async function pushAuto(source: ImageSource, target: PushTarget, options: AutoPushOptions = {}): Promise<PushResult> {
   const where = await classifySource(source);
-  if (where.kind !== 'daemon') return pushNative(source, target, options);
+  if (where.kind !== 'daemon') return pushNative(source, target, withDaemonDigests(options));
   const { host, path } = splitRepository(target.repository);
   assertTag(target.tag);
   const reference = `${target.repository}:${target.tag}`;

@@ -1,8 +1,7 @@
 /**
  * `pushImage`: one entry point for both push methods.
  */
-import { defaultLayerCache } from './layer-cache.js';
-import { DaemonAwareLayerCache, nativeRecipe, pushAuto } from './push-auto.js';
+import { pushAuto, withDaemonDigests } from './push-auto.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
 import { pushNative, type NativePushOptions } from './push-native.js';
 import type { ImageSource, PushResult, PushTarget } from './types.js';
@@ -55,6 +54,5 @@ export function pushImage(source: ImageSource, target: PushTarget, options: Push
     return pushAuto(source, target, rest);
   }
   // Layers an 'auto' push left in the registry as the daemon gzipped them are skipped too.
-  const cache = options.layerCache === false ? undefined : (options.layerCache ?? defaultLayerCache);
-  return pushNative(source, target, cache ? { ...options, layerCache: new DaemonAwareLayerCache(cache, nativeRecipe(options), new Map()) } : options);
+  return pushNative(source, target, withDaemonDigests(options));
 }

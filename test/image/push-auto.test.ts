@@ -16,7 +16,7 @@ import { registryRetryPolicy } from '../../src/image/blob-upload.js';
 import { RegistryClient } from '../../src/image/registry-client.js';
 import { pushImage, RUNTIME_VERSION_LABEL, type ImageEvent, type PushImageOptions } from '../../src/image/index.js';
 import { createFaultProxy } from '../../src/testing/fault-proxy.js';
-import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { buildScratchImage, dockerCli, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
 import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { noise } from './fixtures.js';
 import { skopeoInspect } from './verify.js';
@@ -116,6 +116,18 @@ describe("push method 'auto'", () => {
     const top = await pushImage(derived, { repository, tag: 'v2' }, { method: 'native', layerCache });
     expect(top.layers.map((l) => l.status)).toEqual(['skipped', 'skipped', 'pushed']);
     expect(await configOf(`${repository}:v2`)).toBe(derivedId);
+
+    // An archive goes to the native push with 'auto', and skips them the same way.
+    const dir = await mkdtemp(join(tmpdir(), 'astro-auto-save-'));
+    try {
+      const archive = join(dir, 'top.tar');
+      await dockerCli(['save', '-o', archive, derived]);
+      const fromArchive = await pushImage(archive, { repository, tag: 'v3' }, { method: 'auto', layerCache });
+      expect(fromArchive.method).toBe('native');
+      expect(fromArchive.layers.map((l) => l.status)).toEqual(['skipped', 'skipped', 'skipped']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('hands over to the native push on a slow link answering 408, where the daemon push fails, and the image is complete', async () => {
