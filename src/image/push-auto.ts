@@ -27,6 +27,7 @@ import { emitterFor, fanOut } from '../core/emitter.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { redact } from '../core/redact.js';
 import { withRetries } from '../core/retry.js';
+import { abortAware } from '../core/scope.js';
 import { DEFAULT_GZIP } from './blob.js';
 import { blobExists, registryRetryPolicy } from './blob-upload.js';
 import { dockerClient } from './docker.js';
@@ -243,7 +244,7 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
     await withRetries(() => registry.ping(signal), { policy, signal });
     decision = await decidePush(info, registry, cache, recipe, { policy, signal });
   } catch (err) {
-    throw toPushError(err, reference, 'pushing');
+    throw toPushError(abortAware(err, signal), reference, 'pushing');
   }
   emit({ type: 'image:push-method', method: decision.method, reason: decision.reason });
   const native = (held: Map<string, CachedLayer>) =>
@@ -271,7 +272,7 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
     await verifyDaemonManifest(registry, result.digest, info, reference, cache, location, { policy, signal: linked.signal });
     return result;
   } catch (err) {
-    if (signal?.aborted) throw err;
+    if (signal?.aborted) throw abortAware(err, signal);
     const code = retrying ? ErrorCodes.IMAGE_PUSH_FAILED : isAstroError(err) ? err.code : ErrorCodes.IMAGE_PUSH_FAILED;
     const why = redact(retrying ? `the daemon push started retrying (${retrying})` : ((err as Error)?.message ?? String(err)));
     emit({ type: 'image:push-method', method: 'native', reason: `the daemon push failed: ${why}`, fallbackFrom: 'daemon' });

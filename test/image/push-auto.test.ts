@@ -182,6 +182,26 @@ describe("push method 'auto'", () => {
     }
   });
 
+  it("an abort during the daemon push ends the push with ASTRO_ABORTED: no native push takes over", async () => {
+    const proxy = await createFaultProxy({ target: registry.url, route: registryRouteOf, throttleBytesPerSecond: 400_000 });
+    try {
+      const controller = new AbortController();
+      const events: ImageEvent[] = [];
+      const onEvent = (e: ImageEvent) => {
+        events.push(e);
+        if (e.type === 'image:daemon-progress' && e.status === 'Pushing') controller.abort();
+      };
+      const err = await pushImage(base, { repository: `${new URL(proxy.url).host}/team/${uniqueName()}`, tag: 'v1' }, { method: 'auto', layerCache: new LayerCache(), signal: controller.signal, onEvent }).catch(
+        (e: unknown) => e,
+      );
+      expect(isAstroError(err, 'ASTRO_ABORTED')).toBe(true);
+      expect(methods(events).map((e) => e.method)).toEqual(['daemon']);
+      expect(events.some((e) => e.type === 'image:push-start' && e.method === 'native')).toBe(false);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('refuses a daemon push whose manifest is not the image that was built', async () => {
     const repository = `team/${uniqueName()}`;
     const pushed = await pushImage(base, { repository: `${registry.host}/${repository}`, tag: 'v1' }, { method: 'daemon' });
