@@ -9,11 +9,11 @@ import type { Emit } from '../core/emitter.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { failureOf, type Failure } from '../core/failure.js';
 import { isRetryable, withRetries, type RetryPolicy } from '../core/retry.js';
-import type { PreparedBlob } from './blob.js';
+import { ReadBuffers, type PreparedBlob } from './blob.js';
 import { GrowingFollower, type FoundElsewhere } from './blob-follow.js';
 import { blobExists, locationOf, parseUploadRange, withDigest } from './blob-probe.js';
 import type { BlobUploadOptions } from './blob-upload.js';
-import { RegistryHttpError, responseHeader, type RegistryClient } from './registry-client.js';
+import { RegistryHttpError, responseHeader, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { ImageEvent } from './types.js';
 
 const TIMEOUTS = {
@@ -122,6 +122,8 @@ export class ChunkedUpload {
   private readonly signal: AbortSignal | undefined;
   /** Reads a growing blob no further than it is written, and looks it up once complete. */
   private readonly follower: GrowingFollower;
+  /** Read buffers of the chunk bodies, reused from one chunk to the next. */
+  private readonly reads = new ReadBuffers();
 
   constructor(
     private readonly client: RegistryClient,
@@ -206,23 +208,7 @@ export class ChunkedUpload {
       this.phase = 'patch';
       const end = Math.min(limit, start + this.sizer.current);
       this.lastChunk = end - start;
-      const res = await client.send(
-        {
-          method: 'PATCH',
-          url: this.location,
-          headers: {
-            'content-type': 'application/octet-stream',
-            'content-range': `${start}-${end - 1}`,
-            'content-length': String(end - start),
-          },
-          body: () => blob.data.open(start, end),
-          onBodyBytes: (n) => (this.bytesSent += n),
-          stallTimeoutMs: this.options.stallTimeoutMs || TIMEOUTS.stallTimeoutMs,
-          responseTimeoutMs: this.options.responseTimeoutMs || TIMEOUTS.responseTimeoutMs,
-          ...sig,
-        },
-        [202, 204],
-      );
+      const res = await this.patch(start, end);
       this.location = res.headers.location ? locationOf(res) : this.location;
       const held = parseUploadRange(responseHeader(res.headers, 'range')) ?? end;
       if (held > end) throw new RegistryHttpError('PATCH', new URL(this.location).pathname, 416, 'RANGE_INVALID', `registry holds ${held} bytes, more than sent`);
@@ -246,6 +232,42 @@ export class ChunkedUpload {
     const stored = responseHeader(res.headers, 'docker-content-digest');
     if (stored && stored !== blob.digest) {
       throw new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `The registry stored blob ${blob.digest} as ${stored}; refusing to go on with a corrupt layer.`, `${client.host}/${client.repository}`);
+    }
+  }
+
+  /**
+   * Send bytes `[start, end)` in one `PATCH`. Its body is read into buffers reused from the last
+   * chunk: once the registry answered the one body sent, every byte of it left the socket, so they
+   * serve the next chunk (not after a failure, nor when the body was made twice).
+   */
+  private async patch(start: number, end: number): Promise<RegistryResponse> {
+    let bodies = 0;
+    try {
+      const res = await this.client.send(
+        {
+          method: 'PATCH',
+          url: this.location!,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-range': `${start}-${end - 1}`,
+            'content-length': String(end - start),
+          },
+          body: () => {
+            bodies += 1;
+            return this.blob.data.open(start, end, this.reads);
+          },
+          onBodyBytes: (n) => (this.bytesSent += n),
+          stallTimeoutMs: this.options.stallTimeoutMs || TIMEOUTS.stallTimeoutMs,
+          responseTimeoutMs: this.options.responseTimeoutMs || TIMEOUTS.responseTimeoutMs,
+          ...(this.signal ? { signal: this.signal } : {}),
+        },
+        [202, 204],
+      );
+      this.reads.settle(bodies === 1);
+      return res;
+    } catch (err) {
+      this.reads.settle(false);
+      throw err;
     }
   }
 

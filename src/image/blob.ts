@@ -20,8 +20,11 @@ import { gzipFileRange, type FileRange } from './layer-gzip.js';
 export interface BlobData {
   /** Total bytes. */
   readonly size: number;
-  /** A fresh stream of bytes `[start, end)`. */
-  open(start: number, end: number): Readable;
+  /**
+   * A fresh stream of bytes `[start, end)`. With `buffers`, a file is read into buffers lent from
+   * there instead of fresh ones (the caller gives them back once the stream's consumer is done).
+   */
+  open(start: number, end: number, buffers?: ReadBuffers): Readable;
   /** Where the bytes are, when they are a range of a file (read directly by the layer gzip). */
   readonly file?: FileRange;
 }
@@ -135,13 +138,73 @@ function growingFile(path: string, growth: BlobGrowth): Writable {
  */
 const READ_CHUNK = 1024 * 1024;
 
+/**
+ * Read buffers reused from one request body to the next (a chunked upload's `PATCH`es): a body
+ * reads into buffers lent from here, and once its request has completed (the registry answered,
+ * so the socket has written every byte) they are given back. Fresh 1 MiB buffers per read cost
+ * page faults and garbage collection worth more CPU than the reads. Buffers of a request that
+ * failed are never reused: a cut socket may still hold them.
+ */
+export class ReadBuffers {
+  private readonly free: Buffer[] = [];
+  private lent: Buffer[] = [];
+  constructor(readonly bytes = READ_CHUNK) {}
+  /** A buffer for the current body. */
+  lend(): Buffer {
+    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.bytes);
+    this.lent.push(b);
+    return b;
+  }
+  /** The current body's request is over: its buffers are reused when `reusable`, else dropped. */
+  settle(reusable: boolean): void {
+    if (reusable) this.free.push(...this.lent);
+    this.lent = [];
+  }
+}
+
+/** Bytes `[from, to)` of the file at `path`, read into buffers lent by `buffers`. */
+function lentFileStream(path: string, from: number, to: number, buffers: ReadBuffers): Readable {
+  let handle: FileHandle | undefined;
+  let position = from;
+  return new Readable({
+    construct(callback) {
+      open(path, 'r').then((h) => {
+        handle = h;
+        callback();
+      }, callback);
+    },
+    read() {
+      if (position >= to) {
+        this.push(null);
+        return;
+      }
+      const buf = buffers.lend();
+      handle!.read(buf, 0, Math.min(buf.length, to - position), position).then(({ bytesRead }) => {
+        if (bytesRead === 0) return this.destroy(new Error(`${path} ended at byte ${position}, before ${to}`));
+        position += bytesRead;
+        this.push(buf.subarray(0, bytesRead));
+      }, (err: Error) => this.destroy(err));
+    },
+    destroy(err, callback) {
+      if (!handle) return callback(err);
+      handle.close().then(
+        () => callback(err),
+        () => callback(err),
+      );
+    },
+  });
+}
+
 /** Bytes `[base, base + size)` of a file. */
 export function fileData(path: string, base = 0, size: number): BlobData {
   return {
     size,
     file: { path, start: base, size },
-    open: (start, end) =>
-      end <= start ? Readable.from([]) : createReadStream(path, { start: base + start, end: base + end - 1, highWaterMark: READ_CHUNK }),
+    open: (start, end, buffers) => {
+      if (end <= start) return Readable.from([]);
+      if (buffers) return lentFileStream(path, base + start, base + end, buffers);
+      return createReadStream(path, { start: base + start, end: base + end - 1, highWaterMark: READ_CHUNK });
+    },
   };
 }
 
@@ -155,7 +218,7 @@ export function growingBlob(path: string, diffId: string): PreparedBlob {
       get size() {
         return blob.size;
       },
-      open: (start, end) => file.open(start, end),
+      open: (start, end, buffers) => file.open(start, end, buffers),
     },
     diffId,
     compressed: true,

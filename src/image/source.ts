@@ -255,8 +255,8 @@ export class DiskArchive implements ArchiveReader, ImageArchive {
       },
       // Read lazily (a layer may be read long after the plan is made): after close(), say so
       // instead of failing on a missing temp file.
-      open: (start, end) => {
-        if (!this.isClosed) return bytes.open(start, end);
+      open: (start, end, buffers) => {
+        if (!this.isClosed) return bytes.open(start, end, buffers);
         const err = this.closedError();
         return new Readable({
           read() {

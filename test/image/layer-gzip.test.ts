@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { gzipMembers } from '../../src/bundle/gzip.js';
-import { BlobGrowth } from '../../src/image/blob.js';
+import { BlobGrowth, fileData, ReadBuffers } from '../../src/image/blob.js';
 import { gzipFileRange } from '../../src/image/layer-gzip.js';
 import { isAstroError } from '../../src/core/errors.js';
 
@@ -80,6 +80,31 @@ describe('layer gzip members', () => {
       const short = await gzipFileRange({ path: file, start: 0, size: 700_000 }, join(dir, 'b.gz'), settings).catch((e: unknown) => e);
       expect(isAstroError(short) && short.code).toBe('ASTRO_IMAGE_INVALID_ARCHIVE');
       expect((short as Error).message).toMatch(/shorter than the layer's range \(ends before byte 6/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('upload read buffers', () => {
+  it('reads a file range into lent buffers, reused only after a body settled as reusable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'read-buffers-'));
+    try {
+      const bytes = randomBytes(300_000);
+      const file = join(dir, 'blob');
+      await writeFile(file, bytes);
+      const data = fileData(file, 1000, 250_000);
+      const buffers = new ReadBuffers(64 * 1024);
+      const read = async (start: number, end: number) => Buffer.concat(await data.open(start, end, buffers).toArray());
+      expect((await read(10, 200_000)).equals(bytes.subarray(1010, 201_000))).toBe(true);
+      const first = buffers.lend();
+      buffers.settle(true);
+      // Given back: the next body reads into the same memory.
+      expect(buffers.lend()).toBe(first);
+      buffers.settle(false);
+      // Dropped (a failed request's socket may still hold it): never lent again.
+      expect(buffers.lend()).not.toBe(first);
+      expect((await read(0, 250_000)).equals(bytes.subarray(1000, 251_000))).toBe(true);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
