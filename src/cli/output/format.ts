@@ -97,6 +97,10 @@ export function describeEvent(event: SdkEvent): Line | undefined {
       return line('info', `image ${event.reference}: ${event.platform}${event.runtimeVersion ? `, runtime ${event.runtimeVersion}` : ''}, checks passed`);
     case 'image:push-start':
       return line('info', `push: ${event.reference} (${event.method})`);
+    case 'image:push-method':
+      return event.fallbackFrom
+        ? line('retry', `push: ${event.reason}; the native push takes over`)
+        : line('info', `push: by the ${event.method === 'daemon' ? "daemon's own push" : 'native push'} (${event.reason})`);
     case 'image:layer-skipped':
       return line('detail', `push: layer ${short(event.digest)} (${formatBytes(event.size)}) already in the registry`);
     case 'image:layer-mounted':
