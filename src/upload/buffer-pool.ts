@@ -3,8 +3,9 @@
  *
  * Fresh memory is expensive to touch the first time: on the machines this was measured on, the
  * page faults of a new 64 MiB buffer cost ~240 ms, over twice the MD5 of the same bytes, while a
- * copy into memory already touched costs ~5 ms. Blocks are therefore read (or copied) into a few
- * buffers that are handed back when their request ends and used again for later blocks.
+ * copy into memory already touched costs ~5 ms. Ranges read whole (a file's single Put Blob, the
+ * resume check of a staged block) therefore go into a few buffers that are handed back and used
+ * again. File blocks sent with Put Block need none: they stream from the file (source.ts).
  *
  * Blocks grow while an upload proves its link (2 MiB, then a little larger with every clean
  * block), so buffers are allocated in power-of-two size classes: a buffer of one class serves

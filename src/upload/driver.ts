@@ -10,11 +10,10 @@ import { failureOf } from '../core/failure.js';
 import { backoffDelay, nextRetryDelay } from '../core/retry.js';
 import { BlobRequestFailure, sendBlobRequest, type BlobResponse } from './blob-http.js';
 import { toBlockDigest } from './block-id.js';
-import { hashOffThread } from './hash-pool.js';
 import { blockIdOf, blockListXml, commitOrder, gaps, BlockPlanner, type AckedBlock, type PlannedBlock } from './planner.js';
 import { clearStaleBlocks, findStagedBlocks, openJournal } from './resume.js';
 import type { UploadSession } from './session.js';
-import { md5 } from './source.js';
+import { md5, type SourceBlock } from './source.js';
 import type { UploadBlockBlobResult } from './types.js';
 import { BlocksMissingError, blocksVanishedError } from './upload-error.js';
 
@@ -86,8 +85,8 @@ async function sendPlanned(s: UploadSession, planner: BlockPlanner): Promise<voi
   const active = new Set<Promise<void>>();
   let fatal: { error: unknown } | undefined;
   let inFlightBytes = 0;
-  // Blocks grow on a proven link; the bytes in flight, not only their number, are bounded, so
-  // memory (file blocks are read into buffers) and the service's queue stay the same size however
+  // Blocks grow on a proven link; the bytes in flight, not only their number, are bounded, so the
+  // service's queue (and the memory a retry of a caller's buffer pins) stays the same size however
   // large blocks get. One block always goes, whatever its size.
   const roomFor = (bytes: number) => active.size === 0 || inFlightBytes + bytes <= s.o.maxBytesInFlight;
   while (!fatal) {
@@ -117,29 +116,29 @@ async function sendPlanned(s: UploadSession, planner: BlockPlanner): Promise<voi
 
 /** Send one block; after a failure the policy retries, wait its delay and hand the range back. */
 async function sendBlock(s: UploadSession, planner: BlockPlanner, block: PlannedBlock): Promise<void> {
-  const lease = await s.src.read(block.offset, block.length, s.buffers);
+  const source = await s.src.block(block.offset, block.length, s.o.contentMd5 ? 'md5' : 'sha256');
   let retry: { failure: BlobRequestFailure; attempt: number; delayMs: number } | 'requeued' | undefined;
   try {
-    retry = await sendLeasedBlock(s, planner, block, lease.bytes);
+    retry = await sendSourceBlock(s, planner, block, source);
   } finally {
-    lease.release();
+    source.release();
   }
   if (retry === undefined || retry === 'requeued') return;
-  // The buffer went back first: a backoff lasts up to seconds, and the block is re-read (and
+  // The block's buffer (if any) went back first: a backoff lasts up to seconds, and the block is re-read (and
   // re-cut at the current size) when its turn comes again.
   s.noteRetry(retry.failure, retry.attempt, retry.delayMs, 'put-block', block.index);
   await sleep(retry.delayMs, s.signal);
   planner.requeue({ offset: block.offset, length: block.length, attempts: retry.attempt });
 }
 
-async function sendLeasedBlock(
+async function sendSourceBlock(
   s: UploadSession,
   planner: BlockPlanner,
   block: PlannedBlock,
-  data: Uint8Array,
+  source: SourceBlock,
 ): Promise<{ failure: BlobRequestFailure; attempt: number; delayMs: number } | 'requeued' | undefined> {
   const algorithm = s.o.contentMd5 ? 'md5' : 'sha256';
-  const digest = toBlockDigest(await hashOffThread(data, algorithm), algorithm);
+  const digest = toBlockDigest(source.digest, algorithm);
   const id = blockIdOf(block, digest, algorithm);
   const clearedBeforeSend = s.staleCleared;
   try {
@@ -148,7 +147,7 @@ async function sendLeasedBlock(
       phase: 'put-block',
       params: { comp: 'block', blockid: id },
       headers: s.o.contentMd5 ? { 'content-md5': digest.toString('base64') } : {},
-      body: data,
+      body: source.body,
       timeoutMs: s.tryTimeoutMs(block.length, 'put-block'),
       onBodyBytes: (n) => (s.bytesSent += n),
     });
@@ -177,7 +176,11 @@ async function sendLeasedBlock(
     const tooBigAtFloor = error.retryCause === 'http-413' && block.length <= s.o.minBlockSizeBytes;
     const policy = error.digestMismatch ? s.o.digestMismatchRetry : s.o.retry;
     const delayMs = tooBigAtFloor ? undefined : nextRetryDelay(failureOf(error), attempt, s.retries + 1, policy);
-    if (delayMs === undefined) throw s.uploadError(error, attempt);
+    if (delayMs === undefined) {
+      // A file body that ended early fails the request in a way no retry helps: say why.
+      await s.src.assertUnchanged();
+      throw s.uploadError(error, attempt);
+    }
     s.link.recordFailure(error, block.epoch);
     return { failure: error, attempt, delayMs };
   }

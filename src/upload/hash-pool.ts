@@ -6,8 +6,10 @@
  * the event loop for about 0.1 s during which no socket is written. A small worker pool hashes the
  * next blocks while the current ones are on the wire.
  *
- * Memory backed by a `SharedArrayBuffer` (the uploader's file-block buffers, see buffer-pool.ts)
- * is read by the worker in place. A plain buffer (a caller's `Uint8Array`) is streamed to the
+ * A file block is read by the worker itself, from the upload's open descriptor (descriptors are
+ * shared by every thread of a process), so its bytes never pass through the main thread for the
+ * hash; the request body streams the same range from the file. Memory backed by a
+ * `SharedArrayBuffer` (the block buffers of buffer-pool.ts) is read by the worker in place. A plain buffer (a caller's `Uint8Array`) is streamed to the
  * worker through a few small shared slabs that are reused for the life of the process: copying a
  * block into fresh memory would cost more than hashing it (new pages are slow to touch), while a
  * copy into a slab already touched costs ~1/20 of the MD5. Small inputs are hashed inline. Idle
@@ -15,6 +17,7 @@
  * started (a restricted runtime) or one fails, hashing falls back to the main thread.
  */
 import { createHash } from 'node:crypto';
+import { readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
@@ -27,16 +30,37 @@ const SLAB_BYTES = 1024 * 1024;
 /** Slabs per process: enough to keep two workers busy while the next pieces are copied. */
 const SLAB_COUNT = 4;
 
+/** Piece of a file a worker reads at a time when it hashes a range of the file, in bytes. */
+const FILE_CHUNK_BYTES = 1024 * 1024;
+/** What a worker (or the fallback) answers when a file range it hashes ends before its length. */
+export const SHORT_READ = 'the file ended before the range';
+
 /**
- * The worker's whole program. `whole` tasks hash one shared range and answer with the digest;
+ * The worker's whole program. `file` tasks read a range of a file descriptor (shared by every
+ * thread of the process) and hash it, so a file block is never copied into the main thread.
+ * `whole` tasks hash one shared range and answer with the digest;
  * `piece` tasks feed a running hash, hand their slab back, and answer with the digest on the last.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
+const { readSync } = require('node:fs');
 const running = new Map();
+let chunk;
 parentPort.on('message', (task) => {
   try {
+    if (task.kind === 'file') {
+      chunk ??= Buffer.allocUnsafeSlow(${FILE_CHUNK_BYTES});
+      const hash = createHash(task.algorithm);
+      for (let done = 0; done < task.length; ) {
+        const n = readSync(task.fd, chunk, 0, Math.min(chunk.length, task.length - done), task.position + done);
+        if (n === 0) throw new Error('${SHORT_READ}');
+        hash.update(n === chunk.length ? chunk : chunk.subarray(0, n));
+        done += n;
+      }
+      parentPort.postMessage({ id: task.id, digest: hash.digest() });
+      return;
+    }
     const bytes = new Uint8Array(task.buffer, task.byteOffset, task.length);
     if (task.kind === 'whole') {
       const digest = createHash(task.algorithm).update(bytes).digest();
@@ -79,6 +103,18 @@ function inlineDigest(bytes: Uint8Array, algorithm: HashAlgorithm): Buffer {
   return createHash(algorithm).update(bytes).digest();
 }
 
+function inlineFileDigest(fd: number, position: number, length: number, algorithm: HashAlgorithm): Buffer {
+  const hash = createHash(algorithm);
+  const chunk = Buffer.allocUnsafe(Math.min(FILE_CHUNK_BYTES, Math.max(1, length)));
+  for (let done = 0; done < length; ) {
+    const n = readSync(fd, chunk, 0, Math.min(chunk.length, length - done), position + done);
+    if (n === 0) throw new Error(SHORT_READ);
+    hash.update(chunk.subarray(0, n));
+    done += n;
+  }
+  return hash.digest();
+}
+
 const sharedMemory = typeof SharedArrayBuffer === 'function';
 
 /** A lazily started pool of hashing workers. One per process is enough: see {@link hashOffThread}. */
@@ -116,6 +152,27 @@ export class HashPool {
       // The worker died or refused the task: the main thread still gives the right answer.
       slot.pending.delete(id);
       return inlineDigest(bytes, algorithm);
+    }
+  }
+
+  /**
+   * The `algorithm` digest of `length` bytes of the open file `fd` from `position`, read by a
+   * worker. Rejects with an Error whose message is {@link SHORT_READ} if the file is shorter, or
+   * with the read's error; falls back to reading on the main thread when no worker can run.
+   */
+  async digestFile(fd: number, position: number, length: number, algorithm: HashAlgorithm): Promise<Buffer> {
+    const slot = this.unavailable ? undefined : this.pick();
+    if (!slot) return inlineFileDigest(fd, position, length, algorithm);
+    const id = this.nextId++;
+    const answer = new Promise<Buffer>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
+    this.busy(slot);
+    slot.worker.postMessage({ kind: 'file', id, algorithm, fd, position, length });
+    try {
+      return await answer;
+    } catch (error) {
+      // A read that failed is the file's problem; a worker that died is ours: read here instead.
+      if (!slot.dead) throw error;
+      return inlineFileDigest(fd, position, length, algorithm);
     }
   }
 
@@ -235,6 +292,12 @@ export class HashPool {
 }
 
 let shared: HashPool | undefined;
+
+/** The digest of a range of an open file, read and computed by the process-wide {@link HashPool}. */
+export function hashFileOffThread(fd: number, position: number, length: number, algorithm: HashAlgorithm): Promise<Buffer> {
+  shared ??= new HashPool();
+  return shared.digestFile(fd, position, length, algorithm);
+}
 
 /** The digest of `bytes`, computed by the process-wide {@link HashPool} (started on first use). */
 export function hashOffThread(bytes: Uint8Array, algorithm: HashAlgorithm): Promise<Buffer> {

@@ -6,13 +6,29 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, UploadError } from '../core/errors.js';
+import { BODY_CHUNK_BYTES, type BlobBody } from './blob-http.js';
 import type { BufferLease, BufferPool } from './buffer-pool.js';
+import { hashFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
+
+/**
+ * One block ready to send: its digest and its bytes as a request body. A file block holds no
+ * buffer: the body reads the range from the file as the socket takes it (1 MiB at a time), and
+ * every try reads it again. `release()` when the block's requests are over.
+ */
+export interface SourceBlock {
+  /** The `algorithm` digest of the block's bytes. */
+  readonly digest: Buffer;
+  readonly body: BlobBody;
+  release(): void;
+}
 
 /** Random access to the upload's bytes. */
 export interface UploadSource {
   /** Total size, in bytes. */
   readonly size: number;
-  /** The bytes of `[offset, offset + length)`, in a buffer lent by `pool` (release it when sent). */
+  /** The block `[offset, offset + length)`, hashed with `algorithm` off the main thread. */
+  block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock>;
+  /** The bytes of `[offset, offset + length)` whole, in a buffer lent by `pool` (release it when done). */
   read(offset: number, length: number, pool: BufferPool): Promise<BufferLease>;
   /** Throw `ASTRO_UPLOAD_SOURCE_CHANGED` if the source changed since it was opened. */
   assertUnchanged(): Promise<void>;
@@ -33,6 +49,10 @@ class BytesSource implements UploadSource {
     // The caller's memory as it is: no copy to send it (the hashing worker gets it piece by piece).
     const view = this.bytes.subarray(offset, offset + length);
     return { bytes: Buffer.from(view.buffer, view.byteOffset, view.byteLength), release: () => {} };
+  }
+  async block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
+    const { bytes } = await this.read(offset, length);
+    return { digest: await hashOffThread(bytes, algorithm), body: bytes, release: () => {} };
   }
   async assertUnchanged(): Promise<void> {}
   async close(): Promise<void> {}
@@ -59,6 +79,32 @@ class FileSource implements UploadSource {
     } catch (error) {
       lease.release();
       throw error;
+    }
+  }
+
+  async block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
+    let digest: Buffer;
+    try {
+      digest = await hashFileOffThread(this.handle.fd, offset, length, algorithm);
+    } catch (error) {
+      if ((error as Error).message === SHORT_READ) throw this.changed('it became shorter while being uploaded');
+      throw error;
+    }
+    return { digest, body: { byteLength: length, chunks: () => this.chunks(offset, length) }, release: () => {} };
+  }
+
+  /** The range read 1 MiB at a time into fresh buffers (a buffer handed to the socket is not reused). */
+  private async *chunks(offset: number, length: number): AsyncGenerator<Uint8Array> {
+    for (let done = 0; done < length; ) {
+      const chunk = Buffer.allocUnsafeSlow(Math.min(BODY_CHUNK_BYTES, length - done));
+      let filled = 0;
+      while (filled < chunk.length) {
+        const { bytesRead } = await this.handle.read(chunk, filled, chunk.length - filled, offset + done + filled);
+        if (bytesRead === 0) throw this.changed('it became shorter while being uploaded');
+        filled += bytesRead;
+      }
+      done += filled;
+      yield chunk;
     }
   }
 

@@ -2,7 +2,7 @@
  * The uploader against the in-memory fake blob service (which, unlike Azurite, versions blobs),
  * through the fault proxy so every fault is a real socket event.
  */
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, truncateSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -406,6 +406,30 @@ describe('uploadBlockBlob against the fake blob service', () => {
         },
       }).catch((e: unknown) => e);
       expect(isAstroError(error, 'ASTRO_UPLOAD_SOURCE_CHANGED')).toBe(true);
+      expect(fake.service.read('dags', blob.name)).toBeUndefined();
+      expect(proxy.stats.byRoute['blob.putBlockList']).toBeUndefined();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('refuses to commit a file cut short during the upload (the blocks stream from the file)', async () => {
+    const blob = newBlob();
+    const { dir, cleanup } = await tempDir('upload-src-');
+    try {
+      const file = join(dir, 'bundle.tar.gz');
+      await writeFile(file, payload(8 * MIB, 16));
+      let cut = false;
+      const error = await uploadBlockBlob(blob.url, file, {
+        ...opts(undefined, { concurrency: 1 }),
+        onEvent: (e) => {
+          if (e.type === 'upload:progress' && !cut) {
+            cut = true;
+            truncateSync(file, 3 * MIB);
+          }
+        },
+      }).catch((e: unknown) => e);
+      expect(isAstroError(error, 'ASTRO_UPLOAD_SOURCE_CHANGED'), String(error)).toBe(true);
       expect(fake.service.read('dags', blob.name)).toBeUndefined();
       expect(proxy.stats.byRoute['blob.putBlockList']).toBeUndefined();
     } finally {
