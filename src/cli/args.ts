@@ -98,6 +98,12 @@ export const COMMANDS: readonly CommandSpec[] = [
     usage: 'astro-deploy project [--project-dir dir] [--deployment-id id] [flags]',
     details: 'Build (linux/amd64, Docker daemon), checks, tests (default: parse), and only then the deploy.',
     flags: {
+      'push-method': {
+        type: 'string',
+        value: 'auto|native|daemon',
+        choices: ['auto', 'native', 'daemon'],
+        help: "how the image is pushed (default: auto; native on ephemeral runners and slow links)",
+      },
       ...TARGET,
       ...DEPLOY,
       ...TESTS,

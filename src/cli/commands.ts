@@ -320,6 +320,7 @@ async function project(ctx: CommandContext): Promise<Outcome> {
   const r = await client.deployProject({
     projectDir,
     ...(target ? { deploymentId: target.id } : {}),
+    ...(str(v, 'push-method') ? { push: { method: str(v, 'push-method') as 'auto' | 'native' | 'daemon' } } : {}),
     ...imageOptions(v),
     ...planningOptions(v),
     ...options,

@@ -102,5 +102,17 @@ describe('astro-deploy project', () => {
     const deploy = astro.deploys(DEP)[0]!;
     expect(deploy).toMatchObject({ type: 'IMAGE_AND_DAG', finalizeCount: 1 });
     expect(last).toMatchObject({ type: 'result', command: 'project', result: { deployId: deploy.id, imageTag: deploy.imageTag, tests: { mode: 'parse', parse: { status: 'passed' } } } });
+    // The default push method is 'auto', which says what it chose; --push-method native forces the native push.
+    const chose = lines.find((l) => l.type === 'image:push-method');
+    expect(chose).toBeDefined();
+    expect((last.result as { push: { method: string } }).push.method).toBe(chose!.method);
+    const again = await runCli(['project', '--project-dir', project, '--push-method', 'native', '--tests', 'none', '--json'], { env: cliEnv(astro) });
+    expect(again.code, again.stderr).toBe(0);
+    const second = ndjson(again.stdout);
+    expect(second.lines.find((l) => l.type === 'image:push-method')).toBeUndefined();
+    expect(second.last).toMatchObject({ type: 'result', result: { push: { method: 'native' } } });
+    const bogus = await runCli(['project', '--project-dir', project, '--push-method', 'fast'], { env: cliEnv(astro) });
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toContain('--push-method must be one of auto, native, daemon');
   }, 900_000);
 });
