@@ -9,9 +9,8 @@ import type { BundleManifestFile, ExcludedPath, KeptPath } from './types.js';
 
 /**
  * An archive member, one record from the walk to the manifest: the scan creates it with the size
- * it saw (`sha256` empty, `mode` 0, and in `mtimeSeconds` the modification time the walk's lstat
- * saw, in milliseconds, or 0), the packer completes it in place with what it packed, and the same
- * object is then the manifest entry. Several records per file (walk,
+ * it saw (`sha256` empty, `mode` and `mtimeSeconds` 0), the packer completes it in place with what
+ * it packed, and the same object is then the manifest entry. Several records per file (walk,
  * scan, packer, manifest), each with its own copy of the path, are what made peak memory grow by
  * ~1.8 KB per file; the fields are in the manifest's order so the objects serialise as before.
  * The absolute path is not kept: it is rebuilt from the dags folder when the file is opened

@@ -276,9 +276,7 @@ async function refuseUndecodableName(dirAbs: string, name: string, rel: string):
 }
 
 /**
- * Give the walked regular files their size, and (until they are packed) their modification time
- * in milliseconds in `mtimeSeconds`: the packer trusts a file it reads whole that still has both
- * afterwards, without a stat before the read. They are stat'ed synchronously, in slices that give
+ * Give the walked regular files their size. They are stat'ed synchronously, in slices that give
  * the event loop back every few milliseconds: a thread-pool round trip per file costs more than
  * the lstat itself (see tar-writer.ts for the figures), and this runs once per file of the tree.
  */
@@ -287,9 +285,7 @@ async function sizeAll(lists: ScannedEntry[][], root: string, logicalOf: Map<Sca
   for (const list of lists) {
     for (const entry of list) {
       try {
-        const st = lstatSync(absoluteIn(root, entry.path));
-        entry.size = st.size;
-        entry.mtimeSeconds = st.mtimeMs;
+        entry.size = lstatSync(absoluteIn(root, entry.path)).size;
       } catch (err) {
         throw ioError('read', logicalOf.get(entry) ?? entry.path, err);
       }

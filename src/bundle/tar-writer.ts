@@ -174,70 +174,33 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
       } catch (err) {
         throw readError(entry.path, err);
       }
-      let size = 0;
-      let mode = 0o644;
-      let mtimeSeconds = 0;
-      let sha256 = '';
+      let size: number;
+      let mode: number;
+      let mtimeSeconds: number;
+      let sha256: string;
       try {
-        // Quick path: read first, then one fstat. The file is taken as read when the read ended
-        // before the byte after the scan's size, and the fstat after it still shows the scan's
-        // modification time and the size read: unchanged since the scan, so unchanged during
-        // the read too. This saves the fstat before the read, which is a sixth of the packer's
-        // time per small file. The content goes after one header block, written in place once
-        // the fstat gave its fields (a name that needs more than one block skips this path).
-        let quick = false;
-        if (name.length < 100) {
-          const scanSize = entry.size;
-          const full = reserve(BLOCK + scanSize + BLOCK);
-          if (full) yield full;
-          const start = used + BLOCK;
-          let n = -1;
-          try {
-            n = readSync(fd, chunk, start, scanSize + 1, 0);
-          } catch {
-            // (A folder now, unreadable...): the careful path below finds out and reports it.
-          }
-          if (n >= 0 && n <= scanSize) {
-            const st = fstatSync(fd);
-            if (st.isFile() && st.size === n && st.mtimeMs === entry.mtimeSeconds) {
-              size = n;
-              mode = normalisedMode('file', st.mode);
-              mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-              quick = encodeSimpleHeader(chunk, used, name, '0', size, mode, mtimeSeconds);
-              if (quick) {
-                // One-shot hash: no Hash object per file.
-                sha256 = sha256Of('sha256', chunk.subarray(start, start + size), 'hex');
-                used = start + size;
-                zeroPad(size);
-              }
-            }
-          }
+        const st = fstatSync(fd);
+        if (!st.isFile()) throw changed(entry.path);
+        size = st.size;
+        mode = normalisedMode('file', st.mode);
+        mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
+        const header = await headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
+        const full = reserve(header.length + size + BLOCK);
+        if (full) yield full;
+        append(header);
+        const start = used;
+        let done = 0;
+        while (done < size) {
+          const n = readSync(fd, chunk, start + done, size - done, done);
+          if (n === 0) throw changed(entry.path); // shrank since fstat: the header is already wrong
+          done += n;
         }
-        if (!quick) {
-          // Careful path (the file changed since the scan, or its header needs PAX): the header
-          // comes from an fstat before the read, and a second one checks nothing changed.
-          const st = fstatSync(fd);
-          if (!st.isFile()) throw changed(entry.path);
-          size = st.size;
-          mode = normalisedMode('file', st.mode);
-          mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));
-          const header = await headerBlocks(scratch, name, 'File', size, mode, mtimeSeconds);
-          const full = reserve(header.length + size + BLOCK);
-          if (full) yield full;
-          append(header);
-          const start = used;
-          let done = 0;
-          while (done < size) {
-            const n = readSync(fd, chunk, start + done, size - done, done);
-            if (n === 0) throw changed(entry.path); // shrank since fstat: the header is already wrong
-            done += n;
-          }
-          const after = fstatSync(fd);
-          if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
-          sha256 = sha256Of('sha256', chunk.subarray(start, start + size), 'hex');
-          used += size;
-          zeroPad(size);
-        }
+        const after = fstatSync(fd);
+        if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw changed(entry.path);
+        // One-shot hash: no Hash object per file.
+        sha256 = sha256Of('sha256', chunk.subarray(start, start + size), 'hex');
+        used += size;
+        zeroPad(size);
       } catch (err) {
         if (err instanceof BundleError) throw err;
         throw readError(entry.path, err);

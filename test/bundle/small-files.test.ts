@@ -1,8 +1,7 @@
 /**
- * The packer's small-file paths (read then fstat when the file is as the scan saw it; fstat,
- * read, fstat otherwise; headers from tar-header.ts): old and fresh files give node-tar's bytes,
- * and a file that changes between the scan and its read is packed as it is then, or refused with
- * the same errors as before.
+ * The packer's small-file path (fstat, read, fstat; headers from tar-header.ts): old and fresh
+ * files give node-tar's bytes, and a file that changes between the scan and its read is packed as
+ * it is then, or refused with the same errors as before.
  */
 import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -79,7 +78,7 @@ describe('small files', () => {
   });
 
   it('packs a file rewritten after the scan at the same size as it is then, with its new mtime or its old one put back', async () => {
-    // The deep one has a name of 100 bytes or more: PAX header, always the careful path.
+    // The deep one has a name of 100 bytes or more: a PAX header.
     const deep = `${'long/'.repeat(20)}deep.py`;
     const root = await makeTree({ 'newer.py': 'version 1\n', 'restored.py': 'version 1\n', [deep]: 'version 1\n' });
     await touch(root, ['newer.py', 'restored.py', deep], OLD);
