@@ -9,10 +9,11 @@
  * A file block is read by the worker itself, from the upload's open descriptor (descriptors are
  * shared by every thread of a process), so its bytes never pass through the main thread for the
  * hash; the request body streams the same range from the file. Memory backed by a
- * `SharedArrayBuffer` (the block buffers of buffer-pool.ts) is read by the worker in place. A plain buffer (a caller's `Uint8Array`) is streamed to the
- * worker through a few small shared slabs that are reused for the life of the process: copying a
- * block into fresh memory would cost more than hashing it (new pages are slow to touch), while a
- * copy into a slab already touched costs ~1/20 of the MD5. Small inputs are hashed inline. Idle
+ * `SharedArrayBuffer` (the block buffers of buffer-pool.ts) is read by the worker in place. A
+ * plain buffer (a caller's `Uint8Array`) is copied whole into one of two shared staging buffers
+ * reused for the life of the process (a copy into memory already touched costs ~1/20 of the MD5;
+ * fresh pages would cost more than the hash) and handed over in one message, so the worker never
+ * waits for a turn of a busy main thread in the middle of a block. Small inputs are hashed inline. Idle
  * workers do not keep the process alive and end after a short idle time. If workers cannot be
  * started (a restricted runtime) or one fails, hashing falls back to the main thread.
  */
@@ -20,15 +21,14 @@ import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { sizeClassOf } from './buffer-pool.js';
 
 /** Inputs below this size are hashed inline, in bytes. */
 const INLINE_BELOW_BYTES = 512 * 1024;
 /** Idle workers end after this long, in milliseconds. */
 const IDLE_END_MS = 5_000;
-/** Size of one slab that carries a piece of a plain buffer to a worker, in bytes. */
-const SLAB_BYTES = 1024 * 1024;
-/** Slabs per process: enough to keep two workers busy while the next pieces are copied. */
-const SLAB_COUNT = 4;
+/** Staging buffers per process: one being hashed while the next block is copied. */
+const STAGING_COUNT = 2;
 
 /** Piece of a file a worker reads at a time when it hashes a range of the file, in bytes. */
 const FILE_CHUNK_BYTES = 1024 * 1024;
@@ -38,14 +38,12 @@ export const SHORT_READ = 'the file ended before the range';
 /**
  * The worker's whole program. `file` tasks read a range of a file descriptor (shared by every
  * thread of the process) and hash it, so a file block is never copied into the main thread.
- * `whole` tasks hash one shared range and answer with the digest;
- * `piece` tasks feed a running hash, hand their slab back, and answer with the digest on the last.
+ * `whole` tasks hash one shared range and answer with the digest.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { readSync } = require('node:fs');
-const running = new Map();
 let chunk;
 parentPort.on('message', (task) => {
   try {
@@ -62,22 +60,8 @@ parentPort.on('message', (task) => {
       return;
     }
     const bytes = new Uint8Array(task.buffer, task.byteOffset, task.length);
-    if (task.kind === 'whole') {
-      const digest = createHash(task.algorithm).update(bytes).digest();
-      parentPort.postMessage({ id: task.id, digest });
-      return;
-    }
-    let hash = running.get(task.id);
-    if (!hash) running.set(task.id, (hash = createHash(task.algorithm)));
-    hash.update(bytes);
-    parentPort.postMessage({ slab: task.slab });
-    if (task.last) {
-      running.delete(task.id);
-      parentPort.postMessage({ id: task.id, digest: hash.digest() });
-    }
+    parentPort.postMessage({ id: task.id, digest: createHash(task.algorithm).update(bytes).digest() });
   } catch (error) {
-    if (task.kind === 'piece') parentPort.postMessage({ slab: task.slab });
-    running.delete(task.id);
     parentPort.postMessage({ id: task.id, error: String((error && error.message) || error) });
   }
 });
@@ -94,8 +78,6 @@ interface Task {
 interface PoolWorker {
   worker: Worker;
   pending: Map<number, Task>;
-  /** Slabs this worker has not handed back yet (returned to the pool if it dies). */
-  slabsHeld: Set<number>;
   dead: boolean;
 }
 
@@ -124,9 +106,9 @@ export class HashPool {
   private turn = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private unavailable = false;
-  private slabs: Uint8Array[] = [];
-  private freeSlabs: number[] = [];
-  private slabWaiters: Array<() => void> = [];
+  private stagingMade = 0;
+  private freeStaging: SharedArrayBuffer[] = [];
+  private stagingWaiters: Array<(buffer: SharedArrayBuffer) => void> = [];
 
   /** @param size Workers to run (default: one per spare core, at least 1, at most 2). */
   constructor(private readonly size = Math.max(1, Math.min(2, availableParallelism() - 1))) {}
@@ -144,10 +126,16 @@ export class HashPool {
       this.busy(slot);
       if (bytes.buffer instanceof SharedArrayBuffer) {
         slot.worker.postMessage({ kind: 'whole', id, algorithm, buffer: bytes.buffer, byteOffset: bytes.byteOffset, length: bytes.byteLength });
-      } else {
-        await this.stream(slot, id, bytes, algorithm);
+        return await answer;
       }
-      return await answer;
+      const staging = await this.takeStaging(bytes.byteLength);
+      try {
+        new Uint8Array(staging, 0, bytes.byteLength).set(bytes);
+        slot.worker.postMessage({ kind: 'whole', id, algorithm, buffer: staging, byteOffset: 0, length: bytes.byteLength });
+        return await answer;
+      } finally {
+        this.giveStaging(staging);
+      }
     } catch {
       // The worker died or refused the task: the main thread still gives the right answer.
       slot.pending.delete(id);
@@ -179,49 +167,29 @@ export class HashPool {
   /** End every worker now (pending digests fall back to the main thread). */
   async close(): Promise<void> {
     clearTimeout(this.idleTimer);
+    // Staging buffers go with the workers: an idle process keeps no block-sized memory.
+    this.freeStaging = [];
+    this.stagingMade = 0;
     const workers = this.workers;
     this.workers = [];
     await Promise.all(workers.map((w) => w.worker.terminate().catch(() => 0)));
   }
 
-  /** Feed `bytes` to the worker piece by piece through the shared slabs. */
-  private async stream(slot: PoolWorker, id: number, bytes: Uint8Array, algorithm: HashAlgorithm): Promise<void> {
-    for (let at = 0; at < bytes.byteLength; at += SLAB_BYTES) {
-      const slab = await this.takeSlab();
-      if (slot.dead) {
-        this.giveSlab(slab);
-        throw new Error('hash worker exited');
-      }
-      const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + SLAB_BYTES));
-      const target = this.slabs[slab]!;
-      target.set(piece);
-      slot.slabsHeld.add(slab);
-      slot.worker.postMessage({
-        kind: 'piece',
-        id,
-        algorithm,
-        slab,
-        buffer: target.buffer,
-        byteOffset: 0,
-        length: piece.byteLength,
-        last: at + SLAB_BYTES >= bytes.byteLength,
-      });
+  /** A free staging buffer of at least `length` bytes (a smaller one is replaced, in power-of-two sizes). */
+  private async takeStaging(length: number): Promise<SharedArrayBuffer> {
+    let buffer = this.freeStaging.pop();
+    if (!buffer && this.stagingMade < STAGING_COUNT) {
+      this.stagingMade += 1;
+      buffer = new SharedArrayBuffer(sizeClassOf(length));
     }
+    buffer ??= await new Promise<SharedArrayBuffer>((resolve) => this.stagingWaiters.push(resolve));
+    return buffer.byteLength >= length ? buffer : new SharedArrayBuffer(sizeClassOf(length));
   }
 
-  private takeSlab(): Promise<number> {
-    if (this.slabs.length < SLAB_COUNT && this.freeSlabs.length === 0) {
-      this.slabs.push(new Uint8Array(new SharedArrayBuffer(SLAB_BYTES)));
-      return Promise.resolve(this.slabs.length - 1);
-    }
-    const free = this.freeSlabs.pop();
-    if (free !== undefined) return Promise.resolve(free);
-    return new Promise((resolve) => this.slabWaiters.push(() => resolve(this.freeSlabs.pop()!)));
-  }
-
-  private giveSlab(slab: number): void {
-    this.freeSlabs.push(slab);
-    this.slabWaiters.shift()?.();
+  private giveStaging(buffer: SharedArrayBuffer): void {
+    const waiter = this.stagingWaiters.shift();
+    if (waiter) waiter(buffer);
+    else this.freeStaging.push(buffer);
   }
 
   private pick(): PoolWorker | undefined {
@@ -245,13 +213,8 @@ export class HashPool {
       this.unavailable = true;
       return undefined;
     }
-    const slot: PoolWorker = { worker, pending: new Map(), slabsHeld: new Set(), dead: false };
-    worker.on('message', (m: { id?: number; slab?: number; digest?: Uint8Array; error?: string }) => {
-      if (m.slab !== undefined) {
-        slot.slabsHeld.delete(m.slab);
-        this.giveSlab(m.slab);
-        return;
-      }
+    const slot: PoolWorker = { worker, pending: new Map(), dead: false };
+    worker.on('message', (m: { id?: number; digest?: Uint8Array; error?: string }) => {
       const task = slot.pending.get(m.id!);
       if (!task) return;
       slot.pending.delete(m.id!);
@@ -263,8 +226,6 @@ export class HashPool {
       if (slot.dead) return;
       slot.dead = true;
       this.workers = this.workers.filter((w) => w !== slot);
-      for (const slab of slot.slabsHeld) this.giveSlab(slab);
-      slot.slabsHeld.clear();
       for (const task of slot.pending.values()) task.reject(error);
       slot.pending.clear();
     };

@@ -39,7 +39,7 @@ describe('HashPool', () => {
     await pool.close();
     expect((await pending).toString('hex')).toBe(want);
     expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
-    // The same while a plain buffer is being streamed through the slabs, many at once.
+    // The same for plain buffers (copied whole into the staging buffers), many at once.
     const plain = randomFillSync(Buffer.alloc(9 * MIB + 3));
     const wantPlain = createHash('md5').update(plain).digest('hex');
     const streaming = [pool.digest(plain, 'md5'), pool.digest(plain, 'md5'), pool.digest(plain, 'md5')];
