@@ -36,7 +36,7 @@ import { LayerCache, defaultLayerCache, type CachedLayer } from './layer-cache.j
 import { MediaTypes } from './layout.js';
 import { toPushError } from './push-context.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
-import { assertTag, pushNative, splitRepository, type NativePushOptions } from './push-native.js';
+import { assertTag, pushNative, registryClientFor, splitRepository, type NativePushOptions } from './push-native.js';
 import { RegistryClient } from './registry-client.js';
 import { classifySource } from './source.js';
 import type { ImageEvent, ImageInfo, ImageSource, PushResult, PushTarget } from './types.js';
@@ -231,14 +231,7 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
 
   const docker = await dockerClient(options.docker, 'push the image');
   const info = await inspectDaemonImage(where.name, docker);
-  const registry = new RegistryClient({
-    host,
-    repository: path,
-    ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : {}),
-    ...(options.auth ? { auth: options.auth } : {}),
-    ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
-    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
-  });
+  const registry = registryClientFor(host, path, options);
   let decision: AutoDecision;
   try {
     await withRetries(() => registry.ping(signal), { policy, signal });

@@ -172,15 +172,7 @@ async function push(
 
     // 2. What may the registry hold already? The cache's mount sources go into the token scopes.
     const hints = await cacheHints(cache, recipe, identified.diffIds, { host, location }, options.mountFrom);
-    const registry = new RegistryClient({
-      host,
-      repository: path,
-      ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : {}),
-      ...(options.auth ? { auth: options.auth } : {}),
-      ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
-      ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
-      mountSources: [...hints.mountFrom],
-    });
+    const registry = registryClientFor(host, path, options, [...hints.mountFrom]);
     await withRetries(() => registry.ping(signal), { policy, signal });
     const ctx: PushContext = {
       registry,
@@ -243,4 +235,17 @@ async function push(
     if (identified?.kind === 'archive' && identified.owned) await identified.archive.close();
     await temp?.dispose();
   }
+}
+
+/** The registry client of a push to `host/path`, with the push's transport options (auth, dispatcher, plain HTTP, time limit). */
+export function registryClientFor(host: string, path: string, options: NativePushOptions, mountSources: string[] = []): RegistryClient {
+  return new RegistryClient({
+    host,
+    repository: path,
+    ...(options.plainHttp !== undefined ? { plainHttp: options.plainHttp } : {}),
+    ...(options.auth ? { auth: options.auth } : {}),
+    ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+    ...(mountSources.length ? { mountSources } : {}),
+  });
 }
