@@ -8,7 +8,7 @@ import { Comment, CommentTag, Converter } from 'typedoc';
 
 /** First match wins: [file pattern, group]. */
 const BY_FILE = [
-  [/^src\/core\/errors\.ts$/, 'Errors'],
+  [/^src\/core\/(errors|error-codes|error-base|flow-errors)\.ts$/, 'Errors'],
   [/^src\/client\/schemas\.ts$/, 'Schemas'],
   [/^src\/client\/events\.ts$/, 'Events'],
   [/^src\/client\/(client|options|transport|resources|token|path|update-body)\.ts$/, 'Client'],
