@@ -79,10 +79,12 @@ const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.inc
  */
 const runCache = mkdtempSync(join(tmpdir(), 'astro-sdk-test-cache-'));
 process.on('exit', () => rmSync(runCache, { recursive: true, force: true }));
+/** Images built FROM the test runtime image, removed when the run ends (test/helpers/image-removals.ts). */
+process.env.ASTRO_TEST_IMAGE_REMOVALS = join(runCache, 'image-removals.txt');
 
 export default defineConfig({
   test: {
-    env: { XDG_CACHE_HOME: runCache },
+    env: { XDG_CACHE_HOME: runCache, ASTRO_TEST_IMAGE_REMOVALS: process.env.ASTRO_TEST_IMAGE_REMOVALS },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: keep the number of forked workers small so service-backed tests do not starve.
@@ -92,7 +94,7 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'unit', include: unitTier.length ? unitTier : ['test/__none__'] } },
       { extends: true, test: { name: 'package', include: packageTier.length ? packageTier : ['test/__none__'], globalSetup: ['test/package/setup.ts'] } },
-      { extends: true, test: { name: 'services', include: servicesTier.length ? servicesTier : ['test/__none__'] } },
+      { extends: true, test: { name: 'services', include: servicesTier.length ? servicesTier : ['test/__none__'], globalSetup: ['test/helpers/image-removals.ts'] } },
     ],
   },
 });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
-import { getTestDocker, removeImages } from '../helpers/docker.js';
+import { getTestDocker, removeImagesAfterRun } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { getRuntimeImage } from '../helpers/runtime-image.js';
 import { makeImage, noise, writeLegacyArchive } from '../image/fixtures.js';
@@ -35,7 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await registry?.stop();
-  await removeImages(...tags);
+  await removeImagesAfterRun(...tags);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, appendFile, chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -147,6 +147,19 @@ export async function dockerCli(args: string[], timeoutMs = 120_000): Promise<st
 }
 
 /** Remove images (ignores missing ones). */
+/**
+ * Remove images built FROM the shared test runtime image, at the end of the run when the run set
+ * `ASTRO_TEST_IMAGE_REMOVALS` (vitest.config.ts; test/helpers/image-removals.ts removes them), else
+ * now. The daemon's classic builder probes its cache by listing every child of the FROM image and
+ * reading each: one removed meanwhile by another test file fails that build with "unable to find
+ * image" (seen in CI), so no such image is removed while other files may be building.
+ */
+export async function removeImagesAfterRun(...refs: string[]): Promise<void> {
+  const list = process.env.ASTRO_TEST_IMAGE_REMOVALS;
+  if (!list) return removeImages(...refs);
+  await appendFile(list, refs.map((ref) => `${ref}\n`).join(''));
+}
+
 export async function removeImages(...refs: string[]): Promise<void> {
   const { docker } = await getTestDocker();
   for (const ref of refs) {

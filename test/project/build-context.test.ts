@@ -15,7 +15,7 @@ import {
 } from '../../src/image/build-context.js';
 import { memberHeaders } from '../../src/image/tar.js';
 import { dockerfileBaseImages, parseProjectConfig, readAstroProject, shouldPullBaseImages } from '../../src/image/project.js';
-import { dockerCli, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { dockerCli, getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
 import { guardProject, makeProject, type ProjectFile } from './helpers.js';
 
 const dockerignore = (dockerignoreModule as unknown as { default: (o?: { ignorecase?: boolean }) => Ignore }).default;
@@ -25,7 +25,7 @@ beforeAll(async () => {
   await getTestDocker();
 });
 afterAll(async () => {
-  await removeImages(...images);
+  await removeImagesAfterRun(...images);
 });
 
 /** The tree every case starts from (a Dockerfile copying the whole context is added). */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { buildProjectImage, type BuildEvent, type BuildProjectImageOptions } from '../../src/image/build.js';
 import { ImageBuildError, isAstroError } from '../../src/core/errors.js';
-import { getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
 import { getRuntimeImage, TEST_RUNTIME_VERSION } from '../helpers/runtime-image.js';
 import { astroProject, filesInImage, guardProject, makeProject, runInImage } from './helpers.js';
 
@@ -26,7 +26,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  await removeImages(...tags);
+  await removeImagesAfterRun(...tags);
 });
 
 function newTag(): string {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import Dockerode from 'dockerode';
 import { AstroClient, type DeployProjectEvent, type DeployProjectResult } from '../../src/index.js';
 import { createFakeAstro, type FakeAstro } from '../../src/testing/index.js';
-import { getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { getRuntimeImage } from '../helpers/runtime-image.js';
 import { astroProject, guardProject, makeProject } from './helpers.js';
@@ -26,7 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await registry?.stop();
-  await removeImages(...tags);
+  await removeImagesAfterRun(...tags);
 });
 
 async function setup(): Promise<{ astro: FakeAstro; client: AstroClient; deploymentId: string; dir: string; tag: string; unchanged: () => Promise<void> }> {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { AstroClient, isAstroError, type DeployProjectEvent, type DeployProjectParams } from '../../src/index.js';
 import { createFakeAstro, type FakeAstro } from '../../src/testing/index.js';
-import { getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
+import { getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { getRuntimeImage } from '../helpers/runtime-image.js';
 import { skopeoInfo } from '../image/verify.js';
@@ -34,7 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await registry?.stop();
-  await removeImages(...tags);
+  await removeImagesAfterRun(...tags);
 });
 
 async function setup(deployment: Record<string, unknown> = {}): Promise<{ astro: FakeAstro; client: AstroClient; deploymentId: string }> {
