@@ -117,15 +117,10 @@ async function sendPlanned(s: UploadSession, planner: BlockPlanner): Promise<voi
 /** Send one block; after a failure the policy retries, wait its delay and hand the range back. */
 async function sendBlock(s: UploadSession, planner: BlockPlanner, block: PlannedBlock): Promise<void> {
   const source = await s.src.block(block.offset, block.length, s.o.contentMd5 ? 'md5' : 'sha256');
-  let retry: { failure: BlobRequestFailure; attempt: number; delayMs: number } | 'requeued' | undefined;
-  try {
-    retry = await sendSourceBlock(s, planner, block, source);
-  } finally {
-    source.release();
-  }
+  const retry = await sendSourceBlock(s, planner, block, source);
   if (retry === undefined || retry === 'requeued') return;
-  // The block's buffer (if any) went back first: a backoff lasts up to seconds, and the block is re-read (and
-  // re-cut at the current size) when its turn comes again.
+  // Nothing of the block is held through the backoff (seconds, at most): it is read and hashed
+  // again (and re-cut at the current size) when its turn comes.
   s.noteRetry(retry.failure, retry.attempt, retry.delayMs, 'put-block', block.index);
   await sleep(retry.delayMs, s.signal);
   planner.requeue({ offset: block.offset, length: block.length, attempts: retry.attempt });

@@ -13,13 +13,12 @@ import { hashFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from
 /**
  * One block ready to send: its digest and its bytes as a request body. A file block holds no
  * buffer: the body reads the range from the file as the socket takes it (1 MiB at a time), and
- * every try reads it again. `release()` when the block's requests are over.
+ * every try reads it again; a byte array's block is a view of the caller's bytes.
  */
 export interface SourceBlock {
   /** The `algorithm` digest of the block's bytes. */
   readonly digest: Buffer;
   readonly body: BlobBody;
-  release(): void;
 }
 
 /** Random access to the upload's bytes. */
@@ -52,7 +51,7 @@ class BytesSource implements UploadSource {
   }
   async block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
     const { bytes } = await this.read(offset, length);
-    return { digest: await hashOffThread(bytes, algorithm), body: bytes, release: () => {} };
+    return { digest: await hashOffThread(bytes, algorithm), body: bytes };
   }
   async assertUnchanged(): Promise<void> {}
   async close(): Promise<void> {}
@@ -69,12 +68,7 @@ class FileSource implements UploadSource {
   async read(offset: number, length: number, pool: BufferPool): Promise<BufferLease> {
     const lease = pool.lease(length);
     try {
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await this.handle.read(lease.bytes, filled, length - filled, offset + filled);
-        if (bytesRead === 0) throw this.changed('it became shorter while being uploaded');
-        filled += bytesRead;
-      }
+      await this.fill(lease.bytes.subarray(0, length), offset);
       return lease;
     } catch (error) {
       lease.release();
@@ -90,21 +84,25 @@ class FileSource implements UploadSource {
       if ((error as Error).message === SHORT_READ) throw this.changed('it became shorter while being uploaded');
       throw error;
     }
-    return { digest, body: { byteLength: length, chunks: () => this.chunks(offset, length) }, release: () => {} };
+    return { digest, body: { byteLength: length, chunks: () => this.chunks(offset, length) } };
   }
 
   /** The range read 1 MiB at a time into fresh buffers (a buffer handed to the socket is not reused). */
   private async *chunks(offset: number, length: number): AsyncGenerator<Uint8Array> {
     for (let done = 0; done < length; ) {
       const chunk = Buffer.allocUnsafeSlow(Math.min(BODY_CHUNK_BYTES, length - done));
-      let filled = 0;
-      while (filled < chunk.length) {
-        const { bytesRead } = await this.handle.read(chunk, filled, chunk.length - filled, offset + done + filled);
-        if (bytesRead === 0) throw this.changed('it became shorter while being uploaded');
-        filled += bytesRead;
-      }
-      done += filled;
+      await this.fill(chunk, offset + done);
+      done += chunk.length;
       yield chunk;
+    }
+  }
+
+  /** Fill `target` with the file's bytes from `position`; a file that ends first has changed. */
+  private async fill(target: Uint8Array, position: number): Promise<void> {
+    for (let filled = 0; filled < target.length; ) {
+      const { bytesRead } = await this.handle.read(target, filled, target.length - filled, position + filled);
+      if (bytesRead === 0) throw this.changed('it became shorter while being uploaded');
+      filled += bytesRead;
     }
   }
 

@@ -159,8 +159,8 @@ export interface UploadBlockBlobOptions {
   concurrency?: number;
   /**
    * Most payload bytes in flight at once, in bytes: as blocks grow, fewer of them go together
-   * (never fewer than one). Bounds memory (a file is read block by block into reused buffers) and
-   * the service's queue whatever the payload size. @default 64 MiB
+   * (never fewer than one). Bounds the service's queue, and the memory a retry of a caller's byte
+   * array pins, whatever the payload size. @default 64 MiB
    */
   maxBytesInFlight?: number;
   /**
