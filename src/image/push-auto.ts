@@ -28,7 +28,6 @@ import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
 import { redact } from '../core/redact.js';
 import { withRetries } from '../core/retry.js';
 import { abortAware } from '../core/scope.js';
-import { DEFAULT_GZIP } from './blob.js';
 import { blobExists, registryRetryPolicy } from './blob-upload.js';
 import { dockerClient } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
@@ -36,7 +35,7 @@ import { LayerCache, defaultLayerCache, type CachedLayer } from './layer-cache.j
 import { MediaTypes } from './layout.js';
 import { toPushError } from './push-context.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
-import { assertTag, pushNative, registryClientFor, splitRepository, type NativePushOptions } from './push-native.js';
+import { assertTag, layerCacheRecipe, pushNative, registryClientFor, splitRepository, type NativePushOptions } from './push-native.js';
 import { RegistryClient } from './registry-client.js';
 import { classifySource } from './source.js';
 import type { ImageEvent, ImageInfo, ImageSource, PushResult, PushTarget } from './types.js';
@@ -56,11 +55,6 @@ export interface AutoDecision {
   reason: string;
   /** For the native push: the entries the registry was found to hold, by diff ID (either gzip). */
   held: Map<string, CachedLayer>;
-}
-
-/** The native push's cache recipe for these options (as push-native.ts names it). */
-export function nativeRecipe(options: Pick<NativePushOptions, 'gzipLevel' | 'gzipBlockBytes'>): string {
-  return `gzip-${options.gzipLevel ?? DEFAULT_GZIP.level}-b${options.gzipBlockBytes ?? DEFAULT_GZIP.blockBytes}`;
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -162,7 +156,7 @@ export class DaemonAwareLayerCache extends LayerCache {
  */
 export function withDaemonDigests<O extends Pick<NativePushOptions, 'layerCache' | 'gzipLevel' | 'gzipBlockBytes'>>(options: O): O {
   const cache = options.layerCache === false ? undefined : (options.layerCache ?? defaultLayerCache);
-  return cache ? { ...options, layerCache: new DaemonAwareLayerCache(cache, nativeRecipe(options), new Map()) } : options;
+  return cache ? { ...options, layerCache: new DaemonAwareLayerCache(cache, layerCacheRecipe(options), new Map()) } : options;
 }
 
 /**
@@ -226,7 +220,7 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
   const policy = registryRetryPolicy(options.retry);
   const { signal } = options;
   const cache = options.layerCache === false ? undefined : (options.layerCache ?? defaultLayerCache);
-  const recipe = nativeRecipe(options);
+  const recipe = layerCacheRecipe(options);
   const location = `${host}/${path}`;
 
   const docker = await dockerClient(options.docker, 'push the image');

@@ -123,12 +123,21 @@ export function assertTag(tag: string): void {
 }
 
 /** The gzip recipe of a push: the caller's level and block size over the defaults. */
-function gzipSettings(options: NativePushOptions): GzipSettings {
+function gzipSettings(options: Pick<NativePushOptions, 'gzipLevel' | 'gzipBlockBytes'>): GzipSettings {
   return {
     ...DEFAULT_GZIP,
     ...(options.gzipLevel !== undefined ? { level: options.gzipLevel } : {}),
     ...(options.gzipBlockBytes !== undefined ? { blockBytes: options.gzipBlockBytes } : {}),
   };
+}
+
+/**
+ * The layer cache's recipe of a native push with these options: cache entries are only valid for
+ * the same gzip level and block size, which decide the digest.
+ */
+export function layerCacheRecipe(options: Pick<NativePushOptions, 'gzipLevel' | 'gzipBlockBytes'>): string {
+  const gzip = gzipSettings(options);
+  return `gzip-${gzip.level}-b${gzip.blockBytes}`;
 }
 
 /** Push an image natively. See the module comment. */
@@ -156,8 +165,7 @@ async function push(
   const { host, path, reference, policy, emit } = base;
   const signal = scope.signal;
   const gzip = gzipSettings(options);
-  // Cache entries are only valid for the same gzip recipe: it decides the digest.
-  const recipe = `gzip-${gzip.level}-b${gzip.blockBytes}`;
+  const recipe = layerCacheRecipe(options);
   const cache = options.layerCache === false ? undefined : (options.layerCache ?? defaultLayerCache);
   const location = `${host}/${path}`;
   emit({ type: 'image:push-start', reference, method: 'native' });
