@@ -16,7 +16,18 @@
  * files than Airflow would parse, never fewer (the `.airflowignore` itself is shipped, and Airflow
  * applies it at parse time).
  */
-import { PY_WHITESPACE_CLASS } from './python-text.js';
+import {
+  ASCII_WORD,
+  category,
+  DIGITS,
+  type Flags,
+  literal,
+  OCT,
+  PatternCursor,
+  type Piece,
+  PyReError,
+  UNI_WORD,
+} from './python-regexp-chars.js';
 
 /** Result of translating one Python pattern. */
 export type PythonRegexResult =
@@ -28,84 +39,11 @@ export type PythonRegexResult =
       message: string;
     };
 
-class PyReError extends Error {
-  constructor(
-    readonly kind: 'invalid' | 'unsupported',
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-interface Flags {
-  i: boolean;
-  m: boolean;
-  s: boolean;
-  x: boolean;
-  a: boolean;
-}
-
-interface Piece {
-  src: string;
-  lo: number;
-  hi: number;
-  /** `anchor` and `repeat` pieces cannot be quantified (Python: "nothing to repeat" / "multiple repeat"). */
-  kind: 'atom' | 'anchor' | 'repeat';
-}
-
 const INF = Number.POSITIVE_INFINITY;
 const MAXREPEAT = 4294967295;
-const DIGITS = '0123456789';
-const OCT = '01234567';
-const HEX = /^[0-9a-fA-F]$/;
-const ASCII_LETTER = /^[A-Za-z]$/;
 const VERBOSE_WS = new Set([' ', '\t', '\n', '\r', '\v', '\f']);
-const SYNTAX = new Set('^$\\.*+?()[]{}|/'.split(''));
 
-const UNI_WORD = '\\p{L}\\p{N}_';
-const ASCII_WORD = 'A-Za-z0-9_';
-const PY_WS_ITEMS = PY_WHITESPACE_CLASS.slice(1, -1);
-const ASCII_WS_ITEMS = ' \\t\\n\\r\\f\\v';
-
-/** A Python character category as JS class items; `negated` ones cannot be class items in JS. */
-interface Category {
-  items: string;
-  negated: boolean;
-}
-
-function category(letter: string, ascii: boolean): Category | undefined {
-  switch (letter) {
-    case 'd':
-      return { items: ascii ? '0-9' : '\\p{Nd}', negated: false };
-    case 'D':
-      return ascii ? { items: '0-9', negated: true } : { items: '\\P{Nd}', negated: false };
-    case 'w':
-      return { items: ascii ? ASCII_WORD : UNI_WORD, negated: false };
-    case 'W':
-      return { items: ascii ? ASCII_WORD : UNI_WORD, negated: true };
-    case 's':
-      return { items: ascii ? ASCII_WS_ITEMS : PY_WS_ITEMS, negated: false };
-    case 'S':
-      return { items: ascii ? ASCII_WS_ITEMS : PY_WS_ITEMS, negated: true };
-    default:
-      return undefined;
-  }
-}
-
-function cp(ch: string): string {
-  return `\\u{${ch.codePointAt(0)!.toString(16)}}`;
-}
-
-function literal(ch: string): string {
-  const code = ch.codePointAt(0)!;
-  if (SYNTAX.has(ch)) return `\\${ch}`;
-  if (code < 0x20 || code === 0x7f || (code >= 0x80 && code < 0xa0) || code === 0x2028 || code === 0x2029) return cp(ch);
-  return ch;
-}
-
-class Parser {
-  private readonly s: string[];
-  private pos = 0;
+class Parser extends PatternCursor {
   /** Python's `state.groups`: number of groups opened so far plus one. */
   private groups = 1;
   private readonly openGroups = new Set<number>();
@@ -114,10 +52,6 @@ class Parser {
   private lookbehindFrom: number | null = null;
   readonly global: Flags = { i: false, m: false, s: false, x: false, a: false };
 
-  constructor(pattern: string) {
-    this.s = [...pattern];
-  }
-
   parse(): string {
     const body = this.parseSub(this.global, 0);
     if (this.pos < this.s.length) {
@@ -125,30 +59,6 @@ class Parser {
       throw new PyReError('invalid', `unbalanced parenthesis at position ${this.pos}`);
     }
     return body.src;
-  }
-
-  private peek(offset = 0): string | undefined {
-    return this.s[this.pos + offset];
-  }
-
-  private get(): string | undefined {
-    return this.s[this.pos++];
-  }
-
-  private match(ch: string): boolean {
-    if (this.s[this.pos] === ch) {
-      this.pos++;
-      return true;
-    }
-    return false;
-  }
-
-  private error(message: string): never {
-    throw new PyReError('invalid', `${message} at position ${this.pos}`);
-  }
-
-  private unsupported(message: string): never {
-    throw new PyReError('unsupported', `${message} at position ${this.pos}`);
   }
 
   private parseSub(flags: Flags, nested: number): Piece {
@@ -441,114 +351,6 @@ class Parser {
     }
     const simple = this.simpleEscape(c);
     return this.lit(simple);
-  }
-
-  /** Escapes shared by both contexts (`\b` is handled by the callers). Returns the literal char. */
-  private simpleEscape(c: string): string {
-    switch (c) {
-      case 'a':
-        return '\x07';
-      case 'f':
-        return '\f';
-      case 'n':
-        return '\n';
-      case 'r':
-        return '\r';
-      case 't':
-        return '\t';
-      case 'v':
-        return '\v';
-      case '\\':
-        return '\\';
-      case 'x':
-        return this.hexEscape(2, 'x');
-      case 'u':
-        return this.hexEscape(4, 'u');
-      case 'U':
-        return this.hexEscape(8, 'U');
-      case 'N':
-        this.unsupported('named Unicode escapes (\\N{...}) are not supported');
-    }
-    if (ASCII_LETTER.test(c) || DIGITS.includes(c)) this.error(`bad escape \\${c}`);
-    return c;
-  }
-
-  private hexEscape(n: number, letter: string): string {
-    let digits = '';
-    while (digits.length < n && this.peek() !== undefined && HEX.test(this.peek()!)) digits += this.get();
-    if (digits.length !== n) this.error(`incomplete escape \\${letter}${digits}`);
-    const code = parseInt(digits, 16);
-    if (code > 0x10ffff) this.error(`bad escape \\${letter}${digits}`);
-    return String.fromCodePoint(code);
-  }
-
-  private lit(ch: string): Piece {
-    return { src: literal(ch), lo: 1, hi: 1, kind: 'atom' };
-  }
-
-  /** A class escape: a literal char, or a category. */
-  private classEscape(flags: Flags): { char: string } | { cat: Category } {
-    const c = this.get();
-    if (c === undefined) this.error('unterminated character set');
-    const cat = category(c, flags.a);
-    if (cat) return { cat };
-    if (c === 'b') return { char: '\b' };
-    if (OCT.includes(c)) {
-      let digits = c;
-      while (digits.length < 3 && this.peek() !== undefined && OCT.includes(this.peek()!)) digits += this.get();
-      const code = parseInt(digits, 8);
-      if (code > 0o377) this.error(`octal escape value \\${digits} outside of range 0-0o377`);
-      return { char: String.fromCodePoint(code) };
-    }
-    return { char: this.simpleEscape(c) };
-  }
-
-  private parseClass(flags: Flags): Piece {
-    const negate = this.match('^');
-    const items: string[] = [];
-    const negatedCats: Category[] = [];
-    let count = 0;
-    for (;;) {
-      const ch = this.get();
-      if (ch === undefined) this.error('unterminated character set');
-      if (ch === ']' && count > 0) break;
-      const first: { char: string } | { cat: Category } = ch === '\\' ? this.classEscape(flags) : { char: ch };
-      if (this.match('-')) {
-        const that = this.get();
-        if (that === undefined) this.error('unterminated character set');
-        if (that === ']') {
-          this.addClassItem(first, items, negatedCats);
-          items.push(cp('-'));
-          count += 2;
-          break;
-        }
-        const second: { char: string } | { cat: Category } = that === '\\' ? this.classEscape(flags) : { char: that };
-        if (!('char' in first) || !('char' in second)) this.error('bad character range');
-        if (second.char.codePointAt(0)! < first.char.codePointAt(0)!) this.error(`bad character range ${first.char}-${second.char}`);
-        items.push(`${cp(first.char)}-${cp(second.char)}`);
-      } else {
-        this.addClassItem(first, items, negatedCats);
-      }
-      count++;
-    }
-    let src: string;
-    if (negatedCats.length === 0) {
-      src = `[${negate ? '^' : ''}${items.join('')}]`;
-    } else {
-      // JS classes (without the `v` flag) cannot hold a negated category next to other items:
-      // spell the union out as an alternation.
-      const branches = negatedCats.map((c) => `[^${c.items}]`);
-      if (items.length > 0) branches.unshift(`[${items.join('')}]`);
-      const union = `(?:${branches.join('|')})`;
-      src = negate ? `(?:(?!${union})[\\s\\S])` : union;
-    }
-    return { src, lo: 1, hi: 1, kind: 'atom' };
-  }
-
-  private addClassItem(item: { char: string } | { cat: Category }, items: string[], negatedCats: Category[]): void {
-    if ('char' in item) items.push(cp(item.char));
-    else if (item.cat.negated) negatedCats.push(item.cat);
-    else items.push(item.cat.items);
   }
 }
 
