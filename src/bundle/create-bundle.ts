@@ -90,7 +90,8 @@ async function bundle(dir: string, options: CreateBundleOptions): Promise<Bundle
     if (output.type === 'stream') (output.stream as NodeJS.WritableStream & { destroy?: () => void }).destroy?.();
     return err;
   };
-  const scan = await scanTree(dir, options, (warning) => emit({ type: 'bundle:warning', warning })).catch((err: unknown) => {
+  // The scan does not size the files: the packer does, with the fstat it makes after each open.
+  const scan = await scanTree(dir, options, (warning) => emit({ type: 'bundle:warning', warning }), { sizeFiles: false }).catch((err: unknown) => {
     throw failStream(err);
   });
   if (!options.allowEmpty && !scan.scannedEntries.some((e) => path.posix.basename(e.path) !== IGNORE_FILE)) {
@@ -101,11 +102,9 @@ async function bundle(dir: string, options: CreateBundleOptions): Promise<Bundle
     ));
   }
   const totalFiles = scan.scannedEntries.length;
-  const totalBytes = scan.totalBytes;
   emit({
     type: 'bundle:scan-complete',
     totalFiles,
-    totalBytes,
     excluded: scan.excluded.length,
     kept: scan.kept.length,
     warnings: scan.warnings.length,
@@ -166,9 +165,11 @@ async function bundle(dir: string, options: CreateBundleOptions): Promise<Bundle
         doneFiles++;
         doneBytes += bytes;
         const now = performance.now();
-        if (now - lastProgress >= interval || doneFiles === totalFiles) {
+        if (doneFiles === totalFiles) {
+          emit({ type: 'bundle:progress', files: doneFiles, totalFiles, bytes: doneBytes, totalBytes: doneBytes });
+        } else if (now - lastProgress >= interval) {
           lastProgress = now;
-          emit({ type: 'bundle:progress', files: doneFiles, totalFiles, bytes: doneBytes, totalBytes: Math.max(totalBytes, doneBytes) });
+          emit({ type: 'bundle:progress', files: doneFiles, totalFiles, bytes: doneBytes });
         }
       },
     });
@@ -193,6 +194,7 @@ async function bundle(dir: string, options: CreateBundleOptions): Promise<Bundle
     type: 'bundle:complete',
     ...(filePath !== undefined ? { path: filePath } : {}),
     bytes: finisher.bytes,
+    contentBytes: manifest.totals.bytes,
     sha256,
     fingerprint: manifest.fingerprint,
     files: files.length,

@@ -107,13 +107,18 @@ export function bundleFilters(options: ScanOptions): GlobRule[] {
   return rules;
 }
 
-/** Walk the dags folder `root` (resolved) with the ignore `syntax` and the bundle `filters`. */
+/**
+ * Walk the dags folder `root` (resolved) with the ignore `syntax` and the bundle `filters`. With
+ * `sizeFiles` false the regular files' records keep size 0: the walk then costs no system call per
+ * file, and the packer sizes each file when it opens it.
+ */
 export async function walkTree(
   root: string,
   syntax: IgnoreSyntax,
   filters: GlobRule[],
   signal: AbortSignal | undefined,
   warn: (w: BundleWarning) => void,
+  sizeFiles = true,
 ): Promise<Walk> {
   const excluded: ExcludedPath[] = [];
   const walkedFiles: ScannedEntry[] = [];
@@ -240,7 +245,7 @@ export async function walkTree(
     }
   }
 
-  await sizeAll([walkedFiles, walkedIgnoreFiles], root, logicalOf, signal);
+  if (sizeFiles) await sizeAll([walkedFiles, walkedIgnoreFiles], root, logicalOf, signal);
   return { excluded, walkedFiles, walkedIgnoreFiles, walkedLinks, ignoreLinks, walkedRels, routed, dirLinks };
 }
 

@@ -21,6 +21,7 @@
  */
 import { createHash, hash as sha256Of } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { setImmediate } from 'node:timers/promises';
 import { throwIfAborted } from '../core/abort.js';
@@ -108,6 +109,34 @@ function readError(rel: string, err: unknown): BundleError {
 }
 
 /**
+ * Open a regular file and fstat it: the packer's only look at its size (the scan does not stat
+ * files). Returns the descriptor when the file is small enough to be read synchronously; a larger
+ * one is closed again, to be streamed through the asynchronous API.
+ */
+function openSmall(root: string, rel: string): { fd: number; st: Stats } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(absoluteIn(root, rel), 'r');
+  } catch (err) {
+    throw readError(rel, err);
+  }
+  let st: Stats;
+  try {
+    st = fstatSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw readError(rel, err);
+  }
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw changed(rel);
+  }
+  if (st.size <= SMALL_FILE_BYTES) return { fd, st };
+  closeSync(fd);
+  return undefined;
+}
+
+/**
  * Yield the bytes of a tar archive holding `entries` (already sorted), hashing each file's content
  * as it is read. Each entry is completed in place with what was packed (size, hash, stored mode
  * and mtime), which makes it its manifest entry: no second object per file. Throws
@@ -148,6 +177,7 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
   const scratch = Buffer.alloc(BLOCK);
   let sliceStart = performance.now();
   let sliceBytes = 0;
+  let opened: { fd: number; st: Stats } | undefined;
 
   for (const entry of entries) {
     throwIfAborted(signal);
@@ -167,20 +197,13 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
       entry.mode = 0o777;
       entry.mtimeSeconds = mtimeSeconds;
       options.onEntry(entry, 0);
-    } else if (entry.size <= SMALL_FILE_BYTES) {
-      let fd: number;
-      try {
-        fd = openSync(absoluteIn(root, entry.path), 'r');
-      } catch (err) {
-        throw readError(entry.path, err);
-      }
+    } else if ((opened = openSmall(root, entry.path)) !== undefined) {
+      const { fd, st } = opened;
       let size: number;
       let mode: number;
       let mtimeSeconds: number;
       let sha256: string;
       try {
-        const st = fstatSync(fd);
-        if (!st.isFile()) throw changed(entry.path);
         size = st.size;
         mode = normalisedMode('file', st.mode);
         mtimeSeconds = Math.max(0, Math.floor(st.mtimeMs / 1000));

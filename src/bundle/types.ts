@@ -237,22 +237,33 @@ export interface BundleScanCompleteEvent {
   type: 'bundle:scan-complete';
   /** Archive members to pack. */
   totalFiles: number;
-  /** Content bytes to pack. */
-  totalBytes: number;
+  /**
+   * Content bytes to pack. Absent from `createBundle`'s events: files are sized as they are
+   * packed, not by the scan (a stat per file, ~10% of the bundling time of a tree of small
+   * files). The content size is in the last `bundle:progress` event and in `bundle:complete`
+   * (`contentBytes`).
+   * @deprecated Always absent; use {@link BundleCompleteEvent.contentBytes}.
+   */
+  totalBytes?: number;
   excluded: number;
   kept: number;
   warnings: number;
   durationMs: number;
 }
 
-/** Packing progress (throttled by `progressIntervalMs`; the last one has `files === totalFiles`). */
+/**
+ * Packing progress (throttled by `progressIntervalMs`; the last one has `files === totalFiles`).
+ * Use `files / totalFiles` for a fraction done: the content size is only known once every file
+ * has been packed.
+ */
 export interface BundleProgressEvent {
   type: 'bundle:progress';
   files: number;
   totalFiles: number;
   /** Content bytes packed so far. */
   bytes: number;
-  totalBytes: number;
+  /** Content bytes of all members: only on the last event (`files === totalFiles`), where it equals `bytes`. */
+  totalBytes?: number;
 }
 
 /** A non-fatal finding, emitted as soon as it is known (also returned in `warnings`). */
@@ -267,6 +278,8 @@ export interface BundleCompleteEvent {
   path?: string;
   /** Size of the `.tar.gz`, in bytes. */
   bytes: number;
+  /** Content bytes packed (sum of the members' sizes, as `manifest.totals.bytes`). */
+  contentBytes: number;
   sha256: string;
   fingerprint: string;
   files: number;

@@ -1,7 +1,8 @@
 /**
- * The packer's small-file path (fstat, read, fstat; headers from tar-header.ts): old and fresh
- * files give node-tar's bytes, and a file that changes between the scan and its read is packed as
- * it is then, or refused with the same errors as before.
+ * The packer's small-file path (open, fstat, read, fstat; headers from tar-header.ts): old and
+ * fresh files give node-tar's bytes, a file is sized when it is opened (the scan does not stat
+ * files), and a file that changes between the scan and its read is packed as it is then, or
+ * refused with the same errors as before.
  */
 import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -94,6 +95,23 @@ describe('small files', () => {
     const tar = gunzipSync(await readFile(bundle.path!)).toString('latin1');
     expect(tar).not.toContain('version 1');
     expect(tar.split('version 2\n').length - 1).toBe(3);
+  });
+
+  it('sizes each file when it opens it: one that grew past 256 KiB after the scan is streamed whole, one that shrank below it is read at once', async () => {
+    const big = Buffer.alloc(300 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+    const root = await makeTree({ 'a.py': 'a\n', 'grew.bin': 'tiny\n', 'shrank.bin': big, 'z.py': 'z\n' });
+    await touch(root, ['a.py', 'grew.bin', 'shrank.bin', 'z.py'], OLD);
+    const bundle = await bundleOf(root, () => {
+      writeFileSync(path.join(root, 'grew.bin'), big);
+      writeFileSync(path.join(root, 'shrank.bin'), 'small now\n');
+    });
+    const byPath = new Map(bundle.manifest.files.map((f) => [f.path, f]));
+    expect(byPath.get('grew.bin')).toMatchObject({ size: big.length, sha256: createHash('sha256').update(big).digest('hex') });
+    expect(byPath.get('shrank.bin')).toMatchObject({ size: 'small now\n'.length, sha256: createHash('sha256').update('small now\n').digest('hex') });
+    const files = [];
+    for (const f of bundle.manifest.files) files.push({ name: `dags/${f.path}`, content: await readFile(path.join(root, f.path)), mode: 0o644, mtimeSeconds: f.mtimeSeconds });
+    expect(gunzipSync(await readFile(bundle.path!)).equals(referenceTar(files))).toBe(true);
   });
 
   it('refuses a file that became a folder after the scan (ASTRO_BUNDLE_FILE_CHANGED), and one that vanished (ASTRO_BUNDLE_IO)', async () => {

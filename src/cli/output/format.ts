@@ -66,11 +66,11 @@ export function describeEvent(event: SdkEvent): Line | undefined {
         `deployment ${event.deploymentId}${event.runtimeVersion ? `: runtime ${event.runtimeVersion}` : ''}${event.syntax ? `, .airflowignore syntax ${event.syntax}` : ''}`,
       );
     case 'bundle:scan-complete':
-      return line('detail', `bundle: ${event.totalFiles} files to pack (${formatBytes(event.totalBytes)}), ${event.excluded} excluded`);
+      return line('detail', `bundle: ${event.totalFiles} files to pack, ${event.excluded} excluded`);
     case 'bundle:warning':
       return line('warn', `bundle: ${event.warning.message} [${event.warning.code}]`);
     case 'bundle:complete':
-      return line('info', `bundle: ${event.files} files, ${formatBytes(event.bytes)} gzipped, fingerprint ${short(event.fingerprint)} (${formatDuration(event.durationMs)})`);
+      return line('info', `bundle: ${event.files} files (${formatBytes(event.contentBytes)}), ${formatBytes(event.bytes)} gzipped, fingerprint ${short(event.fingerprint)} (${formatDuration(event.durationMs)})`);
     case 'deploy:created':
       return line('info', `deploy ${event.deployId} created (${event.deployType}${event.imageTag && event.deployType !== 'DAG_ONLY' ? `, image tag ${event.imageTag}` : ''})`);
     case 'upload:start':

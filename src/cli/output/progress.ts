@@ -42,7 +42,7 @@ export class RateMeter {
 export class ProgressModel {
   phase: Phase | undefined;
   readonly started = performance.now();
-  bundle = { files: 0, totalFiles: 0, bytes: 0, totalBytes: 0 };
+  bundle = { files: 0, totalFiles: 0, bytes: 0 };
   upload = { acked: 0, total: 0, retries: 0, meter: new RateMeter() };
   push = { layers: new Map<string, { size: number; confirmed: number; done: boolean }>(), retries: 0, meter: new RateMeter() };
   build = { step: '', index: undefined as number | undefined, total: undefined as number | undefined, lastLine: '' };
@@ -58,10 +58,10 @@ export class ProgressModel {
         return true;
       case 'bundle:scan-complete':
         this.phase = 'bundle';
-        this.bundle = { files: 0, totalFiles: event.totalFiles, bytes: 0, totalBytes: event.totalBytes };
+        this.bundle = { files: 0, totalFiles: event.totalFiles, bytes: 0 };
         return true;
       case 'bundle:progress':
-        this.bundle = { files: event.files, totalFiles: event.totalFiles, bytes: event.bytes, totalBytes: event.totalBytes };
+        this.bundle = { files: event.files, totalFiles: event.totalFiles, bytes: event.bytes };
         return true;
       case 'build:start':
         this.phase = 'build';
@@ -176,8 +176,9 @@ export class ProgressModel {
         const b = this.bundle;
         return {
           label: 'bundling',
-          text: `${b.files}/${b.totalFiles} files, ${formatBytes(b.bytes)} of ${formatBytes(b.totalBytes)}`,
-          ...(b.totalBytes > 0 ? { fraction: b.bytes / b.totalBytes } : {}),
+          // Files, not bytes: the bundle's content size is only known once it is packed.
+          text: `${b.files}/${b.totalFiles} files, ${formatBytes(b.bytes)}`,
+          ...(b.totalFiles > 0 ? { fraction: b.files / b.totalFiles } : {}),
         };
       }
       case 'build': {
