@@ -5,6 +5,7 @@
  *   node --import tsx bench/bundle.ts
  *   BENCH_TREES=small BENCH_SMALL_FILES=100000 BENCH_RUNS=3 node --import tsx bench/bundle.ts
  *   node --import tsx bench/bundle.ts --generate mixed /tmp/trees   # a tree to profile by hand
+ *   BENCH_COMPARE=/tmp/old-checkout node --import tsx bench/bundle.ts  # before/after, alternating
  *
  * Trees (generated in os.tmpdir(), removed at the end; `BENCH_TREES=small,large,mixed` picks them):
  *   - small: 20,000 files of 2-8 KB in 200 folders (text-like, partly compressible);
@@ -17,9 +18,10 @@
  * "Maximum resident set size"), the three alternating, `BENCH_RUNS` times (default 3). Wall time
  * is reported as the best and the median; ratios use the best of each. Peak RSS is the highest
  * seen; for tar it is the larger of tar and its compressor child (rusage reports a maximum, not a
- * sum). Every packer compresses at gzip level 6. A `node --import tsx` process that only loads
+ * sum). tar and pigz compress at gzip's level 6, createBundle at its default (3). A `node --import tsx` process that only loads
  * the bundle module is measured as a baseline, so the runtime's own startup time and memory can
- * be told apart from the packing work. createBundle runs as plain JavaScript bundled by esbuild
+ * be told apart from the packing work; the createBundle call's own time (best of the runs) is
+ * shown next to its process's. createBundle runs as plain JavaScript bundled by esbuild
  * (what users run); `BENCH_LOADER=tsx` runs it through tsx instead, as first measured in #14.
  */
 import { execFile, spawn } from 'node:child_process';
@@ -46,6 +48,12 @@ const TIME = '/usr/bin/time';
 const LOADER = process.env.BENCH_LOADER === 'tsx' ? 'tsx' : 'bundled';
 const ESBUILD = fileURLToPath(new URL('../node_modules/.bin/esbuild', import.meta.url));
 const PIGZ = '/usr/bin/pigz';
+/**
+ * `BENCH_COMPARE=/path/to/other/checkout` adds that checkout's createBundle (its own
+ * bench/bundle.ts, bundled the same way) as a fourth packer, alternating with the others: a
+ * before/after comparison within one invocation, under the same load.
+ */
+const COMPARE = process.env.BENCH_COMPARE ? path.resolve(process.env.BENCH_COMPARE) : undefined;
 
 /** The packer process: bundle `dir` into `outDir`, print timing as JSON. */
 async function child(dir: string, outDir: string): Promise<void> {
@@ -254,11 +262,14 @@ function tarPacker(name: string, file: string, flags: string[]): Packer {
 
 /** The command line that runs this file: through tsx, or its esbuild bundle (made by {@link main}). */
 let selfCommand = ['--import', 'tsx', SELF];
+/** The same for {@link COMPARE}'s bench/bundle.ts. */
+let compareCommand: string[] = [];
 
 const PACKERS: Packer[] = [
   { name: 'createBundle', run: (tree, out) => measure(process.execPath, [...selfCommand, '--child', tree.dir, out], path.dirname(SELF)) },
   tarPacker('tar pigz -p 2', 'pigz.tar.gz', ['-I', `${PIGZ} -p 2`, '-cf']),
   tarPacker('tar -czf', 'tar.tar.gz', ['-czf']),
+  ...(COMPARE ? [{ name: `createBundle of ${path.basename(COMPARE)}`, run: (tree: Tree, out: string) => measure(process.execPath, [...compareCommand, '--child', tree.dir, out], path.dirname(SELF)) }] : []),
 ];
 
 async function main(): Promise<void> {
@@ -275,6 +286,16 @@ async function main(): Promise<void> {
       await execFileP(ESBUILD, [SELF, '--bundle', '--platform=node', '--format=esm', '--log-level=warning', `--outfile=${bundled}`]);
       selfCommand = [bundled];
     }
+    if (COMPARE) {
+      const compareSelf = path.join(COMPARE, 'bench', 'bundle.ts');
+      if (LOADER === 'bundled') {
+        const bundled = path.join(base, 'bench-compare.mjs');
+        await execFileP(ESBUILD, [compareSelf, '--bundle', '--platform=node', '--format=esm', '--log-level=warning', `--outfile=${bundled}`]);
+        compareCommand = [bundled];
+      } else {
+        compareCommand = ['--import', 'tsx', compareSelf];
+      }
+    }
     const baseline = await measure(process.execPath, [...selfCommand, '--baseline'], path.dirname(SELF));
     const genStart = performance.now();
     const trees: Tree[] = [];
@@ -289,40 +310,42 @@ async function main(): Promise<void> {
         best: Math.min(...ms.map((m) => m.wallMs)),
         median: median(ms.map((m) => m.wallMs)),
         cpu: median(ms.map((m) => m.cpuMs)),
+        inProcess: ms.some((m) => m.inProcessMs !== undefined) ? Math.min(...ms.map((m) => m.inProcessMs ?? Infinity)) : undefined,
         rss: Math.max(...ms.map((m) => m.maxRssKb)),
         out: ms[0]!.outBytes,
         sameOut: ms.every((m) => m.outBytes === ms[0]!.outBytes),
       }));
-      const [ours, pigz, tarGz] = summary as [(typeof summary)[0], (typeof summary)[0], (typeof summary)[0]];
+      const [, pigz, tarGz] = summary as [(typeof summary)[0], (typeof summary)[0], (typeof summary)[0]];
       for (const [i, s] of summary.entries()) {
         rows.push([
           i === 0 ? tree.name : '',
           i === 0 ? mb(tree.bytes) : '',
           PACKERS[i]!.name,
           sec(s.best),
+          s.inProcess !== undefined ? sec(s.inProcess) : '',
           sec(s.median),
           sec(s.cpu),
           (s.cpu / s.median).toFixed(2),
-          i === 0 ? (ours.best / pigz.best).toFixed(2) : '',
-          i === 0 ? (ours.best / tarGz.best).toFixed(2) : '',
+          i === 0 || i === 3 ? (s.best / pigz.best).toFixed(2) : '',
+          i === 0 || i === 3 ? (s.best / tarGz.best).toFixed(2) : '',
           `${s.out}${s.sameOut ? '' : '*'}`,
           (s.out / pigz.out).toFixed(4),
           mb(s.rss * 1024),
         ]);
       }
     }
-    rows.push([`node startup only (${LOADER})`, '', 'baseline', sec(baseline.wallMs), '', sec(baseline.cpuMs), '', '', '', '', '', mb(baseline.maxRssKb * 1024)]);
+    rows.push([`node startup only (${LOADER})`, '', 'baseline', sec(baseline.wallMs), '', '', sec(baseline.cpuMs), '', '', '', '', '', mb(baseline.maxRssKb * 1024)]);
   } finally {
     await rm(base, { recursive: true, force: true });
   }
-  const header = ['tree', 'MiB in', 'packer', 'best s', 'median s', 'cpu s', 'cores', 'ours/pigz', 'ours/tar-czf', 'bytes out', 'size/pigz', 'peak RSS MiB'];
+  const header = ['tree', 'MiB in', 'packer', 'best s', 'in-process s', 'median s', 'cpu s', 'cores', 'ours/pigz', 'ours/tar-czf', 'bytes out', 'size/pigz', 'peak RSS MiB'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   console.log(line(header));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(r));
   console.log(
-    `\n${RUNS} runs per packer, alternating; ratios compare best wall times; cpu s (user+sys) and cores (cpu / wall) are medians; * = output size varied between runs.` +
+    `\n${RUNS} runs per packer, alternating; ratios compare best wall times (of whole processes); in-process s is the best time of the createBundle call itself, without Node's start and module loading; cpu s (user+sys) and cores (cpu / wall) are medians; * = output size varied between runs.` +
       `\ncreateBundle runs ${LOADER === 'tsx' ? 'through tsx' : 'as an esbuild bundle (BENCH_LOADER=tsx for tsx)'}; total ${sec(performance.now() - started)} s on ${os.cpus().length} CPUs, node ${process.version}, load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
   );
 }
