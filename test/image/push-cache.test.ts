@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LayerCache, pushImage, type ImageEvent } from '../../src/image/index.js';
+import { layerCacheRecipe } from '../../src/image/push-native.js';
 import { uniqueName } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeImage, noise, writeLegacyArchive, type FixtureImage } from './fixtures.js';
@@ -100,7 +101,7 @@ describe('persistent layer cache', () => {
     const cache = new LayerCache();
     const cold = await push(archive, repo, cache);
     // Damage the entries in memory as a bad file could have: right digests, wrong sizes.
-    const recipe = 'gzip-6-b2097152';
+    const recipe = layerCacheRecipe({});
     const img = image('four');
     for (const [i, diffId] of img.diffIds.entries()) await cache.remember(diffId, recipe, cold.result.layers[i]!.digest, cold.result.layers[i]!.size + 1);
     const after = await push(archive, repo, cache);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LayerCache, pushImage, type ImageEvent } from '../../src/image/index.js';
 import { LayerScheduler } from '../../src/image/push-schedule.js';
+import { layerCacheRecipe } from '../../src/image/push-native.js';
 import { SpooledArchive } from '../../src/image/spool.js';
 import { getTestDocker, loadArchive, removeImages, uniqueName } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -19,7 +20,7 @@ import { makeImage, noise, writeLegacyArchive, type FixtureImage } from './fixtu
 let dir: string;
 let registry: TestRegistry;
 const tags: string[] = [];
-const recipe = 'gzip-6-b2097152';
+const recipe = layerCacheRecipe({});
 
 const text = (n: number) => Array.from({ length: n }, (_, i) => `def f${i}(x):\n    return x * ${i}\n`).join('');
 const base = noise(3_000_000);
