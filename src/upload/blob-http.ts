@@ -89,7 +89,7 @@ export class BlobRequestFailure extends Error {
 
 /**
  * A request body: bytes in memory, or `byteLength` bytes produced on demand by `chunks()` (a file
- * range read as the socket takes it; called again for every try).
+ * block's pieces, handed to the socket one at a time).
  */
 export type BlobBody = Uint8Array | { readonly byteLength: number; chunks(): AsyncIterable<Uint8Array> };
 

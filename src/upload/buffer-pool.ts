@@ -5,7 +5,9 @@
  * page faults of a new 64 MiB buffer cost ~240 ms, over twice the MD5 of the same bytes, while a
  * copy into memory already touched costs ~5 ms. Ranges read whole (a file's single Put Blob, the
  * resume check of a staged block) therefore go into a few buffers that are handed back and used
- * again. File blocks sent with Put Block need none: they stream from the file (source.ts).
+ * again. File blocks sent with Put Block are read into 1 MiB pieces of a {@link PiecePool}
+ * instead, once: the hashing worker reads and hashes them and the request body sends the same
+ * pieces (source.ts).
  *
  * Blocks grow while an upload proves its link (2 MiB, then a little larger with every clean
  * block), so buffers are allocated in power-of-two size classes: a buffer of one class serves
@@ -71,3 +73,64 @@ export class BufferPool {
     };
   }
 }
+
+/** Size of one piece of a file block, in bytes: also what the request body hands the socket at a time. */
+export const PIECE_BYTES = 1024 * 1024;
+/** Idle pieces are dropped this long after the last one was handed back, in milliseconds. */
+const PIECES_IDLE_END_MS = 5_000;
+
+/** A block's bytes as pieces of {@link PIECE_BYTES} (the last one shorter). */
+export interface PiecesLease {
+  readonly pieces: Buffer[];
+  /**
+   * Hand the pieces back (idempotent). `reuse: false` drops them instead: after a failed request
+   * the socket may still hold a piece it had not written.
+   */
+  release(reuse: boolean): void;
+}
+
+/**
+ * 1 MiB shared pieces for file blocks, reused by every upload of the process. A block takes the
+ * pieces it needs from the moment its bytes are read until its request is answered (the socket
+ * has then written every byte), so what is lent is bounded by the driver's bytes in flight; what
+ * is kept idle is capped, and dropped a few seconds after the last upload gave its pieces back.
+ */
+export class PiecePool {
+  private free: ArrayBufferLike[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  /** @param maxIdleBytes Free pieces kept for reuse, at most, in bytes (default 64 MiB). */
+  constructor(private readonly maxIdleBytes = DEFAULT_MAX_IDLE_BYTES) {}
+
+  /** Pieces holding `length` bytes (contents undefined), reused when some are free. */
+  lease(length: number): PiecesLease {
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < length; at += PIECE_BYTES) {
+      pieces.push(Buffer.from(this.free.pop() ?? allocate(PIECE_BYTES), 0, Math.min(PIECE_BYTES, length - at)));
+    }
+    let released = false;
+    return {
+      pieces,
+      release: (reuse) => {
+        if (released) return;
+        released = true;
+        if (reuse) for (const piece of pieces) if ((this.free.length + 1) * PIECE_BYTES <= this.maxIdleBytes) this.free.push(piece.buffer);
+        this.dropWhenIdle();
+      },
+    };
+  }
+
+  /** Free pieces held now, in bytes. */
+  get idleBytes(): number {
+    return this.free.length * PIECE_BYTES;
+  }
+
+  private dropWhenIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => (this.free = []), PIECES_IDLE_END_MS);
+    this.idleTimer.unref();
+  }
+}
+
+/** The process-wide {@link PiecePool} of file blocks. */
+export const filePieces = new PiecePool();

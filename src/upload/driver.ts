@@ -117,7 +117,15 @@ async function sendPlanned(s: UploadSession, planner: BlockPlanner): Promise<voi
 /** Send one block; after a failure the policy retries, wait its delay and hand the range back. */
 async function sendBlock(s: UploadSession, planner: BlockPlanner, block: PlannedBlock): Promise<void> {
   const source = await s.src.block(block.offset, block.length, s.o.contentMd5 ? 'md5' : 'sha256');
-  const retry = await sendSourceBlock(s, planner, block, source);
+  let retry: Awaited<ReturnType<typeof sendSourceBlock>>;
+  try {
+    retry = await sendSourceBlock(s, planner, block, source);
+  } catch (error) {
+    source.release(false);
+    throw error;
+  }
+  // Answered: every byte left the socket. After a failure the socket may still hold some.
+  source.release(retry === undefined);
   if (retry === undefined || retry === 'requeued') return;
   // Nothing of the block is held through the backoff (seconds, at most): it is read and hashed
   // again (and re-cut at the current size) when its turn comes.

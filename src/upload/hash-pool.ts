@@ -7,8 +7,9 @@
  * next blocks while the current ones are on the wire.
  *
  * A file block is read by the worker itself, from the upload's open descriptor (descriptors are
- * shared by every thread of a process), so its bytes never pass through the main thread for the
- * hash; the request body streams the same range from the file. Memory backed by a
+ * shared by every thread of a process), into the block's shared 1 MiB pieces (buffer-pool.ts),
+ * and hashed as it is read; the request body then sends those same pieces, so each byte of a file
+ * is read once and never copied by the main thread. Memory backed by a
  * `SharedArrayBuffer` (the block buffers of buffer-pool.ts) is read by the worker in place. A
  * plain buffer (a caller's `Uint8Array`) is copied whole into one of two shared staging buffers
  * reused for the life of the process (a copy into memory already touched costs ~1/20 of the MD5;
@@ -30,31 +31,31 @@ const IDLE_END_MS = 5_000;
 /** Staging buffers per process: one being hashed while the next block is copied. */
 const STAGING_COUNT = 2;
 
-/** Piece of a file a worker reads at a time when it hashes a range of the file, in bytes. */
-const FILE_CHUNK_BYTES = 1024 * 1024;
 /** What a worker (or the fallback) answers when a file range it hashes ends before its length. */
 export const SHORT_READ = 'the file ended before the range';
 
 /**
- * The worker's whole program. `file` tasks read a range of a file descriptor (shared by every
- * thread of the process) and hash it, so a file block is never copied into the main thread.
- * `whole` tasks hash one shared range and answer with the digest.
+ * The worker's whole program. `fill` tasks read a range of a file descriptor (shared by every
+ * thread of the process) into shared pieces, hashing each piece as it is read. `whole` tasks hash
+ * one shared range and answer with the digest.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { readSync } = require('node:fs');
-let chunk;
 parentPort.on('message', (task) => {
   try {
-    if (task.kind === 'file') {
-      chunk ??= Buffer.allocUnsafeSlow(${FILE_CHUNK_BYTES});
+    if (task.kind === 'fill') {
       const hash = createHash(task.algorithm);
-      for (let done = 0; done < task.length; ) {
-        const n = readSync(task.fd, chunk, 0, Math.min(chunk.length, task.length - done), task.position + done);
-        if (n === 0) throw new Error('${SHORT_READ}');
-        hash.update(n === chunk.length ? chunk : chunk.subarray(0, n));
-        done += n;
+      let position = task.position;
+      for (const piece of task.pieces) {
+        for (let filled = 0; filled < piece.length; ) {
+          const n = readSync(task.fd, piece, filled, piece.length - filled, position + filled);
+          if (n === 0) throw new Error('${SHORT_READ}');
+          filled += n;
+        }
+        hash.update(piece);
+        position += piece.length;
       }
       parentPort.postMessage({ id: task.id, digest: hash.digest() });
       return;
@@ -85,14 +86,17 @@ function inlineDigest(bytes: Uint8Array, algorithm: HashAlgorithm): Buffer {
   return createHash(algorithm).update(bytes).digest();
 }
 
-function inlineFileDigest(fd: number, position: number, length: number, algorithm: HashAlgorithm): Buffer {
+/** What a `fill` task does, on the calling thread. */
+function inlineFill(fd: number, position: number, pieces: Uint8Array[], algorithm: HashAlgorithm): Buffer {
   const hash = createHash(algorithm);
-  const chunk = Buffer.allocUnsafe(Math.min(FILE_CHUNK_BYTES, Math.max(1, length)));
-  for (let done = 0; done < length; ) {
-    const n = readSync(fd, chunk, 0, Math.min(chunk.length, length - done), position + done);
-    if (n === 0) throw new Error(SHORT_READ);
-    hash.update(chunk.subarray(0, n));
-    done += n;
+  for (const piece of pieces) {
+    for (let filled = 0; filled < piece.length; ) {
+      const n = readSync(fd, piece, filled, piece.length - filled, position + filled);
+      if (n === 0) throw new Error(SHORT_READ);
+      filled += n;
+    }
+    hash.update(piece);
+    position += piece.length;
   }
   return hash.digest();
 }
@@ -144,23 +148,25 @@ export class HashPool {
   }
 
   /**
-   * The `algorithm` digest of `length` bytes of the open file `fd` from `position`, read by a
-   * worker. Rejects with an Error whose message is {@link SHORT_READ} if the file is shorter, or
-   * with the read's error; falls back to reading on the main thread when no worker can run.
+   * Fill `pieces` with the bytes of the open file `fd` from `position` on (in order, each piece
+   * whole) and answer their `algorithm` digest; a worker does both. Rejects with an Error whose
+   * message is {@link SHORT_READ} if the file ends first, or with the read's error. Pieces not
+   * backed by a `SharedArrayBuffer`, or no worker, mean the calling thread does it.
    */
-  async digestFile(fd: number, position: number, length: number, algorithm: HashAlgorithm): Promise<Buffer> {
-    const slot = this.unavailable ? undefined : this.pick();
-    if (!slot) return inlineFileDigest(fd, position, length, algorithm);
+  async fillFromFile(fd: number, position: number, pieces: Uint8Array[], algorithm: HashAlgorithm): Promise<Buffer> {
+    const shared = sharedMemory && pieces.every((p) => p.buffer instanceof SharedArrayBuffer);
+    const slot = this.unavailable || !shared ? undefined : this.pick();
+    if (!slot) return inlineFill(fd, position, pieces, algorithm);
     const id = this.nextId++;
     const answer = new Promise<Buffer>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
     this.busy(slot);
-    slot.worker.postMessage({ kind: 'file', id, algorithm, fd, position, length });
+    slot.worker.postMessage({ kind: 'fill', id, algorithm, fd, position, pieces });
     try {
       return await answer;
     } catch (error) {
       // A read that failed is the file's problem; a worker that died is ours: read here instead.
       if (!slot.dead) throw error;
-      return inlineFileDigest(fd, position, length, algorithm);
+      return inlineFill(fd, position, pieces, algorithm);
     }
   }
 
@@ -254,10 +260,10 @@ export class HashPool {
 
 let shared: HashPool | undefined;
 
-/** The digest of a range of an open file, read and computed by the process-wide {@link HashPool}. */
-export function hashFileOffThread(fd: number, position: number, length: number, algorithm: HashAlgorithm): Promise<Buffer> {
+/** {@link HashPool.fillFromFile} on the process-wide pool: read a file range into `pieces` and hash it. */
+export function fillFromFileOffThread(fd: number, position: number, pieces: Uint8Array[], algorithm: HashAlgorithm): Promise<Buffer> {
   shared ??= new HashPool();
-  return shared.digestFile(fd, position, length, algorithm);
+  return shared.fillFromFile(fd, position, pieces, algorithm);
 }
 
 /** The digest of `bytes`, computed by the process-wide {@link HashPool} (started on first use). */

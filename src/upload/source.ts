@@ -6,19 +6,25 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, UploadError } from '../core/errors.js';
-import { BODY_CHUNK_BYTES, type BlobBody } from './blob-http.js';
-import type { BufferLease, BufferPool } from './buffer-pool.js';
-import { hashFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
+import type { BlobBody } from './blob-http.js';
+import { filePieces, type BufferLease, type BufferPool } from './buffer-pool.js';
+import { fillFromFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
 
 /**
- * One block ready to send: its digest and its bytes as a request body. A file block holds no
- * buffer: the body reads the range from the file as the socket takes it (1 MiB at a time), and
- * every try reads it again; a byte array's block is a view of the caller's bytes.
+ * One block ready to send: its digest and its bytes as a request body. A file block's bytes were
+ * read once, into 1 MiB pieces lent by the process's piece pool, by the worker that hashed them,
+ * and the body sends those pieces; a byte array's block is a view of the caller's bytes. Every
+ * try of a block reads it again.
  */
 export interface SourceBlock {
   /** The `algorithm` digest of the block's bytes. */
   readonly digest: Buffer;
   readonly body: BlobBody;
+  /**
+   * The block's request is over: its memory may be reused when `reusable` (the service answered,
+   * so the socket wrote every byte), else it is dropped. Idempotent.
+   */
+  release(reusable: boolean): void;
 }
 
 /** Random access to the upload's bytes. */
@@ -51,7 +57,7 @@ class BytesSource implements UploadSource {
   }
   async block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
     const { bytes } = await this.read(offset, length);
-    return { digest: await hashOffThread(bytes, algorithm), body: bytes };
+    return { digest: await hashOffThread(bytes, algorithm), body: bytes, release: () => {} };
   }
   async assertUnchanged(): Promise<void> {}
   async close(): Promise<void> {}
@@ -77,24 +83,26 @@ class FileSource implements UploadSource {
   }
 
   async block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
+    const lease = filePieces.lease(length);
     let digest: Buffer;
     try {
-      digest = await hashFileOffThread(this.handle.fd, offset, length, algorithm);
+      digest = await fillFromFileOffThread(this.handle.fd, offset, lease.pieces, algorithm);
     } catch (error) {
+      lease.release(true);
       if ((error as Error).message === SHORT_READ) throw this.changed('it became shorter while being uploaded');
       throw error;
     }
-    return { digest, body: { byteLength: length, chunks: () => this.chunks(offset, length) } };
-  }
-
-  /** The range read 1 MiB at a time into fresh buffers (a buffer handed to the socket is not reused). */
-  private async *chunks(offset: number, length: number): AsyncGenerator<Uint8Array> {
-    for (let done = 0; done < length; ) {
-      const chunk = Buffer.allocUnsafeSlow(Math.min(BODY_CHUNK_BYTES, length - done));
-      await this.fill(chunk, offset + done);
-      done += chunk.length;
-      yield chunk;
-    }
+    const pieces = lease.pieces;
+    return {
+      digest,
+      body: {
+        byteLength: length,
+        async *chunks() {
+          yield* pieces;
+        },
+      },
+      release: (reusable) => lease.release(reusable),
+    };
   }
 
   /** Fill `target` with the file's bytes from `position`; a file that ends first has changed. */

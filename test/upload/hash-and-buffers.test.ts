@@ -1,8 +1,11 @@
 /** The block-buffer pool and the off-thread hashing the uploader builds on. */
 import { createHash, randomFillSync } from 'node:crypto';
+import { open, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BufferPool, sizeClassOf } from '../../src/upload/buffer-pool.js';
-import { HashPool } from '../../src/upload/hash-pool.js';
+import { BufferPool, PIECE_BYTES, PiecePool, sizeClassOf } from '../../src/upload/buffer-pool.js';
+import { HashPool, SHORT_READ } from '../../src/upload/hash-pool.js';
 
 const MIB = 1024 * 1024;
 
@@ -48,6 +51,56 @@ describe('HashPool', () => {
     expect((await Promise.all(streaming)).map((d) => d.toString('hex'))).toEqual([wantPlain, wantPlain, wantPlain]);
     expect((await pool.digest(plain, 'md5')).toString('hex')).toBe(wantPlain);
     await pool.close();
+  });
+});
+
+describe('HashPool.fillFromFile', () => {
+  it('reads a file range into the pieces once and hashes exactly those bytes, on a worker or inline', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fill-'));
+    const file = join(dir, 'data.bin');
+    const data = randomFillSync(Buffer.alloc(5 * MIB + 123));
+    await writeFile(file, data);
+    const handle = await open(file, 'r');
+    const pool = new HashPool(1);
+    try {
+      const offset = MIB / 2 + 7;
+      const length = 3 * MIB + 5;
+      const want = createHash('md5').update(data.subarray(offset, offset + length)).digest('hex');
+      // Shared pieces go to the worker; plain ones are filled on the calling thread.
+      for (const pieces of [new PiecePool().lease(length).pieces, [Buffer.alloc(2 * MIB), Buffer.alloc(length - 2 * MIB)]]) {
+        expect((await pool.fillFromFile(handle.fd, offset, pieces, 'md5')).toString('hex')).toBe(want);
+        expect(Buffer.concat(pieces).equals(data.subarray(offset, offset + length))).toBe(true);
+      }
+      // A file that ends before the range does is reported as such, not hashed short.
+      const past = new PiecePool().lease(2 * MIB).pieces;
+      await expect(pool.fillFromFile(handle.fd, data.length - MIB, past, 'md5')).rejects.toThrow(SHORT_READ);
+    } finally {
+      await pool.close();
+      await handle.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('PiecePool', () => {
+  it('lends 1 MiB shared pieces, reuses them only after a release that allows it, and caps what it keeps', () => {
+    const pool = new PiecePool(3 * PIECE_BYTES);
+    const a = pool.lease(2 * PIECE_BYTES + 10);
+    expect(a.pieces.map((p) => p.length)).toEqual([PIECE_BYTES, PIECE_BYTES, 10]);
+    expect(a.pieces[0]!.buffer).toBeInstanceOf(SharedArrayBuffer);
+    const backings = a.pieces.map((p) => p.buffer);
+    a.release(true);
+    a.release(true); // idempotent: must not put the pieces on the free list twice
+    expect(pool.idleBytes).toBe(3 * PIECE_BYTES);
+    const b = pool.lease(3 * PIECE_BYTES);
+    expect(b.pieces.every((p) => backings.includes(p.buffer))).toBe(true);
+    expect(pool.idleBytes).toBe(0);
+    // After a failed request the socket may still hold a piece: those are dropped, never reused.
+    b.release(false);
+    expect(pool.idleBytes).toBe(0);
+    const c = pool.lease(5 * PIECE_BYTES);
+    c.release(true);
+    expect(pool.idleBytes).toBe(3 * PIECE_BYTES);
   });
 });
 
