@@ -38,8 +38,8 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { LayerCache, pushImage, type PushImageOptions } from '../src/image/index.js';
 import { identifyImage } from '../src/image/push-identify.js';
@@ -54,6 +54,7 @@ const PARTS = new Set((process.env.BENCH_PARTS ?? 'cold,daemon,warm,throttle,res
 /** Gzip levels of the SDK's cold archive pushes (undefined: the SDK's default). */
 const LEVELS: Array<number | undefined> = process.env.BENCH_LEVELS ? process.env.BENCH_LEVELS.split(',').map(Number) : [undefined];
 const KEEP_ARCHIVE = process.env.BENCH_ARCHIVE;
+const COMPARE = process.env.BENCH_COMPARE ? resolve(process.env.BENCH_COMPARE) : undefined;
 const RANDOM_LAYERS = 3;
 const RESET_AT = Math.min(50, Math.floor(LAYER_MB / 2)) * 1024 * 1024;
 const NATIVE_CHUNK = 16 * 1024 * 1024;
@@ -267,9 +268,24 @@ async function main(): Promise<void> {
       const at = ref.lastIndexOf(':');
       return pushImage(source, { repository: ref.slice(0, at), tag: ref.slice(at + 1) }, { layerCache: new LayerCache(), chunkSizeBytes: NATIVE_CHUNK, ...extra });
     };
+    // The other checkout's push (BENCH_COMPARE), with its own LayerCache class.
+    const other = COMPARE ? ((await import(pathToFileURL(join(COMPARE, 'src/image/index.ts')).href)) as typeof import('../src/image/index.js')) : undefined;
+    const variants: Array<{ name: string; push: (ref: string) => Promise<{ layers: Array<{ size: number }> }> }> = LEVELS.map((level) => ({
+      name: level === undefined ? 'SDK' : `SDK level ${level}`,
+      push: (ref: string) => native(archive, ref, level === undefined ? {} : { gzipLevel: level }),
+    }));
+    if (other) {
+      variants.push({
+        name: `${COMPARE}`,
+        push: (ref: string) => {
+          const at = ref.lastIndexOf(':');
+          return other.pushImage(archive, { repository: ref.slice(0, at), tag: ref.slice(at + 1) }, { layerCache: new other.LayerCache(), chunkSizeBytes: NATIVE_CHUNK });
+        },
+      });
+    }
 
     // 1. Cold pushes, each into a new repository; the SDK never gets a cache here.
-    const cold = { archive: LEVELS.map(() => [] as number[]), archiveCpu: LEVELS.map(() => [] as number[]), archiveSizes: LEVELS.map(() => [] as number[]), skopeo: [] as number[], skopeoCpu: [] as number[], skopeoSizes: [] as number[], daemon: [] as number[], docker: [] as number[] };
+    const cold = { archive: variants.map(() => [] as number[]), archiveCpu: variants.map(() => [] as number[]), archiveSizes: variants.map(() => [] as number[]), skopeo: [] as number[], skopeoCpu: [] as number[], skopeoSizes: [] as number[], daemon: [] as number[], docker: [] as number[] };
     let blobBytes = 0;
     if (PARTS.has('cold') || PARTS.has('daemon')) console.log('cold pushes...');
     for (let r = 0; r < RUNS && (PARTS.has('cold') || PARTS.has('daemon')); r++) {
@@ -281,11 +297,13 @@ async function main(): Promise<void> {
       if (PARTS.has('cold')) {
         // Alternate the order of SDK and skopeo from run to run, so neither always goes first.
         const sdk = async () => {
-          for (const [i, level] of LEVELS.entries()) {
+          // Variants in a rotating order, so none always runs first.
+          for (let k = 0; k < variants.length; k++) {
+            const i = (k + r) % variants.length;
             const cpu = process.cpuUsage();
             cold.archive[i]!.push(
               await timed(async () => {
-                const result = await native(archive, `${host}/bench/archive-${r}-${i}:v1`, level === undefined ? {} : { gzipLevel: level });
+                const result = await variants[i]!.push(`${host}/bench/archive-${r}-${i}:v1`);
                 blobBytes = result.layers.reduce((n, l) => n + l.size, 0);
                 cold.archiveSizes[i] = result.layers.map((l) => l.size);
               }),
@@ -414,7 +432,7 @@ async function main(): Promise<void> {
     const row = (what: string, ours: number[], peer: string, theirs: number[]) =>
       console.log(`| ${what} | ${s(best(ours))} (median ${s(median(ours))}) | ${peer} | ${s(best(theirs))} (median ${s(median(theirs))}) | ${(best(ours) / best(theirs)).toFixed(2)}x (median ${(median(ours) / median(theirs)).toFixed(2)}x) |`);
     if (PARTS.has('cold')) {
-      for (const [i, level] of LEVELS.entries()) row(`cold, from the archive${level === undefined ? '' : `, gzip level ${level}`}`, cold.archive[i]!, 'skopeo copy docker-archive:', cold.skopeo);
+      for (const [i, v] of variants.entries()) row(`cold, from the archive (${v.name})`, cold.archive[i]!, 'skopeo copy docker-archive:', cold.skopeo);
     }
     if (PARTS.has('daemon')) row('cold, from the daemon', cold.daemon, 'docker push', cold.docker);
     if (warm) {
@@ -425,8 +443,8 @@ async function main(): Promise<void> {
       console.log('');
       console.log('| cold archive push | CPU (user + sys), median | layer sizes (MB, manifest order) |');
       console.log('|---|---|---|');
-      for (const [i, level] of LEVELS.entries()) {
-        console.log(`| SDK${level === undefined ? '' : ` level ${level}`} | ${s(median(cold.archiveCpu[i]!))} | ${cold.archiveSizes[i]!.map((n) => (n / 1024 / 1024).toFixed(2)).join(', ')} |`);
+      for (const [i, v] of variants.entries()) {
+        console.log(`| ${v.name} | ${s(median(cold.archiveCpu[i]!))} | ${cold.archiveSizes[i]!.map((n) => (n / 1024 / 1024).toFixed(2)).join(', ')} |`);
       }
       console.log(`| skopeo copy | ${s(median(cold.skopeoCpu))} | ${cold.skopeoSizes.map((n) => (n / 1024 / 1024).toFixed(2)).join(', ')} |`);
     }
