@@ -15,6 +15,7 @@
  *   node --import tsx bench/upload.ts                # clean 64/256/1024 MiB; fast-link, throttled, resets: 64 MiB
  *   BENCH_SIZES_MIB=16,64 node --import tsx bench/upload.ts
  *   BENCH_SCENARIOS=clean BENCH_PEERS=ours,sdk.uploadData BENCH_CLEAN_REPS=3 node --import tsx bench/upload.ts
+ *   BENCH_SIZES_MIB=1024 BENCH_SCENARIOS=clean BENCH_PEERS=ours.file,sdk.uploadFile BENCH_LARGE_REPS=3 node --import tsx bench/upload.ts
  *   BENCH_SCENARIOS=resets BENCH_RESET_SEEDS=1,2,3,4,5,6,7,8,9,10,11,12,13 BENCH_PEERS=ours node --import tsx bench/upload.ts
  *
  * Azurite is not a throughput reference (its README says so); the ratios compare clients on the
@@ -44,6 +45,8 @@ const RESETS_MAX_MIB = Number(process.env.BENCH_RESETS_MAX_MIB ?? 64);
 /** Per-upload time limit; `BENCH_RUN_TIMEOUT_S` raises it for the 512 MiB throttled run (~260 s at 2 MiB/s). */
 const RUN_TIMEOUT_MS = Number(process.env.BENCH_RUN_TIMEOUT_S ?? 180) * 1000;
 const CLEAN_REPS = Number(process.env.BENCH_CLEAN_REPS ?? 3);
+/** Clean rounds above 256 MiB (one by default: a 1 GiB round of every peer takes about a minute). */
+const LARGE_REPS = Number(process.env.BENCH_LARGE_REPS ?? 1);
 
 type Peer = 'ours' | 'ours.noMd5' | 'ours.single' | 'sdk.uploadData' | 'sdk.uploadStream' | 'ours.file' | 'sdk.uploadFile';
 /**
@@ -243,7 +246,7 @@ async function main(): Promise<void> {
         if (scenario.name === 'fast-link' && sizeMiB > FAST_LINK_MAX_MIB) continue;
         if (scenario.name.startsWith('resets') && sizeMiB > RESETS_MAX_MIB) continue;
         // Clean runs are short and noisy on a shared 2-core box: interleave the peers and keep the median.
-        const reps = scenario.name === 'clean' ? (sizeMiB > 256 ? 1 : CLEAN_REPS) : 1;
+        const reps = scenario.name === 'clean' ? (sizeMiB > 256 ? LARGE_REPS : CLEAN_REPS) : 1;
         const byPeer = new Map<Peer, Row[]>();
         let server = await freshAzurite();
         for (let rep = 0; rep < reps; rep++) {

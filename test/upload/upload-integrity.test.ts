@@ -2,7 +2,8 @@
  * Integrity and large blocks, on Azurite and on the fake blob service: a byte corrupted in flight
  * (after its Content-MD5 went out) is refused by the service and the block is sent again, or the
  * upload fails with a typed error that says so; blocks grow past the old 4 MiB on a clean link
- * while the bytes in flight stay bounded; a resetting link still re-sends under 5 %.
+ * while the bytes in flight stay bounded; a resetting link still re-sends under 5 %; the shared
+ * pieces file blocks are read into are never lent to two requests at once.
  */
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -104,6 +105,35 @@ for (const service of services) {
     });
   });
 }
+
+describe('file blocks read into shared pieces (Azurite)', () => {
+  it('never reuses a piece a request may still send: concurrent file uploads, one over a resetting link, arrive whole with no MD5 refusal', async () => {
+    const clean = await createFaultProxy({ target: azurite.origin });
+    const flaky = await createFaultProxy({ target: azurite.origin, randomResets: { meanBytesBetween: 3 * MIB, seed: 5, routes: /^blob\.putBlock$/ } });
+    const { dir, cleanup } = await tempDir('upload-pieces-');
+    try {
+      const uploads = [clean, clean, flaky].map(async (proxy, i) => {
+        const data = randomBytes(12 * MIB + i * 333);
+        const file = join(dir, `bundle-${i}.bin`);
+        await writeFile(file, data);
+        const blob = services[0]!.url(proxy.url);
+        const log = new EventLog();
+        await uploadBlockBlob(blob.url, file, { ...base, blockSizeBytes: MIB + 7 * KIB, concurrency: 4, onEvent: log.onEvent });
+        return { data, blob, log };
+      });
+      for (const { data, blob, log } of await Promise.all(uploads)) {
+        // A piece lent to two blocks at once would send one block's bytes under the other's MD5.
+        expect(log.of('upload:retry').filter((r) => r.status === 400)).toEqual([]);
+        expect(sameBytes(await blob.read(), data)).toBe(true);
+      }
+      expect(flaky.stats.randomResets).toBeGreaterThan(0);
+    } finally {
+      await cleanup();
+      await clean.close();
+      await flaky.close();
+    }
+  }, 60_000);
+});
 
 describe('large blocks on a proven link (Azurite)', () => {
   it('grows blocks past 4 MiB on a clean link, from memory and from a file, with bounded bytes in flight', async () => {
