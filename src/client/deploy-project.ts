@@ -276,13 +276,17 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
 
       // The bundle first: an invalid .airflowignore or an empty dags/ fails in a second, not after the build.
       let bundle: BundleResult | undefined;
-      // Test containers are deleted while the deploy goes on (create, push), and awaited at the end.
+      // Build and test containers are deleted while the deploy goes on (create, push), and awaited at the end.
       const removals: Array<Promise<void>> = [];
       if (shipDags) bundle = await timed('bundle', () => bundleDags(dagsDir, params, syntax, signal, emit));
       try {
         const docker = params.docker ? { docker: params.docker } : {};
         const build = await timed('build', () =>
-          buildProjectImage(project.dir, projectBuildOptions(params, { project, deployment, deploymentId, excludeDags, signal, emit, logger: ctx.logger })),
+          buildProjectImage(project.dir, {
+            ...projectBuildOptions(params, { project, deployment, deploymentId, excludeDags, signal, emit, logger: ctx.logger }),
+            // The daemon deletes the build's intermediate containers while the deploy goes on.
+            onContainerRemoval: (removal) => removals.push(removal),
+          }),
         );
 
         const image = await timed('validate', () =>

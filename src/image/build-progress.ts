@@ -100,6 +100,8 @@ export class ClassicBuildProgress extends BuildProgress {
   private current: { step: BuildStep; startedAt: number } | undefined;
   /** The container running the current `RUN` step, so an abort can remove it. */
   runningContainer: string | undefined;
+  /** Every container a `RUN` step ran in, in order (the build's intermediate containers). */
+  readonly containers: string[] = [];
 
   line(message: Record<string, unknown>): void {
     if (this.takeError(message)) {
@@ -144,6 +146,7 @@ export class ClassicBuildProgress extends BuildProgress {
     const running = /^ ---> Running in ([0-9a-f]+)$/.exec(text);
     if (running) {
       this.runningContainer = running[1];
+      this.containers.push(running[1]!);
       return;
     }
     if (/^ ---> /.test(text) || /^Removing intermediate container /.test(text) || /^Successfully (built|tagged) /.test(text)) {

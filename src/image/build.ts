@@ -94,6 +94,14 @@ export interface BuildProjectImageOptions extends DockerOptions {
   signal?: AbortSignal;
   /** `build:*` events. Exceptions thrown here are ignored. */
   onEvent?: (event: BuildEvent) => void;
+  /**
+   * When set, the removal of the classic builder's intermediate containers (one per `RUN` step)
+   * is handed here instead of awaited, so the caller can go on while the daemon deletes them: on a
+   * copying storage driver (vfs) each is a delete of the whole image's files, 0.5-2 s, which
+   * `docker build` waits for. The promise never rejects; the caller must await it before it is
+   * done. @default the removal is awaited before the build resolves or rejects
+   */
+  onContainerRemoval?: (removal: Promise<void>) => void;
   /** Where ignored listener errors are noted (debug level). */
   logger?: Logger;
 }
@@ -307,6 +315,7 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
 
   let session: BuildSession | undefined;
   const buildId = randomUUID();
+  let intermediate: readonly string[] = [];
   try {
     if (builder === 'buildkit' && secrets.size > 0) session = await openBuildSession(docker, secrets, signal);
     const context = await createBuildContext(project.dir, { dockerfile: project.dockerfile, exclude, signal });
@@ -316,9 +325,11 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
       dockerfile: project.dockerfile,
       platform: BUILD_PLATFORM,
       version: builder === 'buildkit' ? '2' : '1',
-      // Intermediate containers are removed, after a failed step too (docker build keeps those).
-      rm: 'true',
-      forcerm: 'true',
+      // The classic builder's intermediate containers are removed here, not by the daemon (which
+      // makes the build wait for each delete), after a failed step too (docker build keeps those):
+      // see removeContainers.
+      rm: 'false',
+      forcerm: 'false',
     };
     if (pull) query.pull = '1';
     if (options.buildArgs && Object.keys(options.buildArgs).length) query.buildargs = options.buildArgs;
@@ -342,6 +353,7 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
       output: (line: string, step: string | undefined) => emit({ type: 'build:output', line, ...(step ? { step } : {}) }),
     };
     const reader: BuildProgress = builder === 'buildkit' ? new BuildKitProgress(sink) : new ClassicBuildProgress(sink);
+    if (reader instanceof ClassicBuildProgress) intermediate = reader.containers;
     // A context that cannot be read (a file removed mid-walk, an unreadable file) must not leave
     // the request waiting for bytes that never come: it cancels the build and is the error.
     let contextError: unknown;
@@ -401,7 +413,22 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
   } finally {
     session?.close();
     for (const value of secrets.values()) value.fill(0);
+    if (intermediate.length) {
+      const removal = removeContainers(docker, intermediate);
+      if (options.onContainerRemoval) options.onContainerRemoval(removal);
+      else await removal;
+    }
   }
+}
+
+/**
+ * Remove the build's intermediate containers, as the daemon's `rm`/`forcerm` would (forced, with
+ * their anonymous volumes). Never rejects: one already gone (an abort removed it) is fine.
+ */
+function removeContainers(docker: DockerLike, ids: readonly string[]): Promise<void> {
+  // `v` is passed through as the query parameter of `DELETE /containers/{id}` (DockerLike names only `force`).
+  const options = { force: true, v: true } as { force: boolean };
+  return Promise.all(ids.map((id) => docker.getContainer(id).remove(options).catch(() => undefined))).then(() => undefined);
 }
 
 /**

@@ -224,6 +224,35 @@ describe('buildProjectImage build secrets (BuildKit session)', () => {
   }, 120_000);
 });
 
+describe('buildProjectImage intermediate containers (classic)', () => {
+  it('are removed by the SDK, not the daemon: handed to onContainerRemoval, or awaited; after a failed step too', async () => {
+    const id = uniqueName();
+    // Containers inherit their image's labels: the RUN steps' containers carry this one.
+    const label = `io.astro-sdk-test.build=${id}`;
+    const left = async () => docker.listContainers({ all: true, filters: { label: [label] } });
+    const dir = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nLABEL io.astro-sdk-test.build=${id}\nRUN echo one\nRUN echo two\n` }));
+    const removals: Array<Promise<void>> = [];
+    const { result } = await build(dir, { builder: 'classic', onContainerRemoval: (r) => removals.push(r) });
+    expect(result.steps.filter((s) => s.name.startsWith('RUN')).length).toBe(2);
+    expect(removals).toHaveLength(1);
+    await Promise.all(removals);
+    expect(await left()).toEqual([]);
+
+    // Without the option the build resolves only once they are gone.
+    await build(dir, { builder: 'classic', noCache: true });
+    expect(await left()).toEqual([]);
+
+    // A failed step's container is removed too (the daemon's forcerm would have; docker build keeps it).
+    const failing = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nLABEL io.astro-sdk-test.build=${id}\nRUN echo ok\nRUN exit 3\n` }));
+    const more: Array<Promise<void>> = [];
+    const err = await build(failing, { builder: 'classic', onContainerRemoval: (r) => more.push(r) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ImageBuildError);
+    expect(more).toHaveLength(1);
+    await Promise.all(more);
+    expect(await left()).toEqual([]);
+  }, 600_000);
+});
+
 describe('buildProjectImage when the project changes under it', () => {
   it('a file removed while the context streams stops the build with ASTRO_PROJECT_INVALID instead of leaving it waiting', async () => {
     const dir = await makeProject(astroProject(base, { 'zz-last.txt': 'read after include/' }));
