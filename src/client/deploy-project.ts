@@ -361,6 +361,9 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
                 {
                   ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
                   logger: ctx.logger,
+                  // On an ephemeral runner (an empty layer cache) the layers the deployment's
+                  // current image shares with this one are known to be in the registry.
+                  ...(deployment.imageTag && deployment.imageRepository === deploy.imageRepository ? { seedTag: deployment.imageTag } : {}),
                   ...params.push,
                   method: params.push?.method ?? 'auto',
                   // On Astro the registry user is `cli` and the password the API token.

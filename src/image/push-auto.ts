@@ -36,7 +36,7 @@ import { MediaTypes } from './layout.js';
 import { toPushError } from './push-context.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
 import { assertTag, layerCacheRecipe, pushNative, registryClientFor, splitRepository, type NativePushOptions } from './push-native.js';
-import { RegistryClient } from './registry-client.js';
+import { RegistryClient, responseHeader } from './registry-client.js';
 import { classifySource } from './source.js';
 import type { ImageEvent, ImageInfo, ImageSource, PushResult, PushTarget } from './types.js';
 
@@ -46,18 +46,81 @@ export const DAEMON_RECIPE = 'docker-daemon';
 /** Bytes the registry may hold in the native push's gzip only, for the daemon push still to be chosen. */
 const NATIVE_ONLY_LIMIT = 1024 * 1024;
 
-/** Options of {@link pushAuto}: the native push's, plus the daemon push's `keepTag`. */
-export type AutoPushOptions = NativePushOptions & Pick<DaemonPushOptions, 'keepTag'>;
+/** Options of {@link pushAuto}: the native push's, plus the daemon push's `keepTag`, plus `seedTag`. */
+export type AutoPushOptions = NativePushOptions &
+  Pick<DaemonPushOptions, 'keepTag'> & {
+    /**
+     * A tag in the target repository whose image's layers the registry holds (on Astro, what the
+     * deployment runs). When the layer cache knows none of the image's layers (an ephemeral
+     * runner), the layers that image shares with this one count as held, so the native push
+     * skips them instead of the daemon sending them again. @default none
+     */
+    seedTag?: string;
+  };
 
 /** What `auto` decided, and why. */
 export interface AutoDecision {
   method: 'native' | 'daemon';
   reason: string;
-  /** For the native push: the entries the registry was found to hold, by diff ID (either gzip). */
+  /** For the native push: the entries the registry was found to hold, by diff ID (either gzip, or the seed image's). */
   held: Map<string, CachedLayer>;
+  /** Digests of `held` that came from the seed image (in neither push's gzip: never remembered). */
+  seeded?: ReadonlySet<string>;
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+
+/** Layer media types whose blobs any push of this SDK may name in its manifest (gzip). */
+const GZIP_LAYERS = new Set<string>([MediaTypes.dockerLayerGzip, MediaTypes.ociLayerGzip]);
+
+/**
+ * The layers of the image under `tag` in `registry`'s repository (on Astro: the tag the deployment
+ * runs), by diff ID: its manifest's gzip layers, matched to its config's diff IDs (the config's
+ * digest checked). Best effort: no such tag, an index, a config that does not match, or any
+ * failure but an abort gives an empty map.
+ */
+export async function layersOfTag(
+  registry: RegistryClient,
+  tag: string,
+  options: { policy: ReturnType<typeof registryRetryPolicy>; signal?: AbortSignal | undefined },
+): Promise<Map<string, CachedLayer>> {
+  const out = new Map<string, CachedLayer>();
+  const { signal } = options;
+  const get = (url: string, expect: number[], accept?: string) =>
+    withRetries(() => registry.send({ method: 'GET', url, ...(accept ? { headers: { accept } } : {}), ...(signal ? { signal } : {}) }, expect), {
+      policy: options.policy,
+      signal,
+    });
+  try {
+    const m = await get(`/v2/${registry.repository}/manifests/${encodeURIComponent(tag)}`, [200, 404], `${MediaTypes.dockerManifest}, ${MediaTypes.ociManifest}`);
+    if (m.status !== 200) return out;
+    const manifest = JSON.parse(m.body.toString('utf8')) as { config?: { digest?: unknown }; layers?: Array<{ digest?: unknown; size?: unknown; mediaType?: unknown }> };
+    const configDigest = manifest.config?.digest;
+    const layers = manifest.layers;
+    if (typeof configDigest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(configDigest) || !Array.isArray(layers)) return out;
+    // A registry may answer a blob GET with a redirect to its storage (no credentials go there).
+    let res = await get(`/v2/${registry.repository}/blobs/${configDigest}`, [200, 301, 302, 303, 307, 308]);
+    if (res.status !== 200) {
+      const location = responseHeader(res.headers, 'location');
+      if (!location) return out;
+      res = await get(new URL(location, res.url).toString(), [200]);
+    }
+    if (`sha256:${createHash('sha256').update(res.body).digest('hex')}` !== configDigest) return out;
+    const diffIds = (JSON.parse(res.body.toString('utf8')) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
+    if (!Array.isArray(diffIds) || diffIds.length !== layers.length) return out;
+    const location = `${registry.host}/${registry.repository}`;
+    for (const [i, diffId] of diffIds.entries()) {
+      const l = layers[i]!;
+      if (typeof diffId === 'string' && typeof l.digest === 'string' && typeof l.size === 'number' && GZIP_LAYERS.has(String(l.mediaType))) {
+        out.set(diffId, { digest: l.digest, size: l.size, locations: [location] });
+      }
+    }
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    out.clear();
+  }
+  return out;
+}
 
 /**
  * Decide between the daemon and the native push of `info` (see the module comment): `HEAD` the
@@ -69,7 +132,7 @@ export async function decidePush(
   registry: RegistryClient,
   cache: LayerCache | undefined,
   recipe: string,
-  options: { policy: ReturnType<typeof registryRetryPolicy>; signal?: AbortSignal | undefined },
+  options: { policy: ReturnType<typeof registryRetryPolicy>; signal?: AbortSignal | undefined; seed?: (() => Promise<Map<string, CachedLayer>>) | undefined },
 ): Promise<AutoDecision> {
   const held = new Map<string, CachedLayer>();
   const inRegistry = async (entry: CachedLayer | undefined): Promise<boolean> => {
@@ -89,12 +152,28 @@ export async function decidePush(
       return { daemon: d, native: n, nativeSize: native?.size ?? 0 };
     }),
   ]);
+  // An empty layer cache (an ephemeral runner): what the registry holds as the seed image names it
+  // counts as held in a gzip the daemon does not know, as the native push's own would.
+  const fromSeed = new Set<string>();
+  if (options.seed && held.size === 0 && diffIds.length > 0) {
+    const seeded = await options.seed();
+    await Promise.all(
+      diffIds.map(async (diffId, i) => {
+        const entry = seeded.get(diffId);
+        if (!(await inRegistry(entry))) return;
+        held.set(diffId, entry!);
+        fromSeed.add(entry!.digest);
+        layers[i] = { daemon: false, native: true, nativeSize: entry!.size };
+      }),
+    );
+  }
   if (config !== undefined && held.size === diffIds.length) {
-    return { method: 'native', reason: 'the registry holds every layer and the config: only the manifest is sent, without an export', held };
+    return { method: 'native', reason: 'the registry holds every layer and the config: only the manifest is sent, without an export', held, seeded: fromSeed };
   }
   const nativeOnly = layers.filter((l) => l.native && !l.daemon).reduce((n, l) => n + l.nativeSize, 0);
   if (nativeOnly > NATIVE_ONLY_LIMIT) {
-    return { method: 'native', reason: `the registry holds ${mib(nativeOnly)} of layers in the native push's gzip, which the daemon would send again`, held };
+    const what = fromSeed.size ? `as the deployment's current image names them (${fromSeed.size} layers)` : "in the native push's gzip";
+    return { method: 'native', reason: `the registry holds ${mib(nativeOnly)} of layers ${what}, which the daemon would send again`, held, seeded: fromSeed };
   }
   const fromDaemon = layers.filter((l) => l.daemon).length;
   return {
@@ -115,6 +194,8 @@ export class DaemonAwareLayerCache extends LayerCache {
     private readonly inner: LayerCache,
     private readonly recipe: string,
     private readonly held: Map<string, CachedLayer>,
+    /** Digests in `held` from a seed image: in neither push's gzip, so never remembered. */
+    private readonly seeded: ReadonlySet<string> = new Set(),
   ) {
     super();
   }
@@ -133,6 +214,7 @@ export class DaemonAwareLayerCache extends LayerCache {
   }
 
   override async remember(diffId: string, recipe: string, digest: string, size: number, location?: string): Promise<void> {
+    if (recipe === this.recipe && this.seeded.has(digest)) return;
     const as = recipe === this.recipe && (await this.daemonEntry(diffId, digest)) ? DAEMON_RECIPE : recipe;
     await this.inner.remember(diffId, as, digest, size, location);
   }
@@ -229,13 +311,20 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
   let decision: AutoDecision;
   try {
     await withRetries(() => registry.ping(signal), { policy, signal });
-    decision = await decidePush(info, registry, cache, recipe, { policy, signal });
+    const seedTag = options.seedTag;
+    // The native push skips what it is told of through the layer cache: without one, no seed.
+    const seed = cache && seedTag !== undefined && seedTag !== target.tag ? () => layersOfTag(registry, seedTag, { policy, signal }) : undefined;
+    decision = await decidePush(info, registry, cache, recipe, { policy, signal, seed });
   } catch (err) {
     throw toPushError(abortAware(err, signal), reference, 'pushing');
   }
   emit({ type: 'image:push-method', method: decision.method, reason: decision.reason });
   const native = (held: Map<string, CachedLayer>) =>
-    pushNative({ imageName: info.configDigest }, target, { ...options, docker, layerCache: cache ? new DaemonAwareLayerCache(cache, recipe, held) : false });
+    pushNative({ imageName: info.configDigest }, target, {
+      ...options,
+      docker,
+      layerCache: cache ? new DaemonAwareLayerCache(cache, recipe, held, decision.seeded) : false,
+    });
   if (decision.method === 'native') return native(decision.held);
 
   // The daemon push, stopped at its first retry: on a link that fails requests, the native push's

@@ -1,13 +1,13 @@
 /**
  * `pushImage`: one entry point for both push methods.
  */
-import { pushAuto, withDaemonDigests } from './push-auto.js';
+import { pushAuto, withDaemonDigests, type AutoPushOptions } from './push-auto.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
 import { pushNative, type NativePushOptions } from './push-native.js';
 import type { ImageSource, PushResult, PushTarget } from './types.js';
 
 /** Options of {@link pushImage}: those of the native push, plus the method and the daemon-only `keepTag`. */
-export interface PushImageOptions extends NativePushOptions, Pick<DaemonPushOptions, 'keepTag'> {
+export interface PushImageOptions extends NativePushOptions, Pick<DaemonPushOptions, 'keepTag'>, Pick<AutoPushOptions, 'seedTag'> {
   /**
    * - `native` pushes over the OCI distribution API itself (no daemon needed for archives;
    *   resumable chunked uploads). A daemon image is read through the daemon's export, which the
@@ -54,5 +54,6 @@ export function pushImage(source: ImageSource, target: PushTarget, options: Push
     return pushAuto(source, target, rest);
   }
   // Layers an 'auto' push left in the registry as the daemon gzipped them are skipped too.
-  return pushNative(source, target, withDaemonDigests(options));
+  const { seedTag: _seedTag, ...native } = options;
+  return pushNative(source, target, withDaemonDigests(native));
 }

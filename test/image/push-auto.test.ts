@@ -14,6 +14,7 @@ import { LayerCache } from '../../src/image/layer-cache.js';
 import { DAEMON_RECIPE, verifyDaemonManifest } from '../../src/image/push-auto.js';
 import { registryRetryPolicy } from '../../src/image/blob-upload.js';
 import { RegistryClient } from '../../src/image/registry-client.js';
+import { layerCacheRecipe } from '../../src/image/push-native.js';
 import { pushImage, RUNTIME_VERSION_LABEL, type ImageEvent, type PushImageOptions } from '../../src/image/index.js';
 import { createFaultProxy } from '../../src/testing/fault-proxy.js';
 import { buildScratchImage, dockerCli, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
@@ -107,6 +108,32 @@ describe("push method 'auto'", () => {
     expect(methods(events)[0]?.reason).toMatch(/native push's gzip/);
     expect(top.layers.filter((l) => l.status === 'skipped')).toHaveLength(2);
     expect(await configOf(`${repository}:v2`)).toBe(derivedId);
+  });
+
+  it('on an empty layer cache (an ephemeral runner), skips the layers the seed tag\'s image shares: native push, only the new layer sent, nothing remembered of the seed', async () => {
+    const repository = `${registry.host}/team/${uniqueName()}`;
+    // What the deployment runs, pushed from another machine (its cache is not this one's).
+    await pushImage(base, { repository, tag: 'running' }, { method: 'native', layerCache: new LayerCache() });
+    const layerCache = new LayerCache();
+    const events: ImageEvent[] = [];
+    const top = await pushImage(derived, { repository, tag: 'v2' }, { method: 'auto', layerCache, seedTag: 'running', onEvent: (e) => events.push(e) });
+    expect(top.method).toBe('native');
+    expect(methods(events)[0]?.reason).toMatch(/current image names them \(2 layers\)/);
+    expect(top.layers.map((l) => l.status)).toEqual(['skipped', 'skipped', 'pushed']);
+    expect(await configOf(`${repository}:v2`)).toBe(derivedId);
+    // The seed's blobs are in neither push's gzip: the cache learns only the layer it gzipped.
+    const [b0, b1, mine] = await diffIdsOf(derived);
+    const recipe = layerCacheRecipe({});
+    for (const diffId of [b0!, b1!]) {
+      expect(await layerCache.get(diffId, recipe)).toBeUndefined();
+      expect(await layerCache.get(diffId, DAEMON_RECIPE)).toBeUndefined();
+    }
+    expect(await layerCache.get(mine!, recipe)).toMatchObject({ digest: expect.stringMatching(/^sha256:/) });
+
+    // A seed tag that is not there changes nothing: the daemon pushes into a fresh repository.
+    const other = `${registry.host}/team/${uniqueName()}`;
+    const plain = await pushImage(derived, { repository: other, tag: 'v1' }, { method: 'auto', layerCache: new LayerCache(), seedTag: 'missing' });
+    expect(plain.method).toBe('daemon');
   });
 
   it("the native method skips the layers an 'auto' push left in the registry as the daemon gzipped them", async () => {
