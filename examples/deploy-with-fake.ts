@@ -19,11 +19,11 @@ function render(event: DeployDagsEvent): string | undefined {
     case 'deploy:checked':
       return `checked deployment ${event.deploymentId} (runtime ${event.runtimeVersion}, .airflowignore syntax ${event.syntax})`;
     case 'bundle:scan-complete':
-      return `bundle: ${event.totalFiles} files, ${event.totalBytes} bytes, ${event.excluded} excluded, ${event.kept} kept`;
+      return `bundle: ${event.totalFiles} files to pack, ${event.excluded} excluded, ${event.kept} kept`;
     case 'bundle:warning':
       return `bundle warning [${event.warning.code}]: ${event.warning.message}`;
     case 'bundle:complete':
-      return `bundle: ${event.bytes} bytes gzipped, fingerprint ${event.fingerprint.slice(0, 12)}…`;
+      return `bundle: ${event.files} files, ${event.contentBytes} bytes -> ${event.bytes} bytes gzipped, fingerprint ${event.fingerprint.slice(0, 12)}…`;
     case 'deploy:created':
       return `deploy ${event.deployId} created`;
     case 'upload:start':
