@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Dockerode from 'dockerode';
 import { AstroClient, isAstroError, type DeployProjectEvent, type DeployProjectParams } from '../../src/index.js';
+import { LayerCache } from '../../src/image/index.js';
 import { createFakeAstro, type FakeAstro } from '../../src/testing/index.js';
 import { getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -179,6 +180,28 @@ describe('deployProject', () => {
     expect(await filesInImage(p.tag)).toEqual(expect.arrayContaining(['dags/example_dag.py', 'dags/etl/load.py']));
     expect(bundleFiles(astro, deploymentId)).toEqual([]);
     await p.unchanged();
+  }, 900_000);
+
+  it("an empty layer cache (an ephemeral runner): the layers the deployment's running image shares are skipped, learned from that image in the registry", async () => {
+    const { client, deploymentId } = await setup({ isDagDeployEnabled: false });
+    // The first deploy, as from another machine: nothing in its cache, nothing for a seed.
+    const first = await project(undefined);
+    const running = await first.deploy(client, { deploymentId, push: { layerCache: new LayerCache() } });
+    expect(running.push.method).toBe('daemon');
+    await client.waitForRollout({ deploymentId, deployId: running.deployId });
+
+    const next = await project(undefined, { 'include/changed.txt': 'a change the image carries\n' });
+    const result = await next.deploy(client, { deploymentId, push: { layerCache: new LayerCache() } });
+    const chosen = next.events.find((e) => e.type === 'image:push-method');
+    expect(chosen).toMatchObject({ method: 'native', reason: expect.stringMatching(/deployment's current image/) });
+    expect(result.push.method).toBe('native');
+    const statuses = result.push.layers.map((l) => l.status);
+    // The base image's layers are in the registry as the first push sent them; the project's are new.
+    expect(statuses.filter((s) => s === 'skipped').length).toBeGreaterThanOrEqual(1);
+    expect(statuses).toContain('pushed');
+    const skippedBytes = result.push.layers.filter((l) => l.status === 'skipped').reduce((n, l) => n + l.size, 0);
+    expect(skippedBytes).toBeGreaterThan(result.push.layers.filter((l) => l.status === 'pushed').reduce((n, l) => n + l.size, 0));
+    await next.unchanged();
   }, 900_000);
 
   it('a DAG that fails to import stops the deploy with ASTRO_IMAGE_PARSE_FAILED and nothing is created at Astro', async () => {
