@@ -413,7 +413,7 @@ describe('uploadBlockBlob against the fake blob service', () => {
     }
   });
 
-  it('refuses to commit a file cut short during the upload (the blocks stream from the file)', async () => {
+  it('refuses to commit a file cut short during the upload (found while its blocks are read)', async () => {
     const blob = newBlob();
     const { dir, cleanup } = await tempDir('upload-src-');
     try {
