@@ -11,6 +11,18 @@ import { cleanupTemp, makeTree } from './helpers.js';
 afterAll(cleanupTemp);
 
 describe('static import extraction', () => {
+  it("finds the import after a generated data module's 1.5 MB literal (linear in the logical line)", () => {
+    // One logical line of 24,000 physical lines, as generated modules (_pb2 descriptors, vendored
+    // tables) have. Building it one character at a time took minutes at this size.
+    const rows = Array.from({ length: 12000 }, (_, i) => `    'key_${i}': 'generated text for row ${i}, with "quotes" and #hashes\\n'\n                'continued on a second physical line',`);
+    const src = ['"""A generated data module."""', 'import os', 'TABLE = {', ...rows, '}', 'from helpers.late import thing', ''].join('\n');
+    expect(src.length).toBeGreaterThan(1_500_000);
+    expect(extractImports(src)).toEqual([
+      { module: 'os', level: 0, names: [], line: 2 },
+      { module: 'helpers.late', level: 0, names: ['thing'], line: 3 + 2 * 12000 + 2 },
+    ]);
+  });
+
   it('finds import statements of every shape, with their line', () => {
     const src = [
       'import os, json as j',
