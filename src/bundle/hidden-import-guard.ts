@@ -3,7 +3,7 @@
  * walk and the link policy ship, then, as `hiddenImports` says, fails or ships the hidden
  * modules (with the links on their way) and reports each one.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
 import { BundleError, ErrorCodes } from '../core/errors.js';
@@ -15,6 +15,45 @@ import type { BundleWarning, ExcludedPath, ScanOptions } from './types.js';
 
 /** Python files larger than this are not read by the guard, in bytes. */
 const MAX_IMPORT_SCAN_BYTES = 8 * 1024 * 1024;
+/**
+ * Opening never waits: a FIFO put where a module was would otherwise block the thread (the
+ * fstat that follows then skips it). No effect on regular files; 0 where the platform has none.
+ */
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
+/** The text of the regular file `abs` (UTF-8), or undefined when it is not one, is too large or cannot be read. */
+function readPythonText(abs: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(abs, OPEN_FLAGS);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > MAX_IMPORT_SCAN_BYTES) return undefined;
+    const buf = Buffer.allocUnsafe(st.size);
+    let done = 0;
+    while (done < st.size) {
+      const n = readSync(fd, buf, done, st.size - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.toString('utf8', 0, done);
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function isRegularFile(abs: string): boolean {
+  try {
+    return statSync(abs, { throwIfNoEntry: false })?.isFile() ?? false;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Apply the guard to the dags folder `root`. It only runs when an ignore file or the `exclude`
@@ -33,17 +72,8 @@ export async function guardHiddenImports(
   const hidden = await findHiddenImports({
     included: new Set([...shipped.walkedRels, ...shipped.added]),
     exclusionOf: (rel) => shipped.exclusionOf(rel),
-    isFile: async (rel) => (await stat(path.join(root, rel)).catch(() => undefined))?.isFile() ?? false,
-    readText: async (rel) => {
-      try {
-        const abs = path.join(root, rel);
-        const st = await stat(abs);
-        if (!st.isFile() || st.size > MAX_IMPORT_SCAN_BYTES) return undefined;
-        return (await readFile(abs)).toString('utf8');
-      } catch {
-        return undefined;
-      }
-    },
+    isFile: (rel) => isRegularFile(path.join(root, rel)),
+    readText: (rel) => readPythonText(path.join(root, rel)),
     signal,
   });
   throwIfAborted(signal);

@@ -16,9 +16,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
-import { setImmediate } from 'node:timers/promises';
 import path from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
+import { TimeSlice } from '../core/time-slice.js';
 import { AstroConfigError, BundleError, ErrorCodes } from '../core/errors.js';
 import { compileGlobRule, compileRule, decidingRule, isRule, ruleIgnores } from './ignore-rules.js';
 import type { GlobRule, IgnoreRule, RuleOrigin } from './ignore-rules.js';
@@ -282,11 +282,11 @@ async function refuseUndecodableName(dirAbs: string, name: string, rel: string):
 
 /**
  * Give the walked regular files their size. They are stat'ed synchronously, in slices that give
- * the event loop back every few milliseconds: a thread-pool round trip per file costs more than
- * the lstat itself (see tar-writer.ts for the figures), and this runs once per file of the tree.
+ * the event loop back every few milliseconds ({@link TimeSlice}): a thread-pool round trip per
+ * file costs more than the lstat itself, and this runs once per file of the tree.
  */
 async function sizeAll(lists: ScannedEntry[][], root: string, logicalOf: Map<ScannedEntry, string>, signal: AbortSignal | undefined): Promise<void> {
-  let sliceStart = performance.now();
+  const slice = new TimeSlice(signal);
   for (const list of lists) {
     for (const entry of list) {
       try {
@@ -294,11 +294,7 @@ async function sizeAll(lists: ScannedEntry[][], root: string, logicalOf: Map<Sca
       } catch (err) {
         throw ioError('read', logicalOf.get(entry) ?? entry.path, err);
       }
-      if (performance.now() - sliceStart >= 4) {
-        await setImmediate();
-        throwIfAborted(signal);
-        sliceStart = performance.now();
-      }
+      if (slice.expired) await slice.yield();
     }
   }
 }

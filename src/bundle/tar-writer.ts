@@ -24,8 +24,8 @@ import { createHash, hash as sha256Of } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
-import { setImmediate } from 'node:timers/promises';
 import { throwIfAborted } from '../core/abort.js';
+import { TimeSlice } from '../core/time-slice.js';
 import { BundleError, ErrorCodes } from '../core/errors.js';
 import { absoluteIn } from './scan-entry.js';
 import { encodeSimpleHeader } from './tar-header.js';
@@ -35,8 +35,6 @@ import type { BundleManifestFile } from './types.js';
 const BLOCK = 512;
 const CHUNK_BYTES = 1024 * 1024;
 const SMALL_FILE_BYTES = 256 * 1024;
-/** Longest stretch of synchronous reads before the event loop gets a turn, in milliseconds. */
-const SYNC_SLICE_MS = 4;
 const MAX_USTAR_SIZE = 0o77777777777;
 
 /** Options of {@link tarStream}. */
@@ -176,7 +174,7 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
     used += pad;
   };
   const scratch = Buffer.alloc(BLOCK);
-  let sliceStart = performance.now();
+  const slice = new TimeSlice(signal);
   let sliceBytes = 0;
   let opened: { fd: number; st: Stats } | undefined;
 
@@ -290,9 +288,8 @@ export async function* tarStream(entries: readonly ScannedEntry[], options: TarS
       const full = flush();
       if (full) yield full;
     }
-    if (sliceBytes >= CHUNK_BYTES || performance.now() - sliceStart >= SYNC_SLICE_MS) {
-      await setImmediate();
-      sliceStart = performance.now();
+    if (sliceBytes >= CHUNK_BYTES || slice.expired) {
+      await slice.yield();
       sliceBytes = 0;
     }
   }

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { scanDags } from '../../src/bundle/index.js';
 import { candidateFiles, findHiddenImports } from '../../src/bundle/hidden-imports.js';
 import { extractImports } from '../../src/bundle/python-imports.js';
+import { isAstroError } from '../../src/core/errors.js';
 import { cleanupTemp, makeTree } from './helpers.js';
 
 afterAll(cleanupTemp);
@@ -131,26 +132,67 @@ describe('hidden-import guard', () => {
   });
 });
 
-describe('findHiddenImports read-ahead', () => {
-  it('gives the same findings in the same order when reads finish out of order', async () => {
-    // 40 shipped DAGs; every third imports a hidden helper, and helpers import further hidden ones.
-    const files = new Map<string, string>();
-    for (let i = 0; i < 40; i++) files.set(`dag_${String(i).padStart(2, '0')}.py`, i % 3 === 0 ? `import helpers.h${i % 7}\n` : 'import os\n');
-    for (let k = 0; k < 7; k++) files.set(`helpers/h${k}.py`, k < 6 ? `from helpers import h${k + 1}\n` : 'X = 1\n');
-    files.set('helpers/__init__.py', '');
-    const exclusion = { path: 'helpers', type: 'directory' as const, reason: "matched 'helpers/' in .airflowignore:1", source: { file: '.airflowignore', line: 1 }, pattern: 'helpers/' };
-    const run = (delay: (rel: string) => number) =>
-      findHiddenImports({
-        included: new Set([...files.keys()].filter((p) => !p.startsWith('helpers/'))),
-        exclusionOf: (rel) => (rel.startsWith('helpers/') ? exclusion : undefined),
-        isFile: async (rel) => files.has(rel),
-        readText: (rel) => new Promise((resolve) => setTimeout(() => resolve(files.get(rel)), delay(rel))),
-      });
-    const inOrder = await run(() => 0);
-    // Later files answer first: a read-ahead that analysed files as they arrive would reorder the findings.
-    const scrambled = await run((rel) => (rel.startsWith('helpers/') ? 1 : 40 - Number(/\d+/.exec(rel)![0])));
-    expect(inOrder.length).toBe(8);
-    expect(scrambled).toEqual(inOrder);
-    expect(inOrder[0]).toMatchObject({ path: 'helpers/__init__.py', importedBy: 'dag_00.py' });
+describe('findHiddenImports', () => {
+  // 40 shipped DAGs; every third imports a hidden helper, and helpers import further hidden ones.
+  const files = new Map<string, string>();
+  for (let i = 0; i < 40; i++) files.set(`dag_${String(i).padStart(2, '0')}.py`, i % 3 === 0 ? `import helpers.h${i % 7}\n` : 'import os\n');
+  for (let k = 0; k < 7; k++) files.set(`helpers/h${k}.py`, k < 6 ? `from helpers import h${k + 1}\n` : 'X = 1\n');
+  files.set('helpers/__init__.py', '');
+  const exclusion = { path: 'helpers', type: 'directory' as const, reason: "matched 'helpers/' in .airflowignore:1", source: { file: '.airflowignore', line: 1 }, pattern: 'helpers/' };
+  const context = (readText: (rel: string) => string | undefined, signal?: AbortSignal) => ({
+    included: new Set([...files.keys()].filter((p) => !p.startsWith('helpers/'))),
+    exclusionOf: (rel: string) => (rel.startsWith('helpers/') ? exclusion : undefined),
+    isFile: (rel: string) => files.has(rel),
+    readText,
+    signal,
+  });
+  /** Hold the thread for `ms`, as reading a file from a slow disk would. */
+  const busy = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+
+  it('follows hidden modules transitively, in the order of the shipped files', async () => {
+    const found = await findHiddenImports(context((rel) => files.get(rel)));
+    // dag_00 imports h0 (and with it the package), dag_03 h3, dag_06 h6, dag_09 h2, ...: every
+    // helper is found from a DAG before any helper is read.
+    expect(found.map((h) => h.path)).toEqual(['helpers/__init__.py', 'helpers/h0.py', 'helpers/h3.py', 'helpers/h6.py', 'helpers/h2.py', 'helpers/h5.py', 'helpers/h1.py', 'helpers/h4.py']);
+    expect(found[0]).toMatchObject({ importedBy: 'dag_00.py', line: 1, module: 'helpers.h0' });
+    expect(found.find((h) => h.path === 'helpers/h1.py')).toMatchObject({ importedBy: 'dag_15.py', module: 'helpers.h1' });
+  });
+
+  it('gives the event loop turns while it reads (the reads are synchronous)', async () => {
+    let turns = 0;
+    let running = true;
+    const spin = () => {
+      if (!running) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    // 47 files at 1 ms each: ~12 slices of 4 ms.
+    const found = await findHiddenImports(
+      context((rel) => {
+        busy(1);
+        return files.get(rel);
+      }),
+    );
+    running = false;
+    expect(found).toHaveLength(8);
+    expect(turns).toBeGreaterThanOrEqual(5);
+  });
+
+  it('stops with ASTRO_ABORTED at the next slice once the signal fired', async () => {
+    const controller = new AbortController();
+    let reads = 0;
+    const err = await findHiddenImports(
+      context((rel) => {
+        if (++reads === 3) controller.abort();
+        busy(1);
+        return files.get(rel);
+      }, controller.signal),
+    ).catch((e: unknown) => e);
+    expect(isAstroError(err) && err.code).toBe('ASTRO_ABORTED');
+    expect(reads).toBeLessThan(20);
   });
 });
