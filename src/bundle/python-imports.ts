@@ -151,19 +151,17 @@ function logicalLines(src: string): LogicalLine[] {
 function statements(text: string): string[] {
   const parts: string[] = [];
   let depth = 0;
-  let cur = '';
+  let from = 0;
   for (let i = 0; i < text.length; i++) {
     const ch = text[i]!;
     if (ch === '(' || ch === '[' || ch === '{') depth++;
     else if ((ch === ')' || ch === ']' || ch === '}') && depth > 0) depth--;
-    if (depth === 0 && (ch === ';' || (ch === ':' && text[i + 1] !== '='))) {
-      parts.push(cur);
-      cur = '';
-      continue;
+    else if (depth === 0 && (ch === ';' || (ch === ':' && text[i + 1] !== '='))) {
+      parts.push(text.slice(from, i));
+      from = i + 1;
     }
-    cur += ch;
   }
-  parts.push(cur);
+  parts.push(text.slice(from));
   return parts.map((p) => p.trim()).filter((p) => p !== '');
 }
 
