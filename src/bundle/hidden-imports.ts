@@ -79,6 +79,14 @@ export async function findHiddenImports(ctx: HiddenImportContext): Promise<Hidde
   const found: HiddenImport[] = [];
   const shipped = new Set(ctx.included);
   const queue = [...ctx.included].filter((p) => p.endsWith('.py')).sort();
+  // Many DAGs import the same packages: each candidate that is not a file is looked at once.
+  const notFiles = new Set<string>();
+  const isFile = (rel: string) => {
+    if (notFiles.has(rel)) return false;
+    if (ctx.isFile(rel)) return true;
+    notFiles.add(rel);
+    return false;
+  };
   const slice = new TimeSlice(ctx.signal);
   throwIfAborted(ctx.signal);
   for (let at = 0; at < queue.length; at++) {
@@ -91,7 +99,7 @@ export async function findHiddenImports(ctx: HiddenImportContext): Promise<Hidde
         if (shipped.has(candidate)) continue;
         const exclusion = ctx.exclusionOf(candidate);
         if (!exclusion || exclusion.source === 'default' || exclusion.source === 'special-file') continue;
-        if (!ctx.isFile(candidate)) continue;
+        if (!isFile(candidate)) continue;
         shipped.add(candidate);
         queue.push(candidate);
         found.push({

@@ -152,8 +152,19 @@ describe('findHiddenImports', () => {
     while (performance.now() < until);
   };
 
-  it('follows hidden modules transitively, in the order of the shipped files', async () => {
-    const found = await findHiddenImports(context((rel) => files.get(rel)));
+  it('follows hidden modules transitively, in the order of the shipped files, looking at each candidate once', async () => {
+    const asked = new Map<string, number>();
+    const ctx = context((rel) => files.get(rel));
+    const found = await findHiddenImports({
+      ...ctx,
+      isFile: (rel) => {
+        asked.set(rel, (asked.get(rel) ?? 0) + 1);
+        return ctx.isFile(rel);
+      },
+    });
+    // dag_00 and dag_21 both import helpers.h0: helpers/h0/__init__.py is not a file, and is stat'ed once.
+    expect(asked.get('helpers/h0/__init__.py')).toBe(1);
+    expect(Math.max(...asked.values())).toBe(1);
     // dag_00 imports h0 (and with it the package), dag_03 h3, dag_06 h6, dag_09 h2, ...: every
     // helper is found from a DAG before any helper is read.
     expect(found.map((h) => h.path)).toEqual(['helpers/__init__.py', 'helpers/h0.py', 'helpers/h3.py', 'helpers/h6.py', 'helpers/h2.py', 'helpers/h5.py', 'helpers/h1.py', 'helpers/h4.py']);
