@@ -13,7 +13,11 @@
  *   - large: 200 MB in 4 files of random (incompressible) bytes;
  *   - mixed: a DAG repository with data in it, 2,637 files / ~209 MiB: DAG and helper modules,
  *     SQL, YAML and docs (1-40 KB, ~2,600 files), plus CSV/JSON extracts (compressible, a few MB
- *     each), and parquet parts and pickled models (incompressible, 2-12 MB each).
+ *     each), and parquet parts and pickled models (incompressible, 2-12 MB each);
+ *   - ignored: 10,000 DAG files of 1-3 KB whose `.airflowignore` hides the `helpers/` and
+ *     `common/` folders they import from. createBundle packs it with the hidden-import guard on
+ *     (its default), which reads and parses every shipped `.py` file before packing and keeps the
+ *     imported helpers; the other trees are packed with the guard off, as tar knows no such thing.
  * Each packer runs in its own process under `/usr/bin/time -v` (wall time, user+sys CPU and
  * "Maximum resident set size"), the three alternating, `BENCH_RUNS` times (default 3). Wall time
  * is reported as the best and the median; ratios use the best of each. Peak RSS is the highest
@@ -38,7 +42,7 @@ const SELF = fileURLToPath(import.meta.url);
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 /** `BENCH_SMALL_FILES=100000` shows how peak RSS grows with the file count (rounded to the 200 folders). */
 const SMALL_FILES = Math.max(200, Math.round(Number(process.env.BENCH_SMALL_FILES ?? 20_000) / 200) * 200);
-const TREES = (process.env.BENCH_TREES ?? 'small,large,mixed').split(',').map((t) => t.trim()).filter(Boolean);
+const TREES = (process.env.BENCH_TREES ?? 'small,large,mixed,ignored').split(',').map((t) => t.trim()).filter(Boolean);
 const TIME = '/usr/bin/time';
 /**
  * How the createBundle process runs: `bundled` (default) runs this file bundled by esbuild into
@@ -56,10 +60,10 @@ const PIGZ = '/usr/bin/pigz';
 const COMPARE = process.env.BENCH_COMPARE ? path.resolve(process.env.BENCH_COMPARE) : undefined;
 
 /** The packer process: bundle `dir` into `outDir`, print timing as JSON. */
-async function child(dir: string, outDir: string): Promise<void> {
+async function child(dir: string, outDir: string, guard: boolean): Promise<void> {
   const { createBundle } = await import('../src/bundle/index.js');
   const started = performance.now();
-  const result = await createBundle(dir, { output: { type: 'file', dir: outDir }, prefix: 'dags', defaultExcludes: false, hiddenImports: 'off' });
+  const result = await createBundle(dir, { output: { type: 'file', dir: outDir }, prefix: 'dags', defaultExcludes: false, hiddenImports: guard ? 'warn' : 'off' });
   const inProcessMs = performance.now() - started;
   process.stdout.write(JSON.stringify({ inProcessMs, bytes: result.bytes }));
   await result.cleanup();
@@ -147,6 +151,8 @@ interface Tree {
   dir: string;
   files: number;
   bytes: number;
+  /** Pack with the hidden-import guard on (createBundle's default) instead of off. */
+  guard?: boolean;
 }
 
 async function writeRandom(file: string, bytes: number): Promise<void> {
@@ -232,7 +238,41 @@ async function makeMixedTree(base: string): Promise<Tree> {
   return { name: `mixed: ${files.toLocaleString('en')} files`, dir, files, bytes };
 }
 
-const GENERATORS: Record<string, (base: string) => Promise<Tree>> = { small: makeSmallTree, large: makeLargeTree, mixed: makeMixedTree };
+/**
+ * A DAG repository whose `.airflowignore` hides helper packages from the DAG parser while every
+ * DAG imports from them (the case the hidden-import guard exists for): 100 team folders of 100
+ * DAG files (1-3 KB, Python-like text after their imports), plus `helpers/` and `common/`.
+ */
+async function makeIgnoredTree(base: string): Promise<Tree> {
+  const dir = path.join(base, 'ignored', 'dags');
+  const rand = prng(3);
+  let files = 0;
+  let bytes = 0;
+  const put = async (rel: string, content: Buffer) => {
+    await writeFile(path.join(dir, rel), content);
+    files++;
+    bytes += content.length;
+  };
+  await mkdir(path.join(dir, 'helpers'), { recursive: true });
+  await mkdir(path.join(dir, 'common'), { recursive: true });
+  await put('.airflowignore', Buffer.from('helpers/\ncommon/\n'));
+  await put('helpers/__init__.py', Buffer.from(''));
+  await put('common/__init__.py', Buffer.from(''));
+  for (let h = 0; h < 20; h++) await put(`helpers/team_${h}.py`, Buffer.from(`from common.util_${h % 5} import x\n`));
+  for (let u = 0; u < 5; u++) await put(`common/util_${u}.py`, Buffer.from('x = 1\n'));
+  for (let t = 0; t < 100; t++) {
+    await mkdir(path.join(dir, `team_${t}`));
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const head = `from airflow import DAG\nimport os\nfrom helpers.team_${t % 20} import build\nfrom common import util_${i % 5}\n`;
+        await put(`team_${t}/dag_${i}.py`, Buffer.concat([Buffer.from(head), textLike(1024 + Math.floor(rand() * 2048), rand)]));
+      }),
+    );
+  }
+  return { name: `ignored: ${files.toLocaleString('en')} files, guard on`, dir, files, bytes, guard: true };
+}
+
+const GENERATORS: Record<string, (base: string) => Promise<Tree>> = { small: makeSmallTree, large: makeLargeTree, mixed: makeMixedTree, ignored: makeIgnoredTree };
 
 const mb = (b: number) => (b / 1024 / 1024).toFixed(1);
 const sec = (ms: number) => (ms / 1000).toFixed(2);
@@ -266,10 +306,10 @@ let selfCommand = ['--import', 'tsx', SELF];
 let compareCommand: string[] = [];
 
 const PACKERS: Packer[] = [
-  { name: 'createBundle', run: (tree, out) => measure(process.execPath, [...selfCommand, '--child', tree.dir, out], path.dirname(SELF)) },
+  { name: 'createBundle', run: (tree, out) => measure(process.execPath, [...selfCommand, '--child', tree.dir, out, ...(tree.guard ? ['--guard'] : [])], path.dirname(SELF)) },
   tarPacker('tar pigz -p 2', 'pigz.tar.gz', ['-I', `${PIGZ} -p 2`, '-cf']),
   tarPacker('tar -czf', 'tar.tar.gz', ['-czf']),
-  ...(COMPARE ? [{ name: `createBundle of ${path.basename(COMPARE)}`, run: (tree: Tree, out: string) => measure(process.execPath, [...compareCommand, '--child', tree.dir, out], path.dirname(SELF)) }] : []),
+  ...(COMPARE ? [{ name: `createBundle of ${path.basename(COMPARE)}`, run: (tree: Tree, out: string) => measure(process.execPath, [...compareCommand, '--child', tree.dir, out, ...(tree.guard ? ['--guard'] : [])], path.dirname(SELF)) }] : []),
 ];
 
 async function main(): Promise<void> {
@@ -352,7 +392,7 @@ async function main(): Promise<void> {
 
 // Dispatch last: the helpers above must be initialised before top-level await runs them.
 if (process.argv[2] === '--child') {
-  await child(process.argv[3]!, process.argv[4]!);
+  await child(process.argv[3]!, process.argv[4]!, process.argv[5] === '--guard');
 } else if (process.argv[2] === '--generate') {
   // For profiling by hand: `node --import tsx bench/bundle.ts --generate mixed /tmp/trees`.
   const tree = await GENERATORS[process.argv[3]!]!(process.argv[4]!);
