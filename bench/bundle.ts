@@ -189,6 +189,26 @@ async function makeLargeTree(base: string): Promise<Tree> {
   return { name: 'large: 4 x 50 MB random', dir, files: 5, bytes: 4 * perFile + 24 };
 }
 
+/** Writes files under `dir` (creating folders) and counts what it wrote. */
+function treeWriter(dir: string) {
+  const tree = {
+    files: 0,
+    bytes: 0,
+    /** Count a file written by other means. */
+    count(bytes: number) {
+      tree.files++;
+      tree.bytes += bytes;
+    },
+    async put(rel: string, content: Buffer) {
+      const file = path.join(dir, rel);
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, content);
+      tree.count(content.length);
+    },
+  };
+  return tree;
+}
+
 /**
  * A DAG repository with data files: 40 team folders of DAGs, helpers, SQL, YAML and docs
  * (mostly 1-16 KB, a few up to 40 KB), a shared `include/` with CSV/JSON extracts and parquet
@@ -198,15 +218,8 @@ async function makeLargeTree(base: string): Promise<Tree> {
 async function makeMixedTree(base: string): Promise<Tree> {
   const dir = path.join(base, 'mixed', 'dags');
   const rand = prng(7);
-  let files = 0;
-  let bytes = 0;
-  const put = async (rel: string, content: Buffer) => {
-    const file = path.join(dir, rel);
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, content);
-    files++;
-    bytes += content.length;
-  };
+  const tree = treeWriter(dir);
+  const put = tree.put;
   const exts = ['py', 'py', 'py', 'py', 'sql', 'yaml', 'md'];
   for (let t = 0; t < 40; t++) {
     for (let i = 0; i < 65; i++) {
@@ -224,18 +237,16 @@ async function makeMixedTree(base: string): Promise<Tree> {
     await mkdir(path.dirname(file), { recursive: true });
     const size = 8 * 1024 * 1024 + Math.floor(rand() * 4 * 1024 * 1024);
     await writeRandom(file, size);
-    files++;
-    bytes += size;
+    tree.count(size);
   }
   for (let i = 0; i < 12; i++) {
     const file = path.join(dir, 'include', 'parquet', `part_${i}.parquet`);
     await mkdir(path.dirname(file), { recursive: true });
     const size = 2 * 1024 * 1024 + Math.floor(rand() * 2 * 1024 * 1024);
     await writeRandom(file, size);
-    files++;
-    bytes += size;
+    tree.count(size);
   }
-  return { name: `mixed: ${files.toLocaleString('en')} files`, dir, files, bytes };
+  return { name: `mixed: ${tree.files.toLocaleString('en')} files`, dir, files: tree.files, bytes: tree.bytes };
 }
 
 /**
@@ -246,22 +257,14 @@ async function makeMixedTree(base: string): Promise<Tree> {
 async function makeIgnoredTree(base: string): Promise<Tree> {
   const dir = path.join(base, 'ignored', 'dags');
   const rand = prng(3);
-  let files = 0;
-  let bytes = 0;
-  const put = async (rel: string, content: Buffer) => {
-    await writeFile(path.join(dir, rel), content);
-    files++;
-    bytes += content.length;
-  };
-  await mkdir(path.join(dir, 'helpers'), { recursive: true });
-  await mkdir(path.join(dir, 'common'), { recursive: true });
+  const tree = treeWriter(dir);
+  const put = tree.put;
   await put('.airflowignore', Buffer.from('helpers/\ncommon/\n'));
   await put('helpers/__init__.py', Buffer.from(''));
   await put('common/__init__.py', Buffer.from(''));
   for (let h = 0; h < 20; h++) await put(`helpers/team_${h}.py`, Buffer.from(`from common.util_${h % 5} import x\n`));
   for (let u = 0; u < 5; u++) await put(`common/util_${u}.py`, Buffer.from('x = 1\n'));
   for (let t = 0; t < 100; t++) {
-    await mkdir(path.join(dir, `team_${t}`));
     await Promise.all(
       Array.from({ length: 100 }, async (_, i) => {
         const head = `from airflow import DAG\nimport os\nfrom helpers.team_${t % 20} import build\nfrom common import util_${i % 5}\n`;
@@ -269,7 +272,7 @@ async function makeIgnoredTree(base: string): Promise<Tree> {
       }),
     );
   }
-  return { name: `ignored: ${files.toLocaleString('en')} files, guard on`, dir, files, bytes, guard: true };
+  return { name: `ignored: ${tree.files.toLocaleString('en')} files, guard on`, dir, files: tree.files, bytes: tree.bytes, guard: true };
 }
 
 const GENERATORS: Record<string, (base: string) => Promise<Tree>> = { small: makeSmallTree, large: makeLargeTree, mixed: makeMixedTree, ignored: makeIgnoredTree };
