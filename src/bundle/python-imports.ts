@@ -46,9 +46,11 @@ function nextMatch(re: RegExp, src: string, from: number): number {
 
 /**
  * Join physical lines into logical lines with strings blanked and comments removed. Runs of
- * ordinary characters are found with one regular-expression search and copied as one slice: the
- * guard runs this over every shipped Python file, and a string built one character at a time
- * made it the guard's largest cost after the file reads.
+ * ordinary characters are found with one regular-expression search and copied as one slice, and
+ * whether the line is still blank is tracked rather than recomputed: the guard runs this over
+ * every shipped Python file, and a line built one character at a time (trimmed after each) grew
+ * superlinearly with its length: a generated module of 1.5 MB in one bracketed literal took
+ * minutes.
  */
 function logicalLines(src: string): LogicalLine[] {
   const out: LogicalLine[] = [];

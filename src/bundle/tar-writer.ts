@@ -14,11 +14,10 @@
  * Reading: files up to 256 KiB are read with synchronous calls (open, fstat, one read, close),
  * in batches that give the event loop back (`setImmediate`) after every ~1 MiB or 4 ms of work.
  * A thread-pool round trip per open/fstat/read/close costs more than the read itself for such
- * files (measured on Node 20 with
- * 20,000 files of 2-8 KB: ~1.8 s through the async API against ~0.6 s this way), and that cost
- * decides whether bundling keeps up with `tar -czf`. Larger files are streamed asynchronously in
- * 1 MiB chunks. Output is batched into ~1 MiB buffers so that gzip sees few, large writes, and
- * nothing held is proportional to the size of the tree.
+ * files (measured on Node 20 with 20,000 files of 2-8 KB: ~1.8 s through the async API against
+ * ~0.6 s this way), and that cost decides whether bundling keeps up with `tar -czf`. Larger
+ * files are streamed asynchronously in 1 MiB chunks. Output is batched into ~1 MiB buffers so
+ * that gzip sees few, large writes, and nothing held is proportional to the size of the tree.
  */
 import { createHash, hash as sha256Of } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
