@@ -264,10 +264,13 @@ async function main(): Promise<void> {
     };
     const skopeoArgs = (ref: string) => ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${archive}`, `docker://${ref}`];
     const skopeoCopy = (ref: string) => run('skopeo', skopeoArgs(ref), { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
-    const native = (source: string, ref: string, extra: PushImageOptions = {}) => {
+    /** `<registry>/<repository>:<tag>` as a push target. */
+    const targetOf = (ref: string) => {
       const at = ref.lastIndexOf(':');
-      return pushImage(source, { repository: ref.slice(0, at), tag: ref.slice(at + 1) }, { layerCache: new LayerCache(), chunkSizeBytes: NATIVE_CHUNK, ...extra });
+      return { repository: ref.slice(0, at), tag: ref.slice(at + 1) };
     };
+    const native = (source: string, ref: string, extra: PushImageOptions = {}) =>
+      pushImage(source, targetOf(ref), { layerCache: new LayerCache(), chunkSizeBytes: NATIVE_CHUNK, ...extra });
     // The other checkout's push (BENCH_COMPARE), with its own LayerCache class.
     const other = COMPARE ? ((await import(pathToFileURL(join(COMPARE, 'src/image/index.ts')).href)) as typeof import('../src/image/index.js')) : undefined;
     const variants: Array<{ name: string; push: (ref: string) => Promise<{ layers: Array<{ size: number }> }> }> = LEVELS.map((level) => ({
@@ -277,10 +280,7 @@ async function main(): Promise<void> {
     if (other) {
       variants.push({
         name: `${COMPARE}`,
-        push: (ref: string) => {
-          const at = ref.lastIndexOf(':');
-          return other.pushImage(archive, { repository: ref.slice(0, at), tag: ref.slice(at + 1) }, { layerCache: new other.LayerCache(), chunkSizeBytes: NATIVE_CHUNK });
-        },
+        push: (ref: string) => other.pushImage(archive, targetOf(ref), { layerCache: new other.LayerCache(), chunkSizeBytes: NATIVE_CHUNK }),
       });
     }
 
