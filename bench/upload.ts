@@ -10,7 +10,9 @@
  * Prints one table (time, ratio of time vs ours, bytes the proxy received / payload, completed,
  * CPU of client and Azurite), then the issue's comparisons: ours ÷ each SDK call per scenario and
  * size (ours.file ÷ uploadFile for files), whether each client completed the throttled link, the
- * wire ratio under resets, and the peak RSS of a child process that uploads the largest file alone.
+ * wire ratio under resets, and the peak RSS of a child process that uploads the largest file alone;
+ * after clean runs, what one staged block costs Azurite's CPU beyond its bytes (`BENCH_SERVER_COST=0`
+ * skips it).
  *
  *   node --import tsx bench/upload.ts                # clean 64/256/1024 MiB; fast-link, throttled, resets: 64 MiB
  *   BENCH_SIZES_MIB=16,64 node --import tsx bench/upload.ts
@@ -31,6 +33,7 @@ import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { BlockBlobClient } from '@azure/storage-blob';
+import { request } from 'undici';
 import { blobRouteOf, createFaultProxy, type FaultProxy, type FaultProxyOptions } from '../src/testing/fault-proxy.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions } from '../src/upload/index.js';
 import { startAzurite, type AzuriteHandle } from '../test/helpers/azurite.js';
@@ -63,6 +66,8 @@ const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENC
 
 /** `BENCH_OURS_OPTIONS='{"maxBlockSizeBytes":8388608}'` overrides options of ours (for tuning). */
 const OURS_OPTIONS = JSON.parse(process.env.BENCH_OURS_OPTIONS ?? '{}') as Partial<UploadBlockBlobOptions>;
+/** `BENCH_SERVER_COST=0` skips the measure of Azurite's CPU per staged block (~15 s) after clean runs. */
+const SERVER_COST = process.env.BENCH_SERVER_COST !== '0';
 
 interface Scenario {
   name: string;
@@ -301,7 +306,57 @@ async function main(): Promise<void> {
     createHash('md5').update(bytes).digest();
     console.log(`MD5 of ${sizeMiB} MiB on one core of this machine: ${(performance.now() - t0).toFixed(0)} ms`);
   }
+  if (SERVER_COST && SCENARIOS.some((x) => x.name === 'clean')) console.log(await serverCostPerBlock());
   console.log(`\nTotal bench time: ${((performance.now() - benchStart) / 1000).toFixed(0)} s. Throttled scenario limited to payloads <= ${THROTTLED_MAX_MIB} MiB.`);
+}
+
+/**
+ * What one staged block costs the server beyond its bytes: the same 64 MiB committed as 1, 16 and
+ * 32 blocks, one request at a time, straight to a fresh Azurite (raw requests, no client
+ * hashing), Azurite's CPU per blob (median of 5 rounds). On this loopback the server shares the
+ * client's cores, so this cost is part of every client's time; it is why a client that stages
+ * blocks trails one Put Blob on a clean loopback however little the client itself does.
+ */
+async function serverCostPerBlock(): Promise<string> {
+  const server = await startAzurite();
+  try {
+    await server.createContainer('bench');
+    const data = payload(64 * MIB);
+    const send = async (url: string, body: Uint8Array, headers: Record<string, string> = {}) => {
+      const res = await request(url, { method: 'PUT', body, headers });
+      await res.body.dump();
+      if (res.statusCode !== 201) throw new Error(`${url.split('?')[0]} answered ${res.statusCode}`);
+    };
+    const stage = async (blob: string, blocks: number) => {
+      const url = server.sasUrl('bench', blob, 'cw');
+      const ids: string[] = [];
+      const size = Math.ceil(data.length / blocks);
+      for (let i = 0; i < blocks; i++) {
+        const id = Buffer.from(String(i).padStart(6, '0')).toString('base64');
+        ids.push(id);
+        await send(`${url}&comp=block&blockid=${encodeURIComponent(id)}`, data.subarray(i * size, Math.min(data.length, (i + 1) * size)));
+      }
+      await send(`${url}&comp=blocklist`, Buffer.from(`<?xml version="1.0" encoding="utf-8"?><BlockList>${ids.map((id) => `<Latest>${id}</Latest>`).join('')}</BlockList>`));
+    };
+    const counts = [1, 16, 32];
+    const cpu = new Map<number, number[]>(counts.map((n) => [n, []]));
+    for (let round = 0; round < 6; round++) {
+      for (const n of counts) {
+        const blob = `cost-${n}-${round}.bin`;
+        const before = processCpuMs(server.pid);
+        await stage(blob, n);
+        // The first round warms the server up (JIT, connections).
+        if (round > 0) cpu.get(n)!.push(processCpuMs(server.pid) - before);
+        await server.service.getContainerClient('bench').getBlockBlobClient(blob).deleteIfExists();
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const [one, ...more] = counts.map((n) => ({ n, ms: median(cpu.get(n)!) }));
+    const perBlock = more.map((m) => `${((m.ms - one!.ms) / (m.n - 1)).toFixed(1)} ms per block at ${m.n} blocks`).join(', ');
+    return `\nAzurite CPU for the same 64 MiB staged as ${counts.join(' / ')} block(s), one request at a time (median of 5): ${[one!, ...more].map((m) => m.ms).join(' / ')} ms; beyond the bytes, ${perBlock}.`;
+  } finally {
+    await server.stop();
+  }
 }
 
 /**
