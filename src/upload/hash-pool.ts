@@ -17,6 +17,13 @@
  * waits for a turn of a busy main thread in the middle of a block. Small inputs are hashed inline. Idle
  * workers do not keep the process alive and end after a short idle time. If workers cannot be
  * started (a restricted runtime) or one fails, hashing falls back to the main thread.
+ *
+ * A worker takes ~40-80 ms of CPU to start, about what MD5 of 30-60 MiB costs, and most uploads
+ * are small DAG bundles in a new process. Waiting for the worker made the first upload of a
+ * process of 1-3 MiB take ~100-120 ms against `uploadData`'s ~55-75 ms, and starting one beside a
+ * 16 MiB upload slowed its first blocks on two cores. So the calling thread hashes until it has
+ * hashed {@link START_WORKER_AFTER_BYTES} (a block of 2 MiB: ~3 ms of MD5); only then is a worker
+ * started, and work goes to workers once they are online. A payload of a few MiB never starts one.
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -28,6 +35,11 @@ import { sizeClassOf } from './buffer-pool.js';
 const INLINE_BELOW_BYTES = 512 * 1024;
 /** Idle workers end after this long, in milliseconds. */
 const IDLE_END_MS = 5_000;
+/**
+ * Bytes the calling thread hashes before the pool starts a worker: about a worker's start-up in
+ * MD5 time (~45 ms). Counted from the pool's start, and again after its workers ended idle.
+ */
+export const START_WORKER_AFTER_BYTES = 32 * 1024 * 1024;
 /** Staging buffers per process: one being hashed while the next block is copied. */
 const STAGING_COUNT = 2;
 
@@ -80,14 +92,19 @@ interface PoolWorker {
   worker: Worker;
   pending: Map<number, Task>;
   dead: boolean;
+  /** The worker has started and takes tasks (see {@link HashPool.pick}). */
+  online: boolean;
 }
 
 function inlineDigest(bytes: Uint8Array, algorithm: HashAlgorithm): Buffer {
   return createHash(algorithm).update(bytes).digest();
 }
 
-/** What a `fill` task does, on the calling thread. */
-function inlineFill(fd: number, position: number, pieces: Uint8Array[], algorithm: HashAlgorithm): Buffer {
+/**
+ * What a `fill` task does, on the calling thread: read `pieces` full from the open file `fd` at
+ * `position` and answer their digest (rejects with {@link SHORT_READ} if the file ends first).
+ */
+export function fillFromFileHere(fd: number, position: number, pieces: Uint8Array[], algorithm: HashAlgorithm): Buffer {
   const hash = createHash(algorithm);
   for (const piece of pieces) {
     for (let filled = 0; filled < piece.length; ) {
@@ -113,15 +130,20 @@ export class HashPool {
   private stagingMade = 0;
   private freeStaging: SharedArrayBuffer[] = [];
   private stagingWaiters: Array<(buffer: SharedArrayBuffer) => void> = [];
+  private onlineWaiters: Array<() => void> = [];
+  /** Bytes hashed on the calling thread since the pool (re)started. */
+  private inlineBytes = 0;
+  /** Digests and fills done so far, on a worker and on the calling thread (for tests and diagnostics). */
+  readonly done = { worker: 0, inline: 0 };
 
   /** @param size Workers to run (default: one per spare core, at least 1, at most 2). */
   constructor(private readonly size = Math.max(1, Math.min(2, availableParallelism() - 1))) {}
 
   /** The `algorithm` digest of `bytes`; never rejects because of the pool (falls back inline). */
   async digest(bytes: Uint8Array, algorithm: HashAlgorithm): Promise<Buffer> {
-    if (!sharedMemory || bytes.byteLength < INLINE_BELOW_BYTES || this.unavailable) return inlineDigest(bytes, algorithm);
-    const slot = this.pick();
-    if (!slot) return inlineDigest(bytes, algorithm);
+    const slot = !sharedMemory || bytes.byteLength < INLINE_BELOW_BYTES || this.unavailable ? undefined : this.pick();
+    if (!slot) return this.inline(bytes.byteLength, () => inlineDigest(bytes, algorithm));
+    this.done.worker += 1;
     const id = this.nextId++;
     try {
       const answer = new Promise<Buffer>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
@@ -143,7 +165,7 @@ export class HashPool {
     } catch {
       // The worker died or refused the task: the main thread still gives the right answer.
       slot.pending.delete(id);
-      return inlineDigest(bytes, algorithm);
+      return this.inline(bytes.byteLength, () => inlineDigest(bytes, algorithm));
     }
   }
 
@@ -156,7 +178,9 @@ export class HashPool {
   async fillFromFile(fd: number, position: number, pieces: Uint8Array[], algorithm: HashAlgorithm): Promise<Buffer> {
     const shared = sharedMemory && pieces.every((p) => p.buffer instanceof SharedArrayBuffer);
     const slot = this.unavailable || !shared ? undefined : this.pick();
-    if (!slot) return inlineFill(fd, position, pieces, algorithm);
+    const length = pieces.reduce((n, p) => n + p.byteLength, 0);
+    if (!slot) return this.inline(length, () => fillFromFileHere(fd, position, pieces, algorithm));
+    this.done.worker += 1;
     const id = this.nextId++;
     const answer = new Promise<Buffer>((resolve, reject) => slot.pending.set(id, { resolve, reject }));
     this.busy(slot);
@@ -166,8 +190,32 @@ export class HashPool {
     } catch (error) {
       // A read that failed is the file's problem; a worker that died is ours: read here instead.
       if (!slot.dead) throw error;
-      return inlineFill(fd, position, pieces, algorithm);
+      return this.inline(length, () => fillFromFileHere(fd, position, pieces, algorithm));
     }
+  }
+
+  /**
+   * Start a worker if none is running and resolve once one is online: true then, false when
+   * none can start. Work asked of the pool before that is done on the calling thread.
+   */
+  async whenOnline(): Promise<boolean> {
+    // A worker that dies while starting is replaced once; a runtime where workers keep failing has none.
+    for (let starts = 0; ; ) {
+      if (this.workers.some((w) => w.online)) return true;
+      if (this.workers.length === 0 && (starts++ >= 2 || !this.start())) return false;
+      await new Promise<void>((resolve) => this.onlineWaiters.push(resolve));
+    }
+  }
+
+  /** Workers started and not ended (online or still starting). */
+  get running(): number {
+    return this.workers.length;
+  }
+
+  private inline<T>(bytes: number, work: () => T): T {
+    this.done.inline += 1;
+    this.inlineBytes += bytes;
+    return work();
   }
 
   /** End every worker now (pending digests fall back to the main thread). */
@@ -176,6 +224,7 @@ export class HashPool {
     // Staging buffers go with the workers: an idle process keeps no block-sized memory.
     this.freeStaging = [];
     this.stagingMade = 0;
+    this.inlineBytes = 0;
     const workers = this.workers;
     this.workers = [];
     await Promise.all(workers.map((w) => w.worker.terminate().catch(() => 0)));
@@ -198,16 +247,19 @@ export class HashPool {
     else this.freeStaging.push(buffer);
   }
 
+  /**
+   * The online worker to give a task to, least loaded first (ties broken round-robin), or
+   * undefined when none is online yet: the caller then does the work itself. Starts a worker (up
+   * to the pool's size) on every call that finds fewer running, once the calling thread has
+   * hashed {@link START_WORKER_AFTER_BYTES} or one is running already.
+   */
   private pick(): PoolWorker | undefined {
-    if (this.workers.length < this.size) {
-      const started = this.start();
-      if (started) return started;
-      if (this.workers.length === 0) return undefined;
-    }
-    // Least loaded, ties broken round-robin.
-    this.turn = (this.turn + 1) % this.workers.length;
-    let best = this.workers[this.turn]!;
-    for (const w of this.workers) if (w.pending.size < best.pending.size) best = w;
+    if (this.workers.length < this.size && (this.workers.length > 0 || this.inlineBytes >= START_WORKER_AFTER_BYTES)) this.start();
+    const online = this.workers.filter((w) => w.online);
+    if (online.length === 0) return undefined;
+    this.turn = (this.turn + 1) % online.length;
+    let best = online[this.turn]!;
+    for (const w of online) if (w.pending.size < best.pending.size) best = w;
     return best;
   }
 
@@ -219,7 +271,13 @@ export class HashPool {
       this.unavailable = true;
       return undefined;
     }
-    const slot: PoolWorker = { worker, pending: new Map(), dead: false };
+    const slot: PoolWorker = { worker, pending: new Map(), dead: false, online: false };
+    worker.once('online', () => {
+      slot.online = true;
+      this.wakeOnlineWaiters();
+      // Started by a call that did its work inline: nothing pending, so it may go idle.
+      this.maybeIdle();
+    });
     worker.on('message', (m: { id?: number; digest?: Uint8Array; error?: string }) => {
       const task = slot.pending.get(m.id!);
       if (!task) return;
@@ -231,7 +289,9 @@ export class HashPool {
     const fail = (error: Error) => {
       if (slot.dead) return;
       slot.dead = true;
+      slot.online = false;
       this.workers = this.workers.filter((w) => w !== slot);
+      this.wakeOnlineWaiters();
       for (const task of slot.pending.values()) task.reject(error);
       slot.pending.clear();
     };
@@ -240,6 +300,12 @@ export class HashPool {
     worker.unref();
     this.workers.push(slot);
     return slot;
+  }
+
+  private wakeOnlineWaiters(): void {
+    const waiting = this.onlineWaiters;
+    this.onlineWaiters = [];
+    for (const wake of waiting) wake();
   }
 
   /** A worker with work keeps the process alive (its answer is awaited); an idle one does not. */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BufferPool, PIECE_BYTES, PiecePool, sizeClassOf } from '../../src/upload/buffer-pool.js';
-import { HashPool, SHORT_READ } from '../../src/upload/hash-pool.js';
+import { HashPool, SHORT_READ, START_WORKER_AFTER_BYTES } from '../../src/upload/hash-pool.js';
 
 const MIB = 1024 * 1024;
 
@@ -32,19 +32,50 @@ describe('HashPool', () => {
     }
   });
 
+  it('hashes on the calling thread until it has hashed what a worker costs to start, then starts one and uses it once online', async () => {
+    const pool = new HashPool(1);
+    try {
+      const bytes = sharedBytes(2 * MIB);
+      const want = createHash('md5').update(bytes).digest('hex');
+      // A small upload's worth: no worker is started for it.
+      const blocks = START_WORKER_AFTER_BYTES / bytes.byteLength;
+      for (let i = 0; i < blocks; i++) expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
+      expect(pool.done).toEqual({ worker: 0, inline: blocks });
+      expect(pool.running).toBe(0);
+      // One more: a worker starts, but a worker takes tens of ms to come up, so this one is hashed here too.
+      expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
+      expect(pool.done).toEqual({ worker: 0, inline: blocks + 1 });
+      expect(pool.running).toBe(1);
+      expect(await pool.whenOnline()).toBe(true);
+      // Online now: the work goes to it.
+      expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
+      expect(pool.done).toEqual({ worker: 1, inline: blocks + 1 });
+      // Ended (as after an idle time), the pool counts again from zero before starting a worker.
+      await pool.close();
+      expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
+      expect(pool.running).toBe(0);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('starts again after being closed, and never fails a digest because of a worker', async () => {
     const pool = new HashPool(1);
     const bytes = sharedBytes(2 * MIB);
     const want = createHash('md5').update(bytes).digest('hex');
     expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
-    // Closing while a digest is pending: it is answered on the main thread instead.
+    // Closing while a digest is pending on the worker: it is answered on the main thread instead.
+    expect(await pool.whenOnline()).toBe(true);
+    const before = { ...pool.done };
     const pending = pool.digest(bytes, 'md5');
     await pool.close();
     expect((await pending).toString('hex')).toBe(want);
+    expect(pool.done).toEqual({ worker: before.worker + 1, inline: before.inline + 1 });
     expect((await pool.digest(bytes, 'md5')).toString('hex')).toBe(want);
     // The same for plain buffers (copied whole into the staging buffers), many at once.
     const plain = randomFillSync(Buffer.alloc(9 * MIB + 3));
     const wantPlain = createHash('md5').update(plain).digest('hex');
+    expect(await pool.whenOnline()).toBe(true);
     const streaming = [pool.digest(plain, 'md5'), pool.digest(plain, 'md5'), pool.digest(plain, 'md5')];
     await new Promise((r) => setTimeout(r, 5));
     await pool.close();
@@ -66,10 +97,17 @@ describe('HashPool.fillFromFile', () => {
       const offset = MIB / 2 + 7;
       const length = 3 * MIB + 5;
       const want = createHash('md5').update(data.subarray(offset, offset + length)).digest('hex');
-      // Shared pieces go to the worker; plain ones are filled on the calling thread.
-      for (const pieces of [new PiecePool().lease(length).pieces, [Buffer.alloc(2 * MIB), Buffer.alloc(length - 2 * MIB)]]) {
-        expect((await pool.fillFromFile(handle.fd, offset, pieces, 'md5')).toString('hex')).toBe(want);
-        expect(Buffer.concat(pieces).equals(data.subarray(offset, offset + length))).toBe(true);
+      // Before the worker is online and for plain pieces, the calling thread fills; shared pieces go to an online worker.
+      const cases = [
+        { pieces: new PiecePool().lease(length).pieces, done: { worker: 0, inline: 1 } },
+        { pieces: new PiecePool().lease(length).pieces, online: true, done: { worker: 1, inline: 1 } },
+        { pieces: [Buffer.alloc(2 * MIB), Buffer.alloc(length - 2 * MIB)], done: { worker: 1, inline: 2 } },
+      ];
+      for (const c of cases) {
+        if (c.online) expect(await pool.whenOnline()).toBe(true);
+        expect((await pool.fillFromFile(handle.fd, offset, c.pieces, 'md5')).toString('hex')).toBe(want);
+        expect(Buffer.concat(c.pieces).equals(data.subarray(offset, offset + length))).toBe(true);
+        expect(pool.done).toEqual(c.done);
       }
       // A file that ends before the range does is reported as such, not hashed short.
       const past = new PiecePool().lease(2 * MIB).pieces;
