@@ -3,11 +3,11 @@
  *
  * Fresh memory is expensive to touch the first time: on the machines this was measured on, the
  * page faults of a new 64 MiB buffer cost ~240 ms, over twice the MD5 of the same bytes, while a
- * copy into memory already touched costs ~5 ms. Ranges read whole (a file's single Put Blob, the
- * resume check of a staged block) therefore go into a few buffers that are handed back and used
- * again. File blocks sent with Put Block are read into 1 MiB pieces of a {@link PiecePool}
- * instead, once: the hashing worker reads and hashes them and the request body sends the same
- * pieces (source.ts).
+ * copy into memory already touched costs ~5 ms. Ranges read whole (the resume check of a staged
+ * block) therefore go into a few buffers that are handed back and used again. A file's blocks,
+ * and its single Put Blob, are read into 1 MiB pieces of a {@link PiecePool} instead, once: the
+ * hashing worker reads and hashes them and the request body sends the same pieces (source.ts);
+ * that pool is the process's, so a process that uploads many bundles touches its pieces once.
  *
  * Blocks grow while an upload proves its link (2 MiB, then a little larger with every clean
  * block), so buffers are allocated in power-of-two size classes: a buffer of one class serves

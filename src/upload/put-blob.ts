@@ -4,7 +4,6 @@
  */
 import { rm } from 'node:fs/promises';
 import { BlobRequestFailure, sendBlobRequest } from './blob-http.js';
-import { hashOffThread } from './hash-pool.js';
 import { UploadJournal } from './journal.js';
 import type { UploadSession } from './session.js';
 import type { UploadBlockBlobResult, UploadBlockSizeEvent } from './types.js';
@@ -13,12 +12,12 @@ import type { UploadBlockBlobResult, UploadBlockSizeEvent } from './types.js';
 export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult | undefined> {
   const size = s.src.size;
   // Read and hash once: a retry sends the same bytes (a changed file is caught before each try).
-  const lease = await s.src.read(0, size, s.buffers);
+  const payload = await s.src.whole('md5');
   let tries = 0;
   let fallBack = false;
+  let failedTry = false;
   try {
-    const data = lease.bytes;
-    const contentMd5 = s.o.contentMd5 ? (await hashOffThread(data, 'md5')).toString('base64') : undefined;
+    const contentMd5 = s.o.contentMd5 ? payload.digest.toString('base64') : undefined;
     return await s.withRetries('put-blob', s.o.retry, async ({ number }) => {
       // The last try failed in a way that says "smaller": its retry is the first block.
       if (fallBack) return undefined;
@@ -34,7 +33,7 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
             'x-ms-blob-content-type': s.o.contentType,
             ...(contentMd5 ? { 'content-md5': contentMd5 } : {}),
           },
-          body: data,
+          body: payload.body,
           timeoutMs: s.tryTimeoutMs(size, 'put-blob'),
           onBodyBytes: (n) => (s.bytesSent += n),
         });
@@ -44,6 +43,7 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
         if (s.o.journalDir !== false) await rm(UploadJournal.pathFor(s.o.journalDir, s.sas.displayUrl), { force: true }).catch(() => {});
         return s.finish(res, 1, 'single');
       } catch (error) {
+        failedTry = true;
         // A body corrupted on the way is sent again as blocks, each retried on its own.
         if (error instanceof BlobRequestFailure && error.digestMismatch) {
           await s.src.assertUnchanged();
@@ -64,6 +64,7 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
     if (error instanceof BlobRequestFailure) throw s.uploadError(error, tries);
     throw error;
   } finally {
-    lease.release();
+    // After a failed try a cut socket may still hold some of the body: its memory is not reused.
+    payload.release(!failedTry);
   }
 }

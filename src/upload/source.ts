@@ -8,7 +8,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, UploadError } from '../core/errors.js';
 import type { BlobBody } from './blob-http.js';
 import { filePieces, type BufferLease, type BufferPool } from './buffer-pool.js';
-import { fillFromFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
+import { fillFromFileHere, fillFromFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
 
 /**
  * One block ready to send: its digest and its bytes as a request body. A file block's bytes were
@@ -33,12 +33,24 @@ export interface UploadSource {
   readonly size: number;
   /** The block `[offset, offset + length)`, hashed with `algorithm` off the main thread. */
   block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock>;
+  /**
+   * The whole payload and its `algorithm` digest, for one request that cannot start before the
+   * digest is known (a single Put Blob). Up to {@link INLINE_WHOLE_MAX_BYTES} it is read and
+   * hashed on the calling thread, which would only wait for a worker (a file into the process's
+   * pieces, as a block is; a byte array where it is): a worker would add a copy and two messages,
+   * and in a new process its start, whose CPU competes with the request. Larger payloads go
+   * through the worker, so that the event loop is never held long.
+   */
+  whole(algorithm: HashAlgorithm): Promise<SourceBlock>;
   /** The bytes of `[offset, offset + length)` whole, in a buffer lent by `pool` (release it when done). */
   read(offset: number, length: number, pool: BufferPool): Promise<BufferLease>;
   /** Throw `ASTRO_UPLOAD_SOURCE_CHANGED` if the source changed since it was opened. */
   assertUnchanged(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Largest byte array {@link UploadSource.whole} hashes on the calling thread, in bytes (~11 ms of MD5). */
+export const INLINE_WHOLE_MAX_BYTES = 8 * 1024 * 1024;
 
 /** Base64 MD5 of some bytes (the `Content-MD5` header form). */
 export function md5(bytes: Uint8Array): Buffer {
@@ -58,6 +70,11 @@ class BytesSource implements UploadSource {
   async block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
     const { bytes } = await this.read(offset, length);
     return { digest: await hashOffThread(bytes, algorithm), body: bytes, release: () => {} };
+  }
+  async whole(algorithm: HashAlgorithm): Promise<SourceBlock> {
+    if (this.size > INLINE_WHOLE_MAX_BYTES) return this.block(0, this.size, algorithm);
+    const { bytes } = await this.read(0, this.size);
+    return { digest: createHash(algorithm).update(bytes).digest(), body: bytes, release: () => {} };
   }
   async assertUnchanged(): Promise<void> {}
   async close(): Promise<void> {}
@@ -82,11 +99,22 @@ class FileSource implements UploadSource {
     }
   }
 
-  async block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
+  block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
+    return this.piecesOf(length, (pieces) => fillFromFileOffThread(this.handle.fd, offset, pieces, algorithm));
+  }
+
+  whole(algorithm: HashAlgorithm): Promise<SourceBlock> {
+    if (this.size > INLINE_WHOLE_MAX_BYTES) return this.block(0, this.size, algorithm);
+    // Not even a worker started: its start-up would compete for the cores with this one request.
+    return this.piecesOf(this.size, async (pieces) => fillFromFileHere(this.handle.fd, 0, pieces, algorithm));
+  }
+
+  /** `length` bytes read into the process's pieces by `read`, which answers their digest. */
+  private async piecesOf(length: number, read: (pieces: Uint8Array[]) => Promise<Buffer>): Promise<SourceBlock> {
     const lease = filePieces.lease(length);
     let digest: Buffer;
     try {
-      digest = await fillFromFileOffThread(this.handle.fd, offset, lease.pieces, algorithm);
+      digest = await read(lease.pieces);
     } catch (error) {
       lease.release(true);
       if ((error as Error).message === SHORT_READ) throw this.changed('it became shorter while being uploaded');

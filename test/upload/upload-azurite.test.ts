@@ -3,7 +3,9 @@
  * the fault proxy. Azurite has no blob versioning, so the proxy adds `x-ms-version-id` to commit
  * answers the way a versioned account would (and stops doing so for the "no version" case).
  */
+import { writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isAstroError } from '../../src/core/errors.js';
 import { blobRouteOf, createFaultProxy, type FaultProxy } from '../../src/testing/fault-proxy.js';
@@ -69,6 +71,34 @@ describe('uploadBlockBlob against Azurite', () => {
     expect(proxy.stats.byRoute['blob.putBlob']?.requests).toBe(1);
     expect(result.versionId).toBe(injected.at(-1));
     await expectCommitted(blob.name, data);
+  });
+
+  it('sends files in one Put Blob from the reused 1 MiB pieces: each commit is its own file, byte for byte, retried or not', async () => {
+    const { dir, cleanup } = await tempDir('single-file-');
+    try {
+      // Sizes that end mid-piece; the second file is sent from the pieces the first one released,
+      // the third after a failed try (whose pieces are dropped), each Content-MD5 checked by Azurite.
+      const files = [
+        { size: MIB + MIB / 2 + 7, seed: 31, fail: false },
+        { size: MIB + 5, seed: 32, fail: true },
+        { size: 2 * MIB - 1, seed: 33, fail: false },
+      ];
+      for (const f of files) {
+        const blob = newBlob();
+        const data = payload(f.size, f.seed);
+        const file = join(dir, `bundle-${f.seed}.tar.gz`);
+        await writeFile(file, data);
+        if (f.fail) proxy.faults.add({ route: 'blob.putBlob', nth: 1, action: { kind: 'status', status: 500 } });
+        const before = proxy.stats.byRoute['blob.putBlob']?.requests ?? 0;
+        const result = await uploadBlockBlob(blob.url, file, opts(undefined, { singleShotMaxBytes: 2 * MIB }));
+        proxy.faults.clear();
+        expect(result).toMatchObject({ mode: 'single', blocks: 1, retries: f.fail ? 1 : 0 });
+        expect((proxy.stats.byRoute['blob.putBlob']?.requests ?? 0) - before).toBe(f.fail ? 2 : 1);
+        await expectCommitted(blob.name, data);
+      }
+    } finally {
+      await cleanup();
+    }
   });
 
   it('stages blocks for a larger payload and commits them with <Latest>', async () => {
