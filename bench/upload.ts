@@ -12,7 +12,8 @@
  * size (ours.file ÷ uploadFile for files), whether each client completed the throttled link, the
  * wire ratio under resets, and the peak RSS of a child process that uploads the largest file alone;
  * after clean runs, what one staged block costs Azurite's CPU beyond its bytes (`BENCH_SERVER_COST=0`
- * skips it).
+ * skips it); last, the first upload of a new process at 1, 4 and 16 MiB, the way most deploys
+ * run (`BENCH_COLD_SIZES_MIB`, `BENCH_COLD_REPS`; an empty size list skips it).
  *
  *   node --import tsx bench/upload.ts                # clean 64/256/1024 MiB; fast-link, throttled, resets: 64 MiB
  *   BENCH_SIZES_MIB=16,64 node --import tsx bench/upload.ts
@@ -68,6 +69,15 @@ const PEERS = process.env.BENCH_PEERS ? ALL_PEERS.filter((p) => process.env.BENC
 const OURS_OPTIONS = JSON.parse(process.env.BENCH_OURS_OPTIONS ?? '{}') as Partial<UploadBlockBlobOptions>;
 /** `BENCH_SERVER_COST=0` skips the measure of Azurite's CPU per staged block (~15 s) after clean runs. */
 const SERVER_COST = process.env.BENCH_SERVER_COST !== '0';
+/**
+ * First upload of a new process, the way most deploys run (a CLI or CI step uploads one bundle and
+ * exits): payload sizes in MiB (`BENCH_COLD_SIZES_MIB=''` skips it) and rounds.
+ */
+const COLD_SIZES_MIB = (process.env.BENCH_COLD_SIZES_MIB ?? '1,4,16').split(',').filter(Boolean).map(Number);
+const COLD_REPS = Number(process.env.BENCH_COLD_REPS ?? 7);
+const COLD_PEERS = ['ours', 'sdk.uploadData', 'ours.file', 'sdk.uploadFile'] as const;
+type ColdPeer = (typeof COLD_PEERS)[number];
+const ESBUILD = fileURLToPath(new URL('../node_modules/.bin/esbuild', import.meta.url));
 
 interface Scenario {
   name: string;
@@ -307,6 +317,7 @@ async function main(): Promise<void> {
     console.log(`MD5 of ${sizeMiB} MiB on one core of this machine: ${(performance.now() - t0).toFixed(0)} ms`);
   }
   if (SERVER_COST && SCENARIOS.some((x) => x.name === 'clean')) console.log(await serverCostPerBlock());
+  if (COLD_SIZES_MIB.length > 0) console.log(await coldStarts());
   console.log(`\nTotal bench time: ${((performance.now() - benchStart) / 1000).toFixed(0)} s. Throttled scenario limited to payloads <= ${THROTTLED_MAX_MIB} MiB.`);
 }
 
@@ -357,6 +368,60 @@ async function serverCostPerBlock(): Promise<string> {
   } finally {
     await server.stop();
   }
+}
+
+/**
+ * The first upload of a new process, per client: each round starts one process per client and
+ * size (clients taking turns, in both orders), which loads its modules and then times one upload
+ * call straight to a fresh Azurite. The child is this file bundled by esbuild into plain
+ * JavaScript, as users run the published build (through tsx, the hashing worker would load tsx too).
+ */
+async function coldStarts(): Promise<string> {
+  const server = await startAzurite();
+  const work = await mkdtemp(join(tmpdir(), 'bench-cold-'));
+  // Under node_modules, so the bundle's bare imports (@azure/storage-blob, undici) resolve.
+  const bundleDir = fileURLToPath(new URL('../node_modules/.cache/astro-deploy-sdk-bench/', import.meta.url));
+  const child = join(bundleDir, 'upload.mjs');
+  try {
+    await server.createContainer('bench');
+    const built = spawnSync(ESBUILD, [fileURLToPath(import.meta.url), '--bundle', '--platform=node', '--format=esm', '--packages=external', '--log-level=warning', `--outfile=${child}`], { encoding: 'utf8' });
+    if (built.status !== 0) throw new Error(`esbuild failed: ${built.stderr}`);
+    const lines = ['', '| first upload of a new process | ours (memory) | uploadData | ratio | ours (file) | uploadFile | ratio |', '|---|---|---|---|---|---|---|'];
+    let n = 0;
+    for (const sizeMiB of COLD_SIZES_MIB) {
+      const file = join(work, `cold-${sizeMiB}.bin`);
+      await writeFile(file, payload(sizeMiB * MIB));
+      const times = new Map<ColdPeer, number[]>(COLD_PEERS.map((p) => [p, []]));
+      for (let round = 0; round < COLD_REPS; round++) {
+        const order = round % 2 === 0 ? COLD_PEERS : [...COLD_PEERS].reverse();
+        for (const peer of order) {
+          const res = spawnSync(process.execPath, [child, '--cold-child', peer, server.sasUrl('bench', `cold-${n++}.bin`, 'cw'), file, work], { encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
+          const line = res.stdout?.split('\n').find((l) => l.startsWith('{'));
+          if (!line) throw new Error(`cold child ${peer} failed: ${res.stderr?.slice(0, 300)}`);
+          times.get(peer)!.push((JSON.parse(line) as { ms: number }).ms);
+        }
+      }
+      const median = (peer: ColdPeer) => [...times.get(peer)!].sort((a, b) => a - b)[Math.floor(COLD_REPS / 2)]!;
+      const cell = (peer: ColdPeer) => `${median(peer).toFixed(0)} ms`;
+      lines.push(`| ${sizeMiB} MiB | ${cell('ours')} | ${cell('sdk.uploadData')} | ${(median('ours') / median('sdk.uploadData')).toFixed(2)} | ${cell('ours.file')} | ${cell('sdk.uploadFile')} | ${(median('ours.file') / median('sdk.uploadFile')).toFixed(2)} |`);
+    }
+    lines.push(`(medians of ${COLD_REPS} processes per cell; the upload call only, after the modules loaded)`);
+    return lines.join('\n');
+  } finally {
+    await server.stop();
+    await rm(work, { recursive: true, force: true });
+    await rm(bundleDir, { recursive: true, force: true });
+  }
+}
+
+/** One upload in a new process (see {@link coldStarts}); prints the call's time. */
+async function coldChild(peer: ColdPeer, url: string, file: string, journalDir: string): Promise<void> {
+  const data = peer === 'ours' || peer === 'sdk.uploadData' ? readFileSync(file) : undefined;
+  const started = performance.now();
+  if (peer === 'ours' || peer === 'ours.file') await uploadBlockBlob(url, data ?? file, { journalDir, requireVersionId: false });
+  else if (peer === 'sdk.uploadData') await new BlockBlobClient(url).uploadData(data!);
+  else await new BlockBlobClient(url).uploadFile(file);
+  console.log(JSON.stringify({ ms: performance.now() - started }));
 }
 
 /**
@@ -413,7 +478,15 @@ function summary(rows: Row[], rss: Array<{ peer: string; sizeMiB: number; peakMi
   return out.join('\n');
 }
 
-if (process.argv[2] === '--rss-child') {
+if (process.argv[2] === '--cold-child') {
+  coldChild(process.argv[3] as ColdPeer, process.argv[4]!, process.argv[5]!, process.argv[6]!).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+} else if (process.argv[2] === '--rss-child') {
   rssChild(process.argv[3]!, process.argv[4]!, process.argv[5]!).catch((error: unknown) => {
     console.error(error);
     process.exitCode = 1;
