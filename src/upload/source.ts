@@ -49,7 +49,7 @@ export interface UploadSource {
   close(): Promise<void>;
 }
 
-/** Largest byte array {@link UploadSource.whole} hashes on the calling thread, in bytes (~11 ms of MD5). */
+/** Largest payload {@link UploadSource.whole} reads and hashes on the calling thread, in bytes (~11 ms of MD5). */
 export const INLINE_WHOLE_MAX_BYTES = 8 * 1024 * 1024;
 
 /** Base64 MD5 of some bytes (the `Content-MD5` header form). */
