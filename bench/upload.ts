@@ -333,8 +333,8 @@ async function serverCostPerBlock(): Promise<string> {
   try {
     await server.createContainer('bench');
     const data = payload(64 * MIB);
-    const send = async (url: string, body: Uint8Array, headers: Record<string, string> = {}) => {
-      const res = await request(url, { method: 'PUT', body, headers });
+    const send = async (url: string, body: Uint8Array) => {
+      const res = await request(url, { method: 'PUT', body });
       await res.body.dump();
       if (res.statusCode !== 201) throw new Error(`${url.split('?')[0]} answered ${res.statusCode}`);
     };
