@@ -155,11 +155,16 @@ function versionHeaders(req: IncomingMessage, upRes: IncomingMessage): Record<st
   return { 'x-ms-version-id': `${new Date().toISOString().slice(0, 19)}.0000000Z` };
 }
 
-async function runPeer(peer: Peer, url: string, data: Buffer, file: string, journalDir: string): Promise<void> {
+/**
+ * One upload of `data` (or of `file`, for the file clients) with `peer`. `ours` takes `extra`
+ * options on top (the child processes below upload straight to Azurite, which has no versions).
+ */
+async function runPeer(peer: Peer, url: string, data: Buffer, file: string, journalDir: string | false, extra: UploadBlockBlobOptions = {}): Promise<void> {
   const signal = AbortSignal.timeout(RUN_TIMEOUT_MS);
   if (peer === 'ours' || peer === 'ours.noMd5' || peer === 'ours.single' || peer === 'ours.file') {
     await uploadBlockBlob(url, peer === 'ours.file' ? file : data, {
       ...OURS_OPTIONS,
+      ...extra,
       ...(peer === 'ours.single' ? { singleShotMaxBytes: data.length } : {}),
       signal,
       journalDir,
@@ -416,11 +421,10 @@ async function coldStarts(): Promise<string> {
 
 /** One upload in a new process (see {@link coldStarts}); prints the call's time. */
 async function coldChild(peer: ColdPeer, url: string, file: string, journalDir: string): Promise<void> {
-  const data = peer === 'ours' || peer === 'sdk.uploadData' ? readFileSync(file) : undefined;
+  // The file clients read the file themselves.
+  const data = peer === 'ours' || peer === 'sdk.uploadData' ? readFileSync(file) : Buffer.alloc(0);
   const started = performance.now();
-  if (peer === 'ours' || peer === 'ours.file') await uploadBlockBlob(url, data ?? file, { journalDir, requireVersionId: false });
-  else if (peer === 'sdk.uploadData') await new BlockBlobClient(url).uploadData(data!);
-  else await new BlockBlobClient(url).uploadFile(file);
+  await runPeer(peer, url, data, file, journalDir, { requireVersionId: false });
   console.log(JSON.stringify({ ms: performance.now() - started }));
 }
 
@@ -438,10 +442,9 @@ function peakRssOf(peer: 'ours.file' | 'sdk.uploadFile', url: string, file: stri
   return JSON.parse(line) as { peakMiB: number; seconds: number };
 }
 
-async function rssChild(peer: string, url: string, file: string): Promise<void> {
+async function rssChild(peer: 'ours.file' | 'sdk.uploadFile', url: string, file: string): Promise<void> {
   const started = performance.now();
-  if (peer === 'ours.file') await uploadBlockBlob(url, file, { journalDir: false, requireVersionId: false });
-  else await new BlockBlobClient(url).uploadFile(file);
+  await runPeer(peer, url, Buffer.alloc(0), file, false, { requireVersionId: false });
   // VmHWM, not getrusage's maxRSS: Linux carries maxRSS across exec, so a child of this bench
   // (which holds every payload) would report the parent's peak.
   const hwmKiB = Number(/VmHWM:\s*(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? Number.NaN);
@@ -487,7 +490,7 @@ if (process.argv[2] === '--cold-child') {
     },
   );
 } else if (process.argv[2] === '--rss-child') {
-  rssChild(process.argv[3]!, process.argv[4]!, process.argv[5]!).catch((error: unknown) => {
+  rssChild(process.argv[3] as 'ours.file' | 'sdk.uploadFile', process.argv[4]!, process.argv[5]!).catch((error: unknown) => {
     console.error(error);
     process.exitCode = 1;
   });
