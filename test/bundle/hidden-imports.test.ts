@@ -7,6 +7,7 @@ import { scanDags } from '../../src/bundle/index.js';
 import { candidateFiles, findHiddenImports } from '../../src/bundle/hidden-imports.js';
 import { extractImports } from '../../src/bundle/python-imports.js';
 import { isAstroError } from '../../src/core/errors.js';
+import { holdThread } from '../helpers/hold-thread.js';
 import { cleanupTemp, makeTree } from './helpers.js';
 
 afterAll(cleanupTemp);
@@ -146,11 +147,6 @@ describe('findHiddenImports', () => {
     readText,
     signal,
   });
-  /** Hold the thread for `ms`, as reading a file from a slow disk would. */
-  const busy = (ms: number) => {
-    const until = performance.now() + ms;
-    while (performance.now() < until);
-  };
 
   it('reports hidden modules in the order of the shipped files, looking at each candidate once', async () => {
     const asked = new Map<string, number>();
@@ -184,7 +180,7 @@ describe('findHiddenImports', () => {
     // 47 files at 1 ms each: ~12 slices of 4 ms.
     const found = await findHiddenImports(
       context((rel) => {
-        busy(1);
+        holdThread(1);
         return files.get(rel);
       }),
     );
@@ -199,7 +195,7 @@ describe('findHiddenImports', () => {
     const err = await findHiddenImports(
       context((rel) => {
         if (++reads === 3) controller.abort();
-        busy(1);
+        holdThread(1);
         return files.get(rel);
       }, controller.signal),
     ).catch((e: unknown) => e);

@@ -4,19 +4,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isAstroError } from '../../src/core/errors.js';
+import { holdThread } from '../helpers/hold-thread.js';
 import { TimeSlice } from '../../src/core/time-slice.js';
 
-/** Hold the thread for `ms`, as a run of synchronous system calls would. */
-function busy(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
 
 describe('TimeSlice', () => {
   it('expires after its length of synchronous work, and a turn of the event loop starts a new slice', async () => {
     const slice = new TimeSlice(undefined, 20);
     expect(slice.expired).toBe(false);
-    busy(25);
+    holdThread(25);
     expect(slice.expired).toBe(true);
     let ranBetween = false;
     setImmediate(() => (ranBetween = true));
