@@ -79,12 +79,27 @@ const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.inc
  */
 const runCache = mkdtempSync(join(tmpdir(), 'astro-sdk-test-cache-'));
 process.on('exit', () => rmSync(runCache, { recursive: true, force: true }));
+
+/**
+ * The tests' temp folder (`TMPDIR` of every worker and what they spawn), checked when the run ends:
+ * whatever a test, a helper or the SDK left behind fails the run, named, instead of piling up in
+ * the machine's /tmp. tsx's compile cache (`tsx-<uid>`, from the children run through tsx) is
+ * tsx's own and expected.
+ */
+const runTmp = mkdtempSync(join(tmpdir(), 'astro-sdk-test-tmp-'));
+process.on('exit', () => {
+  const left = readdirSync(runTmp).filter((name) => !/^tsx-\d+$/.test(name));
+  rmSync(runTmp, { recursive: true, force: true });
+  if (left.length === 0) return;
+  process.stderr.write(`\nThe tests left ${left.length} item(s) in their temp folder: ${left.join(', ')}. Remove them in the test that makes them.\n`);
+  process.exitCode = 1;
+});
 /** Images built FROM the test runtime image, removed when the run ends (test/helpers/image-removals.ts). */
 process.env.ASTRO_TEST_IMAGE_REMOVALS = join(runCache, 'image-removals.txt');
 
 export default defineConfig({
   test: {
-    env: { XDG_CACHE_HOME: runCache, ASTRO_TEST_IMAGE_REMOVALS: process.env.ASTRO_TEST_IMAGE_REMOVALS },
+    env: { XDG_CACHE_HOME: runCache, TMPDIR: runTmp, ASTRO_TEST_IMAGE_REMOVALS: process.env.ASTRO_TEST_IMAGE_REMOVALS },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: keep the number of forked workers small so service-backed tests do not starve.

@@ -428,7 +428,7 @@ describe('file names that are not valid UTF-8', () => {
     const d = withBadName();
     writeFileSync(join(d, '.airflowignore'), 'sub/\n');
     const result = await createBundle(d, { output: { type: 'file' }, syntax: 'glob' });
-    onTestFinished(() => rmSync(result.path!, { force: true }));
+    onTestFinished(() => result.cleanup());
     expect(result.manifest.files.map((f) => f.path)).toEqual(['.airflowignore', 'dag.py']);
   });
 });

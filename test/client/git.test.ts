@@ -224,14 +224,16 @@ describe('deploy flows with git: auto and requireClean', () => {
   describe('deployImage', () => {
     let registry: TestRegistry;
     let archive: string;
+    let dir: string | undefined;
     beforeAll(async () => {
       registry = await startRegistry('none');
-      const dir = mkdtempSync(join(tmpdir(), 'git-image-'));
+      dir = mkdtempSync(join(tmpdir(), 'git-image-'));
       archive = join(dir, 'image.tar');
       await writeLegacyArchive(archive, makeImage({ labels: { [RUNTIME_VERSION_LABEL]: '3.1-3' }, layers: [{ 'app/x.txt': 'x' }] }), 'test/git:1');
     }, 60_000);
     afterAll(async () => {
       await registry?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     it("git: 'auto' reads the project's repository; requireClean refuses a dirty project before any request", async () => {
