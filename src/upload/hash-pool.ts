@@ -24,6 +24,8 @@
  * 16 MiB upload slowed its first blocks on two cores. So the calling thread hashes until it has
  * hashed {@link START_WORKER_AFTER_BYTES} (a block of 2 MiB: ~3 ms of MD5); only then is a worker
  * started, and work goes to workers once they are online. A payload of a few MiB never starts one.
+ * One input of that size or more (a large single Put Blob, a 32 MiB block after the workers ended
+ * idle) would hold the event loop for longer than a worker takes to start: it waits for one.
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -49,12 +51,14 @@ export const SHORT_READ = 'the file ended before the range';
 /**
  * The worker's whole program. `fill` tasks read a range of a file descriptor (shared by every
  * thread of the process) into shared pieces, hashing each piece as it is read. `whole` tasks hash
- * one shared range and answer with the digest.
+ * one shared range and answer with the digest. Modules come from `process.getBuiltinModule`, not
+ * `require`: eval'd worker code runs as ESM when the host process was started with
+ * `--input-type=module`, and there `require` does not exist.
  */
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { readSync } = require('node:fs');
+const { parentPort } = process.getBuiltinModule('node:worker_threads');
+const { createHash } = process.getBuiltinModule('node:crypto');
+const { readSync } = process.getBuiltinModule('node:fs');
 parentPort.on('message', (task) => {
   try {
     if (task.kind === 'fill') {
@@ -141,7 +145,7 @@ export class HashPool {
 
   /** The `algorithm` digest of `bytes`; never rejects because of the pool (falls back inline). */
   async digest(bytes: Uint8Array, algorithm: HashAlgorithm): Promise<Buffer> {
-    const slot = !sharedMemory || bytes.byteLength < INLINE_BELOW_BYTES || this.unavailable ? undefined : this.pick();
+    const slot = !sharedMemory || bytes.byteLength < INLINE_BELOW_BYTES || this.unavailable ? undefined : await this.slotFor(bytes.byteLength);
     if (!slot) return this.inline(bytes.byteLength, () => inlineDigest(bytes, algorithm));
     this.done.worker += 1;
     const id = this.nextId++;
@@ -177,8 +181,8 @@ export class HashPool {
    */
   async fillFromFile(fd: number, position: number, pieces: Uint8Array[], algorithm: HashAlgorithm): Promise<Buffer> {
     const shared = sharedMemory && pieces.every((p) => p.buffer instanceof SharedArrayBuffer);
-    const slot = this.unavailable || !shared ? undefined : this.pick();
     const length = pieces.reduce((n, p) => n + p.byteLength, 0);
+    const slot = this.unavailable || !shared ? undefined : await this.slotFor(length);
     if (!slot) return this.inline(length, () => fillFromFileHere(fd, position, pieces, algorithm));
     this.done.worker += 1;
     const id = this.nextId++;
@@ -203,6 +207,8 @@ export class HashPool {
     for (let starts = 0; ; ) {
       if (this.workers.some((w) => w.online)) return true;
       if (this.workers.length === 0 && (starts++ >= 2 || !this.start())) return false;
+      // Someone awaits the start: it keeps the process alive until then (maybeIdle lets go once online).
+      for (const w of this.workers) w.worker.ref();
       await new Promise<void>((resolve) => this.onlineWaiters.push(resolve));
     }
   }
@@ -245,6 +251,16 @@ export class HashPool {
     const waiter = this.stagingWaiters.shift();
     if (waiter) waiter(buffer);
     else this.freeStaging.push(buffer);
+  }
+
+  /**
+   * Where a task of `bytes` runs: {@link pick}'s choice, except that an input that alone would
+   * hold the calling thread for longer than a worker takes to start waits for one.
+   */
+  private async slotFor(bytes: number): Promise<PoolWorker | undefined> {
+    const slot = this.pick();
+    if (slot || bytes < START_WORKER_AFTER_BYTES) return slot;
+    return (await this.whenOnline()) ? this.pick() : undefined;
   }
 
   /**

@@ -2,7 +2,9 @@
 import { createHash, randomFillSync } from 'node:crypto';
 import { open, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BufferPool, PIECE_BYTES, PiecePool, sizeClassOf } from '../../src/upload/buffer-pool.js';
 import { HashPool, SHORT_READ, START_WORKER_AFTER_BYTES } from '../../src/upload/hash-pool.js';
@@ -57,6 +59,52 @@ describe('HashPool', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  it('sends an input that alone would hold the calling thread longer than a worker takes to start to a worker, waiting for it', async () => {
+    const pool = new HashPool(1);
+    const dir = await mkdtemp(join(tmpdir(), 'large-input-'));
+    try {
+      const bytes = sharedBytes(START_WORKER_AFTER_BYTES);
+      expect((await pool.digest(bytes, 'md5')).equals(createHash('md5').update(bytes).digest())).toBe(true);
+      expect(pool.done).toEqual({ worker: 1, inline: 0 });
+      // The same for a file range read into pieces, once the workers ended (as after an idle time).
+      await pool.close();
+      const file = join(dir, 'data.bin');
+      await writeFile(file, bytes);
+      const handle = await open(file, 'r');
+      try {
+        const pieces = new PiecePool().lease(START_WORKER_AFTER_BYTES).pieces;
+        expect((await pool.fillFromFile(handle.fd, 0, pieces, 'sha256')).equals(createHash('sha256').update(bytes).digest())).toBe(true);
+        expect(Buffer.concat(pieces).equals(bytes)).toBe(true);
+        expect(pool.done).toEqual({ worker: 2, inline: 0 });
+      } finally {
+        await handle.close();
+      }
+    } finally {
+      await pool.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('hashes a large input on a worker in a new process that has nothing else to do, even one that evaluates ESM, and lets it end', async () => {
+    // Nothing but the worker's start keeps this process alive while the digest waits for it; and
+    // with --input-type=module, the worker's eval'd program runs as ESM.
+    const code = [
+      `const { HashPool } = await import(${JSON.stringify(pathToFileURL(resolve('src/upload/hash-pool.ts')).href)});`,
+      'const pool = new HashPool(1);',
+      `const digest = await pool.digest(Buffer.alloc(${START_WORKER_AFTER_BYTES + MIB}, 7), 'md5');`,
+      "console.log(digest.toString('hex'), JSON.stringify(pool.done));",
+    ].join('\n');
+    const { stdout, code: exitCode } = await new Promise<{ stdout: string; code: number | null }>((done, fail) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.on('error', fail);
+      child.on('close', (c) => done({ stdout: out, code: c }));
+    });
+    const want = createHash('md5').update(Buffer.alloc(START_WORKER_AFTER_BYTES + MIB, 7)).digest('hex');
+    expect({ stdout: stdout.trim(), exitCode }).toEqual({ stdout: `${want} {"worker":1,"inline":0}`, exitCode: 0 });
   });
 
   it('starts again after being closed, and never fails a digest because of a worker', async () => {
