@@ -200,7 +200,8 @@ export class HashPool {
 
   /**
    * Start a worker if none is running and resolve once one is online: true then, false when
-   * none can start. Work asked of the pool before that is done on the calling thread.
+   * none can start. The wait keeps the process alive. Work asked of the pool meanwhile is done on
+   * the calling thread, except an input of {@link START_WORKER_AFTER_BYTES} or more, which waits too.
    */
   async whenOnline(): Promise<boolean> {
     // A worker that dies while starting is replaced once; a runtime where workers keep failing has none.

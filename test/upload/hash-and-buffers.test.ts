@@ -1,8 +1,8 @@
 /** The block-buffer pool and the off-thread hashing the uploader builds on. */
+import { spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { open, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
