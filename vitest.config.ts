@@ -83,12 +83,12 @@ process.on('exit', () => rmSync(runCache, { recursive: true, force: true }));
 /**
  * The tests' temp folder (`TMPDIR` of every worker and what they spawn), checked when the run ends:
  * whatever a test, a helper or the SDK left behind fails the run, named, instead of piling up in
- * the machine's /tmp. tsx's compile cache (`tsx-<uid>`, from the children run through tsx) is
- * tsx's own and expected.
+ * the machine's /tmp. The compile caches of the tools themselves are expected: tsx's (`tsx-<uid>`,
+ * from the children run through tsx) and, on Node 22 and later, Node's (`node-compile-cache`).
  */
 const runTmp = mkdtempSync(join(tmpdir(), 'astro-sdk-test-tmp-'));
 process.on('exit', () => {
-  const left = readdirSync(runTmp).filter((name) => !/^tsx-\d+$/.test(name));
+  const left = readdirSync(runTmp).filter((name) => !/^(tsx-\d+|node-compile-cache)$/.test(name));
   rmSync(runTmp, { recursive: true, force: true });
   if (left.length === 0) return;
   process.stderr.write(`\nThe tests left ${left.length} item(s) in their temp folder: ${left.join(', ')}. Remove them in the test that makes them.\n`);
