@@ -4,6 +4,8 @@
  * run. Scenarios:
  *   clean     loopback, no faults
  *   fast-link no faults, a 50 MiB/s uplink (bandwidth-bound instead of CPU-bound)
+ * Clean and fast-link rows are medians of interleaved rounds (`BENCH_CLEAN_REPS`,
+ * `BENCH_FAST_LINK_REPS`, 3 each; `BENCH_LARGE_REPS` above 256 MiB, 1).
  *   throttled 2 MiB/s uplink; the proxy answers 408 to any request still running after 10 s
  *   resets    a flaky link: a connection reset on average every 32 MiB of request body
  *
@@ -49,6 +51,8 @@ const RESETS_MAX_MIB = Number(process.env.BENCH_RESETS_MAX_MIB ?? 64);
 /** Per-upload time limit; `BENCH_RUN_TIMEOUT_S` raises it for the 512 MiB throttled run (~260 s at 2 MiB/s). */
 const RUN_TIMEOUT_MS = Number(process.env.BENCH_RUN_TIMEOUT_S ?? 180) * 1000;
 const CLEAN_REPS = Number(process.env.BENCH_CLEAN_REPS ?? 3);
+/** Rounds on the 50 MiB/s link: one round's ratios moved by ±8% between full runs. */
+const FAST_LINK_REPS = Number(process.env.BENCH_FAST_LINK_REPS ?? 3);
 /** Clean rounds above 256 MiB (one by default: a 1 GiB round of every peer takes about a minute). */
 const LARGE_REPS = Number(process.env.BENCH_LARGE_REPS ?? 1);
 
@@ -265,8 +269,8 @@ async function main(): Promise<void> {
         if (scenario.name === 'throttled' && sizeMiB > THROTTLED_MAX_MIB) continue;
         if (scenario.name === 'fast-link' && sizeMiB > FAST_LINK_MAX_MIB) continue;
         if (scenario.name.startsWith('resets') && sizeMiB > RESETS_MAX_MIB) continue;
-        // Clean runs are short and noisy on a shared 2-core box: interleave the peers and keep the median.
-        const reps = scenario.name === 'clean' ? (sizeMiB > 256 ? LARGE_REPS : CLEAN_REPS) : 1;
+        // Clean and fast-link runs are short and noisy on a shared 2-core box: interleave the peers and keep the median.
+        const reps = scenario.name === 'clean' ? (sizeMiB > 256 ? LARGE_REPS : CLEAN_REPS) : scenario.name === 'fast-link' ? FAST_LINK_REPS : 1;
         const byPeer = new Map<Peer, Row[]>();
         let server = await freshAzurite();
         for (let rep = 0; rep < reps; rep++) {
