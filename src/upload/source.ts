@@ -38,8 +38,9 @@ export interface UploadSource {
    * digest is known (a single Put Blob). Up to {@link INLINE_WHOLE_MAX_BYTES} it is read and
    * hashed on the calling thread, which would only wait for a worker (a file into the process's
    * pieces, as a block is; a byte array where it is): a worker would add a copy and two messages,
-   * and in a new process its start, whose CPU competes with the request. Larger payloads go
-   * through the worker, so that the event loop is never held long.
+   * and in a new process its start, whose CPU competes with the request. Larger payloads go to
+   * the hash pool like blocks (hash-pool.ts): to a worker once one runs, and one of 32 MiB or
+   * more waits for one rather than hold the event loop.
    */
   whole(algorithm: HashAlgorithm): Promise<SourceBlock>;
   /** The bytes of `[offset, offset + length)` whole, in a buffer lent by `pool` (release it when done). */
