@@ -4,9 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isAstroError } from '../../src/core/errors.js';
-import { holdThread } from '../helpers/hold-thread.js';
 import { TimeSlice } from '../../src/core/time-slice.js';
-
+import { holdThread } from '../helpers/hold-thread.js';
 
 describe('TimeSlice', () => {
   it('expires after its length of synchronous work, and a turn of the event loop starts a new slice', async () => {
