@@ -35,6 +35,17 @@ async function answers(docker: Dockerode): Promise<boolean> {
 
 let cached: Promise<{ docker: Dockerode; host: string }> | undefined;
 
+/** The daemon the tests would use, when one already answers (starts nothing). */
+export async function runningTestDocker(): Promise<Dockerode | undefined> {
+  const privateHost = `unix://${process.env.ASTRO_SDK_DOCKER_DIR ?? '/tmp/astro-sdk-docker'}/docker.sock`;
+  for (const host of [process.env.DOCKER_HOST, privateHost]) {
+    if (!host?.startsWith('unix://')) continue;
+    const d = clientFor(host);
+    if (await answers(d)) return d;
+  }
+  return undefined;
+}
+
 /**
  * The daemon to test against. Also sets `process.env.DOCKER_HOST`, so code under test that builds
  * its own client (and the docker/skopeo CLIs) talks to the same daemon.
