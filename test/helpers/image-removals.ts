@@ -7,6 +7,8 @@
  * of /tmp over a day of runs. The run fails when one of them cannot be removed. BuildKit's cache
  * goes too: on vfs its snapshots of the runtime image took 1.4 GB after one run of the build tests,
  * and the daemon reports them as a few kilobytes, so nothing else would notice them grow.
+ * Runs on one daemon take turns (CI runs alone): a run going on at the same time could lose an
+ * untagged image or a cache record it has not used yet.
  */
 import { existsSync, readFileSync } from 'node:fs';
 
