@@ -6,7 +6,7 @@
  *   BENCH_LAYER_MB=50 BENCH_RUNS=1 node --import tsx bench/image.ts
  *   BENCH_PARTS=cold BENCH_LEVELS=6,3 BENCH_RUNS=5 BENCH_ARCHIVE=/tmp/img.tar node --import tsx bench/image.ts
  *
- * Knobs: BENCH_PARTS (comma list of cold, daemon, warm, throttle, reset, rss; default all),
+ * Knobs: BENCH_PARTS (comma list of cold, runtime, daemon, warm, throttle, reset, rss; default all),
  * BENCH_LEVELS (gzip levels of the SDK's cold archive pushes, rotated with skopeo in each run;
  * default the SDK's default), BENCH_ARCHIVE (an archive path to reuse, kept afterwards; built there
  * when missing).
@@ -18,6 +18,9 @@
  * Measures
  * - cold push from the archive: SDK (no cache) vs `skopeo copy docker-archive:`, each into a new
  *   repository, BENCH_RUNS times alternating, each run on a new registry (best and median shown);
+ * - the same cold comparison on the tests' runtime image (Debian + python3 and pytest, one ~146 MB
+ *   layer that gzip shrinks to a third, test/helpers/runtime-image.ts), saved to an archive: real
+ *   images are mostly compressible, and there zlib's deflate speed decides;
  * - cold push from the daemon: SDK (daemon export, no cache) vs `docker push` (docker once: after
  *   its first push it knows the layers' digests and mounts them);
  * - warm push, every blob already in the repository: the SDK in a NEW process whose only help is
@@ -35,7 +38,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -46,11 +49,12 @@ import { identifyImage } from '../src/image/push-identify.js';
 import { createFaultProxy, type FaultProxy } from '../src/testing/fault-proxy.js';
 import { dockerCli, getTestDocker, removeImages } from '../test/helpers/docker.js';
 import { registryRouteOf, startRegistry } from '../test/helpers/registry.js';
+import { getRuntimeImage } from '../test/helpers/runtime-image.js';
 
 const run = promisify(execFile);
 const LAYER_MB = Number(process.env.BENCH_LAYER_MB ?? 100);
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'cold,daemon,warm,throttle,reset,rss').split(',').map((p) => p.trim()));
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'cold,runtime,daemon,warm,throttle,reset,rss').split(',').map((p) => p.trim()));
 /** Gzip levels of the SDK's cold archive pushes (undefined: the SDK's default). */
 const LEVELS: Array<number | undefined> = process.env.BENCH_LEVELS ? process.env.BENCH_LEVELS.split(',').map(Number) : [undefined];
 const KEEP_ARCHIVE = process.env.BENCH_ARCHIVE;
@@ -262,7 +266,7 @@ async function main(): Promise<void> {
       await dockerCli(['tag', local, ref]);
       await dockerCli(['push', ref], 600_000);
     };
-    const skopeoArgs = (ref: string) => ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${archive}`, `docker://${ref}`];
+    const skopeoArgs = (ref: string, from = archive) => ['copy', '--quiet', '--dest-tls-verify=false', `docker-archive:${from}`, `docker://${ref}`];
     const skopeoCopy = (ref: string) => run('skopeo', skopeoArgs(ref), { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
     /** `<registry>/<repository>:<tag>` as a push target. */
     const targetOf = (ref: string) => {
@@ -273,20 +277,58 @@ async function main(): Promise<void> {
       pushImage(source, targetOf(ref), { layerCache: new LayerCache(), chunkSizeBytes: NATIVE_CHUNK, ...extra });
     // The other checkout's push (BENCH_COMPARE), with its own LayerCache class.
     const other = COMPARE ? ((await import(pathToFileURL(join(COMPARE, 'src/image/index.ts')).href)) as typeof import('../src/image/index.js')) : undefined;
-    const variants: Array<{ name: string; push: (ref: string) => Promise<{ layers: Array<{ size: number }> }> }> = LEVELS.map((level) => ({
+    const variants: Array<{ name: string; push: (ref: string, from: string) => Promise<{ layers: Array<{ size: number }> }> }> = LEVELS.map((level) => ({
       name: level === undefined ? 'SDK' : `SDK level ${level}`,
-      push: (ref: string) => native(archive, ref, level === undefined ? {} : { gzipLevel: level }),
+      push: (ref: string, from: string) => native(from, ref, level === undefined ? {} : { gzipLevel: level }),
     }));
     if (other) {
       variants.push({
         name: `${COMPARE}`,
-        push: (ref: string) => other.pushImage(archive, targetOf(ref), { layerCache: new other.LayerCache(), chunkSizeBytes: NATIVE_CHUNK }),
+        push: (ref: string, from: string) => other.pushImage(from, targetOf(ref), { layerCache: new other.LayerCache(), chunkSizeBytes: NATIVE_CHUNK }),
       });
     }
+    let blobBytes = 0;
+    type ColdArchiveResults = { archive: number[][]; archiveCpu: number[][]; archiveSizes: number[][]; skopeo: number[]; skopeoCpu: number[]; skopeoSizes: number[] };
+    const coldArchiveResults = (): ColdArchiveResults => ({ archive: variants.map(() => []), archiveCpu: variants.map(() => []), archiveSizes: variants.map(() => []), skopeo: [], skopeoCpu: [], skopeoSizes: [] });
+    /**
+     * Run `r` of the cold comparison from the archive at `from` into the registry at `host`: each
+     * SDK variant and skopeo once, into new repositories named after `name`.
+     */
+    const coldArchiveRound = async (from: string, name: string, host: string, r: number, out: ColdArchiveResults): Promise<void> => {
+      // Every participant (each SDK variant, skopeo) takes each place in the order in turn, in
+      // both directions (so none always follows the same one), each after a `sync`: the push that
+      // follows another's 330 MB of registry writes otherwise pays for their writeback (SDK
+      // against an identical copy of itself: 0.4 s more CPU, always in that place).
+      const sdk = async (i: number) => {
+        const cpu = process.cpuUsage();
+        out.archive[i]!.push(
+          await timed(async () => {
+            const result = await variants[i]!.push(`${host}/bench/${name}-${r}-${i}:v1`, from);
+            if (from === archive) blobBytes = result.layers.reduce((n, l) => n + l.size, 0);
+            out.archiveSizes[i] = result.layers.map((l) => l.size);
+          }),
+        );
+        const used = process.cpuUsage(cpu);
+        out.archiveCpu[i]!.push((used.user + used.system) / 1000);
+      };
+      const skopeo = async () => {
+        // The main archive's skopeo-0 is what the warm part pushes again.
+        const repository = `bench/${from === archive ? '' : `${name}-`}skopeo-${r}`;
+        let cpuMs = NaN;
+        out.skopeo.push(await timed(async () => (cpuMs = await cpuOf('skopeo', skopeoArgs(`${host}/${repository}:v1`, from)))));
+        out.skopeoCpu.push(cpuMs);
+        out.skopeoSizes = await layerSizes(host, repository, 'v1');
+      };
+      const participants = [...variants.map((_, i) => () => sdk(i)), skopeo];
+      const n = participants.length;
+      for (let k = 0; k < n; k++) {
+        await run('sync');
+        await participants[Math.floor(r / 2) % 2 === 0 ? (k + r) % n : (2 * n - 1 - k + r) % n]!();
+      }
+    };
 
     // 1. Cold pushes, each into a new repository; the SDK never gets a cache here.
-    const cold = { archive: variants.map(() => [] as number[]), archiveCpu: variants.map(() => [] as number[]), archiveSizes: variants.map(() => [] as number[]), skopeo: [] as number[], skopeoCpu: [] as number[], skopeoSizes: [] as number[], daemon: [] as number[], docker: [] as number[] };
-    let blobBytes = 0;
+    const cold = { ...coldArchiveResults(), daemon: [] as number[], docker: [] as number[] };
     if (PARTS.has('cold') || PARTS.has('daemon')) console.log('cold pushes...');
     for (let r = 0; r < RUNS && (PARTS.has('cold') || PARTS.has('daemon')); r++) {
       // Each run on a registry of its own: skopeo remembers the digests it made (its blob info
@@ -294,40 +336,29 @@ async function main(): Promise<void> {
       const runRegistry = r === 0 ? registry : await startRegistry('none');
       if (r > 0) closers.push(() => runRegistry.stop());
       const host = runRegistry.host;
-      if (PARTS.has('cold')) {
-        // Every participant (each SDK variant, skopeo) takes each place in the order in turn, in
-        // both directions (so none always follows the same one), each after a `sync`: the push that
-        // follows another's 330 MB of registry writes otherwise pays for their writeback (SDK
-        // against an identical copy of itself: 0.4 s more CPU, always in that place).
-        const sdk = async (i: number) => {
-          const cpu = process.cpuUsage();
-          cold.archive[i]!.push(
-            await timed(async () => {
-              const result = await variants[i]!.push(`${host}/bench/archive-${r}-${i}:v1`);
-              blobBytes = result.layers.reduce((n, l) => n + l.size, 0);
-              cold.archiveSizes[i] = result.layers.map((l) => l.size);
-            }),
-          );
-          const used = process.cpuUsage(cpu);
-          cold.archiveCpu[i]!.push((used.user + used.system) / 1000);
-        };
-        const skopeo = async () => {
-          const ref = `${host}/bench/skopeo-${r}:v1`;
-          let cpuMs = NaN;
-          cold.skopeo.push(await timed(async () => (cpuMs = await cpuOf('skopeo', skopeoArgs(ref)))));
-          cold.skopeoCpu.push(cpuMs);
-          cold.skopeoSizes = await layerSizes(host, `bench/skopeo-${r}`, 'v1');
-        };
-        const participants = [...variants.map((_, i) => () => sdk(i)), skopeo];
-        const n = participants.length;
-        for (let k = 0; k < n; k++) {
-          await run('sync');
-          await participants[Math.floor(r / 2) % 2 === 0 ? (k + r) % n : (2 * n - 1 - k + r) % n]!();
-        }
-      }
+      if (PARTS.has('cold')) await coldArchiveRound(archive, 'archive', host, r, cold);
       if (PARTS.has('daemon')) {
         cold.daemon.push(await timed(() => native(local, `${host}/bench/daemon-${r}:v1`)));
         if (r === 0) cold.docker.push(await timed(() => dockerPush(`${direct}/bench/docker-${r}:v1`)));
+      }
+    }
+
+    // 1b. The same cold comparison on the tests' runtime image: Debian + python3 and pytest in one
+    // layer that gzip shrinks to a third, as real images do, where the image above is mostly random.
+    const runtimeCold = coldArchiveResults();
+    let runtimeMb = 0;
+    if (PARTS.has('runtime')) {
+      console.log('cold pushes of the runtime image...');
+      const runtimeArchive = join(dir, 'runtime.tar');
+      await dockerCli(['save', '-o', runtimeArchive, await getRuntimeImage()], 600_000);
+      runtimeMb = (await stat(runtimeArchive)).size / 1024 / 1024;
+      for (let r = 0; r < RUNS; r++) {
+        const runRegistry = await startRegistry('none');
+        try {
+          await coldArchiveRound(runtimeArchive, 'runtime', runRegistry.host, r, runtimeCold);
+        } finally {
+          await runRegistry.stop();
+        }
       }
     }
 
@@ -432,20 +463,24 @@ async function main(): Promise<void> {
     if (PARTS.has('cold')) {
       for (const [i, v] of variants.entries()) row(`cold, from the archive (${v.name})`, cold.archive[i]!, 'skopeo copy docker-archive:', cold.skopeo);
     }
+    if (PARTS.has('runtime')) {
+      for (const [i, v] of variants.entries()) row(`cold, runtime image from its archive (${v.name})`, runtimeCold.archive[i]!, 'skopeo copy docker-archive:', runtimeCold.skopeo);
+    }
     if (PARTS.has('daemon')) row('cold, from the daemon', cold.daemon, 'docker push', cold.docker);
     if (warm) {
       console.log(`| warm, archive, new process (push call) | ${s(warm.archive.pushMs)} | docker push / skopeo copy | ${s(warm.docker)} / ${s(warm.skopeo)} | ${(warm.archive.pushMs / warm.docker).toFixed(2)}x / ${(warm.archive.pushMs / warm.skopeo).toFixed(2)}x |`);
       console.log(`| warm, daemon, new process (push call) | ${s(warm.daemon.pushMs)} | docker push | ${s(warm.docker)} | ${(warm.daemon.pushMs / warm.docker).toFixed(2)}x |`);
     }
-    if (PARTS.has('cold')) {
+    const cpuTable = (what: string, results: ColdArchiveResults) => {
+      const sizes = (xs: number[]) => xs.map((n) => (n / 1024 / 1024).toFixed(2)).join(', ');
       console.log('');
-      console.log('| cold archive push | CPU (user + sys), median | layer sizes (MB, manifest order) |');
+      console.log(`| ${what} | CPU (user + sys), median | layer sizes (MB, manifest order) |`);
       console.log('|---|---|---|');
-      for (const [i, v] of variants.entries()) {
-        console.log(`| ${v.name} | ${s(median(cold.archiveCpu[i]!))} | ${cold.archiveSizes[i]!.map((n) => (n / 1024 / 1024).toFixed(2)).join(', ')} |`);
-      }
-      console.log(`| skopeo copy | ${s(median(cold.skopeoCpu))} | ${cold.skopeoSizes.map((n) => (n / 1024 / 1024).toFixed(2)).join(', ')} |`);
-    }
+      for (const [i, v] of variants.entries()) console.log(`| ${v.name} | ${s(median(results.archiveCpu[i]!))} | ${sizes(results.archiveSizes[i]!)} |`);
+      console.log(`| skopeo copy | ${s(median(results.skopeoCpu))} | ${sizes(results.skopeoSizes)} |`);
+    };
+    if (PARTS.has('cold')) cpuTable('cold archive push', cold);
+    if (PARTS.has('runtime')) cpuTable(`cold push of the runtime image (${runtimeMb.toFixed(0)} MB archive)`, runtimeCold);
     if (warm) {
       console.log('');
       console.log(
