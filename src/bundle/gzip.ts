@@ -217,15 +217,21 @@ export function gzipMembers(settings: GzipMemberSettings): (source: AsyncIterabl
  * readers that own their block buffers (the image push reads an archive's layer straight into them).
  */
 export async function layerMember(block: Buffer, settings: GzipMemberSettings): Promise<Buffer[]> {
-  // A large chunkSize lets zlib compress a whole block in one go on its thread; with the default
-  // (16 KiB) every slice takes a round trip through the main thread and blocks barely overlap.
-  const options: ZlibOptions = { level: settings.level, memLevel: 9, chunkSize: Math.max(64 * 1024, settings.blockBytes + 64 * 1024) };
   // Already-compressed content (wheels, zips, images) gains nothing from deflate but costs
   // most of its time; store such blocks. The choice depends on the bytes only, so the output
   // (and the digest) stays the same from push to push.
-  const incompressible = settings.level > 0 && looksIncompressible(block);
+  const share = settings.level > 0 ? sampledShare(block) : undefined;
+  const incompressible = share === 1;
   if (incompressible && storedMatchesZlib()) return storedMember(block);
-  return gzipMember(block, incompressible ? { ...options, level: 0 } : options);
+  // zlib's output buffer is allocated whole before it starts, and is large enough for the whole
+  // member, so that zlib compresses the block in one go on its thread (with the default 16 KiB
+  // every slice takes a round trip through the main thread and blocks barely overlap). Sized for
+  // the worst case it was ~3x what a compressible block needs, and that external memory made V8
+  // collect more often; so it is sized from the samples, with a margin. A short guess costs a
+  // second chunk, never other bytes.
+  const worst = block.length + 64 * 1024;
+  const chunkSize = share === undefined || incompressible ? worst : Math.min(worst, Math.ceil(block.length * share * 1.5) + 64 * 1024);
+  return gzipMember(block, { level: incompressible ? 0 : settings.level, memLevel: 9, chunkSize });
 }
 
 /** Largest stored deflate block (RFC 1951: LEN is 16 bits). */
@@ -281,20 +287,23 @@ function storedMatchesZlib(): boolean {
 const SAMPLE_BYTES = 16 * 1024;
 
 /**
- * True when three samples of `block` (start, middle, end) shrink by less than 2% at the fastest
- * level: the block is then stored rather than deflated. The samples are deflated here, not on the
- * thread pool: ~0.2 ms each, where an asynchronous call (a zlib stream made and torn down for 16
- * KiB) cost about twice that in CPU, most of it on this thread, three times per block of an
- * image's incompressible layers. Same zlib, same options: the same decisions, so the same bytes.
+ * How well `block` deflates, from three samples (start, middle, end) at the fastest level: the
+ * share of its size the first sample that shrinks by 2% or more deflates to, or 1 when none does
+ * (the block is then stored rather than deflated); undefined for a block shorter than four
+ * samples (never stored). The samples are deflated here, not on the thread pool: ~0.2 ms each,
+ * where an asynchronous call (a zlib stream made and torn down for 16 KiB) cost about twice that
+ * in CPU, most of it on this thread, three times per block of an image's incompressible layers.
+ * Same zlib, same options: the same decisions, so the same bytes.
  */
-function looksIncompressible(block: Buffer): boolean {
-  if (block.length < 4 * SAMPLE_BYTES) return false;
+function sampledShare(block: Buffer): number | undefined {
+  if (block.length < 4 * SAMPLE_BYTES) return undefined;
   const starts = [0, Math.floor(block.length / 2), block.length - SAMPLE_BYTES];
   for (const start of starts) {
     const sample = block.subarray(start, start + SAMPLE_BYTES);
-    if (deflateRawSync(sample, { level: 1 }).length < sample.length * 0.98) return false;
+    const deflated = deflateRawSync(sample, { level: 1 }).length;
+    if (deflated < sample.length * 0.98) return deflated / sample.length;
   }
-  return true;
+  return 1;
 }
 
 /**

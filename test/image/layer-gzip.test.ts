@@ -40,6 +40,30 @@ describe('layer gzip members', () => {
     expect(out.equals(Buffer.concat(expected))).toBe(true);
   });
 
+  it("gives zlib's bytes when a block deflates far worse than its first sample (zlib's output overflows the buffer sized from it)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'layer-gzip-'));
+    try {
+      const blockBytes = 256 * 1024;
+      // Each block starts with 20 KiB of one repeated line (its first sample deflates to ~1%), and
+      // the rest is random: zlib's member is ~15x the buffer the sample suggests.
+      const block = () => Buffer.concat([Buffer.from('x = 1\n'.repeat(20 * 1024 / 6 + 1)).subarray(0, 20 * 1024), randomBytes(blockBytes - 20 * 1024)]);
+      const input = Buffer.concat([block(), block(), block().subarray(0, 100_000)]);
+      const settings = { level: 6, blockBytes, parallelBlocks: 2 };
+      const expected: Buffer[] = [];
+      for (let at = 0; at < input.length; at += blockBytes) expected.push(gzipSync(input.subarray(at, at + blockBytes), { level: 6, memLevel: 9 }));
+      const streamed = await collect(gzipMembers(settings)(Readable.from([input], { objectMode: false })));
+      expect(streamed.equals(Buffer.concat(expected))).toBe(true);
+      const file = join(dir, 'layer.tar');
+      await writeFile(file, input);
+      const result = await gzipFileRange({ path: file, start: 0, size: input.length }, join(dir, 'out.gz'), settings);
+      expect((await readFile(join(dir, 'out.gz'))).equals(Buffer.concat(expected))).toBe(true);
+      expect(gunzipSync(await readFile(join(dir, 'out.gz'))).equals(input)).toBe(true);
+      expect(result.size).toBe(Buffer.concat(expected).length);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('gives the same bytes and digests from a range of a file (read into recycled blocks) as the stream framing', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'layer-gzip-'));
     try {
