@@ -35,13 +35,13 @@ async function answers(docker: Dockerode): Promise<boolean> {
 
 let cached: Promise<{ docker: Dockerode; host: string }> | undefined;
 
-/** The daemon the tests would use, when one already answers (starts nothing). */
-export async function runningTestDocker(): Promise<Dockerode | undefined> {
+/** The daemon the tests would use, when one already answers: `DOCKER_HOST`'s, else the private one (starts nothing). */
+export async function runningTestDocker(): Promise<{ docker: Dockerode; host: string } | undefined> {
   const privateHost = `unix://${process.env.ASTRO_SDK_DOCKER_DIR ?? '/tmp/astro-sdk-docker'}/docker.sock`;
   for (const host of [process.env.DOCKER_HOST, privateHost]) {
     if (!host?.startsWith('unix://')) continue;
-    const d = clientFor(host);
-    if (await answers(d)) return d;
+    const docker = clientFor(host);
+    if (await answers(docker)) return { docker, host };
   }
   return undefined;
 }
@@ -53,9 +53,10 @@ export async function runningTestDocker(): Promise<Dockerode | undefined> {
 export function getTestDocker(): Promise<{ docker: Dockerode; host: string }> {
   cached ??= (async () => {
     const fromEnv = process.env.DOCKER_HOST;
-    if (fromEnv && fromEnv.startsWith('unix://')) {
-      const d = clientFor(fromEnv);
-      if (await answers(d)) return { docker: d, host: fromEnv };
+    const running = await runningTestDocker();
+    if (running) {
+      process.env.DOCKER_HOST = running.host;
+      return running;
     }
     let out: string;
     try {

@@ -19,7 +19,7 @@ export default function setup(): () => Promise<void> {
     const { removeImages, runningTestDocker } = await import('./docker.js');
     const list = process.env.ASTRO_TEST_IMAGE_REMOVALS;
     if (list && existsSync(list)) await removeImages(...new Set(readFileSync(list, 'utf8').split('\n').filter(Boolean)));
-    const docker = await runningTestDocker();
+    const docker = (await runningTestDocker())?.docker;
     if (!docker) return;
     const leftovers = async () => (await docker.listImages({ filters: { dangling: ['true'] } })).filter((image) => image.Created >= startedAt).map((image) => image.Id);
     // Not forced: an image that a container still uses stays, and is named below.
