@@ -8,7 +8,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, UploadError } from '../core/errors.js';
 import type { BlobBody } from './blob-http.js';
 import { filePieces, type BufferLease, type BufferPool } from './buffer-pool.js';
-import { fillFromFileHere, fillFromFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
+import { digestInSlices, fillFromFileHere, fillFromFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
 
 /**
  * One block ready to send: its digest and its bytes as a request body. A file block's bytes were
@@ -35,12 +35,13 @@ export interface UploadSource {
   block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock>;
   /**
    * The whole payload and its `algorithm` digest, for one request that cannot start before the
-   * digest is known (a single Put Blob). Up to {@link INLINE_WHOLE_MAX_BYTES} it is read and
-   * hashed on the calling thread, which would only wait for a worker (a file into the process's
-   * pieces, as a block is; a byte array where it is): a worker would add a copy and two messages,
-   * and in a new process its start, whose CPU competes with the request. Larger payloads go to
-   * the hash pool like blocks (hash-pool.ts): to a worker once one runs, and one of 32 MiB or
-   * more waits for one rather than hold the event loop.
+   * digest is known (a single Put Blob); the calling thread would only wait for a worker. A byte
+   * array is hashed where it is, on the calling thread, in slices that give the event loop a turn
+   * every few milliseconds (`digestInSlices`): a worker would need it copied into shared memory
+   * first, which costs more than the hash, and in a new process its start competes with the
+   * request for the CPU. A file up to {@link INLINE_WHOLE_MAX_BYTES} is read into the process's
+   * pieces and hashed on the calling thread; a larger one goes to the hash pool like a block
+   * (hash-pool.ts), whose worker reads it into the pieces and hashes it without a copy.
    */
   whole(algorithm: HashAlgorithm): Promise<SourceBlock>;
   /** The bytes of `[offset, offset + length)` whole, in a buffer lent by `pool` (release it when done). */
@@ -50,7 +51,7 @@ export interface UploadSource {
   close(): Promise<void>;
 }
 
-/** Largest payload {@link UploadSource.whole} reads and hashes on the calling thread, in bytes (~11 ms of MD5). */
+/** Largest file {@link UploadSource.whole} reads and hashes on the calling thread, in bytes (~11 ms of MD5). */
 export const INLINE_WHOLE_MAX_BYTES = 8 * 1024 * 1024;
 
 /** Base64 MD5 of some bytes (the `Content-MD5` header form). */
@@ -73,9 +74,8 @@ class BytesSource implements UploadSource {
     return { digest: await hashOffThread(bytes, algorithm), body: bytes, release: () => {} };
   }
   async whole(algorithm: HashAlgorithm): Promise<SourceBlock> {
-    if (this.size > INLINE_WHOLE_MAX_BYTES) return this.block(0, this.size, algorithm);
     const { bytes } = await this.read(0, this.size);
-    return { digest: createHash(algorithm).update(bytes).digest(), body: bytes, release: () => {} };
+    return { digest: await digestInSlices(bytes, algorithm), body: bytes, release: () => {} };
   }
   async assertUnchanged(): Promise<void> {}
   async close(): Promise<void> {}

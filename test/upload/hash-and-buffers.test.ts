@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BufferPool, PIECE_BYTES, PiecePool, sizeClassOf } from '../../src/upload/buffer-pool.js';
 import { HashPool, SHORT_READ, START_WORKER_AFTER_BYTES } from '../../src/upload/hash-pool.js';
+import { openSource } from '../../src/upload/source.js';
 
 const MIB = 1024 * 1024;
 
@@ -165,6 +166,35 @@ describe('HashPool.fillFromFile', () => {
       await handle.close();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('UploadSource.whole of a byte array', () => {
+  it('hashes a large payload where it is, letting the event loop run, and keeps no copy of it', async () => {
+    // Above what a worker is waited for: before, it went to one through a 64 MiB staging copy that stayed.
+    const bytes = randomFillSync(Buffer.allocUnsafe(START_WORKER_AFTER_BYTES + 16 * MIB));
+    const before = process.memoryUsage().arrayBuffers;
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      if (!ticking) return;
+      turns += 1;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const source = await openSource(bytes);
+    const whole = await source.whole('md5');
+    ticking = false;
+    const grownBytes = process.memoryUsage().arrayBuffers - before;
+
+    expect(whole.digest.equals(createHash('md5').update(bytes).digest())).toBe(true);
+    // The request body is the caller's memory itself.
+    expect(whole.body instanceof Uint8Array && whole.body.buffer).toBe(bytes.buffer);
+    expect(grownBytes).toBeLessThan(8 * MIB);
+    // ~70 ms of MD5 in 4 ms slices: other callbacks ran in between.
+    expect(turns).toBeGreaterThan(3);
+    whole.release(true);
+    await source.close();
   });
 });
 
