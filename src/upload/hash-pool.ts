@@ -352,8 +352,9 @@ const SLICE_STEP_BYTES = 1024 * 1024;
  * event loop a turn whenever a time slice (core/time-slice.ts, 4 ms) is spent. For one large
  * input that must be hashed before anything else can happen (a single Put Blob of a caller's
  * byte array), this is cheaper than a worker, which needs the bytes copied into shared memory
- * first: that copy into fresh memory cost more than the MD5 itself (64 MiB: ~100 ms here against
- * ~385 ms through the pool; 256 MiB: ~380 ms against ~1.4 s, measured on 2 cores).
+ * first: that copy into fresh memory cost more than the MD5 itself (the first digest of a new
+ * process, 2 cores: 64 MiB in ~100 ms against ~385 ms through the pool, 256 MiB in ~380 ms
+ * against ~1.4 s).
  */
 export async function digestInSlices(bytes: Uint8Array, algorithm: HashAlgorithm): Promise<Buffer> {
   const hash = createHash(algorithm);
