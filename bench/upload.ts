@@ -142,6 +142,11 @@ function processCpuMs(pid: number | undefined): number {
   }
 }
 
+/** The middle value of `xs` (the upper one of the two middles for an even count). */
+function medianOf(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
 function payload(size: number): Buffer {
   // Incompressible and cheap to make: a repeated random 1 MiB pattern with a per-MiB counter.
   const out = Buffer.allocUnsafe(size);
@@ -371,8 +376,7 @@ async function serverCostPerBlock(): Promise<string> {
         await server.service.getContainerClient('bench').getBlockBlobClient(blob).deleteIfExists();
       }
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    const [one, ...more] = counts.map((n) => ({ n, ms: median(cpu.get(n)!) }));
+    const [one, ...more] = counts.map((n) => ({ n, ms: medianOf(cpu.get(n)!) }));
     const perBlock = more.map((m) => `${((m.ms - one!.ms) / (m.n - 1)).toFixed(1)} ms per block at ${m.n} blocks`).join(', ');
     return `\nAzurite CPU for the same 64 MiB staged as ${counts.join(' / ')} block(s), one request at a time (median of 5): ${[one!, ...more].map((m) => m.ms).join(' / ')} ms; beyond the bytes, ${perBlock}.`;
   } finally {
@@ -419,10 +423,9 @@ async function coldStarts(): Promise<string> {
           serverCpu.get(peer)!.push(processCpuMs(server.pid) - serverCpuBefore);
         }
       }
-      const middle = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-      const median = (peer: ColdPeer) => middle(times.get(peer)!);
+      const median = (peer: ColdPeer) => medianOf(times.get(peer)!);
       const cell = (peer: ColdPeer) => `${median(peer).toFixed(0)} ms`;
-      const serverCells = COLD_PEERS.map((peer) => middle(serverCpu.get(peer)!).toFixed(0)).join(' / ');
+      const serverCells = COLD_PEERS.map((peer) => medianOf(serverCpu.get(peer)!).toFixed(0)).join(' / ');
       lines.push(`| ${sizeMiB} MiB | ${cell('ours')} | ${cell('sdk.uploadData')} | ${(median('ours') / median('sdk.uploadData')).toFixed(2)} | ${cell('ours.file')} | ${cell('sdk.uploadFile')} | ${(median('ours.file') / median('sdk.uploadFile')).toFixed(2)} | ${serverCells} |`);
     }
     lines.push(`(medians of ${COLD_REPS} processes per cell; the upload call only, after the modules loaded; Azurite CPU in /proc ticks of 10 ms)`);
