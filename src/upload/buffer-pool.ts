@@ -5,9 +5,10 @@
  * page faults of a new 64 MiB buffer cost ~240 ms, over twice the MD5 of the same bytes, while a
  * copy into memory already touched costs ~5 ms. Ranges read whole (the resume check of a staged
  * block) therefore go into a few buffers that are handed back and used again. A file's blocks,
- * and its single Put Blob, are read into 1 MiB pieces of a {@link PiecePool} instead, once: the
- * hashing worker reads and hashes them and the request body sends the same pieces (source.ts);
- * that pool is the process's, so a process that uploads many bundles touches its pieces once.
+ * and its single Put Blob up to 8 MiB, are read into 1 MiB pieces of a {@link PiecePool}
+ * instead, once: the hashing worker reads and hashes them and the request body sends the same
+ * pieces (source.ts); that pool is the process's, so a process that uploads many bundles touches
+ * its pieces once.
  *
  * Blocks grow while an upload proves its link (2 MiB, then a little larger with every clean
  * block), so buffers are allocated in power-of-two size classes: a buffer of one class serves

@@ -44,6 +44,9 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
         return s.finish(res, 1, 'single');
       } catch (error) {
         failedTry = true;
+        // A file read during the request that changed meanwhile explains any failure best (a
+        // digest mismatch, or a body cut short): say so rather than retry.
+        if (s.src.wholeIsStreamed) await s.src.assertUnchanged();
         // A body corrupted on the way is sent again as blocks, each retried on its own.
         if (error instanceof BlobRequestFailure && error.digestMismatch) {
           await s.src.assertUnchanged();

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, UploadError } from '../core/errors.js';
 import type { BlobBody } from './blob-http.js';
-import { filePieces, type BufferLease, type BufferPool } from './buffer-pool.js';
+import { filePieces, PIECE_BYTES, type BufferLease, type BufferPool } from './buffer-pool.js';
 import { digestInSlices, fillFromFileHere, fillFromFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
 
 /**
@@ -40,10 +40,15 @@ export interface UploadSource {
    * every few milliseconds (`digestInSlices`): a worker would need it copied into shared memory
    * first, which costs more than the hash, and in a new process its start competes with the
    * request for the CPU. A file up to {@link INLINE_WHOLE_MAX_BYTES} is read into the process's
-   * pieces and hashed on the calling thread; a larger one goes to the hash pool like a block
-   * (hash-pool.ts), whose worker reads it into the pieces and hashes it without a copy.
+   * pieces and hashed on the calling thread; a larger one is hashed by a worker reading it through
+   * one reused piece, and its body reads the file again on each try ({@link wholeIsStreamed}).
    */
   whole(algorithm: HashAlgorithm): Promise<SourceBlock>;
+  /**
+   * {@link whole}'s body is read from the source while the request runs, not held in memory: only
+   * a `Content-MD5` then stops bytes rewritten mid-request from being stored.
+   */
+  readonly wholeIsStreamed: boolean;
   /** The bytes of `[offset, offset + length)` whole, in a buffer lent by `pool` (release it when done). */
   read(offset: number, length: number, pool: BufferPool): Promise<BufferLease>;
   /** Throw `ASTRO_UPLOAD_SOURCE_CHANGED` if the source changed since it was opened. */
@@ -61,6 +66,7 @@ export function md5(bytes: Uint8Array): Buffer {
 
 class BytesSource implements UploadSource {
   readonly size: number;
+  readonly wholeIsStreamed = false;
   constructor(private readonly bytes: Uint8Array) {
     this.size = bytes.byteLength;
   }
@@ -104,10 +110,54 @@ class FileSource implements UploadSource {
     return this.piecesOf(length, (pieces) => fillFromFileOffThread(this.handle.fd, offset, pieces, algorithm));
   }
 
+  get wholeIsStreamed(): boolean {
+    return this.size > INLINE_WHOLE_MAX_BYTES;
+  }
+
   whole(algorithm: HashAlgorithm): Promise<SourceBlock> {
-    if (this.size > INLINE_WHOLE_MAX_BYTES) return this.block(0, this.size, algorithm);
+    if (this.wholeIsStreamed) return this.streamed(algorithm);
     // Not even a worker started: its start-up would compete for the cores with this one request.
     return this.piecesOf(this.size, async (pieces) => fillFromFileHere(this.handle.fd, 0, pieces, algorithm));
+  }
+
+  /**
+   * The whole file as a body read from disk during each try, after one pass that only hashes it:
+   * memory stays at a few chunks whatever the file's size, where reading it into pieces first
+   * held all of it (and fresh memory costs more to touch than the MD5). The hashing pass reads
+   * the file through a single reused piece, on a worker.
+   */
+  private async streamed(algorithm: HashAlgorithm): Promise<SourceBlock> {
+    const lease = filePieces.lease(PIECE_BYTES);
+    const piece = lease.pieces[0]!;
+    const tail = this.size % PIECE_BYTES;
+    // The worker reads each piece, hashes it and goes on: one piece serves every step.
+    const steps: Uint8Array[] = new Array<Uint8Array>(Math.floor(this.size / PIECE_BYTES)).fill(piece);
+    if (tail > 0) steps.push(piece.subarray(0, tail));
+    let digest: Buffer;
+    try {
+      digest = await fillFromFileOffThread(this.handle.fd, 0, steps, algorithm);
+    } catch (error) {
+      if ((error as Error).message === SHORT_READ) throw this.changed('it became shorter while being uploaded');
+      throw error;
+    } finally {
+      // The worker has answered, so it no longer reads into the piece.
+      lease.release(true);
+    }
+    const chunks = (): AsyncGenerator<Uint8Array> => this.chunksOf(0, this.size);
+    return { digest, body: { byteLength: this.size, chunks }, release: () => {} };
+  }
+
+  /**
+   * `[position, position + length)` read in {@link PIECE_BYTES} chunks, each into memory of its
+   * own: the socket may still hold a chunk when the next is read, so none is reused.
+   */
+  private async *chunksOf(position: number, length: number): AsyncGenerator<Uint8Array> {
+    for (let at = 0; at < length; ) {
+      const chunk = Buffer.allocUnsafeSlow(Math.min(PIECE_BYTES, length - at));
+      await this.fill(chunk, position + at);
+      at += chunk.length;
+      yield chunk;
+    }
   }
 
   /** `length` bytes read into the process's pieces by `read`, which answers their digest. */

@@ -181,7 +181,10 @@ export interface UploadBlockBlobOptions {
   retry?: RetryOptions;
   /**
    * Largest payload sent as one Put Blob; larger payloads are staged as blocks. A single Put Blob
-   * that hits a 408, timeout or reset falls back to blocks. @default 4 MiB
+   * that hits a 408, timeout or reset falls back to blocks. A file above 8 MiB is hashed in one
+   * pass and then streamed from disk in its Put Blob (memory stays at a few MiB whatever its
+   * size), so only its `Content-MD5` stops a file rewritten mid-request from being stored: with
+   * `contentMd5: false` such a file is staged as blocks instead. @default 4 MiB
    */
   singleShotMaxBytes?: number;
   /**

@@ -83,7 +83,10 @@ async function run(s: UploadSession): Promise<UploadBlockBlobResult> {
       `The payload (${size} bytes) exceeds the largest block blob this upload URL's service version allows (50,000 blocks of ${s.sas.maxBlockBytes} bytes).`,
     );
   }
-  const single = size <= s.o.singleShotMaxBytes;
+  // A Put Blob streamed from a file is its own commit: without a Content-MD5 nothing would stop a
+  // file rewritten mid-request from being stored, so such a file goes as blocks (committed only
+  // after the file is checked).
+  const single = size <= s.o.singleShotMaxBytes && (s.o.contentMd5 || !s.src.wholeIsStreamed);
   s.emit({
     type: 'upload:start',
     blobUrl: s.sas.displayUrl,

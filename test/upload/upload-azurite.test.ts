@@ -3,7 +3,8 @@
  * the fault proxy. Azurite has no blob versioning, so the proxy adds `x-ms-version-id` to commit
  * answers the way a versioned account would (and stops doing so for the "no version" case).
  */
-import { writeFile } from 'node:fs/promises';
+import { randomFillSync } from 'node:crypto';
+import { open, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -97,6 +98,68 @@ describe('uploadBlockBlob against Azurite', () => {
         await expectCommitted(blob.name, data);
       }
     } finally {
+      await cleanup();
+    }
+  });
+
+  it('streams a file above 8 MiB in its single Put Blob: a retry reads it again, and memory stays far below its size', async () => {
+    const { dir, cleanup } = await tempDir('single-large-');
+    try {
+      const size = 128 * MIB + 5;
+      const data = randomFillSync(Buffer.allocUnsafe(size));
+      const file = join(dir, 'bundle.tar.gz');
+      await writeFile(file, data);
+      const blob = newBlob();
+      // The first try is answered 500 once its whole body has arrived: the second reads the file again.
+      proxy.faults.add({ route: 'blob.putBlob', nth: 1, action: { kind: 'status', status: 500, afterBodyBytes: size } });
+      const before = process.memoryUsage().arrayBuffers;
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers)), 2);
+      let result;
+      try {
+        result = await uploadBlockBlob(blob.url, file, opts(undefined, { singleShotMaxBytes: 256 * MIB }));
+      } finally {
+        clearInterval(sampler);
+      }
+      expect(result).toMatchObject({ mode: 'single', blocks: 1, retries: 1 });
+      expect(proxy.stats.byRoute['blob.putBlob']?.requests).toBe(2);
+      await expectCommitted(blob.name, data);
+      // Read into pieces first, the file was held whole (128 MiB); streamed, only chunks not yet
+      // collected are (~10-40 MiB measured, bounded by V8's external-memory GC trigger, not the size).
+      expect(peak - before).toBeLessThan(80 * MIB);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('refuses a large file rewritten while its single Put Blob streams it: ASTRO_UPLOAD_SOURCE_CHANGED, nothing stored', async () => {
+    const { dir, cleanup } = await tempDir('single-rewrite-');
+    try {
+      const size = 32 * MIB;
+      const file = join(dir, 'bundle.tar.gz');
+      await writeFile(file, randomFillSync(Buffer.allocUnsafe(size)));
+      const blob = newBlob();
+      // A slow link: the file's tail is read from disk a while after the request reached the proxy
+      // (what socket buffers hold ahead is a few MiB).
+      proxy.setThrottle(32 * MIB);
+      const upload = uploadBlockBlob(blob.url, file, opts(undefined, { singleShotMaxBytes: 64 * MIB }));
+      upload.catch(() => undefined);
+      while (!proxy.stats.byRoute['blob.putBlob']?.requests) await new Promise((r) => setTimeout(r, 5));
+      // Same size, new bytes at the end (and a new mtime).
+      const handle = await open(file, 'r+');
+      await handle.write(randomFillSync(Buffer.alloc(MIB)), 0, MIB, size - MIB);
+      await handle.close();
+      const error = await upload.catch((e: unknown) => e);
+      proxy.setThrottle(undefined);
+      expect(isAstroError(error, 'ASTRO_UPLOAD_SOURCE_CHANGED')).toBe(true);
+      // Azurite refused the body against its Content-MD5: no blob of mixed bytes exists.
+      expect(await azurite.download(CONTAINER, blob.name).catch(() => undefined)).toBeUndefined();
+      // Without Content-MD5 nothing would refuse it, so such a file goes as blocks, committed after a check.
+      const plain = newBlob();
+      const r = await uploadBlockBlob(plain.url, file, opts(undefined, { singleShotMaxBytes: 64 * MIB, contentMd5: false }));
+      expect(r.mode).toBe('blocks');
+    } finally {
+      proxy.setThrottle(undefined);
       await cleanup();
     }
   });
