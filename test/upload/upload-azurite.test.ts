@@ -4,7 +4,7 @@
  * answers the way a versioned account would (and stops doing so for the "no version" case).
  */
 import { randomFillSync } from 'node:crypto';
-import { open, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -144,7 +144,10 @@ describe('uploadBlockBlob against Azurite', () => {
       proxy.setThrottle(32 * MIB);
       const upload = uploadBlockBlob(blob.url, file, opts(undefined, { singleShotMaxBytes: 64 * MIB }));
       upload.catch(() => undefined);
-      while (!proxy.stats.byRoute['blob.putBlob']?.requests) await new Promise((r) => setTimeout(r, 5));
+      for (let waited = 0; !proxy.stats.byRoute['blob.putBlob']?.requests; waited += 5) {
+        if (waited > 10_000) throw new Error('the Put Blob never reached the proxy');
+        await new Promise((r) => setTimeout(r, 5));
+      }
       // Same size, new bytes at the end (and a new mtime).
       const handle = await open(file, 'r+');
       await handle.write(randomFillSync(Buffer.alloc(MIB)), 0, MIB, size - MIB);
@@ -158,6 +161,7 @@ describe('uploadBlockBlob against Azurite', () => {
       const plain = newBlob();
       const r = await uploadBlockBlob(plain.url, file, opts(undefined, { singleShotMaxBytes: 64 * MIB, contentMd5: false }));
       expect(r.mode).toBe('blocks');
+      await expectCommitted(plain.name, await readFile(file));
     } finally {
       proxy.setThrottle(undefined);
       await cleanup();
