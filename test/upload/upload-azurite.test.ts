@@ -132,6 +132,24 @@ describe('uploadBlockBlob against Azurite', () => {
     }
   });
 
+  it('falls back to blocks when a streamed Put Blob is reset mid-body, and commits the file whole', async () => {
+    const { dir, cleanup } = await tempDir('single-reset-');
+    try {
+      const size = 24 * MIB + 3;
+      const data = randomFillSync(Buffer.allocUnsafe(size));
+      const file = join(dir, 'bundle.tar.gz');
+      await writeFile(file, data);
+      const blob = newBlob();
+      proxy.faults.add({ route: 'blob.putBlob', nth: 1, action: { kind: 'reset', afterBodyBytes: 5 * MIB } });
+      const result = await uploadBlockBlob(blob.url, file, opts(undefined, { singleShotMaxBytes: 32 * MIB }));
+      expect(result.mode).toBe('blocks');
+      expect(proxy.stats.byRoute['blob.putBlob']?.requests).toBe(1);
+      await expectCommitted(blob.name, data);
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('refuses a large file rewritten while its single Put Blob streams it: ASTRO_UPLOAD_SOURCE_CHANGED, nothing stored', async () => {
     const { dir, cleanup } = await tempDir('single-rewrite-');
     try {
