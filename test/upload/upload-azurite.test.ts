@@ -59,6 +59,15 @@ function opts(log?: EventLog, extra: UploadBlockBlobOptions = {}): UploadBlockBl
   return { ...FAST, journalDir: journal.dir, ...(log ? { onEvent: log.onEvent } : {}), ...extra, retry: { ...FAST.retry, ...extra.retry } };
 }
 
+/** A temp file of `size` random bytes standing in for a bundle, and those bytes. */
+async function randomBundle(size: number): Promise<{ file: string; data: Buffer; cleanup: () => Promise<void> }> {
+  const { dir, cleanup } = await tempDir('bundle-');
+  const data = randomFillSync(Buffer.allocUnsafe(size));
+  const file = join(dir, 'bundle.tar.gz');
+  await writeFile(file, data);
+  return { file, data, cleanup };
+}
+
 async function expectCommitted(name: string, data: Buffer) {
   expect(sameBytes(await azurite.download(CONTAINER, name), data)).toBe(true);
 }
@@ -103,12 +112,9 @@ describe('uploadBlockBlob against Azurite', () => {
   });
 
   it('streams a file above 8 MiB in its single Put Blob: a retry reads it again, and memory stays far below its size', async () => {
-    const { dir, cleanup } = await tempDir('single-large-');
+    const size = 128 * MIB + 5;
+    const { file, data, cleanup } = await randomBundle(size);
     try {
-      const size = 128 * MIB + 5;
-      const data = randomFillSync(Buffer.allocUnsafe(size));
-      const file = join(dir, 'bundle.tar.gz');
-      await writeFile(file, data);
       const blob = newBlob();
       // The first try is answered 500 once its whole body has arrived: the second reads the file again.
       proxy.faults.add({ route: 'blob.putBlob', nth: 1, action: { kind: 'status', status: 500, afterBodyBytes: size } });
@@ -133,12 +139,8 @@ describe('uploadBlockBlob against Azurite', () => {
   });
 
   it('falls back to blocks when a streamed Put Blob is reset mid-body, and commits the file whole', async () => {
-    const { dir, cleanup } = await tempDir('single-reset-');
+    const { file, data, cleanup } = await randomBundle(24 * MIB + 3);
     try {
-      const size = 24 * MIB + 3;
-      const data = randomFillSync(Buffer.allocUnsafe(size));
-      const file = join(dir, 'bundle.tar.gz');
-      await writeFile(file, data);
       const blob = newBlob();
       proxy.faults.add({ route: 'blob.putBlob', nth: 1, action: { kind: 'reset', afterBodyBytes: 5 * MIB } });
       const result = await uploadBlockBlob(blob.url, file, opts(undefined, { singleShotMaxBytes: 32 * MIB }));
@@ -151,11 +153,9 @@ describe('uploadBlockBlob against Azurite', () => {
   });
 
   it('refuses a large file rewritten while its single Put Blob streams it: ASTRO_UPLOAD_SOURCE_CHANGED, nothing stored', async () => {
-    const { dir, cleanup } = await tempDir('single-rewrite-');
+    const size = 32 * MIB;
+    const { file, cleanup } = await randomBundle(size);
     try {
-      const size = 32 * MIB;
-      const file = join(dir, 'bundle.tar.gz');
-      await writeFile(file, randomFillSync(Buffer.allocUnsafe(size)));
       const blob = newBlob();
       // A slow link: the file's tail is read from disk a while after the request reached the proxy
       // (what socket buffers hold ahead is a few MiB).
