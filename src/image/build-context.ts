@@ -22,12 +22,14 @@
  * - members are owned by root (uid and gid 0); modes and modification times are kept; symbolic
  *   links are sent as links; sockets and devices are left out.
  */
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstatSync, readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
 import { throwIfAborted } from '../core/abort.js';
+import { TimeSlice } from '../core/time-slice.js';
 import { ErrorCodes, ProjectError } from '../core/errors.js';
 import { DEFAULT_DOCKERFILE } from './project.js';
 import { contextTar, type ContextItem } from './build-context-tar.js';
@@ -226,42 +228,38 @@ export function contextFilter(patterns: readonly string[], options: { dockerfile
 
 type WalkItem = ContextItem;
 
-/** Entries of one folder whose `lstat` runs at once: the file system's latency overlaps instead of adding up. */
-const LSTAT_BATCH = 64;
-
+/**
+ * The context's members in sending order. Folders are listed and entries `lstat`ed with
+ * synchronous calls, in time slices that give the event loop a turn every few milliseconds: a
+ * thread-pool round trip per entry cost more than the call, even 64 at once.
+ */
 async function* walk(root: string, filter: ContextFilter, stats: BuildContextStats, signal: AbortSignal | undefined): AsyncGenerator<WalkItem> {
+  const slice = new TimeSlice(signal);
   async function* inDir(absDir: string, relDir: string): AsyncGenerator<WalkItem> {
     // Byte order, as Go's filepath.Walk sorts names.
-    const names = (await readdir(absDir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (let start = 0; start < names.length; start += LSTAT_BATCH) {
-      const batch = names.slice(start, start + LSTAT_BATCH);
-      const stated = await Promise.allSettled(batch.map((name) => lstat(join(absDir, name))));
-      for (let i = 0; i < batch.length; i++) {
-        throwIfAborted(signal);
-        const name = batch[i]!;
-        const rel = relDir ? `${relDir}/${name}` : name;
-        const abs = join(absDir, name);
-        const result = stated[i]!;
-        // In order: the first entry that could not be read is the walk's error, as it was one at a time.
-        if (result.status === 'rejected') throw result.reason;
-        const st = result.value;
-        const isDir = st.isDirectory();
-        if (filter.excludes(rel)) {
-          stats.excluded++;
-          if (isDir && filter.mustDescend(rel)) yield* inDir(abs, rel);
-          continue;
-        }
-        const base = { rel, abs, size: 0, mode: st.mode, mtime: st.mtimeMs / 1000 };
-        if (isDir) {
-          yield { ...base, type: 'dir' };
-          yield* inDir(abs, rel);
-        } else if (st.isSymbolicLink()) {
-          yield { ...base, type: 'symlink' };
-        } else if (st.isFile()) {
-          yield { ...base, type: 'file', size: st.size };
-        }
-        // Sockets, FIFOs and devices: not part of a build context.
+    const names = readdirSync(absDir).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const name of names) {
+      throwIfAborted(signal);
+      const rel = relDir ? `${relDir}/${name}` : name;
+      const abs = join(absDir, name);
+      const st = lstatSync(abs);
+      if (slice.expired) await slice.yield();
+      const isDir = st.isDirectory();
+      if (filter.excludes(rel)) {
+        stats.excluded++;
+        if (isDir && filter.mustDescend(rel)) yield* inDir(abs, rel);
+        continue;
       }
+      const base = { rel, abs, size: 0, mode: st.mode, mtime: st.mtimeMs / 1000 };
+      if (isDir) {
+        yield { ...base, type: 'dir' };
+        yield* inDir(abs, rel);
+      } else if (st.isSymbolicLink()) {
+        yield { ...base, type: 'symlink' };
+      } else if (st.isFile()) {
+        yield { ...base, type: 'file', size: st.size };
+      }
+      // Sockets, FIFOs and devices: not part of a build context.
     }
   }
   yield* inDir(root, '');

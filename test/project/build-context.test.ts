@@ -231,7 +231,7 @@ describe('build context stream', () => {
   });
 
   it('is byte-identical to a one-member-at-a-time tar writer, the same on every run, and sent in few large chunks', async () => {
-    // Many small files (read ahead), files around the 256 KiB read-ahead limit and a large one
+    // Many small files (read whole), files around the 256 KiB small-file limit and a large one
     // (streamed), empty files, links, nested and excluded folders.
     const files: Record<string, ProjectFile> = { ...TREE, Dockerfile: DOCKERFILE, '.dockerignore': 'docs\n!docs/keep.md\n**/__pycache__\n', 'empty.txt': '' };
     for (let i = 0; i < 150; i++) files[`dags/group_${i % 7}/dag_${i}.py`] = `DAG_ID = "dag_${i}"\n${'#'.repeat(i * 13)}\n`;
@@ -257,6 +257,28 @@ describe('build context stream', () => {
     expect(first.stats.tarBytes).toBe(expected.length);
     // About 4 MiB: a few dozen writes, not one per header, file and padding (over 600 pieces).
     expect(first.chunks).toBeLessThan(40);
+  });
+
+  it('lets the event loop run while it lists and reads thousands of small files', async () => {
+    const files: Record<string, ProjectFile> = { Dockerfile: DOCKERFILE };
+    for (let i = 0; i < 3000; i++) files[`dags/group_${i % 30}/dag_${i}.py`] = `DAG_ID = "dag_${i}"\n`;
+    const dir = await makeProject(files);
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      if (!ticking) return;
+      turns += 1;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const ctx = await createBuildContext(dir);
+    const started = performance.now();
+    for await (const chunk of ctx.stream as AsyncIterable<Buffer>) void chunk;
+    const elapsedMs = performance.now() - started;
+    ticking = false;
+    expect(ctx.stats.files).toBe(3001);
+    // Synchronous reads in slices of ~4 ms: the event loop had a turn at least that often.
+    expect(turns).toBeGreaterThanOrEqual(Math.floor(elapsedMs / 10));
   });
 
   it('stops the walk when the signal fires', async () => {
