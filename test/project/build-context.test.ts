@@ -16,6 +16,7 @@ import {
 import { memberHeaders } from '../../src/image/tar.js';
 import { dockerfileBaseImages, parseProjectConfig, readAstroProject, shouldPullBaseImages } from '../../src/image/project.js';
 import { dockerCli, getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
+import { countEventLoopTurns } from '../helpers/event-loop-turns.js';
 import { guardProject, makeProject, type ProjectFile } from './helpers.js';
 
 const dockerignore = (dockerignoreModule as unknown as { default: (o?: { ignorecase?: boolean }) => Ignore }).default;
@@ -263,19 +264,12 @@ describe('build context stream', () => {
     const files: Record<string, ProjectFile> = { Dockerfile: DOCKERFILE };
     for (let i = 0; i < 3000; i++) files[`dags/group_${i % 30}/dag_${i}.py`] = `DAG_ID = "dag_${i}"\n`;
     const dir = await makeProject(files);
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      if (!ticking) return;
-      turns += 1;
-      setImmediate(tick);
-    };
-    setImmediate(tick);
+    const loop = countEventLoopTurns();
     const ctx = await createBuildContext(dir);
     const started = performance.now();
     for await (const chunk of ctx.stream as AsyncIterable<Buffer>) void chunk;
     const elapsedMs = performance.now() - started;
-    ticking = false;
+    const turns = loop.stop();
     expect(ctx.stats.files).toBe(3001);
     // Synchronous reads in slices of ~4 ms: the event loop had a turn at least that often.
     expect(turns).toBeGreaterThanOrEqual(Math.floor(elapsedMs / 10));

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { BufferPool, PIECE_BYTES, PiecePool, sizeClassOf } from '../../src/upload/buffer-pool.js';
 import { HashPool, SHORT_READ, START_WORKER_AFTER_BYTES } from '../../src/upload/hash-pool.js';
 import { openSource } from '../../src/upload/source.js';
+import { countEventLoopTurns } from '../helpers/event-loop-turns.js';
 
 const MIB = 1024 * 1024;
 
@@ -174,17 +175,10 @@ describe('UploadSource.whole of a byte array', () => {
     // Above what a worker is waited for: before, it went to one through a 64 MiB staging copy that stayed.
     const bytes = randomFillSync(Buffer.allocUnsafe(START_WORKER_AFTER_BYTES + 16 * MIB));
     const before = process.memoryUsage().arrayBuffers;
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      if (!ticking) return;
-      turns += 1;
-      setImmediate(tick);
-    };
-    setImmediate(tick);
+    const loop = countEventLoopTurns();
     const source = await openSource(bytes);
     const whole = await source.whole('md5');
-    ticking = false;
+    const turns = loop.stop();
     const grownBytes = process.memoryUsage().arrayBuffers - before;
 
     expect(whole.digest.equals(createHash('md5').update(bytes).digest())).toBe(true);
