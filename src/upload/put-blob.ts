@@ -44,14 +44,12 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
         return s.finish(res, 1, 'single');
       } catch (error) {
         failedTry = true;
-        // A file read during the request that changed meanwhile explains any failure best (a
-        // digest mismatch, or a body cut short): say so rather than retry.
-        if (s.src.wholeIsStreamed) await s.src.assertUnchanged();
+        const digestMismatch = error instanceof BlobRequestFailure && error.digestMismatch;
+        // A source that changed explains a digest mismatch, and any failure of a body read from
+        // the file during the request (one cut short, say), best: say so rather than retry.
+        if (digestMismatch || s.src.wholeIsStreamed) await s.src.assertUnchanged();
         // A body corrupted on the way is sent again as blocks, each retried on its own.
-        if (error instanceof BlobRequestFailure && error.digestMismatch) {
-          await s.src.assertUnchanged();
-          fallBack = true;
-        }
+        if (digestMismatch) fallBack = true;
         if (error instanceof BlobRequestFailure && (error.suggestsSmallerBlocks || error.retryCause === 'reset') && size > s.o.minBlockSizeBytes) {
           fallBack = true;
           // Make the first blocks smaller than the payload that just failed.
