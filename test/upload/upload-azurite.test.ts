@@ -112,7 +112,7 @@ describe('uploadBlockBlob against Azurite', () => {
   });
 
   it('streams a file above 8 MiB in its single Put Blob: a retry reads it again, and memory stays far below its size', async () => {
-    const size = 128 * MIB + 5;
+    const size = 192 * MIB + 5;
     const { file, data, cleanup } = await randomBundle(size);
     try {
       const blob = newBlob();
@@ -130,9 +130,11 @@ describe('uploadBlockBlob against Azurite', () => {
       expect(result).toMatchObject({ mode: 'single', blocks: 1, retries: 1 });
       expect(proxy.stats.byRoute['blob.putBlob']?.requests).toBe(2);
       await expectCommitted(blob.name, data);
-      // Read into pieces first, the file was held whole (128 MiB); streamed, only chunks not yet
-      // collected are (~10-40 MiB measured, bounded by V8's external-memory GC trigger, not the size).
-      expect(peak - before).toBeLessThan(80 * MIB);
+      // Read into pieces first, the file was held whole (192 MiB and more); streamed, only chunks
+      // not yet collected are: 38-49 MiB measured here, bounded by when V8 collects (it starts
+      // after 64 MiB of new external memory, and a fast machine allocates more while it marks),
+      // not by the file's size. The bound sits between the two, far from either.
+      expect(peak - before).toBeLessThan(150 * MIB);
     } finally {
       await cleanup();
     }
