@@ -216,7 +216,7 @@ describe('build context stream', () => {
     const { writeFile } = await import('node:fs/promises');
     const { join } = await import('node:path');
     const mb = Buffer.alloc(1024 * 1024, 7);
-    for (let i = 0; i < 64; i++) await writeFile(join(dir, `blob-${i}.bin`), mb);
+    for (let i = 0; i < 192; i++) await writeFile(join(dir, `blob-${i}.bin`), mb);
     const ctx = await createBuildContext(dir);
     const before = process.memoryUsage().rss;
     let peak = before;
@@ -226,9 +226,10 @@ describe('build context stream', () => {
       peak = Math.max(peak, process.memoryUsage().rss);
     }
     expect(total).toBe(ctx.stats.tarBytes);
-    expect(ctx.stats.contentBytes).toBe(64 * 1024 * 1024 + DOCKERFILE.length);
-    // 64 MiB went through; the process grew by far less than that.
-    expect(peak - before).toBeLessThan(40 * 1024 * 1024);
+    expect(ctx.stats.contentBytes).toBe(192 * 1024 * 1024 + DOCKERFILE.length);
+    // 192 MiB went through; the process grew by what V8 leaves uncollected (~30 MiB measured,
+    // bounded by when it collects, not by the bytes), far less than the bytes.
+    expect(peak - before).toBeLessThan(96 * 1024 * 1024);
   });
 
   it('is byte-identical to a one-member-at-a-time tar writer, the same on every run, and sent in few large chunks', async () => {
