@@ -106,7 +106,7 @@ export async function* inPieces(
 /**
  * A `stream.pipeline` stage that gzips its input into one member with `concurrency` pieces in flight.
  * @param level zlib level, 0-9.
- * @param concurrency pieces deflated at once (thread-pool jobs). @default 2
+ * @param concurrency pieces deflated at once (thread-pool jobs). @default {@link PIECES_IN_FLIGHT} (4)
  */
 export function parallelGzip(level: number, concurrency = PIECES_IN_FLIGHT): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
   return async function* gzipStage(source) {
