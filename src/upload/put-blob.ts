@@ -45,8 +45,8 @@ export async function putBlob(s: UploadSession): Promise<UploadBlockBlobResult |
       } catch (error) {
         failedTry = true;
         const digestMismatch = error instanceof BlobRequestFailure && error.digestMismatch;
-        // A source that changed explains a digest mismatch, and any failure of a body read from
-        // the file during the request (one cut short, say), best: say so rather than retry.
+        // A changed source explains a digest mismatch, and any failure of a body read from the
+        // file during the request (one cut short, say): then say so rather than retry.
         if (digestMismatch || s.src.wholeIsStreamed) await s.src.assertUnchanged();
         // A body corrupted on the way is sent again as blocks, each retried on its own.
         if (digestMismatch) fallBack = true;
