@@ -24,7 +24,10 @@
  *   BENCH_PUSH_METHODS=native,auto ...   (one deployProject side per push method, alternating with docker in each rep)
  *   BENCH_PARTS=1,4 ...   (only those parts; default 1,2,3,4)
  *
- * Medians of BENCH_REPS runs (default 3), SDK and CLI alternating which goes first. The two sides
+ * Medians of BENCH_REPS reps (default 3), SDK and CLI alternating which goes first. In part 1 the
+ * sides take turns run by run, and each rep runs the no-change deploy 5 times and the DAG change
+ * twice per side (BENCH_NO_CHANGE_SAMPLES, BENCH_DAG_CHANGE_SAMPLES), the median taken over all
+ * of them. The two sides
  * build two copies of the project that differ only in the text their RUN step echoes, so neither
  * side's build can reuse the other's cache entries (the daemon's build cache is shared).
  * Needs root, dockerd (scripts/start-dockerd.sh), docker-registry, mmdebstrap (for the runtime
@@ -46,6 +49,16 @@ import { getRuntimeImage } from '../test/helpers/runtime-image.js';
 
 const run = promisify(execFile);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
+/**
+ * Runs per side and rep of each scenario of part 1. A no-change deploy takes ~0.3-0.5 s and
+ * single runs of either side spread over ±30 %, so one sample per rep left that row's ratio
+ * inside the noise; the cheap scenarios are sampled more often.
+ */
+const SAMPLES: Record<'cold' | 'no change' | 'DAG change', number> = {
+  cold: 1,
+  'no change': Number(process.env.BENCH_NO_CHANGE_SAMPLES ?? 5),
+  'DAG change': Number(process.env.BENCH_DAG_CHANGE_SAMPLES ?? 2),
+};
 const DAGS = Number(process.env.BENCH_DAGS ?? 300);
 const INCLUDE_MB = Number(process.env.BENCH_INCLUDE_MB ?? 20);
 type PushMethod = 'native' | 'daemon' | 'auto';
@@ -176,50 +189,61 @@ async function main(): Promise<void> {
       return [b.ms, p.ms] as [number, number];
     };
     for (let rep = 0; PARTS.has('1') && rep < REPS; rep++) {
-      // Each side goes first in turn.
-      const order = sides.map((_, i) => sides[(i + rep) % sides.length]!);
-      for (const who of order) {
-        // A fresh registry per side and rep: the cold push sends every layer.
-        const registry = await startRegistry('none');
-        try {
-          if (who.startsWith('sdk:')) {
-            const method = who.slice(4) as PushMethod | 'default';
-            const astro = await createFakeAstro({ deployments: [{ id: 'clbenchoff', runtimeVersion: '3.1-2', isDagDeployEnabled: false }], imageRegistry: registry.host, rolloutDelayMs: 100 });
-            try {
-              const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token });
-              for (const scenario of SCENARIOS) {
+      // A fresh registry per side and rep: the cold push sends every layer. Each side keeps its
+      // registry (and fake Astro) for the whole rep, and the sides take turns run by run: a
+      // no-change build gets slower as the daemon holds more images (+50-100 % over four reps of
+      // cold builds, both sides alike), so a side that ran its samples in a block ran them on
+      // another daemon than its peer.
+      const registries = new Map<string, TestRegistry>();
+      const clients = new Map<string, { client: AstroClient; close: () => Promise<void> }>();
+      try {
+        for (const who of sides) {
+          const registry = await startRegistry('none');
+          registries.set(who, registry);
+          if (!who.startsWith('sdk:')) continue;
+          const astro = await createFakeAstro({ deployments: [{ id: 'clbenchoff', runtimeVersion: '3.1-2', isDagDeployEnabled: false }], imageRegistry: registry.host, rolloutDelayMs: 100 });
+          clients.set(who, { client: new AstroClient({ baseUrl: astro.baseUrl, token: astro.token }), close: () => astro.close() });
+        }
+        let turn = rep;
+        for (const scenario of SCENARIOS) {
+          for (let sample = 0; sample < SAMPLES[scenario]; sample++) {
+            // Each side goes first in turn.
+            const order = sides.map((_, i) => sides[(i + turn) % sides.length]!);
+            turn += 1;
+            for (const who of order) {
+              if (who.startsWith('sdk:')) {
+                const method = who.slice(4) as PushMethod | 'default';
                 if (scenario === 'DAG change') await editDag(sdkDir);
-                const r = await timed(() => deploy(client, 'clbenchoff', method, scenario));
+                const r = await timed(() => deploy(clients.get(who)!.client, 'clbenchoff', method, scenario));
                 sdk.get(method)![scenario].push(r.ms);
                 phases.get(method)![scenario].push(r.value.timings);
                 pushedBy.get(method)![scenario].push(`${r.value.push.method}${r.value.push.fallback ? '+fallback' : ''}`);
                 images.add(r.value.imageId);
+              } else {
+                if (scenario === 'DAG change') await editDag(cliDir);
+                const r = await timed(() => cliRun(registries.get(who)!.host, `r${rep}-${scenario.replace(' ', '-')}-${sample}`, scenario));
+                cliSplit[scenario].push(r.value);
+                cli[scenario].push(r.ms);
               }
-            } finally {
-              await astro.close();
-            }
-          } else {
-            for (const scenario of SCENARIOS) {
-              if (scenario === 'DAG change') await editDag(cliDir);
-              const r = await timed(() => cliRun(registry.host, `r${rep}-${scenario.replace(' ', '-')}`, scenario));
-              cliSplit[scenario].push(r.value);
-              cli[scenario].push(r.ms);
             }
           }
-        } finally {
-          await registry.stop();
         }
+      } finally {
+        for (const c of clients.values()) await c.close();
+        for (const r of registries.values()) await r.stop();
       }
     }
     if (PARTS.has('1')) {
       console.log(`deployProject vs docker build + docker push (DAG deploys off, tests: 'none'; the peer runs no tests; builder ${BUILDER ?? 'default'})`);
-      console.log(`${'scenario'.padEnd(28)}${'push'.padStart(9)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker   (what pushed)`);
+      console.log(`${'scenario'.padEnd(28)}${'push'.padStart(9)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}${'paired'.padStart(8)}   runs sdk | docker   (what pushed)`);
       for (const s of SCENARIOS) {
         for (const m of PUSH_METHODS) {
           const mine = sdk.get(m)![s];
           const ratio = median(mine) / median(cli[s]);
+          // Run i of each side ran back to back with the other's: the median of their ratios leaves the daemon's drift out.
+          const paired = median(mine.map((x, i) => x / cli[s][i]!));
           const by = [...new Set(pushedBy.get(m)![s])].map((x) => `${x} x${pushedBy.get(m)![s].filter((y) => y === x).length}`).join(', ');
-          console.log(`${`${s} build+push`.padEnd(28)}${m.padStart(9)}${fmt(median(mine)).padStart(9)}${fmt(median(cli[s])).padStart(9)}${ratio.toFixed(2).padStart(7)}   ${mine.map(fmt).join(', ')} | ${cli[s].map(fmt).join(', ')}   (${by})`);
+          console.log(`${`${s} build+push`.padEnd(28)}${m.padStart(9)}${fmt(median(mine)).padStart(9)}${fmt(median(cli[s])).padStart(9)}${ratio.toFixed(2).padStart(7)}${paired.toFixed(2).padStart(8)}   ${mine.map(fmt).join(', ')} | ${cli[s].map(fmt).join(', ')}   (${by})`);
         }
       }
       console.log('\ndeployProject phases, medians of the runs above (phases may overlap; total is wall time); the peer: docker build, docker tag + push');
