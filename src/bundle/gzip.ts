@@ -22,6 +22,7 @@
  *   choice to store blocks that do not compress.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants, crc32, createGzip, deflateRaw, deflateRawSync, gzipSync, type ZlibOptions } from 'node:zlib';
 import { looksIncompressible as pieceLooksIncompressible, storedBlocks } from './stored-pieces.js';
@@ -38,6 +39,37 @@ const MAX_OUT_BYTES = PIECE_BYTES + 64 * 1024;
  * 2 cores), for ~1-4 MB more peak RSS (two more 1 MiB pieces and their output).
  */
 export const PIECES_IN_FLIGHT = 4;
+
+/** libuv's own bounds on its thread pool (`deps/uv/src/threadpool.c`). */
+const DEFAULT_POOL_THREADS = 4;
+const MAX_POOL_THREADS = 1024;
+
+/**
+ * Threads of libuv's pool, where the deflates run, as libuv sizes it when the pool starts:
+ * `UV_THREADPOOL_SIZE` read like C's `atoi` (0 or no digits → 1, above 1024 → 1024), else 4.
+ * Read from `env` on each call: the pool reads it once, at its first use.
+ */
+export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.UV_THREADPOOL_SIZE;
+  if (raw === undefined) return DEFAULT_POOL_THREADS;
+  const n = Number.parseInt(raw.trim(), 10);
+  // libuv keeps the count unsigned, so a negative value wraps around to the maximum.
+  if (Number.isNaN(n) || n === 0) return 1;
+  return n < 0 ? MAX_POOL_THREADS : Math.min(n, MAX_POOL_THREADS);
+}
+
+/**
+ * Deflate jobs to keep in flight: {@link PIECES_IN_FLIGHT}, or, where `UV_THREADPOOL_SIZE` gave
+ * the pool more threads, one per thread up to the number of cores. libuv's pool has 4 threads
+ * whatever the machine, so on more than 4 cores only a larger pool (and as many jobs) lets the
+ * deflates use them; more jobs than cores would only queue and hold more memory (2 MiB blocks,
+ * 1 MiB pieces, and their output, each). How many jobs are in flight never changes the bytes.
+ * @param pool threads of libuv's pool. @default {@link threadPoolSize}()
+ * @param cores cores this process may use. @default `os.availableParallelism()`
+ */
+export function deflateJobs(pool = threadPoolSize(), cores = availableParallelism()): number {
+  return Math.max(PIECES_IN_FLIGHT, Math.min(pool, cores));
+}
 /** Smallest output buffer given to zlib for a piece. */
 const MIN_OUT_BYTES = 64 * 1024;
 /** Deflate's window: how much of the previous piece primes the next one. */
@@ -106,9 +138,9 @@ export async function* inPieces(
 /**
  * A `stream.pipeline` stage that gzips its input into one member with `concurrency` pieces in flight.
  * @param level zlib level, 0-9.
- * @param concurrency pieces deflated at once (thread-pool jobs). @default {@link PIECES_IN_FLIGHT} (4)
+ * @param concurrency pieces deflated at once (thread-pool jobs). @default {@link deflateJobs}() (4 unless `UV_THREADPOOL_SIZE` raised libuv's pool)
  */
-export function parallelGzip(level: number, concurrency = PIECES_IN_FLIGHT): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+export function parallelGzip(level: number, concurrency = deflateJobs()): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
   return async function* gzipStage(source) {
     yield gzipHeader(level);
     let crc = 0;

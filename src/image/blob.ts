@@ -265,7 +265,9 @@ export type GzipSettings = GzipMemberSettings;
  * Four blocks in flight, one per thread of libuv's default pool, where the deflates run: against
  * three, a cold push of the runtime image took 1.21-1.27 s instead of 1.29-1.31 s (medians of 7-9
  * alternating runs, four rounds, 2 cores; six blocks: 1.27 s), and the mostly random bench image
- * the same. How many blocks are in flight never changes the bytes, so not the digests either.
+ * the same. How many blocks are in flight never changes the bytes, so not the digests either. A
+ * push keeps `deflateJobs()` blocks in flight (`bundle/gzip.ts`): these four, or more where
+ * `UV_THREADPOOL_SIZE` gave libuv's pool more threads on a machine with more cores.
  */
 export const DEFAULT_GZIP: GzipSettings = { level: 4, blockBytes: 2 * 1024 * 1024, parallelBlocks: 4 };
 

@@ -24,6 +24,7 @@ import { ErrorCodes, ImageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { withRetries, type RetryOptions } from '../core/retry.js';
 import { runInScope, type OperationScope } from '../core/scope.js';
+import { deflateJobs } from '../bundle/gzip.js';
 import { bufferData, DEFAULT_GZIP, TempSpace, type GzipSettings } from './blob.js';
 import { ChunkSizer, DEFAULT_CHUNK_BYTES, DEFAULT_MIN_CHUNK_BYTES, pushBlob, registryRetryPolicy, type BlobUploadOutcome } from './blob-upload.js';
 import { LayerCache, defaultLayerCache } from './layer-cache.js';
@@ -127,10 +128,14 @@ export function assertTag(tag: string): void {
   if (!TAG.test(tag)) throw new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `"${tag}" is not a valid image tag (letters, digits, _ . -; at most 128).`, tag);
 }
 
-/** The gzip recipe of a push: the caller's level and block size over the defaults. */
+/**
+ * The gzip recipe of a push: the caller's level and block size over the defaults, with as many
+ * blocks in flight as libuv's pool can deflate at once ({@link deflateJobs}).
+ */
 function gzipSettings(options: Pick<NativePushOptions, 'gzipLevel' | 'gzipBlockBytes'>): GzipSettings {
   return {
     ...DEFAULT_GZIP,
+    parallelBlocks: deflateJobs(),
     ...(options.gzipLevel !== undefined ? { level: options.gzipLevel } : {}),
     ...(options.gzipBlockBytes !== undefined ? { blockBytes: options.gzipBlockBytes } : {}),
   };

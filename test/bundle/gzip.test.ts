@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { OutputMeter, parallelGzip, PIECE_BYTES } from '../../src/bundle/gzip.js';
+import { deflateJobs, OutputMeter, parallelGzip, PIECE_BYTES, PIECES_IN_FLIGHT, threadPoolSize } from '../../src/bundle/gzip.js';
 import { cleanupTemp, python, referenceGzip, run, tempDir } from './helpers.js';
 
 afterAll(cleanupTemp);
@@ -58,6 +58,7 @@ describe('parallelGzip', () => {
     expect((await gz(split(data, 1))).equals(reference)).toBe(true);
     expect((await gz(split(data, 7), 6, 4)).equals(reference)).toBe(true);
     expect((await gz(split(data, 3), 6, 1)).equals(reference)).toBe(true);
+    expect((await gz(split(data, 9), 6, 16)).equals(reference)).toBe(true);
   });
 
   it('is exactly the pieces deflated one by one (dictionary, sync flush), whatever the output buffer sizes', async () => {
@@ -81,5 +82,31 @@ describe('parallelGzip', () => {
     await run('gzip', ['-t', file]);
     const n = await python<number>('import gzip, json, sys; print(json.dumps(len(gzip.open(json.load(sys.stdin)).read())))', file);
     expect(n).toBe(text.length * 2);
+  });
+});
+
+describe('deflate jobs in flight', () => {
+  it('reads UV_THREADPOOL_SIZE as libuv does', () => {
+    expect(threadPoolSize({})).toBe(4);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '16' })).toBe(16);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: ' 8threads' })).toBe(8);
+    // atoi gives 0 for these, which libuv raises to one thread.
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '0' })).toBe(1);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: 'many' })).toBe(1);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '' })).toBe(1);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '5000' })).toBe(1024);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '-1' })).toBe(1024);
+  });
+
+  it('keeps four in flight unless a larger pool has cores to run on', () => {
+    // libuv's default pool, on any machine.
+    expect(deflateJobs(4, 2)).toBe(PIECES_IN_FLIGHT);
+    expect(deflateJobs(4, 64)).toBe(PIECES_IN_FLIGHT);
+    // A larger pool: one job per thread, but no more than the cores.
+    expect(deflateJobs(16, 16)).toBe(16);
+    expect(deflateJobs(16, 8)).toBe(8);
+    expect(deflateJobs(8, 2)).toBe(PIECES_IN_FLIGHT);
+    // A smaller pool still gets four: the jobs queue, as with libuv's default pool and two cores.
+    expect(deflateJobs(1, 8)).toBe(PIECES_IN_FLIGHT);
   });
 });
