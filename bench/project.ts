@@ -27,9 +27,9 @@
  * Medians of BENCH_REPS reps (default 3), SDK and CLI alternating which goes first. In part 1 the
  * sides take turns run by run, and each rep runs the no-change deploy 5 times and the DAG change
  * twice per side (BENCH_NO_CHANGE_SAMPLES, BENCH_DAG_CHANGE_SAMPLES), the median taken over all
- * of them. The two sides
- * build two copies of the project that differ only in the text their RUN step echoes, so neither
- * side's build can reuse the other's cache entries (the daemon's build cache is shared).
+ * of them. The two sides build two copies of the project that differ only in the text their RUN
+ * step echoes, so neither side's build can reuse the other's cache entries (the daemon's build
+ * cache is shared).
  * Needs root, dockerd (scripts/start-dockerd.sh), docker-registry, mmdebstrap (for the runtime
  * base image, cached per machine). Cleans up its images, registries and temp files.
  */

@@ -70,6 +70,7 @@ export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
 export function deflateJobs(pool = threadPoolSize(), cores = availableParallelism()): number {
   return Math.max(PIECES_IN_FLIGHT, Math.min(pool, cores));
 }
+
 /** Smallest output buffer given to zlib for a piece. */
 const MIN_OUT_BYTES = 64 * 1024;
 /** Deflate's window: how much of the previous piece primes the next one. */

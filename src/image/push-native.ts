@@ -18,13 +18,13 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deflateJobs } from '../bundle/gzip.js';
 import type { DispatcherLike } from '../core/dispatcher.js';
 import { emitterFor } from '../core/emitter.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { withRetries, type RetryOptions } from '../core/retry.js';
 import { runInScope, type OperationScope } from '../core/scope.js';
-import { deflateJobs } from '../bundle/gzip.js';
 import { bufferData, DEFAULT_GZIP, TempSpace, type GzipSettings } from './blob.js';
 import { ChunkSizer, DEFAULT_CHUNK_BYTES, DEFAULT_MIN_CHUNK_BYTES, pushBlob, registryRetryPolicy, type BlobUploadOutcome } from './blob-upload.js';
 import { LayerCache, defaultLayerCache } from './layer-cache.js';
