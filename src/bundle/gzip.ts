@@ -59,16 +59,22 @@ export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 /**
+ * Most deflate jobs {@link deflateJobs} keeps in flight per stream: each holds its input (1 MiB
+ * pieces, 2 MiB blocks) and its output, and an image push gzips up to three layers at once.
+ */
+export const MAX_DEFLATE_JOBS = 16;
+
+/**
  * Deflate jobs to keep in flight: {@link PIECES_IN_FLIGHT}, or, where `UV_THREADPOOL_SIZE` gave
- * the pool more threads, one per thread up to the number of cores. libuv's pool has 4 threads
- * whatever the machine, so on more than 4 cores only a larger pool (and as many jobs) lets the
- * deflates use them; more jobs than cores would only queue and hold more memory (2 MiB blocks,
- * 1 MiB pieces, and their output, each). How many jobs are in flight never changes the bytes.
+ * the pool more threads, one per thread up to the number of cores and {@link MAX_DEFLATE_JOBS}.
+ * libuv's pool has 4 threads whatever the machine, so on more than 4 cores only a larger pool (and
+ * as many jobs) lets the deflates use them; more jobs than cores would only queue and hold more
+ * memory. How many jobs are in flight never changes the bytes.
  * @param pool threads of libuv's pool. @default {@link threadPoolSize}()
  * @param cores cores this process may use. @default `os.availableParallelism()`
  */
 export function deflateJobs(pool = threadPoolSize(), cores = availableParallelism()): number {
-  return Math.max(PIECES_IN_FLIGHT, Math.min(pool, cores));
+  return Math.max(PIECES_IN_FLIGHT, Math.min(pool, cores, MAX_DEFLATE_JOBS));
 }
 
 /** Smallest output buffer given to zlib for a piece. */

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deflateJobs, OutputMeter, parallelGzip, PIECE_BYTES, PIECES_IN_FLIGHT, threadPoolSize } from '../../src/bundle/gzip.js';
+import { deflateJobs, MAX_DEFLATE_JOBS, OutputMeter, parallelGzip, PIECE_BYTES, PIECES_IN_FLIGHT, threadPoolSize } from '../../src/bundle/gzip.js';
 import { cleanupTemp, python, referenceGzip, run, tempDir } from './helpers.js';
 
 afterAll(cleanupTemp);
@@ -98,7 +98,7 @@ describe('deflate jobs in flight', () => {
     expect(threadPoolSize({ UV_THREADPOOL_SIZE: '-1' })).toBe(1024);
   });
 
-  it('keeps four in flight unless a larger pool has cores to run on', () => {
+  it('keeps four in flight unless a larger pool has cores to run on, and at most 16', () => {
     // libuv's default pool, on any machine.
     expect(deflateJobs(4, 2)).toBe(PIECES_IN_FLIGHT);
     expect(deflateJobs(4, 64)).toBe(PIECES_IN_FLIGHT);
@@ -106,6 +106,9 @@ describe('deflate jobs in flight', () => {
     expect(deflateJobs(16, 16)).toBe(16);
     expect(deflateJobs(16, 8)).toBe(8);
     expect(deflateJobs(8, 2)).toBe(PIECES_IN_FLIGHT);
+    // Memory: no more than 16 per stream, however many threads and cores.
+    expect(deflateJobs(64, 64)).toBe(MAX_DEFLATE_JOBS);
+    expect(MAX_DEFLATE_JOBS).toBe(16);
     // A smaller pool still gets four: the jobs queue, as with libuv's default pool and two cores.
     expect(deflateJobs(1, 8)).toBe(PIECES_IN_FLIGHT);
   });

@@ -33,8 +33,10 @@ function alive(pid: number): boolean {
 }
 
 /**
- * The built bin (its path): `tsup --out-dir <private folder> --format esm --no-dts` with the
- * package's tsup.config.ts, once per test process; the folder is removed when the process exits.
+ * The built CLI (its path): `tsup --out-dir <private folder> --no-dts` with the package's
+ * tsup.config.ts, once per test process; the folder is removed when the process exits. This is
+ * the ES module the package's bin (`astro-deploy.cjs`, see {@link builtPackageBin}) loads; the
+ * CLI tests run it directly.
  */
 export function builtBin(): Promise<string> {
   built ??= (async () => {
@@ -45,10 +47,15 @@ export function builtBin(): Promise<string> {
     }
     const out = join(parent, String(process.pid));
     process.once('exit', () => rmSync(out, { recursive: true, force: true }));
-    await promisify(execFile)(join(ROOT, 'node_modules/.bin/tsup'), ['--out-dir', out, '--format', 'esm', '--no-dts'], { cwd: ROOT, timeout: 240_000 });
+    await promisify(execFile)(join(ROOT, 'node_modules/.bin/tsup'), ['--out-dir', out, '--no-dts'], { cwd: ROOT, timeout: 240_000 });
     return join(out, 'cli.js');
   })();
   return built;
+}
+
+/** The package's bin as the same build made it: the CommonJS start file beside {@link builtBin}. */
+export async function builtPackageBin(): Promise<string> {
+  return join(dirname(await builtBin()), 'astro-deploy.cjs');
 }
 
 export interface CliResult {
