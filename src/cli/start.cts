@@ -6,9 +6,10 @@
  * Bundles and image layers are deflated on that pool, one job per thread (`bundle/gzip.ts`,
  * `deflateJobs`), and libuv gives it 4 threads on any machine unless `UV_THREADPOOL_SIZE` says
  * otherwise: on a 16-core runner the CLI would use 4 cores where pigz and skopeo use 16. libuv
- * reads the variable once, when the pool starts, and loading an ES module starts it (its files
- * are read on the pool), so this entry is CommonJS and sets the variable before it imports
- * anything else. A value the user set is kept; on 4 cores or fewer nothing changes.
+ * reads the variable once, when the pool starts, and on Node 20 loading an ES module starts it
+ * (its files are read on the pool; Node 22 and later read them without it), so this entry is
+ * CommonJS and sets the variable before it imports anything else. A value the user set is kept;
+ * on 4 cores or fewer nothing changes.
  */
 // CommonJS by necessity (above): TypeScript's form of require under verbatimModuleSyntax.
 /* eslint-disable @typescript-eslint/no-require-imports */

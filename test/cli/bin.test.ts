@@ -16,18 +16,23 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { ve
 beforeAll(() => builtPackageBin(), 300_000);
 
 /**
- * A `--require` preload that makes `os.availableParallelism()` answer FAKE_CORES and, at exit,
- * writes to stderr the pool size the process was given and how many threads it ran: libuv's pool
- * threads are among them once anything used the pool (loading an ES module does).
+ * A `--require` preload that makes `os.availableParallelism()` answer FAKE_CORES and, when the CLI
+ * exits, writes to stderr the pool size the process was given and how many threads it runs. The
+ * exit first waits for one job on libuv's pool, which starts the pool if nothing has yet (Node 20
+ * reads ES module files on it, Node 22 and later do not), so its threads are always counted.
  */
 const PRELOAD = `
 const os = require('node:os');
 const cores = Number(process.env.FAKE_CORES);
 if (cores) os.availableParallelism = () => cores;
-process.on('exit', () => {
-  const threads = require('node:fs').readdirSync('/proc/self/task').length;
-  process.stderr.write('\\npool=' + (process.env.UV_THREADPOOL_SIZE ?? 'unset') + ' threads=' + threads + '\\n');
-});
+const exit = process.exit;
+process.exit = (code) => {
+  require('node:crypto').pbkdf2('x', 'y', 1, 8, 'sha256', () => {
+    const threads = require('node:fs').readdirSync('/proc/self/task').length;
+    process.stderr.write('\\npool=' + (process.env.UV_THREADPOOL_SIZE ?? 'unset') + ' threads=' + threads + '\\n');
+    exit.call(process, code);
+  });
+};
 `;
 
 describe('the built bin', () => {
