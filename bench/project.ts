@@ -12,7 +12,8 @@
  *    - DAG change: one DAG file edited, warm build cache (the COPY and RUN steps rebuilt, their
  *      layers pushed).
  * 2. buildProjectImage vs `docker build` alone: cold and no-change (which must come from the
- *    build cache: same image ID, every step cached); the SDK's BuildKit builder too.
+ *    build cache: same image ID, every step cached), the sides taking turns build by build; the
+ *    SDK's BuildKit builder too.
  * 3. deployProject as users run it by default (DAG deploys on, tests: 'parse'), time per phase.
  * 4. A 20 MiB/s link behind a proxy answering 408 to requests running over 3 s (as in
  *    bench/image.ts): a cold deployProject (its default push, or each of BENCH_PUSH_METHODS) and
@@ -266,26 +267,41 @@ async function main(): Promise<void> {
     let last: BuildProjectImageResult | undefined;
     for (let rep = 0; PARTS.has('2') && rep < REPS; rep++) {
       const opts = { docker, networkMode: 'none', builder: 'classic' as const };
-      const order = rep % 2 === 0 ? ['sdk', 'cli'] : ['cli', 'sdk'];
-      for (const who of order) {
-        if (who === 'sdk') {
-          const cold = await timed(() => buildProjectImage(sdkDir, { ...opts, tag: sdkTag, noCache: true }));
-          bCold[0].push(cold.ms);
-          const warm = await timed(() => buildProjectImage(sdkDir, { ...opts, tag: sdkTag }));
-          bWarm[0].push(warm.ms);
-          if (warm.value.imageId !== cold.value.imageId || warm.value.cachedSteps !== warm.value.steps.length) {
-            throw new Error(`the SDK rebuild did not come from the cache: ${warm.value.cachedSteps}/${warm.value.steps.length} steps cached, ${warm.value.imageId} vs ${cold.value.imageId}`);
-          }
-          images.add(cold.value.imageId);
-          last = warm.value;
-        } else {
-          const cold = await timed(() => dockerBuild(host, cliDir, cliTag, true));
-          bCold[1].push(cold.ms);
-          const warm = await timed(() => dockerBuild(host, cliDir, cliTag, false));
-          bWarm[1].push(warm.ms);
-          if (warm.value !== cold.value) throw new Error('the docker rebuild did not come from the cache');
-          images.add(cold.value);
+      // The sides take turns build by build, as in part 1: cold builds first, then the rebuilds.
+      const sdkCold = async () => {
+        const cold = await timed(() => buildProjectImage(sdkDir, { ...opts, tag: sdkTag, noCache: true }));
+        bCold[0].push(cold.ms);
+        images.add(cold.value.imageId);
+        return cold.value.imageId;
+      };
+      const sdkWarm = async (coldId: string) => {
+        const warm = await timed(() => buildProjectImage(sdkDir, { ...opts, tag: sdkTag }));
+        bWarm[0].push(warm.ms);
+        if (warm.value.imageId !== coldId || warm.value.cachedSteps !== warm.value.steps.length) {
+          throw new Error(`the SDK rebuild did not come from the cache: ${warm.value.cachedSteps}/${warm.value.steps.length} steps cached, ${warm.value.imageId} vs ${coldId}`);
         }
+        last = warm.value;
+      };
+      const cliCold = async () => {
+        const cold = await timed(() => dockerBuild(host, cliDir, cliTag, true));
+        bCold[1].push(cold.ms);
+        images.add(cold.value);
+        return cold.value;
+      };
+      const cliWarm = async (coldId: string) => {
+        const warm = await timed(() => dockerBuild(host, cliDir, cliTag, false));
+        bWarm[1].push(warm.ms);
+        if (warm.value !== coldId) throw new Error('the docker rebuild did not come from the cache');
+      };
+      // Each side goes first in turn: the SDK's cold build in even reps, its rebuild in odd ones.
+      if (rep % 2 === 0) {
+        const [sdkId, cliId] = [await sdkCold(), await cliCold()];
+        await cliWarm(cliId);
+        await sdkWarm(sdkId);
+      } else {
+        const [cliId, sdkId] = [await cliCold(), await sdkCold()];
+        await sdkWarm(sdkId);
+        await cliWarm(cliId);
       }
       const bk = await timed(() => buildProjectImage(sdkDir, { docker, networkMode: 'none', builder: 'buildkit', tag: bkTag, noCache: true }));
       bkCold.push(bk.ms);
@@ -296,10 +312,11 @@ async function main(): Promise<void> {
     }
     rows.push(['cold build (classic)', ...bCold], ['no-change build (classic)', ...bWarm], ['cold build (sdk buildkit)', bkCold, []], ['no-change build (sdk buildkit)', bkWarm, []]);
     if (PARTS.has('2')) console.log('\nbuildProjectImage vs docker build');
-    if (PARTS.has('2')) console.log(`${'build only'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}   runs sdk | docker`);
+    if (PARTS.has('2')) console.log(`${'build only'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}${'paired'.padStart(8)}   runs sdk | docker`);
     for (const [name, s, c] of PARTS.has('2') ? rows : []) {
       const ratio = c.length ? (median(s) / median(c)).toFixed(2) : '-';
-      console.log(`${name.padEnd(28)}${fmt(median(s)).padStart(9)}${fmt(median(c)).padStart(9)}${ratio.padStart(7)}   ${s.map(fmt).join(', ')}${c.length ? ` | ${c.map(fmt).join(', ')}` : ''}`);
+      const paired = c.length ? median(s.map((x, i) => x / c[i]!)).toFixed(2) : '-';
+      console.log(`${name.padEnd(28)}${fmt(median(s)).padStart(9)}${fmt(median(c)).padStart(9)}${ratio.padStart(7)}${paired.padStart(8)}   ${s.map(fmt).join(', ')}${c.length ? ` | ${c.map(fmt).join(', ')}` : ''}`);
     }
     if (last) console.log(`context: ${last.context.files} files, ${(last.context.contentBytes / 1048576).toFixed(1)} MiB, tar ${(last.context.tarBytes / 1048576).toFixed(1)} MiB; rebuild: ${last.cachedSteps}/${last.steps.length} steps cached`);
 
