@@ -27,5 +27,5 @@ if (process.env.UV_THREADPOOL_SIZE === undefined) {
 
 import(url.pathToFileURL(path.join(__dirname, 'cli.js')).href).catch((error: unknown) => {
   process.stderr.write(`astro-deploy: could not load the CLI: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exitCode = 1;
+  process.exitCode = 1; // ExitCode.FAILED (exit-codes.ts), which this CommonJS file cannot import
 });

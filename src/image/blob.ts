@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { throwIfAborted, toAbortError } from '../core/abort.js';
 import { abortAware } from '../core/scope.js';
-import { gzipMembers, OutputMeter, type GzipMemberSettings } from '../bundle/gzip.js';
+import { deflateJobs, gzipMembers, OutputMeter, type GzipMemberSettings } from '../bundle/gzip.js';
 import { gzipFileRange, type FileRange } from './layer-gzip.js';
 
 /** Random-access bytes of a blob. */
@@ -250,7 +250,8 @@ export interface GzipResult {
 export type GzipSettings = GzipMemberSettings;
 
 /**
- * Defaults of {@link GzipSettings}: level 4, 2 MiB blocks, 4 blocks in flight.
+ * Defaults of {@link GzipSettings}: level 4, 2 MiB blocks, `deflateJobs()` blocks in flight (4
+ * with libuv's default pool).
  *
  * Level 4, not zlib's default 6: a cold push is CPU-bound, and level 4 deflates layers to what
  * `skopeo copy` (klauspost/pgzip at its default level) sends, for about 40% less deflate CPU than
@@ -265,11 +266,18 @@ export type GzipSettings = GzipMemberSettings;
  * Four blocks in flight, one per thread of libuv's default pool, where the deflates run: against
  * three, a cold push of the runtime image took 1.21-1.27 s instead of 1.29-1.31 s (medians of 7-9
  * alternating runs, four rounds, 2 cores; six blocks: 1.27 s), and the mostly random bench image
- * the same. How many blocks are in flight never changes the bytes, so not the digests either. A
- * push keeps `deflateJobs()` blocks in flight (`bundle/gzip.ts`): these four, or more where
- * `UV_THREADPOOL_SIZE` gave libuv's pool more threads on a machine with more cores.
+ * the same. How many blocks are in flight never changes the bytes, so not the digests either.
+ * `deflateJobs()` (`bundle/gzip.ts`) gives these four, or more where `UV_THREADPOOL_SIZE` gave
+ * libuv's pool more threads on a machine with more cores; it is read each time the settings are
+ * copied (`{ ...DEFAULT_GZIP }`), not when this module loads.
  */
-export const DEFAULT_GZIP: GzipSettings = { level: 4, blockBytes: 2 * 1024 * 1024, parallelBlocks: 4 };
+export const DEFAULT_GZIP: GzipSettings = {
+  level: 4,
+  blockBytes: 2 * 1024 * 1024,
+  get parallelBlocks() {
+    return deflateJobs();
+  },
+};
 
 /**
  * Gzip `source` into `path`, hashing input and output on the way; with `growth`, each write is

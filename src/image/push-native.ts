@@ -18,7 +18,6 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deflateJobs } from '../bundle/gzip.js';
 import type { DispatcherLike } from '../core/dispatcher.js';
 import { emitterFor } from '../core/emitter.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
@@ -128,14 +127,10 @@ export function assertTag(tag: string): void {
   if (!TAG.test(tag)) throw new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `"${tag}" is not a valid image tag (letters, digits, _ . -; at most 128).`, tag);
 }
 
-/**
- * The gzip recipe of a push: the caller's level and block size over the defaults, with as many
- * blocks in flight as libuv's pool can deflate at once ({@link deflateJobs}).
- */
+/** The gzip recipe of a push: the caller's level and block size over the defaults. */
 function gzipSettings(options: Pick<NativePushOptions, 'gzipLevel' | 'gzipBlockBytes'>): GzipSettings {
   return {
     ...DEFAULT_GZIP,
-    parallelBlocks: deflateJobs(),
     ...(options.gzipLevel !== undefined ? { level: options.gzipLevel } : {}),
     ...(options.gzipBlockBytes !== undefined ? { blockBytes: options.gzipBlockBytes } : {}),
   };
