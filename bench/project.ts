@@ -124,6 +124,8 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
 }
 
 const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
+/** The median of `a[i] / b[i]`: runs i of two sides ran back to back, so the daemon's drift cancels in each ratio. */
+const pairedMedian = (a: number[], b: number[]) => median(a.map((x, i) => x / b[i]!));
 const fmt = (ms: number) => (Number.isNaN(ms) ? '-' : `${(ms / 1000).toFixed(2)} s`);
 
 async function dockerBuild(host: string, dir: string, tag: string, noCache: boolean): Promise<string> {
@@ -241,8 +243,7 @@ async function main(): Promise<void> {
         for (const m of PUSH_METHODS) {
           const mine = sdk.get(m)![s];
           const ratio = median(mine) / median(cli[s]);
-          // Run i of each side ran back to back with the other's: the median of their ratios leaves the daemon's drift out.
-          const paired = median(mine.map((x, i) => x / cli[s][i]!));
+          const paired = pairedMedian(mine, cli[s]);
           const by = [...new Set(pushedBy.get(m)![s])].map((x) => `${x} x${pushedBy.get(m)![s].filter((y) => y === x).length}`).join(', ');
           console.log(`${`${s} build+push`.padEnd(28)}${m.padStart(9)}${fmt(median(mine)).padStart(9)}${fmt(median(cli[s])).padStart(9)}${ratio.toFixed(2).padStart(7)}${paired.toFixed(2).padStart(8)}   ${mine.map(fmt).join(', ')} | ${cli[s].map(fmt).join(', ')}   (${by})`);
         }
@@ -315,7 +316,7 @@ async function main(): Promise<void> {
     if (PARTS.has('2')) console.log(`${'build only'.padEnd(28)}${'sdk'.padStart(9)}${'docker'.padStart(9)}${'ratio'.padStart(7)}${'paired'.padStart(8)}   runs sdk | docker`);
     for (const [name, s, c] of PARTS.has('2') ? rows : []) {
       const ratio = c.length ? (median(s) / median(c)).toFixed(2) : '-';
-      const paired = c.length ? median(s.map((x, i) => x / c[i]!)).toFixed(2) : '-';
+      const paired = c.length ? pairedMedian(s, c).toFixed(2) : '-';
       console.log(`${name.padEnd(28)}${fmt(median(s)).padStart(9)}${fmt(median(c)).padStart(9)}${ratio.padStart(7)}${paired.padStart(8)}   ${s.map(fmt).join(', ')}${c.length ? ` | ${c.map(fmt).join(', ')}` : ''}`);
     }
     if (last) console.log(`context: ${last.context.files} files, ${(last.context.contentBytes / 1048576).toFixed(1)} MiB, tar ${(last.context.tarBytes / 1048576).toFixed(1)} MiB; rebuild: ${last.cachedSteps}/${last.steps.length} steps cached`);
