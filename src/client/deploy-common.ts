@@ -3,6 +3,7 @@
  * exactly-once finalize, the CI/CD enforcement check and the phase events.
  */
 import { createBundle, type BundleEvent, type BundleResult, type CreateBundleOptions, type IgnoreSyntax } from '../bundle/index.js';
+import { toAbortError } from '../core/abort.js';
 import type { DispatcherLike } from '../core/dispatcher.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
 import { AstroConfigError, AstroDeployError, AstroFinalizeUnknownError, AstroSchemaError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
@@ -123,18 +124,37 @@ export function projectBuildOptions(
  */
 const queues = new Map<string, Promise<unknown>>();
 
-/** Run `run` after every earlier deploy with the same key has settled. */
-export async function serialised<T>(key: string, onQueued: () => void, run: () => Promise<T>): Promise<T> {
+/**
+ * Run `run` after every earlier deploy with the same key has settled. An abort of `signal` while
+ * waiting rejects at once with `AstroAbortError` (a queued deploy is not held until the one ahead
+ * ends); the deploys queued after it still wait for every deploy ahead of it.
+ */
+export async function serialised<T>(key: string, onQueued: () => void, run: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   const previous = queues.get(key);
   if (previous) onQueued();
-  const mine = (previous ?? Promise.resolve()).catch(() => undefined).then(run);
-  const tail = mine.catch(() => undefined);
+  const turn = (previous ?? Promise.resolve()).catch(() => undefined);
+  const mine = turnOrAbort(turn, signal).then(run);
+  // The next in line waits for the turn ahead of ours too: our abort must not let it overtake.
+  const tail = Promise.allSettled([turn, mine]);
   queues.set(key, tail);
   try {
     return await mine;
   } finally {
     if (queues.get(key) === tail) queues.delete(key);
   }
+}
+
+/** Resolves when `turn` does, or rejects with `AstroAbortError` as soon as `signal` fires. */
+function turnOrAbort(turn: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(toAbortError(signal));
+    const onAbort = () => reject(toAbortError(signal!));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    void turn.then(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }
 
 /** The CLI only deploys to a CI/CD-enforced deployment with an API token; so do we. */

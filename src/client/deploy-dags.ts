@@ -237,5 +237,5 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
     } finally {
       if (owned) await bundle.cleanup();
     }
-  });
+  }, signal);
 }

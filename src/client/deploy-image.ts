@@ -311,7 +311,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
     } finally {
       await opened?.close();
     }
-  });
+  }, signal);
 }
 
 /** The folder of the DAGs: `dagsDir`, or the folder `bundle` was made from. */

@@ -434,5 +434,6 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
         await Promise.all([bundle?.cleanup(), ...removals]);
       }
     }),
+    params.signal,
   );
 }

@@ -217,5 +217,5 @@ export async function rollback(ctx: DeployContext, params: RollbackParams): Prom
     );
     if (rollout) result.rollout = rollout;
     return result;
-  });
+  }, signal);
 }

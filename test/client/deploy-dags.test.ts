@@ -99,6 +99,27 @@ describe('deployDags end to end against the fake Astro', () => {
     expect(astro.deploys('cldep1').map((d) => d.finalizeCount)).toEqual([1, 1]);
   });
 
+  it('a deploy queued behind another is aborted at once, and the deploys after it still wait their turn', async () => {
+    const { astro, client } = await setup();
+    // The first deploy holds the deployment for a while: its finalize is answered after 1.5 s.
+    astro.fail({ route: 'deploys.finalize', action: { kind: 'delay', ms: 1500 } });
+    const run = (signal?: AbortSignal) => client.deployDags({ deploymentId: 'cldep1', dagsDir: makeDags(), upload: smallBlocks, ...(signal ? { signal } : {}) });
+    const settledAt = (p: Promise<unknown>) => p.catch(() => undefined).then(() => performance.now());
+    const first = run();
+    const controller = new AbortController();
+    const queued = run(controller.signal);
+    const third = run();
+    setTimeout(() => controller.abort(), 100);
+    const [err, queuedAt, firstAt] = await Promise.all([queued.catch((e) => e), settledAt(queued), settledAt(first), third]);
+    expect(err.code).toBe('ASTRO_ABORTED');
+    // Rejected while the first deploy still held the deployment, not after it.
+    expect(queuedAt).toBeLessThan(firstAt - 500);
+    // The aborted deploy created nothing, and the third waited for the first to finish.
+    const routes = astro.requests.map((r) => r.route).filter((r) => r === 'deploys.create' || r === 'deploys.finalize');
+    expect(routes).toEqual(['deploys.create', 'deploys.finalize', 'deploys.create', 'deploys.finalize']);
+    expect(astro.deploys('cldep1').map((d) => d.finalizeCount)).toEqual([1, 1]);
+  });
+
   it('aborts mid-upload with ASTRO_ABORTED and no finalize', async () => {
     const { astro, deploy } = await setup();
     astro.fail({ route: 'blob.putBlock', nth: 2, action: { kind: 'delay', ms: 2000 } });
