@@ -126,7 +126,7 @@ export class AstroApiError extends AstroError {
   readonly requestId: string | undefined;
   /** `message` from the API error body. */
   readonly apiMessage: string | undefined;
-  /** `fieldErrors` from the API error body. */
+  /** `fieldErrors` from the API error body, redacted as the message is. */
   readonly fieldErrors: ApiFieldError[];
   /** Server-requested delay before a retry, in milliseconds. */
   readonly retryAfterMs: number | undefined;
@@ -138,9 +138,18 @@ export class AstroApiError extends AstroError {
     this.path = redact(details.path);
     this.requestId = details.requestId;
     this.apiMessage = details.apiMessage === undefined ? undefined : redact(details.apiMessage);
-    this.fieldErrors = details.fieldErrors ?? [];
+    // A server may echo what it rejected (a header, a URL) in any field, as in its message.
+    this.fieldErrors = (details.fieldErrors ?? []).map(redactFieldError);
     this.retryAfterMs = details.retryAfterMs;
   }
+}
+
+function redactFieldError(f: ApiFieldError): ApiFieldError {
+  return {
+    ...(f.code === undefined ? {} : { code: redact(f.code) }),
+    ...(f.field === undefined ? {} : { field: redact(f.field) }),
+    ...(f.message === undefined ? {} : { message: redact(f.message) }),
+  };
 }
 
 /** A response did not match the schema the SDK relies on (the API changed, or a proxy answered). */

@@ -43,6 +43,27 @@ describe('secrets never leak', () => {
     expect(lines.length).toBeGreaterThan(0);
   });
 
+  it('keeps a token echoed in fieldErrors out of err.fieldErrors and err.toJSON()', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    const echoed = `Bearer ${astro.token}`;
+    astro.fail({
+      route: 'deployments.get',
+      action: {
+        kind: 'status',
+        status: 400,
+        body: { message: 'bad header', requestId: 'r1', statusCode: 400, fieldErrors: [{ code: `invalid ${echoed}`, field: `authorization=${astro.token}`, message: `rejected ${echoed}` }] },
+      },
+    });
+    const err = await client.deployments.get('cldep1').catch((e) => e);
+    expect(err.code).toBe('ASTRO_API_BAD_REQUEST');
+    for (const text of [JSON.stringify(err.fieldErrors), JSON.stringify(err.toJSON()), chainText(err)]) {
+      expect(text).not.toContain(astro.token);
+      expect(text).not.toContain(astro.token.split('.')[2]!);
+    }
+    // Still readable: what was wrong, and where.
+    expect(err.fieldErrors).toEqual([{ code: 'invalid Bearer [REDACTED]', field: 'authorization=[REDACTED]', message: 'rejected Bearer [REDACTED]' }]);
+  });
+
   it('redacts a token inside a wrapped cause', () => {
     const token = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl';
     const cause = new Error(`upstream said Authorization: Bearer ${token}`);
