@@ -25,11 +25,19 @@ export interface Failure {
   readonly retryAfterMs?: number;
   /**
    * Whether the request may have reached the server. False only when it provably did not (no
-   * connection was made), which is what makes a retry of a non-idempotent call safe.
+   * connection was made, or a proxy refused to open the tunnel to it), which is what makes a
+   * retry of a non-idempotent call safe.
    */
   readonly mayHaveReachedServer: boolean;
   /** The transport error code (`ECONNRESET`, `UND_ERR_SOCKET`, ...), when there was one. */
   readonly code?: string;
+  /**
+   * The status an HTTP proxy answered the tunnel request (`CONNECT`) with when it would not open
+   * the tunnel: the request never reached the server. A transient status (408, 429, 5xx but 501
+   * and 505) makes a `connect` failure, retried like a refused connection; any other (407: the
+   * proxy wants credentials) a final `status` failure with that status.
+   */
+  readonly proxyStatus?: number;
 }
 
 const FAILURE = Symbol.for('astro-deploy-sdk.failure');
@@ -67,15 +75,33 @@ function stringProp(value: unknown, key: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** undici's (7 and 8) error when a proxy answers `CONNECT` with another status than 200. */
+const TUNNEL_REFUSED = /^Proxy response \((\d{3})\) !== 200 when HTTP Tunneling/;
+
+/** The status a proxy refused the tunnel with, from the error or its cause; undefined for other errors. */
+function tunnelRefusalStatus(error: unknown): number | undefined {
+  const message = stringProp(error, 'message') ?? '';
+  const match = TUNNEL_REFUSED.exec(message) ?? TUNNEL_REFUSED.exec(stringProp((error as { cause?: unknown } | null)?.cause, 'message') ?? '');
+  return match ? Number(match[1]) : undefined;
+}
+
 /**
  * Classify an error thrown by an HTTP client (undici, node:http, dockerode) before a complete
  * answer arrived. `timedOut` says the edge's own per-try timer fired; `aborted` that the caller
- * cancelled. Error causes are followed one level, where undici puts the socket error.
+ * cancelled. Error causes are followed one level, where undici puts the socket error. A proxy
+ * that would not open a tunnel is classed by its status (see {@link Failure.proxyStatus}).
  */
 export function transportFailure(error: unknown, context: { timedOut?: boolean; aborted?: boolean } = {}): Failure {
   const code = stringProp(error, 'code') ?? stringProp((error as { cause?: unknown } | null)?.cause, 'code');
   const base = code === undefined ? {} : { code };
   if (context.aborted) return { kind: 'abort', mayHaveReachedServer: true, ...base };
+  const proxyStatus = tunnelRefusalStatus(error);
+  if (proxyStatus !== undefined) {
+    // The proxy answered instead of the server, which never saw the request.
+    return isTransientStatus(proxyStatus)
+      ? { kind: 'connect', mayHaveReachedServer: false, proxyStatus, ...base }
+      : { kind: 'status', status: proxyStatus, mayHaveReachedServer: false, proxyStatus, ...base };
+  }
   if (code !== undefined && CONNECT_CODES.has(code)) return { kind: 'connect', mayHaveReachedServer: false, ...base };
   if (context.timedOut) return { kind: 'timeout', mayHaveReachedServer: true, ...base };
   const name = stringProp(error, 'name') ?? '';
@@ -87,6 +113,18 @@ export function transportFailure(error: unknown, context: { timedOut?: boolean; 
     return { kind: 'reset', mayHaveReachedServer: true, ...base };
   }
   return { kind: 'other', mayHaveReachedServer: true, ...base };
+}
+
+/**
+ * What to do about a proxy that would not open a tunnel with `status` (a final
+ * {@link Failure.proxyStatus}): one sentence for the error message of any edge.
+ */
+export function proxyRefusalHint(status: number): string {
+  if (status === 407) {
+    // No `scheme://user:password@` example: the redaction of error messages would mask it.
+    return 'The HTTP proxy wants credentials (407 Proxy Authentication Required): put them in the proxy URL (HTTPS_PROXY, HTTP_PROXY) as user:password@ before its host, or give them to the proxy agent passed as dispatcher.';
+  }
+  return `The HTTP proxy refused to open a connection (HTTP ${status}), so the request never reached the server: check that the proxy allows CONNECT to that host, or list the host in NO_PROXY.`;
 }
 
 type Headers = Record<string, string | string[] | undefined>;

@@ -2,15 +2,17 @@
  * The resilience kernel on its own: the retry policy's decisions, the one loop, the operation
  * scope's exit rule, the emitter and the dispatcher chosen from the environment.
  */
-import { EnvHttpProxyAgent } from 'undici';
+import { EnvHttpProxyAgent, ProxyAgent } from 'undici';
 import { describe, expect, it, vi } from 'vitest';
 import { AstroAbortError, AstroError, ErrorCodes, isAstroError } from '../../src/core/errors.js';
 import { emitterFor, safeCall } from '../../src/core/emitter.js';
-import { failureOf, isTransientStatus, statusFailure, transportFailure, withFailure, type Failure } from '../../src/core/failure.js';
+import { failureOf, isTransientStatus, proxyRefusalHint, statusFailure, transportFailure, withFailure, type Failure } from '../../src/core/failure.js';
+import { httpRequest } from '../../src/core/dispatcher.js';
 import { proxyDispatcherFromEnv, resolveDispatcher } from '../../src/core/dispatcher.js';
 import { backoffDelay, isRetryable, nextRetryDelay, retryDelay, retryPolicy, withRetries } from '../../src/core/retry.js';
 import { OperationScope, abortAware, runInScope } from '../../src/core/scope.js';
 import { registerSecret } from '../../src/core/redact.js';
+import { startForwardProxy } from '../helpers/forward-proxy.js';
 
 const fast = { initialDelayMs: 1, maxDelayMs: 2 };
 const reset: Failure = { kind: 'reset', mayHaveReachedServer: true, code: 'ECONNRESET' };
@@ -28,6 +30,41 @@ describe('failure shape', () => {
     expect(transportFailure(new Error('x'), { timedOut: true })).toMatchObject({ kind: 'timeout' });
     expect(transportFailure(new Error('x'), { aborted: true })).toMatchObject({ kind: 'abort' });
     expect(transportFailure(new TypeError('bad header'))).toMatchObject({ kind: 'other' });
+  });
+
+  it("classes a proxy's refusal to open a tunnel by its status: transient ones as not reaching the server, 407 and the rest as final", async () => {
+    // undici's own error, through a real CONNECT proxy on loopback.
+    const proxy = await startForwardProxy();
+    const agent = new ProxyAgent(proxy.url);
+    try {
+      const seen: Failure[] = [];
+      for (const status of [503, 502, 429, 408, 407, 403, 501]) {
+        proxy.refuseTunnels(status);
+        const error = await httpRequest('http://127.0.0.1:9/x', { method: 'POST' }, agent).catch((e: unknown) => e);
+        expect((error as Error).message).toBe(`Proxy response (${status}) !== 200 when HTTP Tunneling`);
+        seen.push(transportFailure(error));
+      }
+      expect(proxy.stats.refused).toBe(7);
+      const once = retryPolicy({}, { idempotent: false });
+      for (const f of seen.slice(0, 4)) {
+        expect(f).toMatchObject({ kind: 'connect', mayHaveReachedServer: false, code: 'UND_ERR_ABORTED' });
+        expect(isRetryable(f, once)).toBe(true);
+      }
+      for (const f of seen.slice(4)) {
+        expect(f).toMatchObject({ kind: 'status', status: f.proxyStatus, mayHaveReachedServer: false });
+        expect(isRetryable(f, retryPolicy({}))).toBe(false);
+      }
+      expect(seen.map((f) => f.proxyStatus)).toEqual([503, 502, 429, 408, 407, 403, 501]);
+    } finally {
+      await agent.close();
+      await proxy.close();
+    }
+    // As the cause of a wrapping error (fetch), too; an abort of the caller stays an abort.
+    const refusal = Object.assign(new Error('Proxy response (407) !== 200 when HTTP Tunneling'), { code: 'UND_ERR_ABORTED' });
+    expect(transportFailure(new TypeError('fetch failed', { cause: refusal }))).toMatchObject({ kind: 'status', status: 407, proxyStatus: 407 });
+    expect(transportFailure(refusal, { aborted: true })).toMatchObject({ kind: 'abort' });
+    expect(proxyRefusalHint(407)).toMatch(/credentials.*407 Proxy Authentication Required/);
+    expect(proxyRefusalHint(403)).toMatch(/refused to open a connection \(HTTP 403\)/);
   });
 
   it('reads retry-after-ms before Retry-After, in seconds or as a date', () => {

@@ -6,8 +6,10 @@
  * - absolute-URI requests (`GET http://host:port/path`, what `ProxyAgent({ proxyTunnel: false })`
  *   and most other clients send for `http:` targets), forwarded with the body streamed.
  * It only ever connects to loopback targets (anything else gets 403), and counts what it carried.
+ * Told to, it answers tunnel requests with an error status instead, as a proxy that is overloaded
+ * (503) or wants credentials (407) does.
  */
-import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES, createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { listenOnLoopback } from '../../src/testing/loopback.js';
 
@@ -21,7 +23,7 @@ export interface ForwardProxyStats {
   bytesUp: number;
   /** `host:port` of every tunnel or request, in order. */
   targets: string[];
-  /** Requests or tunnels refused (not loopback, malformed). */
+  /** Requests or tunnels refused (not loopback, malformed, or told to by {@link ForwardProxy.refuseTunnels}). */
   refused: number;
 }
 
@@ -32,6 +34,11 @@ export interface ForwardProxy {
   stats: ForwardProxyStats;
   /** Tunnels plus forwarded requests. */
   readonly used: number;
+  /**
+   * Answer the next `times` tunnel requests with `status` (and `connection: close`) instead of
+   * opening them; `refuseTunnels(0, 0)` stops refusing. @default times 1
+   */
+  refuseTunnels(status: number, times?: number): void;
   resetStats(): void;
   close(): Promise<void>;
 }
@@ -52,6 +59,7 @@ function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | s
 /** Start a forward proxy on `127.0.0.1` with a free port. */
 export async function startForwardProxy(): Promise<ForwardProxy> {
   const stats: ForwardProxyStats = { tunnels: 0, requests: 0, bytesUp: 0, targets: [], refused: 0 };
+  const refusal = { status: 0, times: 0 };
 
   const server = createServer((req, res) => {
     let target: URL;
@@ -89,6 +97,12 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
       client.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
+    if (refusal.times > 0) {
+      refusal.times -= 1;
+      stats.refused += 1;
+      client.end(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? 'Refused'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      return;
+    }
     stats.tunnels += 1;
     stats.targets.push(req.url!);
     const upstream = connect(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''), () => {
@@ -113,6 +127,9 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     stats,
     get used() {
       return stats.tunnels + stats.requests;
+    },
+    refuseTunnels(status, times = 1) {
+      Object.assign(refusal, { status, times });
     },
     resetStats() {
       Object.assign(stats, { tunnels: 0, requests: 0, bytesUp: 0, targets: [], refused: 0 });

@@ -1,8 +1,10 @@
 /**
  * The uploader on the SDK's resilience kernel, against the fake blob service through the fault
  * proxy: listeners cannot break an upload, an abort that races a failure ends as ASTRO_ABORTED,
- * and requests go through the caller's dispatcher, or through HTTP_PROXY when none is given.
+ * and requests go through the caller's dispatcher, or through HTTP_PROXY when none is given, and
+ * are sent again when that proxy refuses a tunnel for a while.
  */
+import { ProxyAgent } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isAstroError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
@@ -33,6 +35,7 @@ beforeEach(async () => {
   proxy.faults.clear();
   proxy.resetStats();
   forward.resetStats();
+  forward.refuseTunnels(0, 0);
   journal = await tempDir('upload-journal-');
 });
 afterEach(async () => {
@@ -173,5 +176,70 @@ describe('uploadBlockBlob on the resilience kernel', () => {
     forward.resetStats();
     await withProxyEnv({}, () => uploadBlockBlob(newBlob().url, payload(10 * KIB, 49), opts()));
     expect(forward.used).toBe(0);
+  });
+
+  it('sends a request again when the proxy refuses its tunnel with 503, 502, 429 or 408: it never reached the service', async () => {
+    for (const [status, size] of [
+      [503, 2 * MIB + 9],
+      [502, 10 * KIB],
+      [429, 10 * KIB],
+      [408, 2 * MIB + 9],
+    ] as const) {
+      // An agent of its own: no tunnel of an earlier case is open.
+      const dispatcher = new ProxyAgent(forward.url);
+      try {
+        forward.resetStats();
+        forward.refuseTunnels(status, 2);
+        const blob = newBlob();
+        const data = payload(size, status);
+        const log = new EventLog();
+        const result = await uploadBlockBlob(blob.url, data, opts({ dispatcher, onEvent: log.onEvent }));
+        expect(forward.stats.refused).toBe(2);
+        expect(result.retries).toBe(2);
+        expect(log.of('upload:retry').map((e) => e.cause)).toEqual(['connect', 'connect']);
+        expect(sameBytes(fake.service.read('dags', blob.name), data)).toBe(true);
+      } finally {
+        await dispatcher.close();
+      }
+    }
+    // The same through HTTPS_PROXY/HTTP_PROXY. NO_PROXY names another host only so that the
+    // environment's proxy agent is a new one, with no tunnel left open by another test.
+    forward.resetStats();
+    forward.refuseTunnels(503);
+    const blob = newBlob();
+    const data = payload(10 * KIB, 50);
+    const result = await withProxyEnv({ HTTP_PROXY: forward.url, NO_PROXY: 'refused-tunnel.invalid' }, () => uploadBlockBlob(blob.url, data, opts()));
+    expect(forward.stats.refused).toBe(1);
+    expect(result.retries).toBe(1);
+    expect(sameBytes(fake.service.read('dags', blob.name), data)).toBe(true);
+  });
+
+  it('fails at once with ASTRO_UPLOAD_REJECTED when the proxy wants credentials (407) or refuses the tunnel for good', async () => {
+    for (const [status, size, says] of [
+      [407, 10 * KIB, /407 Proxy Authentication Required\): put them in the proxy URL \(HTTPS_PROXY, HTTP_PROXY\) as user:password@ before its host/],
+      [407, 2 * MIB + 9, /407 Proxy Authentication Required\): put them in the proxy URL \(HTTPS_PROXY, HTTP_PROXY\) as user:password@ before its host/],
+      [403, 10 * KIB, /The HTTP proxy refused to open a connection \(HTTP 403\)/],
+    ] as const) {
+      const dispatcher = new ProxyAgent(forward.url);
+      try {
+        forward.resetStats();
+        forward.refuseTunnels(status, Infinity);
+        const blob = newBlob();
+        const log = new EventLog();
+        const error = await uploadBlockBlob(blob.url, payload(size, 51), opts({ dispatcher, onEvent: log.onEvent })).catch((e: unknown) => e);
+        expect(isAstroError(error, 'ASTRO_UPLOAD_REJECTED')).toBe(true);
+        expect(error).toMatchObject({ status, retryable: false });
+        expect((error as Error).message).toMatch(says);
+        // Not the storage service's 403 (the SAS), and not "gave up" after tries it never made.
+        expect((error as Error).message).not.toMatch(/SAS|Gave up/);
+        expect(log.of('upload:retry')).toEqual([]);
+        // At most the tunnels of the blocks sent together; none after the refusal.
+        expect(forward.stats.refused).toBeGreaterThanOrEqual(1);
+        expect(forward.stats.refused).toBeLessThanOrEqual(size > FAST.singleShotMaxBytes ? 2 : 1);
+        expect(fake.service.read('dags', blob.name)).toBeUndefined();
+      } finally {
+        await dispatcher.close();
+      }
+    }
   });
 });
