@@ -5,6 +5,7 @@
 import { AstroConfigError, ErrorCodes } from '../core/errors.js';
 import { isTransientStatus } from '../core/failure.js';
 import { retryPolicy, type RetryOptions, type RetryPolicy } from '../core/retry.js';
+import { MAX_TIMER_MS, TIMER_MS_RULE, isTimerMs } from '../core/timer-ms.js';
 import { defaultJournalDir } from './journal.js';
 import { ASSUMED_RATE_BYTES_PER_SECOND } from './link-controller.js';
 import type { BlobSas } from './sas.js';
@@ -74,6 +75,12 @@ function count(name: string, value: number | undefined, fallback: number): numbe
   return value;
 }
 
+/** A number that a timer keeps, or a rule (checked at each use by {@link tryTimeoutMs}). */
+function tryTimeoutRule(value: UploadBlockBlobOptions['tryTimeoutMs']): UploadBlockBlobOptions['tryTimeoutMs'] {
+  if (value === undefined || typeof value === 'function' || isTimerMs(value)) return value;
+  throw invalid('tryTimeoutMs', value, `${TIMER_MS_RULE}, or a function returning one`);
+}
+
 /**
  * Cap of the adaptive block size, in bytes. Blocks only get near it once the link has carried
  * ~20 times as many clean bytes (the reset ceiling of link-controller.ts); fewer, larger requests
@@ -117,20 +124,31 @@ export function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): Resolve
     contentType: o.contentType ?? 'application/octet-stream',
     clearStaleBlocks: o.clearStaleBlocks ?? true,
     contentMd5: o.contentMd5 ?? true,
-    tryTimeoutMs: o.tryTimeoutMs,
+    tryTimeoutMs: tryTimeoutRule(o.tryTimeoutMs),
   };
 }
 
 /**
  * Time one request may run: the caller's number or rule, else 90 s for the commit, 60 s for Get
- * Block List, and max(20 s, 3 × bytes / rate) for payload requests.
+ * Block List, and max(20 s, 3 × bytes / rate) for payload requests, at most what a timer keeps.
+ * A rule's answer is checked like a number given: one a timer cannot keep fails the upload with
+ * `ASTRO_CONFIG_INVALID_OPTION` rather than timing the request out at once.
  */
 export function tryTimeoutMs(rule: ResolvedOptions['tryTimeoutMs'], context: TryTimeoutContext): number {
   if (typeof rule === 'number') return rule;
-  if (typeof rule === 'function') return rule(context);
+  if (typeof rule === 'function') {
+    const ms = rule(context);
+    if (!isTimerMs(ms)) {
+      throw new AstroConfigError(
+        ErrorCodes.CONFIG_INVALID_OPTION,
+        `Option tryTimeoutMs of uploadBlockBlob must return ${TIMER_MS_RULE} (got ${String(ms)} for ${context.phase} of ${context.bytes} bytes).`,
+      );
+    }
+    return ms;
+  }
   const phase: UploadPhase = context.phase;
   if (phase === 'commit') return COMMIT_TIMEOUT_MS;
   if (phase === 'block-list') return BLOCK_LIST_TIMEOUT_MS;
   const rate = context.bytesPerSecond ?? ASSUMED_RATE_BYTES_PER_SECOND;
-  return Math.max(MIN_TRY_TIMEOUT_MS, Math.ceil((3 * context.bytes * 1000) / rate));
+  return Math.min(MAX_TIMER_MS, Math.max(MIN_TRY_TIMEOUT_MS, Math.ceil((3 * context.bytes * 1000) / rate)));
 }

@@ -189,8 +189,10 @@ export interface UploadBlockBlobOptions {
   singleShotMaxBytes?: number;
   /**
    * Time one request may run, in milliseconds: a number, or a rule given the body size and the
-   * measured per-stream rate. @default max(20 s, 3 × bytes / rate) with rate = the measured
-   * per-stream rate, or 256 KiB/s until one block has finished; 90 s for the commit.
+   * measured per-stream rate. More than 0 and at most 2^31-1 (about 24.8 days, the longest a Node
+   * timer keeps), else `ASTRO_CONFIG_INVALID_OPTION`: a number at the start, a rule's answer when
+   * it is asked. @default max(20 s, 3 × bytes / rate) with rate = the measured per-stream rate, or
+   * 256 KiB/s until one block has finished; 90 s for the commit.
    */
   tryTimeoutMs?: number | ((context: TryTimeoutContext) => number);
   /**

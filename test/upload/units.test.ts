@@ -4,11 +4,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { statusFailure } from '../../src/core/failure.js';
+import { MAX_TIMER_MS } from '../../src/core/timer-ms.js';
 import { redact } from '../../src/core/redact.js';
 import { BlobRequestFailure } from '../../src/upload/blob-http.js';
 import { BLOCK_ID_BYTES, blockDigest, decodeBlockId, encodeBlockId } from '../../src/upload/block-id.js';
 import { JournalBusyError, UploadJournal } from '../../src/upload/journal.js';
 import { LinkController, RESET_PRIOR_BYTES } from '../../src/upload/link-controller.js';
+import { tryTimeoutMs } from '../../src/upload/options.js';
 import { operationUrl, parseBlobSas } from '../../src/upload/sas.js';
 import type { UploadBlockSizeEvent, UploadConcurrencyEvent } from '../../src/upload/types.js';
 import { KIB, MIB, tempDir } from './helpers.js';
@@ -150,6 +152,13 @@ describe('link controller', () => {
   it('keeps the committed block count under 50,000', () => {
     const { c } = controller({ initialBlockBytes: 256 * KIB });
     expect(c.nextBlockBytes(100_000 * MIB, 0)).toBeGreaterThanOrEqual(Math.ceil((100_000 * MIB) / 50_000));
+  });
+});
+
+describe('per-try timeout', () => {
+  it('never asks a timer for more than it keeps, however slow the measured rate', () => {
+    expect(tryTimeoutMs(undefined, { phase: 'put-block', bytes: 4000 * MIB, bytesPerSecond: 1 })).toBe(MAX_TIMER_MS);
+    expect(tryTimeoutMs(undefined, { phase: 'put-block', bytes: MIB, bytesPerSecond: undefined })).toBe(20_000);
   });
 });
 

@@ -462,4 +462,28 @@ describe('uploadBlockBlob against the fake blob service', () => {
     const error = await uploadBlockBlob(newBlob().url, payload(10), opts(undefined, { blockSizeBytes: -1 })).catch((e: unknown) => e);
     expect(isAstroError(error, 'ASTRO_CONFIG_INVALID_OPTION')).toBe(true);
   });
+
+  it('refuses a per-try timeout a timer cannot keep, before any request, and a rule that answers one when asked', async () => {
+    // Node runs a timer of Infinity, 2^31 ms or more, 0 or less as one of 1 ms: every try timed out at once.
+    for (const tryTimeoutMs of [Number.POSITIVE_INFINITY, 2 ** 31, 0, -5, Number.NaN, '5000' as unknown as number]) {
+      const error = await uploadBlockBlob(newBlob().url, payload(2 * MIB), opts(undefined, { tryTimeoutMs })).catch((e: unknown) => e);
+      expect(isAstroError(error, 'ASTRO_CONFIG_INVALID_OPTION')).toBe(true);
+      expect((error as Error).message).toContain('tryTimeoutMs of uploadBlockBlob must be a number of milliseconds more than 0 and at most 2147483647');
+    }
+    expect(proxy.stats.requests).toBe(0);
+    for (const answer of [Number.POSITIVE_INFINITY, 2 ** 31, 0]) {
+      const blob = newBlob();
+      const log = new EventLog();
+      const error = await uploadBlockBlob(blob.url, payload(2 * MIB), opts(log, { tryTimeoutMs: ({ phase }) => (phase === 'commit' ? answer : 30_000) })).catch((e: unknown) => e);
+      expect(isAstroError(error, 'ASTRO_CONFIG_INVALID_OPTION')).toBe(true);
+      expect((error as Error).message).toMatch(new RegExp(`tryTimeoutMs of uploadBlockBlob must return a number of milliseconds .* \\(got ${answer} for commit of \\d+ bytes\\)`));
+      expect(log.of('upload:retry')).toEqual([]);
+      expect(fake.service.read('dags', blob.name)).toBeUndefined();
+    }
+    // The longest a timer keeps is fine.
+    const blob = newBlob();
+    const data = payload(2 * MIB, 7);
+    await uploadBlockBlob(blob.url, data, opts(undefined, { tryTimeoutMs: 2 ** 31 - 1 }));
+    expect(sameBytes(fake.service.read('dags', blob.name), data)).toBe(true);
+  });
 });
