@@ -2,16 +2,21 @@
  * One run of the CLI: parse, pick the renderer, run the command, report its end and return the
  * exit code. The process (signals, exit) is main.ts's.
  */
-import type { Writable } from 'node:stream';
 import { AstroAbortError } from '../core/errors.js';
 import { SDK_VERSION } from '../version.js';
 import { helpText, parseCommandLine, type Invocation } from './args.js';
 import { ExitCode, exitCodeOf } from './exit-codes.js';
+import { writeErrorCode, type TextOutput } from './output/gate.js';
 import { createReporter, type Reporter } from './output/index.js';
 
 export interface RunIO {
-  stdout: Writable & { isTTY?: boolean; columns?: number; rows?: number };
-  stderr: Writable;
+  stdout: TextOutput;
+  stderr: TextOutput;
+  /**
+   * Calls `listener` once stdout's reader has gone away (main.ts: the gate's `onClose`): the run
+   * says so on stderr and goes on to its end.
+   */
+  stdoutClosed?: (listener: (error: Error) => void) => void;
   env: NodeJS.ProcessEnv;
   cwd: string;
   /** Aborted on the first Ctrl-C (or SIGTERM); `interruptedBy()` then names the signal. */
@@ -49,6 +54,11 @@ export async function run(argv: readonly string[], io: RunIO, setLastWords: (fn:
   const facts: Array<[string, string]> = [];
   const onAbort = () => reporter.note('interrupted: stopping (press Ctrl-C again to exit at once)');
   io.signal.addEventListener('abort', onAbort, { once: true });
+  let ended = false;
+  // Not an interruption: the deploy goes on to its end, finalized, and its exit code stands.
+  io.stdoutClosed?.((error) => {
+    if (!ended) reporter.note(`stdout was closed by its reader (${writeErrorCode(error)}): no more output there; astro-deploy ${name} goes on to its end, and the exit code says how it ended.`);
+  });
   setLastWords(() => {
     const code = io.interruptedBy() === 'SIGTERM' ? ExitCode.TERMINATED : ExitCode.INTERRUPTED;
     reporter.error({ command: name, exitCode: code, error: new AstroAbortError('Interrupted twice: exited at once, without waiting for the SDK to stop.'), facts });
@@ -73,6 +83,7 @@ export async function run(argv: readonly string[], io: RunIO, setLastWords: (fn:
     reporter.error({ command: name, exitCode, error, facts });
     return exitCode;
   } finally {
+    ended = true;
     io.signal.removeEventListener('abort', onAbort);
     setLastWords(() => {});
     reporter.close();

@@ -6,7 +6,7 @@
  * from both), so `--json` output stays pure NDJSON.
  */
 import { appendFileSync } from 'node:fs';
-import type { Writable } from 'node:stream';
+import type { TextOutput } from './gate.js';
 import { describeEvent, formatDuration, type SdkEvent } from './format.js';
 import { errorCode, errorMessage, type Failure, type Outcome, type Reporter } from './reporter.js';
 
@@ -24,7 +24,7 @@ export class GithubReporter implements Reporter {
   constructor(
     private readonly inner: Reporter,
     /** Where annotations go. */
-    private readonly commands: Writable,
+    private readonly commands: TextOutput,
     /** The job summary file, when the runner gave one. */
     private readonly summaryPath: string | undefined,
     private readonly startedAt: Date = new Date(),

@@ -2,7 +2,7 @@
  * Picks the renderer: `--json` (NDJSON), a live display on a terminal, plain lines otherwise;
  * in GitHub Actions, annotations and the job summary around it.
  */
-import type { Writable } from 'node:stream';
+import type { TextOutput } from './gate.js';
 import { GithubReporter } from './github.js';
 import { JsonReporter } from './json.js';
 import { PlainReporter } from './plain.js';
@@ -15,8 +15,8 @@ export type { SdkEvent } from './format.js';
 export interface OutputOptions {
   json: boolean;
   quiet: boolean;
-  stdout: Writable & { isTTY?: boolean; columns?: number; rows?: number };
-  stderr: Writable;
+  stdout: TextOutput;
+  stderr: TextOutput;
   env: NodeJS.ProcessEnv;
 }
 
@@ -40,7 +40,8 @@ export async function createReporter(o: OutputOptions): Promise<Reporter> {
 async function ttyReporter(o: OutputOptions): Promise<Reporter | undefined> {
   try {
     const { createLogUpdate } = await import('log-update');
-    const live = createLogUpdate(o.stdout) as unknown as LiveArea;
+    // log-update uses the stream's write, columns, rows and isTTY only: a gate (gate.ts) has them.
+    const live = createLogUpdate(o.stdout as unknown as NodeJS.WritableStream) as unknown as LiveArea;
     const color = o.env.NO_COLOR === undefined || o.env.NO_COLOR === '';
     return new TtyReporter(live, o.stdout, o.stderr, color);
   } catch {

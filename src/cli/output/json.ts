@@ -3,14 +3,14 @@
  * `{"type":"result", ...}` or `{"type":"error", "code", "message", ...}`. Nothing else is written
  * to stdout; the CLI's own notes go to stderr. With `--quiet`, only the last line.
  */
-import type { Writable } from 'node:stream';
+import type { TextOutput } from './gate.js';
 import type { SdkEvent } from './format.js';
 import { errorJson, type Failure, type Outcome, type Reporter } from './reporter.js';
 
 export class JsonReporter implements Reporter {
   constructor(
-    private readonly stdout: Writable,
-    private readonly stderr: Writable,
+    private readonly stdout: TextOutput,
+    private readonly stderr: TextOutput,
     private readonly quiet = false,
   ) {}
 

@@ -3,7 +3,7 @@
  * recovery, the output of builds and tests as it comes, and the progress of long transfers every
  * few seconds. Errors go to stderr. `--quiet` keeps the errors only.
  */
-import type { Writable } from 'node:stream';
+import type { TextOutput } from './gate.js';
 import { describeEvent, type SdkEvent } from './format.js';
 import { ProgressModel } from './progress.js';
 import { errorLines, type Failure, type Outcome, type Reporter } from './reporter.js';
@@ -16,8 +16,8 @@ export class PlainReporter implements Reporter {
   private lastProgress = 0;
 
   constructor(
-    private readonly stdout: Writable,
-    private readonly stderr: Writable,
+    private readonly stdout: TextOutput,
+    private readonly stderr: TextOutput,
     private readonly quiet = false,
     private readonly now: () => number = () => performance.now(),
   ) {}

@@ -4,7 +4,7 @@
  * bytes with rate and ETA, layers pushed, the build step and its last output, the tests, the
  * rollout state.
  */
-import type { Writable } from 'node:stream';
+import type { TextOutput } from './gate.js';
 import { describeEvent, formatDuration, type SdkEvent } from './format.js';
 import { ProgressModel } from './progress.js';
 import { errorLines, type Failure, type Outcome, type Reporter } from './reporter.js';
@@ -37,8 +37,8 @@ export class TtyReporter implements Reporter {
 
   constructor(
     private readonly live: LiveArea,
-    private readonly stdout: Writable & { columns?: number },
-    private readonly stderr: Writable,
+    private readonly stdout: TextOutput,
+    private readonly stderr: TextOutput,
     color: boolean,
   ) {
     this.c = palette(color);
