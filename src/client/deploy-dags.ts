@@ -38,6 +38,7 @@ import type { AstroTokenClaims } from './token.js';
 import type { RequestOptions } from './transport.js';
 import { deployGitFields } from './git.js';
 import { checkDagsSource, dagsBundle } from './bundle-source.js';
+import { checkFlowOptions } from './flow-options.js';
 import { planDeployDags, type DeployDryRun } from './dry-run.js';
 import { enableDagDeployForDeploy, noteDagDeployEnabled } from './enable-dag-deploy.js';
 import { impactOf } from './impact.js';
@@ -96,7 +97,8 @@ export interface DeployDagsParams extends DeployDagsBundleOptions, DeployPlannin
   /**
    * Options of the upload (block size, concurrency, journal, `retry`, ...). The client's
    * `dispatcher` and `logger` are used unless given here; the client's `retry` is for API calls
-   * and does not apply to the upload (its own defaults do).
+   * and does not apply to the upload (its own defaults do). Checked before anything is created,
+   * as `wait` is: an invalid value is `ASTRO_CONFIG_INVALID_OPTION`, with no deploy left behind.
    */
   upload?: Omit<UploadBlockBlobOptions, 'signal' | 'onEvent'>;
   /** Cancels the deploy; an abort after finalize leaves the deploy in place. */
@@ -157,6 +159,7 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams & 
 export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsOutcome>;
 export async function deployDags(ctx: DeployContext, params: DeployDagsParams): Promise<DeployDagsOutcome> {
   checkDagsSource(params, true);
+  checkFlowOptions(params);
   if (params.dryRun) return planDeployDags(ctx, params);
   const { deploymentId, signal } = params;
   const emit = emitterFor<DeployDagsEvent>(params.onEvent, ctx.logger);

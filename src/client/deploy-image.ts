@@ -48,6 +48,7 @@ import {
 } from './deploy-common.js';
 import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js';
 import { checkDagsSource, dagsBundle } from './bundle-source.js';
+import { checkFlowOptions } from './flow-options.js';
 import type { ClientEvent } from './events.js';
 import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
 import type { RolloutResult } from './rollout.js';
@@ -59,6 +60,7 @@ import { impactOf } from './impact.js';
 import { compareWithRunning, describeDeploy, runningCode, skippedResult, type DeployPlanningOptions, type DeploySkipped } from './skip-unchanged.js';
 import { deployGitFields } from './git.js';
 import type { DockerLike } from '../image/docker-like.js';
+import { checkPushMethod } from '../image/push-method.js';
 
 /** Parameters of `deployImage`. */
 export interface DeployImageParams extends DeployDagsBundleOptions, DeployPlanningOptions {
@@ -124,7 +126,9 @@ export interface DeployImageParams extends DeployDagsBundleOptions, DeployPlanni
   /**
    * Push options (method `native` or `daemon`, chunk size, concurrency, `retry`, ...). The client's
    * `dispatcher` carries the registry traffic and its `logger` notes what the push ignores, unless
-   * given here; the client's `retry` is for API calls (pushes keep their own defaults).
+   * given here; the client's `retry` is for API calls (pushes keep their own defaults). Checked
+   * before anything is created: an invalid `retry`, or `method: 'daemon'` with an archive, is
+   * `ASTRO_CONFIG_INVALID_OPTION`.
    */
   push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
   /** Options of the DAG bundle upload (the client's `dispatcher` and `logger` unless given here). */
@@ -178,6 +182,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams 
 export async function deployImage(ctx: DeployContext, params: DeployImageParams): Promise<DeployImageOutcome>;
 export async function deployImage(ctx: DeployContext, params: DeployImageParams): Promise<DeployImageOutcome> {
   checkDagsSource(params, false);
+  checkFlowOptions(params);
   if (params.dryRun) return planDeployImage(ctx, params);
   const { deploymentId, signal } = params;
   const emit = emitterFor<DeployImageEvent>(params.onEvent, ctx.logger);
@@ -201,6 +206,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
     // An archive is opened (indexed; a .tar.gz gunzipped into a temp file) once, for the checks
     // and the push, and closed whatever happens; a caller's `{ archive }` stays the caller's.
     const where = await classifyImageSource(params.image);
+    checkPushMethod(params.push?.method, where);
     let opened: ImageArchive | undefined;
     if (where.kind === 'archive' && !where.archive) {
       opened = await openImageArchive(where.path, {

@@ -23,11 +23,13 @@ import {
   type ImageSource,
   type ProjectTestsResult,
 } from '../image/index.js';
+import { checkPushMethod } from '../image/push-method.js';
 import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
 import { AstroConfigError, ErrorCodes } from '../core/errors.js';
 import { bundleDags, type DeployContext } from './deploy-common.js';
 import { checkDagsSource, SHAPING_OPTIONS } from './bundle-source.js';
+import { checkFlowOptions } from './flow-options.js';
 import type { deployDags, DeployDagsEvent, DeployDagsParams } from './deploy-dags.js';
 import { imageTestsGate, type deployImage, type DeployImageEvent, type DeployImageParams } from './deploy-image.js';
 import { deployGitFields, type DeployGitParams } from './git.js';
@@ -184,6 +186,7 @@ export async function deployDagsToMany<R>(
   const ids = checkTargets(params.deploymentIds);
   const concurrency = checkConcurrency(params.concurrency);
   checkDagsSource(params, true);
+  checkFlowOptions(params);
   const { deploymentIds: _ids, concurrency: _concurrency, onEvent, ...common } = params;
   const { signal } = common;
   const shared = emitterFor<DeployDagsEvent>(onEvent ? (e) => onEvent(e, undefined) : undefined, ctx.logger);
@@ -245,6 +248,7 @@ export async function deployImageToMany<R>(
   const ids = checkTargets(params.deploymentIds);
   const concurrency = checkConcurrency(params.concurrency);
   checkDagsSource(params, false);
+  checkFlowOptions(params);
   const { deploymentIds: _ids, concurrency: _concurrency, onEvent, ...common } = params;
   const { signal } = common;
   const shared = emitterFor<DeployImageEvent>(onEvent ? (e) => onEvent(e, undefined) : undefined, ctx.logger);
@@ -254,6 +258,7 @@ export async function deployImageToMany<R>(
 
   // The archive is opened (indexed, a .tar.gz gunzipped) once for every deployment.
   const where = await classifyImageSource(common.image);
+  checkPushMethod(common.push?.method, where);
   let opened: ImageArchive | undefined;
   if (where.kind === 'archive' && !where.archive) {
     opened = await openImageArchive(where.path, { ...(signal ? { signal } : {}), ...(common.push?.tempDir ? { tempDir: common.push.tempDir } : {}) });

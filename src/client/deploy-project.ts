@@ -57,6 +57,7 @@ import {
 } from './deploy-common.js';
 import type { DeployDagsBundleOptions, DeployDagsParams } from './deploy-dags.js';
 import type { ClientEvent } from './events.js';
+import { checkFlowOptions } from './flow-options.js';
 import { pathSegment } from './path.js';
 import type { DeployGitMetadata, FinalizeDeployParams } from './resources.js';
 import type { RolloutResult } from './rollout.js';
@@ -227,6 +228,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
 export async function deployProject(ctx: DeployContext, params: DeployProjectParams & { dryRun?: false; skipUnchanged?: false }): Promise<DeployProjectResult>;
 export async function deployProject(ctx: DeployContext, params: DeployProjectParams): Promise<DeployProjectOutcome>;
 export async function deployProject(ctx: DeployContext, params: DeployProjectParams): Promise<DeployProjectOutcome> {
+  checkFlowOptions(params);
   if (params.dryRun) return planDeployProject(ctx, params);
   const started = Date.now();
   // Before anything runs, and before any request: the folder must be an Astro project.

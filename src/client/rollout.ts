@@ -15,7 +15,7 @@ import type { ClientEvent, RolloutEvent } from './events.js';
 import type { DeploymentsResource, DeploysResource } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { RequestOptions } from './transport.js';
-import { verifyDags, type DagVerification, type VerifyContext, type VerifyDagsOptions } from './verify-dags.js';
+import { validateVerifyDagsOptions, verifyDags, type DagVerification, type VerifyContext, type VerifyDagsOptions } from './verify-dags.js';
 
 /** What must be true of the deployment for the rollout to count as applied. */
 export interface RolloutExpectation {
@@ -106,11 +106,20 @@ function expectationFromDeploy(deploy: Deploy): RolloutExpectation {
   return expect;
 }
 
+/**
+ * Check the options of a wait before it starts (`ASTRO_CONFIG_INVALID_OPTION`): `waitForRollout`
+ * checks its own, and the deploy flows check their `wait` before they create anything.
+ */
+export function validateWaitOptions(params: Pick<WaitForRolloutParams, 'verifyDags'>): void {
+  if (params.verifyDags && typeof params.verifyDags === 'object') validateVerifyDagsOptions(params.verifyDags);
+}
+
 /** Implementation of `AstroClient.waitForRollout`; see there. */
 export async function waitForRollout(
   api: { deployments: DeploymentsResource; deploys: DeploysResource; logger?: Logger | undefined } & VerifyContext,
   params: WaitForRolloutParams,
 ): Promise<RolloutResult> {
+  validateWaitOptions(params);
   const timeoutMs = params.timeoutMs ?? 600_000;
   // The delays between polls: the kernel's backoff (doubling, equal jitter) over these bounds.
   const pollBackoff = { initialDelayMs: params.pollIntervalMs ?? 2_000, maxDelayMs: params.maxPollIntervalMs ?? 15_000 };

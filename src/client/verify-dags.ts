@@ -226,6 +226,13 @@ export function shippedFileOf(filename: string, files: ReadonlySet<string> | und
   return undefined;
 }
 
+/** Check `verifyDags` options before a wait starts; throws `ASTRO_CONFIG_INVALID_OPTION`. */
+export function validateVerifyDagsOptions(verify: VerifyDagsOptions): void {
+  if (verify.settleMs !== undefined && (typeof verify.settleMs !== 'number' || !(verify.settleMs >= 0) || !Number.isFinite(verify.settleMs))) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `verifyDags.settleMs must be a non-negative number of milliseconds; got ${String(verify.settleMs)}.`);
+  }
+}
+
 /**
  * Ask the deployment's Airflow for import errors once the rollout is done. Resolves with what was
  * found (or `checked: false` when the API could not be asked); with `failOnImportErrors`, throws
@@ -238,9 +245,7 @@ export async function verifyDags(
   options: RequestOptions,
   emit: (e: DagsVerifiedEvent) => void,
 ): Promise<DagVerification> {
-  if (verify.settleMs !== undefined && (typeof verify.settleMs !== 'number' || !(verify.settleMs >= 0))) {
-    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `verifyDags.settleMs must be a non-negative number of milliseconds; got ${String(verify.settleMs)}.`);
-  }
+  validateVerifyDagsOptions(verify);
   if (verify.settleMs) await sleep(verify.settleMs, options.signal);
   const files = verify.files ? new Set(verify.files.map((f) => f.replace(/\\/g, '/').replace(/^\/+/, ''))) : undefined;
   let result: DagVerification;

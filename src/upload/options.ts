@@ -101,7 +101,7 @@ function resolveRetry(options: RetryOptions | undefined): RetryPolicy {
 }
 
 /** Fill in defaults and check `o`; throws `ASTRO_CONFIG_INVALID_OPTION` for nonsensical values. */
-export function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): ResolvedOptions {
+export function resolveOptions(o: UploadBlockBlobOptions, sas: Pick<BlobSas, 'maxBlockBytes' | 'maxPutBlobBytes'>): ResolvedOptions {
   const maxBlock = Math.min(sas.maxBlockBytes, positive('maxBlockSizeBytes', o.maxBlockSizeBytes, DEFAULT_MAX_BLOCK_BYTES));
   const minBlock = Math.min(maxBlock, positive('minBlockSizeBytes', o.minBlockSizeBytes, 256 * KIB));
   const retry = resolveRetry(o.retry);
@@ -126,6 +126,15 @@ export function resolveOptions(o: UploadBlockBlobOptions, sas: BlobSas): Resolve
     contentMd5: o.contentMd5 ?? true,
     tryTimeoutMs: tryTimeoutRule(o.tryTimeoutMs),
   };
+}
+
+/**
+ * Check `o` as {@link resolveOptions} does, before there is an upload URL: the deploy flows refuse
+ * bad upload options before they create the deploy whose URL the upload goes to. The URL's limits
+ * only cap sizes, never refuse them, so none are assumed here.
+ */
+export function validateUploadOptions(o: UploadBlockBlobOptions): void {
+  resolveOptions(o, { maxBlockBytes: Number.POSITIVE_INFINITY, maxPutBlobBytes: Number.POSITIVE_INFINITY });
 }
 
 /**

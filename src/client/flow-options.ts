@@ -1,0 +1,28 @@
+/**
+ * The options a deploy flow hands on to a later phase (the bundle upload, the image push, the
+ * rollout wait), checked before anything is read, bundled, built or created, each by the rule of
+ * the module that uses them: a deploy created only to fail on an option that could have been
+ * refused first would stay behind, INITIALIZED. Where the image is (daemon or archive) is known
+ * only later; the flows check the push method against it with the image module's
+ * `checkPushMethod`, still before create.
+ */
+import { registryRetryPolicy } from '../image/blob-upload.js';
+import type { PushImageOptions } from '../image/index.js';
+import type { UploadBlockBlobOptions } from '../upload/index.js';
+import { validateUploadOptions } from '../upload/options.js';
+import type { FlowWait } from './deploy-common.js';
+import { validateWaitOptions } from './rollout.js';
+
+/** The options {@link checkFlowOptions} checks. */
+export interface FlowOptions {
+  upload?: Omit<UploadBlockBlobOptions, 'signal' | 'onEvent'> | undefined;
+  push?: Pick<PushImageOptions, 'retry'> | undefined;
+  wait?: FlowWait | undefined;
+}
+
+/** Throws `ASTRO_CONFIG_INVALID_OPTION` for an option the upload, the push or the wait would refuse. */
+export function checkFlowOptions(params: FlowOptions): void {
+  if (params.upload !== undefined) validateUploadOptions(params.upload);
+  if (params.push?.retry !== undefined) registryRetryPolicy(params.push.retry);
+  if (params.wait && typeof params.wait === 'object') validateWaitOptions(params.wait);
+}
