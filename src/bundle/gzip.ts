@@ -5,7 +5,8 @@
  * One zlib deflate stream runs on one thread, so `createGzip()` caps packing at the speed of a
  * single core. Both framings therefore cut the input into fixed pieces ({@link inPieces}) that are
  * deflated concurrently on the libuv thread pool and written in order. Piece boundaries depend only
- * on byte offsets, never on timing, so concurrency does not affect the output.
+ * on byte offsets, and each piece's zlib settings (output buffer included) only on the piece, never
+ * on timing, so concurrency does not affect the output.
  *
  * - {@link parallelGzip} (bundles): 1 MiB pieces, each primed with the 32 KiB that precede it (as
  *   pigz does, so the ratio stays that of a single stream) and ended with a sync flush; the last
@@ -29,8 +30,13 @@ import { looksIncompressible as pieceLooksIncompressible, storedBlocks } from '.
 
 /** Uncompressed bytes per independently deflated piece. */
 export const PIECE_BYTES = 1024 * 1024;
-/** Output buffer for a piece that may not compress at all (stored blocks add a few bytes per 16 KiB). */
-const MAX_OUT_BYTES = PIECE_BYTES + 64 * 1024;
+/**
+ * zlib's output buffer for every deflated piece: more than a piece can ever deflate to (zlib's
+ * `deflateBound` for 1 MiB at the default window and memory level is 1 MiB + 327 bytes, stored
+ * blocks at level 0 add 5 bytes per 64 KiB, a sync flush at most 6), so zlib never fills it.
+ * The same for every piece: a piece's bytes depend on it (see {@link parallelGzip}).
+ */
+const OUT_BYTES = PIECE_BYTES + 64 * 1024;
 /**
  * Pieces {@link parallelGzip} deflates at once by default. Pieces finish in order, and with two
  * in flight the main thread often sat waiting for the older one while a core idled (a third of
@@ -77,8 +83,6 @@ export function deflateJobs(pool = threadPoolSize(), cores = availableParallelis
   return Math.max(PIECES_IN_FLIGHT, Math.min(pool, cores, MAX_DEFLATE_JOBS));
 }
 
-/** Smallest output buffer given to zlib for a piece. */
-const MIN_OUT_BYTES = 64 * 1024;
 /** Deflate's window: how much of the previous piece primes the next one. */
 const WINDOW_BYTES = 32 * 1024;
 /** OS value written into the header: 255 = unknown. */
@@ -156,19 +160,10 @@ export function parallelGzip(level: number, concurrency = deflateJobs()): (sourc
     // so this buffer can be refilled as soon as the next piece has started).
     const window = Buffer.allocUnsafe(WINDOW_BYTES);
     let windowBytes = 0;
-    // zlib allocates the whole output buffer of every piece up front, and it stays allocated
-    // until the GC finds it: sized for incompressible input, that is ~1 MiB of external memory
-    // per MiB of tar even for text that deflates to half its size. So each buffer is sized from
-    // the last piece's output plus a margin (about 7 MB less peak RSS for 80,000 small files).
-    // A short guess only costs a second output chunk (zlib continues in a new buffer); the
-    // compressed bytes do not depend on the buffer size.
-    let lastOutBytes = MAX_OUT_BYTES;
     const start = (input: Buffer, last: boolean): Promise<Buffer> => {
       const length = input.length;
       crc = crc32(input, crc);
       total += length;
-      // One output buffer large enough for the whole piece (as a rule): one thread-pool round trip per piece.
-      const chunkSize = Math.min(MAX_OUT_BYTES, Math.max(MIN_OUT_BYTES, lastOutBytes + (lastOutBytes >> 3) + 16 * 1024));
       let out: Promise<Buffer>;
       if (level > 0 && pieceLooksIncompressible(input)) {
         // Deflate would spend a core to emit (nearly) stored blocks: write them directly.
@@ -176,14 +171,23 @@ export function parallelGzip(level: number, concurrency = deflateJobs()): (sourc
       } else {
         // A piece that is not the last is deflated with its sync flush in the same call (`flush`):
         // all its output comes from one thread-pool job into one buffer. With finishFlush alone
-        // the flush is a second job that allocates a second output buffer of the same guessed
-        // size (~8 MB more peak RSS for 20,000 small files). Same bytes either way.
-        const options: ZlibOptions = last ? { level, finishFlush: constants.Z_FINISH, chunkSize } : { level, flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH, chunkSize };
+        // the flush is a second job that allocates a second output buffer (~8 MB more peak RSS
+        // for 20,000 small files). Same bytes either way.
+        //
+        // The bytes DO depend on the output buffer's size: when zlib fills the buffer while it
+        // writes a sync flush's empty stored block, it writes a second one into the next buffer
+        // (5 more bytes; at level 0 the stored blocks themselves follow the buffer). Sized from
+        // the last piece's output, as it once was, the buffer depended on which piece had
+        // finished, so the same tree could give other bytes from run to run. It is therefore
+        // one size for every piece, larger than any piece's output, which zlib never fills: the
+        // bytes are those of one deflate call with unlimited output. Its pages are touched only
+        // as far as zlib writes, and peak RSS measured the same as with buffers sized to the
+        // output (20,000 and 80,000 small files, the mixed tree).
+        const options: ZlibOptions = last
+          ? { level, finishFlush: constants.Z_FINISH, chunkSize: OUT_BYTES }
+          : { level, flush: constants.Z_SYNC_FLUSH, finishFlush: constants.Z_SYNC_FLUSH, chunkSize: OUT_BYTES };
         if (windowBytes > 0) options.dictionary = window.subarray(0, windowBytes);
-        out = deflatePiece(input, options).then((b) => {
-          lastOutBytes = b.length;
-          return b;
-        });
+        out = deflatePiece(input, options);
       }
       if (length >= WINDOW_BYTES) {
         input.copy(window, 0, length - WINDOW_BYTES);

@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { gunzipSync } from 'node:zlib';
+import { constants, deflateRawSync, gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deflateJobs, MAX_DEFLATE_JOBS, OutputMeter, parallelGzip, PIECE_BYTES, PIECES_IN_FLIGHT, threadPoolSize } from '../../src/bundle/gzip.js';
 import { cleanupTemp, python, referenceGzip, run, tempDir } from './helpers.js';
@@ -70,6 +70,55 @@ describe('parallelGzip', () => {
     const out = await gz(split(data, 5));
     expect(out.equals(referenceGzip(data))).toBe(true);
     expect(gunzipSync(out).equals(data)).toBe(true);
+  });
+
+  it('gives the same bytes whether or not the previous piece finished before the next one started', async () => {
+    // zlib ends a sync flush with a second empty stored block when its output buffer fills up
+    // during the first one, so a piece's bytes depend on the output buffer it is given. Crafted
+    // input: a first piece of zeros (deflates to a few hundred bytes), then a piece whose
+    // deflate output ends just past 64 KiB, the buffer the first piece's output once suggested.
+    const level = 3;
+    const zeros = Buffer.alloc(PIECE_BYTES);
+    const noise = Buffer.alloc(PIECE_BYTES);
+    for (let i = 0, x = 12345; i < noise.length; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      noise[i] = x >>> 24;
+    }
+    const second = (r: number) => Buffer.concat([noise.subarray(0, r), zeros.subarray(r)]);
+    const deflated = (r: number, chunkSize: number) =>
+      deflateRawSync(second(r), { level, finishFlush: constants.Z_SYNC_FLUSH, dictionary: zeros.subarray(PIECE_BYTES - 32 * 1024), chunkSize });
+    const smallBuffer = 64 * 1024;
+    // The fewest noise bytes whose piece deflates to at least 64 KiB, then the next few.
+    let lo = 0;
+    let hi = smallBuffer;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (deflated(mid, 2 * PIECE_BYTES).length >= smallBuffer) hi = mid;
+      else lo = mid + 1;
+    }
+    const r = Array.from({ length: 16 }, (_, i) => lo + i).find((n) => !deflated(n, smallBuffer).equals(deflated(n, 2 * PIECE_BYTES)));
+    // Precondition: zlib does write other bytes into a 64 KiB buffer for this piece.
+    expect(r).toBeDefined();
+    const data = Buffer.concat([zeros, second(r!), Buffer.from('tail')]);
+
+    // All input at once: the second piece starts while the first is still being deflated.
+    const together = await gz([data], level, 4);
+    // The second piece only after the first one is done: one job at a time, or a source that pauses.
+    const oneByOne = await gz([data], level, 1);
+    async function* paused() {
+      yield data.subarray(0, PIECE_BYTES);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      yield data.subarray(PIECE_BYTES);
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of parallelGzip(level, 4)(paused())) chunks.push(Buffer.from(c));
+    const afterPause = Buffer.concat(chunks);
+
+    expect([oneByOne.length, afterPause.length]).toEqual([together.length, together.length]);
+    expect(oneByOne.equals(together)).toBe(true);
+    expect(afterPause.equals(together)).toBe(true);
+    expect(together.equals(referenceGzip(data, undefined, level))).toBe(true);
+    expect(gunzipSync(together).equals(data)).toBe(true);
   });
 
   it('compresses about as well as one zlib stream, and is read by gzip and Python', async () => {

@@ -83,8 +83,9 @@ export async function python<T>(script: string, input: unknown): Promise<T> {
 /**
  * What `parallelGzip` must write for `data`, built the slow, obvious way: the fixed header, each
  * 1 MiB piece deflated at `level` (6 unless given) with the 32 KiB before it as dictionary and a
- * sync flush (the last one finished), or `stored(piece, last)` where that gives bytes, then
- * CRC-32 and size.
+ * sync flush (the last one finished) into an output buffer zlib never fills (a full buffer at the
+ * flush makes zlib write one more empty stored block), or `stored(piece, last)` where that gives
+ * bytes, then CRC-32 and size.
  */
 export function referenceGzip(data: Buffer, stored: (piece: Buffer, at: number, last: boolean) => Buffer | undefined = () => undefined, level = 6): Buffer {
   const parts: Buffer[] = [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level === 9 ? 2 : level < 2 ? 4 : 0, 255])];
@@ -92,7 +93,8 @@ export function referenceGzip(data: Buffer, stored: (piece: Buffer, at: number, 
     const piece = data.subarray(at, at + PIECE_BYTES);
     const last = at + PIECE_BYTES >= data.length;
     const dictionary = at > 0 ? data.subarray(Math.max(0, at - 32 * 1024), at) : undefined;
-    parts.push(stored(piece, at, last) ?? deflateRawSync(piece, { level, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, ...(dictionary ? { dictionary } : {}) }));
+    const options = { level, finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH, chunkSize: 2 * PIECE_BYTES, ...(dictionary ? { dictionary } : {}) };
+    parts.push(stored(piece, at, last) ?? deflateRawSync(piece, options));
   }
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc32(data) >>> 0, 0);
