@@ -8,9 +8,10 @@
  */
 import { sleep, throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
-import { AstroRolloutError, ErrorCodes, isAstroError, type RolloutSnapshot } from '../core/errors.js';
+import { AstroConfigError, AstroRolloutError, ErrorCodes, isAstroError, type RolloutSnapshot } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { backoffDelay } from '../core/retry.js';
+import { isTimerMs, TIMER_MS_RULE } from '../core/timer-ms.js';
 import type { ClientEvent, RolloutEvent } from './events.js';
 import type { DeploymentsResource, DeploysResource } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
@@ -35,7 +36,11 @@ export interface WaitForRolloutParams {
   deployId?: string;
   /** Versions the deployment must report. @default taken from the deploy record */
   expect?: RolloutExpectation;
-  /** Give up after this long, in milliseconds. @default 600000 (10 minutes) */
+  /**
+   * Give up after this long, in milliseconds. This and the poll intervals must be more than 0 and
+   * at most 2^31-1 (what a timer keeps): anything else, NaN or negative included, is
+   * `ASTRO_CONFIG_INVALID_OPTION` before the first poll. @default 600000 (10 minutes)
+   */
   timeoutMs?: number;
   /**
    * First delay between polls, in milliseconds; later delays double up to `maxPollIntervalMs`.
@@ -110,7 +115,14 @@ function expectationFromDeploy(deploy: Deploy): RolloutExpectation {
  * Check the options of a wait before it starts (`ASTRO_CONFIG_INVALID_OPTION`): `waitForRollout`
  * checks its own, and the deploy flows check their `wait` before they create anything.
  */
-export function validateWaitOptions(params: Pick<WaitForRolloutParams, 'verifyDags'>): void {
+export function validateWaitOptions(params: Pick<WaitForRolloutParams, 'timeoutMs' | 'pollIntervalMs' | 'maxPollIntervalMs' | 'verifyDags'>): void {
+  // NaN or a negative number would poll without a deadline or without a pause.
+  for (const name of ['timeoutMs', 'pollIntervalMs', 'maxPollIntervalMs'] as const) {
+    const value = params[name];
+    if (value !== undefined && !isTimerMs(value)) {
+      throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option ${name} of the rollout wait must be ${TIMER_MS_RULE}; got ${String(value)}.`);
+    }
+  }
   if (params.verifyDags && typeof params.verifyDags === 'object') validateVerifyDagsOptions(params.verifyDags);
 }
 

@@ -27,6 +27,7 @@ import { requestTextOnce } from '../core/http-try.js';
 import type { Logger } from '../core/logger.js';
 import { redact, redactUrl } from '../core/redact.js';
 import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
+import { isTimerMs, TIMER_MS_RULE } from '../core/timer-ms.js';
 import { assertSecureUrl } from '../core/url-safety.js';
 import { SDK_VERSION } from '../version.js';
 import { validateRetryOptions } from './options.js';
@@ -228,8 +229,8 @@ export function shippedFileOf(filename: string, files: ReadonlySet<string> | und
 
 /** Check `verifyDags` options before a wait starts; throws `ASTRO_CONFIG_INVALID_OPTION`. */
 export function validateVerifyDagsOptions(verify: VerifyDagsOptions): void {
-  if (verify.settleMs !== undefined && (typeof verify.settleMs !== 'number' || !(verify.settleMs >= 0) || !Number.isFinite(verify.settleMs))) {
-    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `verifyDags.settleMs must be a non-negative number of milliseconds; got ${String(verify.settleMs)}.`);
+  if (verify.settleMs !== undefined && verify.settleMs !== 0 && !isTimerMs(verify.settleMs)) {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `verifyDags.settleMs must be 0 or ${TIMER_MS_RULE}; got ${String(verify.settleMs)}.`);
   }
 }
 

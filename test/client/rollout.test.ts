@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AstroRolloutError, type ClientEvent } from '../../src/index.js';
 import { putBlob, startFake } from '../helpers/fake.js';
-import type { AstroClient } from '../../src/index.js';
+import type { AstroClient, WaitForRolloutParams } from '../../src/index.js';
 import type { FakeAstro } from '../../src/testing/index.js';
 
 /** Create + upload + finalize a DAG deploy through the raw API; returns ids and version. */
@@ -89,6 +92,40 @@ describe('waitForRollout', () => {
     const result = await client.waitForRollout({ deploymentId: 'cldep1', deployId, pollIntervalMs: 20, onEvent: (e) => events.push(e) });
     expect(result.snapshot.deploymentStatus).toBe('HEALTHY');
     expect(events.filter((e) => e.type === 'rollout:poll-error')).toHaveLength(2);
+  });
+
+  const badTiming: Array<[string, Omit<WaitForRolloutParams, 'deploymentId'>]> = [
+    ['timeoutMs NaN', { timeoutMs: Number.NaN }],
+    ['timeoutMs -1', { timeoutMs: -1 }],
+    ['pollIntervalMs NaN', { pollIntervalMs: Number.NaN }],
+    ['pollIntervalMs -5', { pollIntervalMs: -5 }],
+    ['maxPollIntervalMs Infinity', { maxPollIntervalMs: Number.POSITIVE_INFINITY }],
+    ['maxPollIntervalMs past what a timer keeps', { maxPollIntervalMs: 2 ** 31 }],
+    ['verifyDags.settleMs past what a timer keeps', { verifyDags: { settleMs: 2 ** 31 } }],
+  ];
+  for (const [label, timing] of badTiming) {
+    it(`refuses ${label} with ASTRO_CONFIG_INVALID_OPTION before the first poll`, async () => {
+      const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+      // A version that never rolls out: without the check the wait would poll on (stopped here after 1 s).
+      const err = await client
+        .waitForRollout({ deploymentId: 'cldep1', expect: { dagTarballVersion: 'never' }, signal: AbortSignal.timeout(1000), ...timing })
+        .catch((e) => e);
+      expect(err.code).toBe('ASTRO_CONFIG_INVALID_OPTION');
+      expect(err.message).toContain(Object.keys(timing)[0]);
+      expect(astro.requests).toEqual([]);
+    });
+  }
+
+  it('refuses the same timing in a deploy flow\'s wait before the deploy is created', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    const dagsDir = mkdtempSync(join(tmpdir(), 'rollout-dags-'));
+    onTestFinished(() => rmSync(dagsDir, { recursive: true, force: true }));
+    writeFileSync(join(dagsDir, 'dag.py'), 'from airflow import DAG\n');
+    const err = await client
+      .deployDags({ deploymentId: 'cldep1', dagsDir, upload: { journalDir: false }, wait: { timeoutMs: Number.NaN }, signal: AbortSignal.timeout(1000) })
+      .catch((e) => e);
+    expect(err.code).toBe('ASTRO_CONFIG_INVALID_OPTION');
+    expect(astro.deploys('cldep1')).toEqual([]);
   });
 
   it('aborts promptly', async () => {
