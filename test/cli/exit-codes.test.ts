@@ -56,6 +56,40 @@ describe('exit codes', () => {
     expect(astro.requestsFor('deploys.finalize')).toHaveLength(0);
   });
 
+  it('the note on the deploy a failure names says whether it was finalized: before finalize it changes nothing, after it it is live', async () => {
+    const project = dagsProject();
+    const dags = ['dags', '--deployment-id', DEP, '--dags-dir', `${project}/dags`];
+    const notFinalized = /was created and not finalized: it changes nothing, and deploying again is safe/;
+    const noteOf = (stderr: string, deployId: string) => stderr.split('\n').filter((l) => l.includes(`deploy ${deployId} `));
+
+    // Before finalize: Astro refuses the finalize.
+    const refused = await fakeAstro({ deployments: [{ id: DEP }] });
+    refused.fail({ route: 'deploys.finalize', action: { kind: 'status', status: 400, body: { message: 'no', requestId: 'r1', statusCode: 400 } } });
+    const before = await runCli(dags, { env: cliEnv(refused) });
+    expect(before.code).toBe(1);
+    expect(noteOf(before.stderr, refused.deploys(DEP)[0]!.id)).toEqual([expect.stringMatching(notFinalized)]);
+
+    // After finalize: import errors found by --verify-dags (exit 4), the Airflow API unreachable
+    // for the check, and an API error while waiting for the rollout.
+    const cases: Array<[string, (astro: Awaited<ReturnType<typeof fakeAstro>>) => void, string[], RegExp]> = [
+      ['ASTRO_DAGS_IMPORT_ERRORS', (a) => a.setImportErrors(DEP, [{ filename: 'etl.py', stackTrace: 'SyntaxError' }]), ['--verify-dags'], /was finalized and is live/],
+      ['ASTRO_DAGS_VERIFY_UNAVAILABLE', (a) => a.fail({ route: 'airflow.importErrors', times: Number.POSITIVE_INFINITY, action: { kind: 'status', status: 500 } }), ['--verify-dags'], /was finalized and is live/],
+      // The deployment is read once before create (deploy:checked); the rollout's polls come after finalize.
+      ['ASTRO_API_FORBIDDEN', (a) => a.fail({ route: 'deployments.get', nth: 2, times: Number.POSITIVE_INFINITY, action: { kind: 'status', status: 403, body: { message: 'Forbidden', requestId: 'r2', statusCode: 403 } } }), ['--wait'], /was finalized; the wait for its rollout failed/],
+    ];
+    for (const [code, arrange, flags, note] of cases) {
+      const astro = await fakeAstro({ deployments: [{ id: DEP }] });
+      arrange(astro);
+      const r = await runCli([...dags, ...flags], { env: cliEnv(astro) });
+      expect(r.stderr, code).toMatch(new RegExp(`^${code}: `, 'm'));
+      const deploy = astro.deploys(DEP)[0]!;
+      expect(deploy.finalizeCount, code).toBe(1);
+      const lines = noteOf(r.stderr, deploy.id);
+      expect(lines, code).toEqual([expect.stringMatching(note)]);
+      expect(r.stderr, code).not.toMatch(notFinalized);
+    }
+  });
+
   it('3: the rollout failed (and 3 for a rollout that does not finish in --wait-timeout)', async () => {
     const astro = await fakeAstro({ deployments: [{ id: DEP }] });
     const project = dagsProject();

@@ -3,7 +3,7 @@
  * of the command (its outcome, or its failure). The renderers only present; the facts come from
  * the SDK's events, results and errors.
  */
-import { isAstroError } from '../../core/errors.js';
+import { ErrorCodes, isAstroError, type AstroErrorCode } from '../../core/errors.js';
 import { redact } from '../../core/redact.js';
 import { UsageError } from '../exit-codes.js';
 import type { SdkEvent } from './format.js';
@@ -29,6 +29,11 @@ export interface Failure {
   error: unknown;
   /** What was known when it failed (deployment, deploy id), for the job summary. */
   facts: Array<[string, string]>;
+  /**
+   * The deploys the SDK reported finalized (`deploy:finalized`, `deploy:finalize-recovered`) before
+   * it failed: a failure after finalize names a deploy that is live, not one left behind.
+   */
+  finalized?: ReadonlySet<string>;
 }
 
 export interface Reporter {
@@ -91,23 +96,44 @@ export function errorLines(failure: Failure): string[] {
     for (const f of e.fieldErrors as Array<{ field?: string; message?: string }>) lines.push(`  ${f.field ?? ''}: ${f.message ?? ''}`);
   }
   if (typeof e.requestId === 'string') lines.push(`request id: ${e.requestId}`);
-  if (typeof e.deployId === 'string') lines.push(deployNote(error.code, e.deployId));
+  if (typeof e.deployId === 'string') lines.push(deployNote(error.code, e.deployId, failure.finalized?.has(e.deployId) === true));
   return lines;
 }
 
-/** What a failure means for the deploy it created (see the README, Left behind). */
-function deployNote(code: string, deployId: string): string {
-  switch (code) {
-    case 'ASTRO_FINALIZE_UNKNOWN':
-      return `deploy ${deployId} may be finalized: check it before deploying again.`;
-    case 'ASTRO_ROLLOUT_FAILED':
-    case 'ASTRO_ROLLOUT_TIMEOUT':
-      return `deploy ${deployId} was finalized; its rollout is what did not finish.`;
-    case 'ASTRO_ABORTED':
-      return `deploy ${deployId} was created before the interruption.`;
-    default:
-      return `deploy ${deployId} was created and not finalized: it changes nothing, and deploying again is safe.`;
+/**
+ * Codes only a finalized deploy fails with: its rollout, and the check of its DAGs after it. Any
+ * other code (an API error, an interruption) may come before finalize or after it, while the flow
+ * waits for the rollout: there the SDK's `deploy:finalized` event tells.
+ */
+const AFTER_FINALIZE: ReadonlySet<string> = new Set<AstroErrorCode>([
+  ErrorCodes.ROLLOUT_FAILED,
+  ErrorCodes.ROLLOUT_TIMEOUT,
+  ErrorCodes.DAGS_IMPORT_ERRORS,
+  ErrorCodes.DAGS_VERIFY_UNAVAILABLE,
+]);
+
+/**
+ * What a failure means for the deploy it names (see the README, Left behind): `finalized` when the
+ * SDK reported it finalized before the failure.
+ */
+function deployNote(code: string, deployId: string, finalized: boolean): string {
+  if (code === ErrorCodes.FINALIZE_UNKNOWN) return `deploy ${deployId} may be finalized: check it before deploying again.`;
+  if (finalized || AFTER_FINALIZE.has(code)) {
+    switch (code) {
+      case ErrorCodes.ROLLOUT_FAILED:
+      case ErrorCodes.ROLLOUT_TIMEOUT:
+        return `deploy ${deployId} was finalized; its rollout is what did not finish.`;
+      case ErrorCodes.DAGS_IMPORT_ERRORS:
+      case ErrorCodes.DAGS_VERIFY_UNAVAILABLE:
+        return `deploy ${deployId} was finalized and is live: a new deploy replaces it, or roll back (astro-deploy rollback).`;
+      case ErrorCodes.ABORTED:
+        return `deploy ${deployId} was finalized before the interruption: only the wait for its rollout was cut short (astro-deploy wait --deploy-id ${deployId}).`;
+      default:
+        return `deploy ${deployId} was finalized; the wait for its rollout failed, so it may be rolling out or live: check with astro-deploy wait --deploy-id ${deployId}.`;
+    }
   }
+  if (code === ErrorCodes.ABORTED) return `deploy ${deployId} was created before the interruption.`;
+  return `deploy ${deployId} was created and not finalized: it changes nothing, and deploying again is safe.`;
 }
 
 /** Everything goes nowhere (the inner reporter of `--json --quiet` until the end, for instance). */
