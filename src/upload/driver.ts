@@ -10,6 +10,7 @@ import { failureOf } from '../core/failure.js';
 import { backoffDelay, nextRetryDelay } from '../core/retry.js';
 import { BlobRequestFailure, sendBlobRequest, type BlobResponse } from './blob-http.js';
 import { toBlockDigest } from './block-id.js';
+import { MAX_COMMITTED_BLOCKS } from './link-controller.js';
 import { blockIdOf, blockListXml, commitOrder, gaps, BlockPlanner, type AckedBlock, type PlannedBlock } from './planner.js';
 import { clearStaleBlocks, findStagedBlocks, openJournal } from './resume.js';
 import type { UploadSession } from './session.js';
@@ -25,7 +26,8 @@ export async function uploadBlocks(s: UploadSession): Promise<UploadBlockBlobRes
   else if (s.journalRecorded.length > 0) await s.journal?.reset().catch(() => {});
   const planner = new BlockPlanner(s.o.minBlockSizeBytes);
   for (;;) {
-    planner.plan(gaps(s.acked.values(), size));
+    // Blocks kept from an earlier run are listed in the commit too: the rest is sized around them.
+    planner.plan(gaps(s.acked.values(), size), s.acked.size);
     try {
       await sendPlanned(s, planner);
     } finally {
@@ -39,6 +41,13 @@ export async function uploadBlocks(s: UploadSession): Promise<UploadBlockBlobRes
       throw new UploadError(
         ErrorCodes.UPLOAD_FAILED,
         `Internal error: the acknowledged blocks of ${s.sas.displayUrl} do not cover the payload (${coveredBytes} of ${size} bytes); nothing was committed.`,
+      );
+    }
+    // The service refuses a longer list as an invalid one, which would read as blocks lost to another upload.
+    if (blocks.length > MAX_COMMITTED_BLOCKS) {
+      throw new UploadError(
+        ErrorCodes.UPLOAD_FAILED,
+        `Internal error: ${s.sas.displayUrl} would be committed from ${blocks.length} blocks, more than the ${MAX_COMMITTED_BLOCKS} a blob may have; nothing was committed.`,
       );
     }
     try {

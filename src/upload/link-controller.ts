@@ -23,7 +23,7 @@
  *   is what fewer, larger blocks save; the cap is 32 MiB by default and the driver bounds the bytes
  *   in flight (64 MiB), so concurrency falls as blocks grow and memory does not.
  * - The block size never drops so low that the remaining bytes would need more than the 50,000
- *   blocks a blob may commit.
+ *   blocks a blob may commit, counting those kept from an earlier run.
  */
 import type { BlobRequestFailure } from './blob-http.js';
 import type { UploadBlockSizeEvent, UploadConcurrencyEvent } from './types.js';
@@ -31,6 +31,8 @@ import type { UploadBlockSizeEvent, UploadConcurrencyEvent } from './types.js';
 const KIB = 1024;
 /** Committed blocks a blob may have. */
 export const MAX_COMMITTED_BLOCKS = 50_000;
+/** Blocks an upload plans at most: the limit less a margin for rounding. */
+export const MAX_PLANNED_BLOCKS = MAX_COMMITTED_BLOCKS - 16;
 /** Sizes are kept on this grid (when above it) so logs stay readable. */
 const GRID_BYTES = 64 * KIB;
 /** Cap of the block size as a share of the mean bytes seen between resets. */
@@ -83,9 +85,12 @@ export class LinkController {
     this.targetMs = o.targetBlockDurationMs;
   }
 
-  /** Size of the next block given what is still to send and how many blocks are already cut. */
-  nextBlockBytes(remainingBytes: number, blocksCut: number): number {
-    const blocksLeft = Math.max(1, MAX_COMMITTED_BLOCKS - blocksCut - 16);
+  /**
+   * Size of the next block given what is still to send and how many blocks the commit already
+   * lists (kept from an earlier run, acknowledged, or in flight).
+   */
+  nextBlockBytes(remainingBytes: number, blocksListed: number): number {
+    const blocksLeft = Math.max(1, MAX_PLANNED_BLOCKS - blocksListed);
     const floor = Math.ceil(remainingBytes / blocksLeft);
     return Math.max(1, Math.min(remainingBytes, Math.max(this.blockBytes, floor)));
   }

@@ -41,17 +41,27 @@ export function gaps(blocks: Iterable<{ offset: number; length: number }>, size:
 /** Cuts pending ranges into blocks, first bytes first. */
 export class BlockPlanner {
   private pending: PendingRange[] = [];
-  /** Blocks cut so far, over the whole upload (the service allows 50,000 committed blocks). */
+  /** Blocks cut so far, over the whole upload: the index of the next block. */
   blocksCut = 0;
+  /**
+   * Blocks the commit lists as planned now (the service allows 50,000): those kept when the plan
+   * started (staged by an earlier run), plus those cut since, less those handed back to be cut
+   * again. The size rule is given it, so that what is left fits in the blocks left.
+   */
+  blocksListed = 0;
 
   constructor(
     /** No block shorter than this is left behind as a tail (it is folded into the block before it). */
     private readonly minBlockBytes: number,
   ) {}
 
-  /** Start over with `ranges` to send (the block count goes on). */
-  plan(ranges: PendingRange[]): void {
+  /**
+   * Start over with `ranges` to send, beside `kept` blocks already staged that the commit lists
+   * too (the block index goes on).
+   */
+  plan(ranges: PendingRange[], kept = 0): void {
     this.pending = ranges.map((r) => ({ ...r }));
+    this.blocksListed = kept;
   }
 
   get hasPending(): boolean {
@@ -64,15 +74,16 @@ export class BlockPlanner {
   }
 
   /**
-   * Cut the next block off the first pending range. `blockBytes(remaining, blocksCut)` is the size
-   * the link wants now; a tail shorter than min(floor, a quarter of the block) is folded in.
+   * Cut the next block off the first pending range. `blockBytes(remaining, blocksListed)` is the
+   * size the link wants now; a tail shorter than min(floor, a quarter of the block) is folded in.
    */
-  cut(blockBytes: (remainingBytes: number, blocksCut: number) => number, epoch: number): PlannedBlock {
+  cut(blockBytes: (remainingBytes: number, blocksListed: number) => number, epoch: number): PlannedBlock {
     const range = this.pending[0];
     if (!range) throw new Error('BlockPlanner.cut: nothing pending');
-    let length = Math.min(range.length, blockBytes(this.remainingBytes, this.blocksCut));
+    let length = Math.min(range.length, blockBytes(this.remainingBytes, this.blocksListed));
     if (range.length - length < Math.min(this.minBlockBytes, length / 4)) length = range.length;
     const block: PlannedBlock = { offset: range.offset, length, attempts: range.attempts, index: this.blocksCut++, epoch };
+    this.blocksListed += 1;
     if (length === range.length) this.pending.shift();
     else {
       range.offset += length;
@@ -83,8 +94,9 @@ export class BlockPlanner {
     return block;
   }
 
-  /** Put a failed block's range back, in offset order, with its failures in a row. */
+  /** Put a failed block's range back, in offset order, with its failures in a row: it is no longer listed. */
   requeue(range: PendingRange): void {
+    this.blocksListed = Math.max(0, this.blocksListed - 1);
     const copy = { offset: range.offset, length: range.length, attempts: range.attempts };
     const i = this.pending.findIndex((p) => p.offset > copy.offset);
     if (i === -1) this.pending.push(copy);

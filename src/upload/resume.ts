@@ -10,7 +10,8 @@ import { BlobRequestFailure, sendBlobRequest } from './blob-http.js';
 import { BLOCK_ID_BYTES, toBlockDigest } from './block-id.js';
 import { hashOffThread } from './hash-pool.js';
 import { UploadJournal } from './journal.js';
-import { resumeCandidates } from './planner.js';
+import { MAX_PLANNED_BLOCKS } from './link-controller.js';
+import { gaps, resumeCandidates } from './planner.js';
 import { sasAllowsRead } from './sas.js';
 import type { UploadSession } from './session.js';
 
@@ -62,11 +63,34 @@ export async function findStagedBlocks(s: UploadSession): Promise<void> {
     coveredTo = ref.offset + ref.length;
     if (!recorded.has(id)) s.journal?.record(id);
   }
+  if (s.acked.size > 0 && !leavesRoomForTheRest(s)) {
+    const kept = s.acked.size;
+    s.acked.clear();
+    s.bytesAcked = 0;
+    await s.journal?.reset().catch(() => {});
+    s.emit({
+      type: 'upload:warning',
+      code: 'resumed-blocks-dropped',
+      message: `The ${kept} blocks an earlier run staged for ${s.sas.displayUrl} leave too few of the 50,000 a blob may commit for the rest of the payload; staging every block again.`,
+    });
+    return;
+  }
   if (s.acked.size > 0) {
     s.resumed = true;
     s.emit({ type: 'upload:resumed', via, blocksSkipped: s.acked.size, bytesSkipped: s.bytesAcked });
     s.progress();
   }
+}
+
+/**
+ * Whether the blocks kept from an earlier run (which the commit lists too) leave enough of the
+ * blocks a blob may commit for the bytes they do not cover, cut at the service's largest block.
+ * An earlier run plans within the limit; a journal of an SDK that did not count kept blocks may
+ * hold more.
+ */
+function leavesRoomForTheRest(s: UploadSession): boolean {
+  const needed = gaps(s.acked.values(), s.src.size).reduce((n, g) => n + Math.ceil(g.length / s.sas.maxBlockBytes), 0);
+  return s.acked.size + needed <= MAX_PLANNED_BLOCKS;
 }
 
 /** Get Block List (all); undefined when it is not available (refused, or failing). No blob at all: nothing staged. */

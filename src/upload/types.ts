@@ -86,13 +86,15 @@ export interface UploadConcurrencyEvent {
  * Something went wrong that the upload worked around: `journal-unavailable` (the journal cannot be
  * written), `journal-busy` (another live upload of the same blob holds it), `stale-blocks-cleared`,
  * `resumed-blocks-lost` (blocks of an earlier run vanished; all are sent again),
+ * `resumed-blocks-dropped` (blocks of an earlier run are too many to leave room, within the 50,000
+ * a blob may commit, for the rest; all are sent again),
  * `blocks-lost-to-other-upload` (another upload of the same blob committed while this one staged,
  * discarding its blocks; all are staged again after a backoff, see `maxRestages`),
  * `block-list-unavailable`.
  */
 export interface UploadWarningEvent {
   type: 'upload:warning';
-  code: 'journal-unavailable' | 'journal-busy' | 'stale-blocks-cleared' | 'resumed-blocks-lost' | 'blocks-lost-to-other-upload' | 'block-list-unavailable';
+  code: 'journal-unavailable' | 'journal-busy' | 'stale-blocks-cleared' | 'resumed-blocks-lost' | 'resumed-blocks-dropped' | 'blocks-lost-to-other-upload' | 'block-list-unavailable';
   message: string;
 }
 

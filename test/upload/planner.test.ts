@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decodeBlockId, encodeBlockId } from '../../src/upload/block-id.js';
-import { BlockPlanner, blockIdOf, blockListXml, commitOrder, gaps, resumeCandidates, type PlannedBlock } from '../../src/upload/planner.js';
+import { LinkController, MAX_COMMITTED_BLOCKS, MAX_PLANNED_BLOCKS } from '../../src/upload/link-controller.js';
+import { BlockPlanner, blockIdOf, blockListXml, commitOrder, gaps, resumeCandidates, type AckedBlock, type PlannedBlock } from '../../src/upload/planner.js';
 import { KIB, MIB } from './helpers.js';
 
 const fixed = (bytes: number) => () => bytes;
@@ -51,7 +52,7 @@ describe('block planner', () => {
     ]);
   });
 
-  it('passes what is left and the blocks cut so far to the size rule', () => {
+  it('passes what is left and the blocks listed so far to the size rule', () => {
     const planner = new BlockPlanner(1);
     planner.plan([{ offset: 0, length: 100, attempts: 0 }, { offset: 200, length: 50, attempts: 0 }]);
     const seen: Array<[number, number]> = [];
@@ -91,6 +92,59 @@ describe('block planner', () => {
     const all = [...next, ...rest].sort((a, b) => a.offset - b.offset);
     expect(gaps(all, 4 * MIB)).toEqual([]);
     expect(all.reduce((n, b) => n + b.length, 0)).toBe(4 * MIB);
+  });
+
+  it('counts blocks kept from an earlier run, and not failed blocks, among those listed', () => {
+    const planner = new BlockPlanner(1);
+    const seen: number[] = [];
+    const rule = (_: number, listed: number) => (seen.push(listed), 10);
+    planner.plan([{ offset: 30, length: 30, attempts: 0 }], 3);
+    const [a] = [planner.cut(rule, 0), planner.cut(rule, 0)];
+    // A failed block is cut again: it is listed once, not twice.
+    planner.requeue({ offset: a!.offset, length: a!.length, attempts: 1 });
+    while (planner.hasPending) planner.cut(rule, 0);
+    expect(seen).toEqual([3, 4, 4, 5]);
+    expect(planner.blocksListed).toBe(6);
+    // Staging everything again (another upload's commit discarded it all): only the new blocks count.
+    planner.plan([{ offset: 0, length: 20, attempts: 0 }]);
+    seen.length = 0;
+    while (planner.hasPending) planner.cut(rule, 0);
+    expect(seen).toEqual([0, 1]);
+  });
+
+  it('cuts a resumed upload so that the commit, kept blocks included, stays within 50,000 blocks', () => {
+    // As the driver does: the planner with the link controller's sizes, on a link that keeps
+    // blocks at 2 MiB (slow, or resetting), for 150 GiB: more than 50,000 blocks of 2 MiB.
+    const size = 150 * 1024 * MIB;
+    const run = (acked: AckedBlock[], kept: number) => {
+      const link = new LinkController({
+        initialBlockBytes: 2 * MIB,
+        minBlockBytes: 256 * KIB,
+        maxBlockBytes: 2 * MIB,
+        maxConcurrency: 8,
+        targetBlockDurationMs: 8000,
+        onBlockSize: () => {},
+        onConcurrency: () => {},
+      });
+      const planner = new BlockPlanner(256 * KIB);
+      planner.plan(gaps(acked, size), kept);
+      const cut: AckedBlock[] = [];
+      while (planner.hasPending) {
+        const b = planner.cut((remaining, listed) => link.nextBlockBytes(remaining, listed), link.epoch);
+        cut.push({ id: String(b.index), offset: b.offset, length: b.length });
+      }
+      return cut;
+    };
+    const first = run([], 0);
+    expect(first.length).toBeLessThanOrEqual(MAX_COMMITTED_BLOCKS);
+    // The first run died after 20,000 blocks were acknowledged; the second resumes from them.
+    const journaled = first.slice(0, 20_000);
+    const second = run(journaled, journaled.length);
+    const committed = commitOrder([...journaled, ...second], size);
+    expect(committed.complete).toBe(true);
+    expect(committed.blocks.length).toBeLessThanOrEqual(MAX_COMMITTED_BLOCKS);
+    // The rest, 46,070 blocks at 2 MiB, takes every block left and no more: blocks only as large as they must be.
+    expect(second.length).toBe(MAX_PLANNED_BLOCKS - journaled.length);
   });
 
   it('refuses to cut when nothing is pending', () => {

@@ -10,7 +10,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { isAstroError } from '../../src/core/errors.js';
 import { startFakeBlobServer, type FakeBlobServer } from '../../src/testing/fake-blob.js';
 import { createFaultProxy, type FaultProxy } from '../../src/testing/fault-proxy.js';
+import { blockDigest, encodeBlockId } from '../../src/upload/block-id.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions } from '../../src/upload/index.js';
+import { UploadJournal } from '../../src/upload/journal.js';
+import { parseBlobSas } from '../../src/upload/sas.js';
 import { EventLog, FAST, KIB, MIB, payload, payloadBytesUp, sameBytes, tempDir } from './helpers.js';
 
 let fake: FakeBlobServer;
@@ -370,6 +373,25 @@ describe('uploadBlockBlob against the fake blob service', () => {
     const result = await uploadBlockBlob(blob.url, data, opts(log));
     expect(log.of('upload:warning').map((w) => w.code)).toContain('resumed-blocks-lost');
     expect(result.resumed).toBe(false);
+    expect(sameBytes(fake.service.read('dags', blob.name), data)).toBe(true);
+  });
+
+  it('does not reuse blocks of an earlier run that leave no room for the rest within 50,000', async () => {
+    // A journal of 50,001 one-byte blocks, as a run that did not count the blocks it resumed from
+    // could leave. Committed, they were refused as too long a list, which read as blocks lost.
+    const blob = newBlob('cw');
+    const data = payload(50_001, 13);
+    const { journal: earlier } = await UploadJournal.open(journal.dir, parseBlobSas(blob.url).displayUrl, data.length);
+    for (let at = 0; at < data.length; at++) {
+      earlier.record(encodeBlockId({ offset: at, length: 1, digest: blockDigest(data.subarray(at, at + 1), 'md5'), algorithm: 'md5' }));
+    }
+    await earlier.release();
+    const log = new EventLog();
+    const result = await uploadBlockBlob(blob.url, data, opts(log, { singleShotMaxBytes: 1024 }));
+    expect(log.of('upload:warning').map((w) => w.code)).toEqual(['resumed-blocks-dropped']);
+    expect(log.of('upload:resumed')).toEqual([]);
+    expect(result).toMatchObject({ resumed: false, restages: 0, blocks: 1 });
+    expect(proxy.stats.byRoute['blob.putBlockList']?.requests).toBe(1);
     expect(sameBytes(fake.service.read('dags', blob.name), data)).toBe(true);
   });
 
