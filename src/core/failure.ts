@@ -134,15 +134,23 @@ function headerValue(headers: Headers | undefined, name: string): string | undef
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** A whole number of seconds or milliseconds: decimal digits only (RFC 9110 `delay-seconds`). */
+const DIGITS = /^\d+$/;
 /**
- * Parse a `Retry-After` value (seconds or HTTP date) into milliseconds; undefined when missing
- * or unparseable.
+ * The start of an HTTP-date: a day name, in all three of its forms (IMF-fixdate, RFC 850,
+ * asctime). `Date.parse` also takes `1.5` or `-1` as dates (in 2001), which would mean "now".
+ */
+const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)/i;
+
+/**
+ * Parse a `Retry-After` value (decimal seconds or an HTTP-date, RFC 9110) into milliseconds;
+ * undefined when missing or anything else (`0x10`, `1e3`, `1.5`, `-1`), which `Number` would take.
  */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const raw = Array.isArray(value) ? value[0] : value;
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const seconds = Number(raw);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
+  const raw = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!raw) return undefined;
+  if (DIGITS.test(raw)) return Number(raw) * 1000;
+  if (!HTTP_DATE.test(raw)) return undefined;
   const date = Date.parse(raw);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, date - now);
@@ -150,8 +158,8 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 
 /** The wait a response asks for: `retry-after-ms` (used by some gateways) wins over `Retry-After`. */
 export function retryAfterFromHeaders(headers: Headers | undefined): number | undefined {
-  const ms = headerValue(headers, 'retry-after-ms');
-  if (ms !== undefined && ms.trim() !== '' && Number.isFinite(Number(ms)) && Number(ms) >= 0) return Number(ms);
+  const ms = headerValue(headers, 'retry-after-ms')?.trim();
+  if (ms !== undefined && DIGITS.test(ms)) return Number(ms);
   return parseRetryAfter(headerValue(headers, 'retry-after'));
 }
 

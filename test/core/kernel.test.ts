@@ -9,7 +9,7 @@ import { emitterFor, safeCall } from '../../src/core/emitter.js';
 import { failureOf, isTransientStatus, proxyRefusalHint, statusFailure, transportFailure, withFailure, type Failure } from '../../src/core/failure.js';
 import { httpRequest } from '../../src/core/dispatcher.js';
 import { proxyDispatcherFromEnv, resolveDispatcher } from '../../src/core/dispatcher.js';
-import { backoffDelay, isRetryable, nextRetryDelay, retryDelay, retryPolicy, withRetries } from '../../src/core/retry.js';
+import { backoffDelay, isRetryable, nextRetryDelay, parseRetryAfter, retryDelay, retryPolicy, withRetries } from '../../src/core/retry.js';
 import { OperationScope, abortAware, runInScope } from '../../src/core/scope.js';
 import { registerSecret } from '../../src/core/redact.js';
 import { startForwardProxy } from '../helpers/forward-proxy.js';
@@ -73,6 +73,21 @@ describe('failure shape', () => {
     const date = new Date(Date.now() + 5000).toUTCString();
     expect(statusFailure(429, { 'retry-after': date }).retryAfterMs).toBeGreaterThan(3000);
     expect(statusFailure(500, { 'retry-after': 'soon' }).retryAfterMs).toBeUndefined();
+  });
+
+  it('takes Retry-After only as decimal seconds or an HTTP-date (RFC 9110), and retry-after-ms only as decimal digits', () => {
+    const now = Date.parse('Wed, 21 Oct 2015 07:28:00 GMT');
+    expect(parseRetryAfter('16', now)).toBe(16_000);
+    expect(parseRetryAfter(' 7 ', now)).toBe(7000);
+    expect(parseRetryAfter('0', now)).toBe(0);
+    // Number() takes these; Date.parse takes some as dates in 2001, which would mean "at once".
+    for (const odd of ['0x10', '0b11', '1e3', '1.5', '-1', '+5', 'Infinity', '5s']) expect(parseRetryAfter(odd, now)).toBeUndefined();
+    for (const date of ['Wed, 21 Oct 2015 07:28:30 GMT', 'Wednesday, 21-Oct-15 07:28:30 GMT']) expect(parseRetryAfter(date, now)).toBe(30_000);
+    // asctime names no zone, so Date.parse reads it in local time: some wait, whatever the zone.
+    expect(parseRetryAfter('Wed Oct 21 07:28:30 2015', now)).toBeTypeOf('number');
+    expect(parseRetryAfter('Tue, 20 Oct 2015 07:28:00 GMT', now)).toBe(0);
+    expect(statusFailure(503, { 'retry-after-ms': '0x10', 'retry-after': '2' }).retryAfterMs).toBe(2000);
+    expect(statusFailure(503, { 'retry-after-ms': '1.5' }).retryAfterMs).toBeUndefined();
   });
 
   it('treats 408, 429 and 5xx as transient, except 501 and 505', () => {
