@@ -30,6 +30,10 @@ export function toUploadError(sas: BlobSas, failure: BlobRequestFailure, attempt
   } else if (status === 404) {
     code = ErrorCodes.UPLOAD_REJECTED;
     hint = 'The container or blob does not exist: check that the upload URL is the one Astro returned.';
+  } else if (status !== undefined && status >= 300 && status < 400) {
+    // Never followed: the SAS would go wherever the redirect points, and Azure storage does not redirect.
+    code = ErrorCodes.UPLOAD_REJECTED;
+    hint = 'The answer is a redirect, which an upload does not follow: check that the upload URL is the one Astro returned and that no proxy or gateway on the way redirects it.';
   } else if (status !== undefined && status >= 400 && status < 500 && !uploadRetryStatus(status)) {
     code = ErrorCodes.UPLOAD_REJECTED;
     hint = 'The storage service rejected the request; this is not a transient fault.';

@@ -233,6 +233,26 @@ describe('uploadBlockBlob against the fake blob service', () => {
     expect(fake.service.read('dags', blob.name)).toBeUndefined();
   });
 
+  it('fails at once with ASTRO_UPLOAD_REJECTED on a redirect, which it does not follow', async () => {
+    for (const [route, size] of [
+      ['blob.putBlob', 10 * KIB],
+      ['blob.putBlock', 2 * MIB],
+    ] as const) {
+      proxy.faults.clear();
+      proxy.resetStats();
+      proxy.faults.add({ route, nth: 1, times: Infinity, action: { kind: 'status', status: 307, headers: { location: 'http://127.0.0.1:9/elsewhere' } } });
+      const blob = newBlob();
+      const log = new EventLog();
+      const error = await uploadBlockBlob(blob.url, payload(size, 14), opts(log)).catch((e: unknown) => e);
+      expect(isAstroError(error, 'ASTRO_UPLOAD_REJECTED')).toBe(true);
+      expect(error).toMatchObject({ status: 307, retryable: false });
+      expect((error as Error).message).toMatch(/answered 307\b.*a redirect, which an upload does not follow/);
+      expect((error as Error).message).not.toMatch(/Gave up/);
+      expect(log.of('upload:retry')).toEqual([]);
+      expect(fake.service.read('dags', blob.name)).toBeUndefined();
+    }
+  });
+
   it('maps an expired SAS and a SAS without write permission to typed errors', async () => {
     const expired = newBlob('cw', -1000);
     const e1 = await uploadBlockBlob(expired.url, payload(10 * KIB), opts()).catch((e: unknown) => e);
