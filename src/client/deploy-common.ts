@@ -361,7 +361,14 @@ export async function uploadBundle(
     ...(signal ? { signal } : {}),
     onEvent: emit,
   });
-  if (upload.bytes !== bundle.bytes || !upload.versionId) {
+  // Possible only with upload.requireVersionId: false; finalize needs the version all the same.
+  if (!upload.versionId) {
+    throw new UploadError(
+      ErrorCodes.UPLOAD_NO_VERSION_ID,
+      `The bundle was committed, but the storage answered without an x-ms-version-id, so there is no version to finalize deploy ${deploy.id} with; it was not finalized. The storage account must have blob versioning enabled (Astro's does; emulators such as Azurite do not): deploy to a deployment on Astro, or to a fake that versions its blobs.`,
+    );
+  }
+  if (upload.bytes !== bundle.bytes) {
     throw new UploadError(
       ErrorCodes.UPLOAD_FAILED,
       `The upload committed ${upload.bytes} bytes but the bundle has ${bundle.bytes}; deploy ${deploy.id} was not finalized. Run the deploy again.`,

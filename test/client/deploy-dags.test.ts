@@ -120,6 +120,18 @@ describe('deployDags end to end against the fake Astro', () => {
     expect(astro.deploys('cldep1').map((d) => d.finalizeCount)).toEqual([1, 1]);
   });
 
+  it('an upload committed without a version (requireVersionId: false) is ASTRO_UPLOAD_NO_VERSION_ID, not a byte mismatch, and no finalize', async () => {
+    const { astro, deploy } = await setup();
+    // A storage account without blob versioning: the commit is answered without x-ms-version-id.
+    astro.fail({ route: 'blob.putBlob', action: { kind: 'status', status: 201, headers: { etag: '"0x8D1"' } } });
+    const err = await deploy({ upload: { requireVersionId: false, journalDir: false } }).catch((e) => e);
+    expect(err.code).toBe('ASTRO_UPLOAD_NO_VERSION_ID');
+    expect(err.message).toMatch(/versioning/);
+    expect(err.message).not.toMatch(/bytes/);
+    expect(err.deployId).toBe(astro.deploys('cldep1')[0]!.id);
+    expect(astro.requestsFor('deploys.finalize')).toHaveLength(0);
+  });
+
   it('aborts mid-upload with ASTRO_ABORTED and no finalize', async () => {
     const { astro, deploy } = await setup();
     astro.fail({ route: 'blob.putBlock', nth: 2, action: { kind: 'delay', ms: 2000 } });
