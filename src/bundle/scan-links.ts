@@ -22,6 +22,8 @@ export interface LinkFile {
   /** Resolved folder holding it. */
   physDir: string;
   name: string;
+  /** Set when `.airflowignore` hides it (at this path or a folder above) and it ships as a non-Python file. */
+  hiddenAt?: string;
 }
 
 /** A symlinked folder the walk descended into, and its archive member. */
@@ -78,11 +80,22 @@ export async function resolveFolderLink(abs: string, rel: string): Promise<strin
   });
 }
 
-/** A link leading outside the dags folder; `copy` names what to copy in instead. */
-export function escapeError(rel: string, target: string, copy: 'the file' | 'the files' = 'the file'): BundleError {
+/**
+ * How to leave out a path that `.airflowignore` already hides from Airflow (at `hiddenAt`, the
+ * path or a folder above it) but that `ignoredNonPython: 'ship'` walks: with `exclude`.
+ */
+export function leaveOutHidden(hiddenAt: string): string {
+  return `leave it out with the exclude option (.airflowignore hides '${hiddenAt}' from Airflow, and ignoredNonPython: 'ship' ships what is there that Airflow never parses)`;
+}
+
+/**
+ * A link leading outside the dags folder; `copy` names what to copy in instead, `hiddenAt` is set
+ * for a link that `.airflowignore` hides (see {@link leaveOutHidden}).
+ */
+export function escapeError(rel: string, target: string, copy: 'the file' | 'the files' = 'the file', hiddenAt?: string): BundleError {
   return new BundleError(
     ErrorCodes.BUNDLE_SYMLINK_ESCAPE,
-    `The symlink '${rel}' points to '${target}', outside the dags folder. Only links that stay inside the dags folder can be deployed: copy ${copy} in, or exclude the link in .airflowignore.`,
+    `The symlink '${rel}' points to '${target}', outside the dags folder. Only links that stay inside the dags folder can be deployed: copy ${copy} in, or ${hiddenAt === undefined ? 'exclude the link in .airflowignore' : leaveOutHidden(hiddenAt)}.`,
     rel,
   );
 }
@@ -94,13 +107,22 @@ export function escapeError(rel: string, target: string, copy: 'the file' | 'the
 export class FolderRegistry {
   private readonly byReal = new Map<string, string>();
 
-  /** Register the folder `real`, reached as `rel` below the resolved folders `chain` (its route). */
-  register(real: string, rel: string, chain: readonly string[]): void {
+  /**
+   * Register the folder `real`, reached as `rel` below the resolved folders `chain` (its route).
+   * `hiddenAt` is set for a folder that `.airflowignore` hides (Airflow never reaches it) and that
+   * `ignoredNonPython: 'ship'` walks: a folder is still shipped once.
+   */
+  register(real: string, rel: string, chain: readonly string[], hiddenAt?: string): void {
     const seen = this.byReal.get(real);
     if (seen !== undefined) {
       const loop = chain.includes(real);
+      const code = loop ? ErrorCodes.BUNDLE_SYMLINK_LOOP : ErrorCodes.BUNDLE_DIR_REACHED_TWICE;
+      if (hiddenAt !== undefined) {
+        const how = loop ? `leads back to '${seen || '.'}' through a symlink loop` : `is the same folder as '${seen}' (reached twice through a symlink)`;
+        throw new BundleError(code, `The folder '${rel}' ${how}; the bundle walks each folder once. Remove the link, or ${leaveOutHidden(hiddenAt)}.`, rel);
+      }
       throw new BundleError(
-        loop ? ErrorCodes.BUNDLE_SYMLINK_LOOP : ErrorCodes.BUNDLE_DIR_REACHED_TWICE,
+        code,
         loop
           ? `The folder '${rel}' leads back to '${seen || '.'}' through a symlink loop. Airflow refuses such a dags folder ("Detected recursive loop"): remove the link or ignore it in .airflowignore.`
           : `The folder '${rel}' is the same folder as '${seen}' (reached twice through a symlink). Airflow refuses such a dags folder ("Detected recursive loop"): remove one route or ignore it in .airflowignore.`,
@@ -108,6 +130,11 @@ export class FolderRegistry {
       );
     }
     this.byReal.set(real, rel);
+  }
+
+  /** Whether the folder `real` was registered. */
+  has(real: string): boolean {
+    return this.byReal.has(real);
   }
 }
 
@@ -125,7 +152,7 @@ export async function resolveFileLinks(root: string, links: LinkFile[], members:
         throw ioError('read the symlink', f.rel, err);
       });
       const lexical = path.resolve(f.physDir, text);
-      if (!isInside(root, lexical)) throw escapeError(f.rel, lexical);
+      if (!isInside(root, lexical)) throw escapeError(f.rel, lexical, 'the file', f.hiddenAt);
       extra.set(physRel, linkEntry(physRel, toPosix(path.relative(f.physDir, lexical))));
       warn({ code: 'BROKEN_SYMLINK', message: `The symlink '${f.rel}' points to '${text}', which does not exist; it is shipped as a dangling link.`, file: f.rel, path: toPosix(path.relative(root, lexical)) });
       return;
@@ -133,7 +160,7 @@ export async function resolveFileLinks(root: string, links: LinkFile[], members:
     const real = await realpath(physAbs).catch((err: unknown) => {
       throw ioError('resolve the symlink', f.rel, err);
     });
-    if (!isInside(root, real)) throw escapeError(f.rel, real);
+    if (!isInside(root, real)) throw escapeError(f.rel, real, 'the file', f.hiddenAt);
     const st = await lstat(real).catch((err: unknown) => {
       throw ioError('read', f.rel, err);
     });

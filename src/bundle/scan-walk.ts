@@ -11,6 +11,10 @@
  * After Airflow's rules, the SDK's own bundle filters (default excludes and the `exclude`
  * option) apply. Links are classified and folder links resolved here, as the walk needs them to
  * descend; file links are only collected, for `scan-links.ts`.
+ *
+ * What `.airflowignore` hides that Airflow would never parse (no `.py` or `.zip` file) is then
+ * shipped or counted, as `ignoredNonPython` says: once Airflow's walk is done, the folders it
+ * pruned are walked too, with the bundle filters only.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
@@ -25,12 +29,25 @@ import type { GlobRule, IgnoreRule, RuleOrigin } from './ignore-rules.js';
 import { splitIgnoreLines } from './python-text.js';
 import { absoluteIn, fileEntry, ioError, isInside, join, joinFlat, linkEntry, toPosix } from './scan-entry.js';
 import type { ScannedEntry } from './scan-entry.js';
-import { classifyAll, escapeError, FolderRegistry, resolveFolderLink } from './scan-links.js';
-import type { FolderLink, LinkFile } from './scan-links.js';
-import type { BundleWarning, ExcludedPath, IgnoreSyntax, RuleSource, ScanOptions } from './types.js';
+import { classifyAll, escapeError, FolderRegistry, leaveOutHidden, resolveFolderLink } from './scan-links.js';
+import type { FolderLink, Kind, LinkFile } from './scan-links.js';
+import type { BundleWarning, ExcludedPath, IgnoreSyntax, KeptPath, RuleSource, ScanOptions } from './types.js';
 
 /** Name of the ignore file Airflow reads in every walked folder. */
 export const IGNORE_FILE = '.airflowignore';
+
+/** What becomes of the files `.airflowignore` hides that Airflow never parses ({@link ScanOptions.ignoredNonPython}). */
+export type IgnoredNonPython = NonNullable<ScanOptions['ignoredNonPython']>;
+
+/**
+ * Whether Airflow's DAG processor may parse a file of this name: a Python file, or a zip archive
+ * (zipped DAGs). Airflow tests `.py` case-sensitively, and zip archives by their content; a zip
+ * named otherwise (a wheel, a spreadsheet) counts as data here, which is harmless: what
+ * `.airflowignore` hides, Airflow never parses, shipped or not.
+ */
+export function mayHoldDags(name: string): boolean {
+  return name.endsWith('.py') || name.toLowerCase().endsWith('.zip');
+}
 
 /** The default bundle excludes (gitwildmatch): paths that never matter at runtime. */
 export const DEFAULT_EXCLUDES: readonly string[] = Object.freeze(['.git/', '__pycache__/', '*.pyc']);
@@ -68,6 +85,15 @@ export interface Walk {
   routed: Array<{ rel: string; physRel: string }>;
   /** Symlinked folders walked, in walk order. */
   dirLinks: FolderLink[];
+  /** Walked files (logical paths) that `.airflowignore` hides, shipped with `ignoredNonPython: 'ship'`. */
+  keptNonPython: KeptPath[];
+}
+
+/** An `.airflowignore` rule hiding a folder or file, walked for what Airflow never parses there. */
+interface Hidden {
+  rule: IgnoreRule;
+  /** The pruned folder, or the file itself. */
+  at: string;
 }
 
 interface DirJob {
@@ -80,6 +106,8 @@ interface DirJob {
   rules: IgnoreRule[];
   /** Resolved paths of this folder and its ancestors on the walked route. */
   chain: string[];
+  /** Set in a folder `.airflowignore` pruned: Airflow never walks it. */
+  hidden?: Hidden;
 }
 
 function describe(source: RuleOrigin, pattern: string): string {
@@ -107,10 +135,21 @@ export function bundleFilters(options: ScanOptions): GlobRule[] {
   return rules;
 }
 
+/** How {@link walkTree} walks, beyond the rules. */
+export interface WalkSettings {
+  /**
+   * lstat every walked regular file for its size; without, the records keep size 0 and the walk
+   * costs no system call per file (the packer sizes each file when it opens it).
+   */
+  sizeFiles: boolean;
+  ignoredNonPython: IgnoredNonPython;
+}
+
 /**
- * Walk the dags folder `root` (resolved) with the ignore `syntax` and the bundle `filters`. With
- * `sizeFiles` false the regular files' records keep size 0: the walk then costs no system call per
- * file, and the packer sizes each file when it opens it.
+ * Walk the dags folder `root` (resolved) with the ignore `syntax` and the bundle `filters`, then,
+ * unless `ignoredNonPython` is `drop`, the folders `.airflowignore` pruned: with `ship`, their
+ * files that Airflow never parses are walked files like the others (and the symlink rules
+ * apply); with `warn`, they are only counted, per rule, and nothing there is an error.
  */
 export async function walkTree(
   root: string,
@@ -118,8 +157,9 @@ export async function walkTree(
   filters: GlobRule[],
   signal: AbortSignal | undefined,
   warn: (w: BundleWarning) => void,
-  sizeFiles = true,
+  settings: WalkSettings = { sizeFiles: true, ignoredNonPython: 'warn' },
 ): Promise<Walk> {
+  const mode = settings.ignoredNonPython;
   const excluded: ExcludedPath[] = [];
   const walkedFiles: ScannedEntry[] = [];
   const walkedIgnoreFiles: ScannedEntry[] = [];
@@ -130,29 +170,106 @@ export async function walkTree(
   /** Logical paths of the records whose physical path differs (for error messages). */
   const logicalOf = new Map<ScannedEntry, string>();
   const dirLinks: FolderLink[] = [];
+  const keptNonPython: KeptPath[] = [];
   const registry = new FolderRegistry();
   const stack: DirJob[] = [{ rel: '', abs: root, real: root, physRel: '', rules: [], chain: [root] }];
+  /** Folders `.airflowignore` pruned, in walk order, entered once Airflow's walk is done. */
+  const pruned: Array<{ parent: DirJob; name: string; kind: 'dir' | 'dir-link'; hidden: Hidden }> = [];
+  let nextPruned = 0;
+  /** With `warn`: the hidden files each rule leaves out, and where (pruned folders, or the files). */
+  const tallies = new Map<IgnoreRule, { count: number; at: Set<string> }>();
+  /** With `warn`: resolved folders counted (the registry holds those Airflow walks). */
+  const counted = new Set<string>();
 
   const exclude = (rel: string, type: ExcludedPath['type'], rule: IgnoreRule | GlobRule) => {
     excluded.push({ path: rel, type, reason: describe(rule.source, rule.pattern), source: rule.source, pattern: rule.pattern });
   };
+  const tally = (hidden: Hidden) => {
+    let t = tallies.get(hidden.rule);
+    if (t === undefined) tallies.set(hidden.rule, (t = { count: 0, at: new Set() }));
+    t.count++;
+    t.at.add(hidden.at);
+  };
 
-  while (stack.length > 0) {
+  /**
+   * The job for the sub-folder `name` of `parent` (a folder or a folder link), or undefined when
+   * it is not walked: the bundle filters, an escape from the dags folder, a second route to a
+   * walked folder. When it only counts (`warn`, in a hidden folder), what would be an error is
+   * skipped instead.
+   */
+  const enter = async (parent: DirJob, name: string, kind: 'dir' | 'dir-link', hidden: Hidden | undefined): Promise<DirJob | undefined> => {
+    const rel = join(parent.rel, name);
+    const counting = hidden !== undefined && mode !== 'ship';
+    const filterRule = decidingRule(filters, rel, true);
+    const filtered = ruleIgnores(filterRule);
+    // Airflow walks a folder the bundle filters leave out (its ignore files, the registry); nothing
+    // walks a hidden one.
+    if (hidden !== undefined && filtered) {
+      if (!counting && hidden.at !== rel) exclude(rel, 'directory', filterRule!);
+      return undefined;
+    }
+    if (counting && name.includes('\uFFFD')) return undefined;
+    let real: string;
+    if (kind === 'dir') real = path.join(parent.real, name);
+    else if (counting) {
+      const resolved = await resolveFolderLink(path.join(parent.abs, name), rel).catch(() => undefined);
+      if (resolved === undefined) return undefined;
+      real = resolved;
+    } else real = await resolveFolderLink(path.join(parent.abs, name), rel);
+    if (!isInside(root, real)) {
+      if (filtered) {
+        exclude(rel, 'directory', filterRule!);
+        return undefined;
+      }
+      if (counting) return undefined;
+      throw escapeError(rel, real, 'the files', hidden?.at);
+    }
+    if (counting) {
+      if (registry.has(real) || counted.has(real)) return undefined;
+      counted.add(real);
+    } else {
+      registry.register(real, rel, parent.chain, hidden?.at);
+    }
+    if (filtered) {
+      exclude(rel, 'directory', filterRule!);
+      return undefined;
+    }
+    if (kind === 'dir-link' && !counting) {
+      const linkPhys = path.join(parent.real, name);
+      dirLinks.push({ logical: rel, entry: linkEntry(toPosix(path.relative(root, linkPhys)), toPosix(path.relative(parent.real, real)) || '.') });
+    }
+    if (!counting) await refuseUndecodableName(parent.abs, name, rel, hidden?.at);
+    const physRel = kind === 'dir' ? joinFlat(parent.physRel, name) : toPosix(path.relative(root, real));
+    return { rel, abs: path.join(parent.abs, name), real, physRel, rules: parent.rules, chain: [...parent.chain, real], ...(hidden ? { hidden } : {}) };
+  };
+
+  for (;;) {
     throwIfAborted(signal);
-    const job = stack.pop()!;
+    let job = stack.pop();
+    if (job === undefined) {
+      // Airflow's walk is done: the pruned folders, one after the other.
+      const next = pruned[nextPruned++];
+      if (next === undefined) break;
+      job = await enter(next.parent, next.name, next.kind, next.hidden);
+      if (job === undefined) continue;
+    }
+    const hidden = job.hidden;
+    const countingHere = hidden !== undefined && mode !== 'ship';
     let dirents: Dirent[];
     try {
       dirents = await readdir(job.abs, { withFileTypes: true });
     } catch (err) {
+      if (countingHere) continue;
       throw ioError('list the folder', job.rel || '.', err);
     }
     dirents.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const kinds = await classifyAll(dirents, job.abs);
     const routedDir = job.rel !== job.physRel;
 
-    // 1. This folder's own ignore file extends the inherited rules.
+    // 1. This folder's own ignore file extends the inherited rules (Airflow never reads one in a
+    //    pruned folder).
     let rules = job.rules;
-    const ignoreAt = dirents.findIndex((d, i) => d.name === IGNORE_FILE && (kinds[i] === 'file' || kinds[i] === 'file-link'));
+    const ignoreAt = hidden ? -1 : dirents.findIndex((d, i) => d.name === IGNORE_FILE && (kinds[i] === 'file' || kinds[i] === 'file-link'));
     if (ignoreAt >= 0) {
       const file = join(job.rel, IGNORE_FILE);
       rules = [...job.rules, ...(await readRules(path.join(job.abs, IGNORE_FILE), file, job.rel, syntax, warn))];
@@ -167,39 +284,23 @@ export async function walkTree(
     }
 
     // 2. Sub-folders: prune, then register (loop / second-route detection), then queue.
+    const here = rules === job.rules ? job : { ...job, rules };
     const subJobs: DirJob[] = [];
     for (let i = 0; i < dirents.length; i++) {
       const kind = kinds[i]!;
       if (kind !== 'dir' && kind !== 'dir-link') continue;
       const name = dirents[i]!.name;
-      const rel = join(job.rel, name);
-      const airflowRule = decidingRule(rules, rel, true);
-      if (ruleIgnores(airflowRule)) {
-        exclude(rel, 'directory', airflowRule!);
-        continue;
-      }
-      const real = kind === 'dir' ? path.join(job.real, name) : await resolveFolderLink(path.join(job.abs, name), rel);
-      const filterRule = decidingRule(filters, rel, true);
-      const filtered = ruleIgnores(filterRule);
-      if (!isInside(root, real)) {
-        if (filtered) {
-          exclude(rel, 'directory', filterRule!);
+      if (!hidden) {
+        const rel = join(job.rel, name);
+        const airflowRule = decidingRule(rules, rel, true);
+        if (ruleIgnores(airflowRule)) {
+          exclude(rel, 'directory', airflowRule!);
+          if (mode !== 'drop') pruned.push({ parent: here, name, kind, hidden: { rule: airflowRule!, at: rel } });
           continue;
         }
-        throw escapeError(rel, real, 'the files');
       }
-      registry.register(real, rel, job.chain);
-      if (filtered) {
-        exclude(rel, 'directory', filterRule!);
-        continue;
-      }
-      if (kind === 'dir-link') {
-        const linkPhys = path.join(job.real, name);
-        dirLinks.push({ logical: rel, entry: linkEntry(toPosix(path.relative(root, linkPhys)), toPosix(path.relative(job.real, real)) || '.') });
-      }
-      await refuseUndecodableName(job.abs, name, rel);
-      const physRel = kind === 'dir' ? joinFlat(job.physRel, name) : toPosix(path.relative(root, real));
-      subJobs.push({ rel, abs: path.join(job.abs, name), real, physRel, rules, chain: [...job.chain, real] });
+      const sub = await enter(here, name, kind, hidden);
+      if (sub) subJobs.push(sub);
     }
     for (let i = subJobs.length - 1; i >= 0; i--) stack.push(subJobs[i]!);
 
@@ -207,22 +308,36 @@ export async function walkTree(
     for (let i = 0; i < dirents.length; i++) {
       const kind = kinds[i]!;
       const name = dirents[i]!.name;
+      // A pruned folder's own ignore file is never read, by Airflow or by a task: it stays out.
       if (kind === 'dir' || kind === 'dir-link' || name === IGNORE_FILE) continue;
       const rel = joinFlat(job.rel, name);
-      const airflowRule = decidingRule(rules, rel, false);
-      if (ruleIgnores(airflowRule)) {
-        exclude(rel, 'file', airflowRule!);
-        continue;
+      let hiddenBy = hidden;
+      if (hidden) {
+        if (mayHoldDags(name)) continue;
+      } else {
+        const airflowRule = decidingRule(rules, rel, false);
+        if (ruleIgnores(airflowRule)) {
+          exclude(rel, 'file', airflowRule!);
+          if (mode === 'drop' || mayHoldDags(name)) continue;
+          hiddenBy = { rule: airflowRule!, at: rel };
+        }
       }
+      const counting = hiddenBy !== undefined && mode !== 'ship';
       const filterRule = decidingRule(filters, rel, false);
       if (ruleIgnores(filterRule)) {
-        exclude(rel, 'file', filterRule!);
+        // A file `.airflowignore` hides by name is already listed as excluded.
+        if (hiddenBy === undefined || (hidden !== undefined && !counting)) exclude(rel, 'file', filterRule!);
+        continue;
+      }
+      if (counting) {
+        if (!isShippable(kind, name)) continue;
+        tally(hiddenBy!);
         continue;
       }
       if (kind === 'loop-link') {
         throw new BundleError(
           ErrorCodes.BUNDLE_SYMLINK_LOOP,
-          `The symlink '${rel}' never resolves (it is part of a symlink loop). Remove it or ignore it in .airflowignore.`,
+          `The symlink '${rel}' never resolves (it is part of a symlink loop). Remove it or ${hiddenBy ? leaveOutHidden(hiddenBy.at) : 'ignore it in .airflowignore'}.`,
           rel,
         );
       }
@@ -231,7 +346,7 @@ export async function walkTree(
         warn({ code: 'SPECIAL_FILE_SKIPPED', message: `'${rel}' is a FIFO, socket or device file; it is not shipped.`, file: rel });
         continue;
       }
-      await refuseUndecodableName(job.abs, name, rel);
+      await refuseUndecodableName(job.abs, name, rel, hiddenBy?.at);
       walkedRels.push(rel);
       const physRel = routedDir ? joinFlat(job.physRel, name) : rel;
       if (routedDir) routed.push({ rel, physRel });
@@ -240,13 +355,38 @@ export async function walkTree(
         walkedFiles.push(entry);
         if (routedDir) logicalOf.set(entry, rel);
       } else {
-        walkedLinks.push({ rel, kind, physDir: job.real, name });
+        walkedLinks.push({ rel, kind, physDir: job.real, name, ...(hiddenBy ? { hiddenAt: hiddenBy.at } : {}) });
       }
+      if (hiddenBy) keptNonPython.push({ path: rel, reason: 'non-python', excludedBy: hiddenBy.rule.source });
     }
   }
 
-  if (sizeFiles) await sizeAll([walkedFiles, walkedIgnoreFiles], root, logicalOf, signal);
-  return { excluded, walkedFiles, walkedIgnoreFiles, walkedLinks, ignoreLinks, walkedRels, routed, dirLinks };
+  for (const [rule, { count, at }] of tallies) warn(droppedWarning(rule, count, [...at]));
+  if (settings.sizeFiles) await sizeAll([walkedFiles, walkedIgnoreFiles], root, logicalOf, signal);
+  return { excluded, walkedFiles, walkedIgnoreFiles, walkedLinks, ignoreLinks, walkedRels, routed, dirLinks, keptNonPython };
+}
+
+/** A hidden entry that `ship` would ship, as far as its name and kind tell (counted by `warn`). */
+function isShippable(kind: Kind, name: string): boolean {
+  return kind !== 'loop-link' && kind !== 'special' && !name.includes('\uFFFD');
+}
+
+/** The `IGNORED_NON_PYTHON_DROPPED` warning of one `.airflowignore` rule. */
+function droppedWarning(rule: IgnoreRule, count: number, at: string[]): BundleWarning {
+  const source = rule.source as RuleSource;
+  const shown = at.slice(0, 3).map((p) => `'${p}'`).join(', ') + (at.length > 3 ? ` and ${at.length - 3} more` : '');
+  const files = count === 1 ? 'file' : 'files';
+  return {
+    code: 'IGNORED_NON_PYTHON_DROPPED',
+    message:
+      `'${rule.pattern}' in ${source.file}:${source.line} leaves ${count.toLocaleString('en-US')} ${files} out of the bundle that Airflow never parses (no .py or .zip ${files}), in ${shown}. ` +
+      `The Astro CLI ships them, and tasks may read them at run time (SQL or Jinja templates, YAML, CSV): set ignoredNonPython: 'ship' to ship them (Airflow still ignores them), or 'drop' to leave them out without this warning.`,
+    file: source.file,
+    line: source.line,
+    pattern: rule.pattern,
+    path: at[0]!,
+    count,
+  };
 }
 
 /** A name as its bytes: printable ASCII as it is, every other byte as `\xNN`. */
@@ -257,12 +397,13 @@ function escapedName(raw: Buffer): string {
 }
 
 /**
- * Refuse a name that is not valid UTF-8 and would be shipped or walked. Node lists such a name
+ * Refuse a name that is not valid UTF-8 and would be shipped or walked (`hiddenAt`: where
+ * `.airflowignore` hides it, when `ignoredNonPython: 'ship'` walks it). Node lists such a name
  * with U+FFFD in place of the bad bytes, so the file cannot be opened by that name (ENOENT), and
  * the tar and manifest formats carry UTF-8 names. Only names holding U+FFFD are re-listed as
  * bytes, so the common case costs nothing.
  */
-async function refuseUndecodableName(dirAbs: string, name: string, rel: string): Promise<void> {
+async function refuseUndecodableName(dirAbs: string, name: string, rel: string, hiddenAt?: string): Promise<void> {
   if (!name.includes('\uFFFD')) return;
   let raws: Buffer[];
   try {
@@ -275,7 +416,7 @@ async function refuseUndecodableName(dirAbs: string, name: string, rel: string):
   const shown = path.posix.join(path.posix.dirname(rel), escapedName(raw));
   throw new BundleError(
     ErrorCodes.BUNDLE_INVALID_FILENAME,
-    `The name '${shown}' is not valid UTF-8, so it cannot be shipped in a DAG bundle. Rename it (for example \`mv\` with the name in quotes as the shell shows it), or exclude it in .airflowignore.`,
+    `The name '${shown}' is not valid UTF-8, so it cannot be shipped in a DAG bundle. Rename it (for example \`mv\` with the name in quotes as the shell shows it), or ${hiddenAt === undefined ? 'exclude it in .airflowignore' : leaveOutHidden(hiddenAt)}.`,
     shown,
   );
 }

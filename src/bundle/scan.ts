@@ -14,7 +14,7 @@ import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
 import type { Emit } from '../core/emitter.js';
-import { BundleError, ErrorCodes } from '../core/errors.js';
+import { AstroConfigError, BundleError, ErrorCodes } from '../core/errors.js';
 import { runInScope } from '../core/scope.js';
 import { guardHiddenImports } from './hidden-import-guard.js';
 import { byPath, Shipped } from './scan-entry.js';
@@ -55,6 +55,10 @@ export async function scanTree(dir: string, options: ScanOptions = {}, emitWarni
   const signal = options.signal;
   throwIfAborted(signal);
   const filters = bundleFilters(options);
+  const ignoredNonPython = options.ignoredNonPython ?? 'warn';
+  if (ignoredNonPython !== 'warn' && ignoredNonPython !== 'ship' && ignoredNonPython !== 'drop') {
+    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `ignoredNonPython must be 'warn', 'ship' or 'drop', got ${JSON.stringify(ignoredNonPython)}.`);
+  }
 
   let root: string;
   try {
@@ -70,13 +74,14 @@ export async function scanTree(dir: string, options: ScanOptions = {}, emitWarni
     emitWarning(w);
   };
 
-  const walk = await walkTree(root, syntax, filters, signal, warn, sizeFiles);
+  const walk = await walkTree(root, syntax, filters, signal, warn, { sizeFiles, ignoredNonPython });
   const members: LinkMembers = { extra: new Map(), linkTargets: [] };
   await resolveFileLinks(root, walk.walkedLinks, members, warn);
   await resolveFileLinks(root, walk.ignoreLinks, members, warn);
   throwIfAborted(signal);
 
   const shipped = new Shipped(walk.walkedRels, walk.excluded);
+  for (const k of walk.keptNonPython) shipped.kept.push(k);
   keepLinkTargets(members.linkTargets, walk.routed, walk.dirLinks, shipped, warn);
   await guardHiddenImports(root, options.hiddenImports ?? 'warn', walk.excluded, shipped, members, warn, signal);
 

@@ -29,6 +29,12 @@ export type BundleWarningCode =
   | 'IGNORE_FILE_BOM'
   /** A module hidden by `.airflowignore` (or `exclude`) is imported by a shipped file, so it is shipped anyway. */
   | 'HIDDEN_IMPORT_KEPT'
+  /**
+   * An `.airflowignore` line leaves files out of the bundle that Airflow never parses (neither
+   * `.py` nor `.zip`: SQL, templates, YAML, CSV), which the Astro CLI would ship. One warning per
+   * line, with `count`; see {@link ScanOptions.ignoredNonPython}.
+   */
+  | 'IGNORED_NON_PYTHON_DROPPED'
   /** A shipped symlink points at a file the rules excluded; the target is shipped so the link resolves. */
   | 'SYMLINK_TARGET_KEPT'
   /** A symlink whose target does not exist; it is shipped as a (dangling) link. */
@@ -49,11 +55,17 @@ export interface BundleWarning {
   path?: string;
   /** The pattern concerned, for ignore-file warnings. */
   pattern?: string;
+  /** How many files the warning is about, when it stands for many (`IGNORED_NON_PYTHON_DROPPED`). */
+  count?: number;
 }
 
 /** Why a path is left out of the bundle. */
 export interface ExcludedPath {
-  /** Path relative to the dags folder, forward slashes. For a folder, nothing below it is walked. */
+  /**
+   * Path relative to the dags folder, forward slashes. For a folder, nothing below it is shipped,
+   * except what {@link ScanResult.kept} lists (with `ignoredNonPython: 'ship'`, the files there
+   * that Airflow never parses).
+   */
   path: string;
   type: 'file' | 'directory';
   /** Human-readable reason, e.g. `matched '__pycache__/' (default exclude)`. */
@@ -67,7 +79,12 @@ export interface ExcludedPath {
 /** A path that rules excluded but that is shipped anyway (and why). Airflow still does not parse it. */
 export interface KeptPath {
   path: string;
-  reason: 'hidden-import' | 'symlink-target';
+  /**
+   * `hidden-import`: a shipped module imports it; `symlink-target`: a shipped link points at it;
+   * `non-python`: `.airflowignore` hides it, it is no `.py` or `.zip` file, and
+   * `ignoredNonPython` is `'ship'`.
+   */
+  reason: 'hidden-import' | 'symlink-target' | 'non-python';
   /** For `hidden-import`: the shipped module that imports it, and the import's line. */
   importedBy?: { file: string; line: number; module: string };
   /** For `symlink-target`: the link that points at it. */
@@ -105,6 +122,20 @@ export interface ScanOptions {
    * @default 'warn'
    */
   hiddenImports?: 'warn' | 'error' | 'off';
+  /**
+   * What to do with the files `.airflowignore` hides that Airflow never parses: every file but
+   * `.py` files and `.zip` archives (zipped DAGs), in ignored folders or ignored by name. The Astro
+   * CLI ships them (Airflow applies `.airflowignore` only when it parses), and tasks may read them
+   * at run time: SQL and Jinja templates, YAML, CSV. `warn` leaves them out and reports
+   * `IGNORED_NON_PYTHON_DROPPED`, one warning per `.airflowignore` line with the count; `ship`
+   * ships them, as the CLI would (listed in `kept`, reason `non-python`; Airflow still ignores
+   * them, and the `.py` files there stay out); `drop` leaves them out silently. `warn` and `ship`
+   * list the ignored folders to find them (their own `.airflowignore` files, which Airflow never
+   * reads, stay out); the default excludes and `exclude` still apply there, and `ship` applies
+   * the symlink rules of the rest of the walk.
+   * @default 'warn'
+   */
+  ignoredNonPython?: 'warn' | 'ship' | 'drop';
   /** Cancels the scan; the promise rejects with `ASTRO_ABORTED`. */
   signal?: AbortSignal;
 }
