@@ -4,7 +4,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 /**
- * Three tiers, as vitest projects (`vitest run --project unit`):
+ * Three tiers, as vitest projects (`vitest run --project unit`), and a fourth project that runs
+ * some service files again on another daemon (`containerd-store`, below):
  * - `services`: tests that start or reach a service (the Docker engine, a registry, Azurite, the
  *   Astro-like runtime image): a test file that imports one of the helpers below, itself or
  *   through a local helper module of its own;
@@ -69,7 +70,14 @@ const all = testFiles('test')
   .map((f) => relative(process.cwd(), f))
   .filter((f) => !NEEDS_NEWER_NODE.includes(f));
 const packageTier = all.filter((f) => PACKAGE_DIRS.some((d) => f.startsWith(d)));
-const servicesTier = all.filter((f) => !packageTier.includes(f) && (SLOW.includes(f) || needsServices(resolve(f))));
+/**
+ * The `containerd-store` project runs these files again on a daemon with Docker's containerd image
+ * store (scripts/start-dockerd.sh), where image IDs are manifest digests: the flows that read a
+ * daemon image end to end, and the file that tests that store's differences (only run there).
+ */
+const CONTAINERD_ONLY = ['test/image/containerd-store.test.ts'];
+const CONTAINERD_STORE = [...CONTAINERD_ONLY, 'test/project/deploy-project.test.ts', 'test/image/push-daemon.test.ts', 'test/image/validate.test.ts'].filter((f) => all.includes(f));
+const servicesTier = all.filter((f) => !packageTier.includes(f) && !CONTAINERD_ONLY.includes(f) && (SLOW.includes(f) || needsServices(resolve(f))));
 const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f));
 
 /**
@@ -96,10 +104,12 @@ process.on('exit', () => {
 });
 /** Images built FROM the test runtime image, removed when the run ends (test/helpers/image-removals.ts). */
 process.env.ASTRO_TEST_IMAGE_REMOVALS = join(runCache, 'image-removals.txt');
+process.env.ASTRO_TEST_IMAGE_REMOVALS_CONTAINERD = join(runCache, 'image-removals-containerd.txt');
+const sharedEnv = { XDG_CACHE_HOME: runCache, TMPDIR: runTmp, ASTRO_TEST_IMAGE_REMOVALS: process.env.ASTRO_TEST_IMAGE_REMOVALS };
 
 export default defineConfig({
   test: {
-    env: { XDG_CACHE_HOME: runCache, TMPDIR: runTmp, ASTRO_TEST_IMAGE_REMOVALS: process.env.ASTRO_TEST_IMAGE_REMOVALS },
+    env: sharedEnv,
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Two cores: keep the number of forked workers small so service-backed tests do not starve.
@@ -110,6 +120,15 @@ export default defineConfig({
       { extends: true, test: { name: 'unit', include: unitTier.length ? unitTier : ['test/__none__'] } },
       { extends: true, test: { name: 'package', include: packageTier.length ? packageTier : ['test/__none__'], globalSetup: ['test/package/setup.ts'] } },
       { extends: true, test: { name: 'services', include: servicesTier.length ? servicesTier : ['test/__none__'], globalSetup: ['test/helpers/image-removals.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'containerd-store',
+          include: CONTAINERD_STORE.length ? CONTAINERD_STORE : ['test/__none__'],
+          env: { ...sharedEnv, ASTRO_SDK_TEST_DOCKER_STORE: 'containerd', ASTRO_TEST_IMAGE_REMOVALS: process.env.ASTRO_TEST_IMAGE_REMOVALS_CONTAINERD },
+          globalSetup: ['test/helpers/image-removals-containerd.ts'],
+        },
+      },
     ],
   },
 });

@@ -11,12 +11,27 @@
 #   eval "$(scripts/start-dockerd.sh | tail -n 1)"
 # Diagnostics go to stderr. Exit status is non-zero when no daemon could be had.
 #
+# With ASTRO_SDK_DOCKER_STORE=containerd it starts a second daemon, with Docker's containerd image
+# store (Docker Desktop's default, and Docker Engine 29's for new installs), where an image's ID is
+# its manifest's digest, not its config's. Debian 12's docker.io (20.10) has no such store, so that
+# daemon is Debian 13's docker.io (26.1), fetched once with apt-get from Debian's trixie suite
+# (signatures checked against the machine's Debian keyring) into ~/.cache/astro-deploy-sdk, and
+# run with the machine's containerd. Its snapshotter is `native` (plain copies, as vfs is).
+#
 # Environment:
-#   ASTRO_SDK_DOCKER_DIR   state directory (socket, data, logs)  default /tmp/astro-sdk-docker
+#   ASTRO_SDK_DOCKER_STORE classic or containerd                  default classic
+#   ASTRO_SDK_DOCKER_DIR   state directory (socket, data, logs)  default /tmp/astro-sdk-docker,
+#                          /tmp/astro-sdk-docker-containerd for the containerd store
 #   ASTRO_SDK_DOCKER_WAIT  seconds to wait for the daemon          default 60
 set -euo pipefail
 
-dir="${ASTRO_SDK_DOCKER_DIR:-/tmp/astro-sdk-docker}"
+store="${ASTRO_SDK_DOCKER_STORE:-classic}"
+case "$store" in
+  classic) default_dir=/tmp/astro-sdk-docker ;;
+  containerd) default_dir=/tmp/astro-sdk-docker-containerd ;;
+  *) echo "start-dockerd: ASTRO_SDK_DOCKER_STORE must be classic or containerd, not $store" >&2; exit 1 ;;
+esac
+dir="${ASTRO_SDK_DOCKER_DIR:-$default_dir}"
 wait_s="${ASTRO_SDK_DOCKER_WAIT:-60}"
 sock="$dir/docker.sock"
 host="unix://$sock"
@@ -64,14 +79,41 @@ if [ -f "$dir/docker.pid" ]; then
   fi
 fi
 
+# Debian 13's dockerd, unpacked under the cache folder: its binaries first on PATH.
+containerd_store_dockerd() {
+  local root="${XDG_CACHE_HOME:-$HOME/.cache}/astro-deploy-sdk/dockerd-trixie"
+  if [ ! -x "$root/usr/sbin/dockerd" ]; then
+    local apt_dir
+    apt_dir="$(mktemp -d)"
+    mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/deb"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' >"$apt_dir/sources/trixie.sources"
+    local apt=(apt-get -q -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources" -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+    "${apt[@]}" update >&2
+    (cd "$apt_dir/deb" && "${apt[@]}" download docker.io >&2)
+    mkdir -p "$root.partial"
+    dpkg-deb -x "$apt_dir"/deb/docker.io_*.deb "$root.partial"
+    rm -rf "$root" "$apt_dir"
+    mv "$root.partial" "$root"
+  fi
+  echo "$root"
+}
+
 if [ ! -f "$dir/docker.pid" ]; then
+  daemon_path="$PATH"
+  store_flags=(--storage-driver vfs)
+  if [ "$store" = containerd ]; then
+    root="$(containerd_store_dockerd)"
+    daemon_path="$root/usr/sbin:$root/usr/bin:$PATH"
+    printf '{ "features": { "containerd-snapshotter": true } }\n' >"$dir/daemon.json"
+    store_flags=(--config-file "$dir/daemon.json" --storage-driver native)
+  fi
   # setsid + nohup: the daemon must outlive the shell (and test worker) that started it.
-  setsid nohup dockerd \
+  PATH="$daemon_path" setsid nohup dockerd \
     --host "$host" \
     --data-root "$dir/data" \
     --exec-root "$dir/exec" \
     --pidfile "$dir/docker.pid" \
-    --storage-driver vfs \
+    "${store_flags[@]}" \
     --iptables=false \
     --ip6tables=false \
     --bridge=none \

@@ -14,6 +14,8 @@ export interface DockerImageInspect {
   RepoTags?: string[] | null;
   Config?: { Labels?: Record<string, string> | null } | null;
   RootFS?: { Layers?: string[] } | null;
+  /** The manifest or index the image ID names, under the containerd image store (Engine API 1.48 and later). */
+  Descriptor?: { mediaType?: string; digest?: string; size?: number } | null;
 }
 
 /** An image handle (`docker.getImage(name)`). */

@@ -145,3 +145,34 @@ export async function engineCall<T>(
     );
   }
 }
+
+const idIsConfigDigest = new WeakMap<DockerLike, Promise<boolean>>();
+
+/**
+ * True when the daemon's image IDs are config digests: Docker's classic image store. With the
+ * containerd image store (Docker Desktop's default, and Docker Engine 29's for new installs) an
+ * image's ID is the digest of its manifest or index instead, which names the config but is not
+ * it. Read once per client from `GET /info` (`DriverStatus` names a containerd snapshotter there);
+ * when that call fails, the ID is not taken for a config digest, which costs an export but never
+ * pushes a wrong config.
+ */
+export function imageIdIsConfigDigest(docker: DockerLike): Promise<boolean> {
+  let known = idIsConfigDigest.get(docker);
+  if (!known) {
+    known = new Promise<boolean>((resolve) => {
+      try {
+        docker.modem.dial({ path: '/info?', method: 'GET', statusCodes: { 200: true } }, (err, info) => {
+          if (err || !info || typeof info !== 'object') return resolve(false);
+          // The classic store's drivers report a list of their own settings, or null (vfs).
+          const status = (info as { DriverStatus?: unknown }).DriverStatus;
+          const containerd = Array.isArray(status) && status.some((pair) => Array.isArray(pair) && pair[0] === 'driver-type' && String(pair[1]).startsWith('io.containerd.snapshotter'));
+          resolve(!containerd);
+        });
+      } catch {
+        resolve(false);
+      }
+    });
+    idIsConfigDigest.set(docker, known);
+  }
+  return known;
+}

@@ -43,6 +43,7 @@ export async function inspectDaemonImage(name: string, docker: DockerLike): Prom
   };
   if (r.Variant) info.variant = r.Variant;
   if (r.Created) info.created = r.Created;
+  if (r.Descriptor?.mediaType && r.Descriptor.digest === r.Id) info.manifestMediaType = r.Descriptor.mediaType;
   return withVersions(info);
 }
 

@@ -216,3 +216,21 @@ export class LayerCache {
  * `new LayerCache({ path })`.
  */
 export const defaultLayerCache = new LayerCache({ path: LayerCache.defaultPath() });
+
+/**
+ * Recipe of the entries that map a daemon's image ID to the image's config. Under the containerd
+ * image store the ID is a manifest's or an index's digest: it names the config, but the config's
+ * own digest (what a manifest must name, and what a registry `HEAD` checks) is only learnt from an
+ * export. Both digests are content addresses, so an entry never goes stale.
+ */
+const IMAGE_CONFIG_RECIPE = 'image-config';
+
+/** The config digest an export of the daemon image `imageId` was found to have, if remembered. */
+export async function rememberedConfigDigest(cache: LayerCache | undefined, imageId: string): Promise<string | undefined> {
+  return (await cache?.get(imageId, IMAGE_CONFIG_RECIPE))?.digest;
+}
+
+/** Remember that the daemon image `imageId` has the config `configDigest` of `size` bytes. */
+export async function rememberConfigDigest(cache: LayerCache | undefined, imageId: string, configDigest: string, size: number): Promise<void> {
+  if (imageId !== configDigest) await cache?.remember(imageId, IMAGE_CONFIG_RECIPE, configDigest, size);
+}

@@ -66,6 +66,12 @@ export interface ResolvedImage {
   format: 'oci' | 'docker';
   config: Buffer;
   configDigest: string;
+  /**
+   * Every ID a Docker daemon may give this image: the config digest (the classic image store's
+   * image ID), and for an OCI layout the manifest's digest and those of the indexes above it
+   * (the containerd image store names an image by the top one).
+   */
+  imageIds: string[];
   configJson: ImageConfigJson;
   layers: ArchiveLayer[];
   platform: ImagePlatform;
@@ -74,7 +80,8 @@ export interface ResolvedImage {
   repoTags: string[];
 }
 
-interface Descriptor {
+/** An entry of an index's `manifests` (or a manifest's `config` and `layers`). */
+export interface Descriptor {
   mediaType?: string;
   digest?: string;
   size?: number;
@@ -114,7 +121,7 @@ async function readJson<T>(reader: ArchiveReader, name: string, archive: string)
 }
 
 /** True for an OCI/Docker index (multi-platform list). */
-function isIndexType(mediaType: string | undefined): boolean {
+export function isIndexType(mediaType: string | undefined): boolean {
   return mediaType === MediaTypes.ociIndex || mediaType === MediaTypes.dockerManifestList;
 }
 
@@ -145,6 +152,14 @@ function refNames(d: Descriptor): string[] {
 
 function matchesRef(names: string[], wanted: string): boolean {
   return names.some((n) => n === wanted || n.endsWith(`/${wanted}`) || n === `${wanted}:latest` || n.endsWith(`/${wanted}:latest`));
+}
+
+/** The entry of an index's `manifests` for `wanted` (attestations left out), if one matches. */
+export function manifestForPlatform(manifests: Descriptor[], wanted: ImagePlatform): Descriptor | undefined {
+  return manifests.find((d) => {
+    const p = isAttestation(d) ? undefined : platformOf(d);
+    return p !== undefined && samePlatform(p, wanted);
+  });
 }
 
 /** Options of {@link resolveImage}. */
@@ -187,25 +202,23 @@ async function resolveOci(reader: ArchiveReader, options: ResolveOptions): Promi
     candidates = picked;
   }
   if (candidates.length === 0) throw invalid(archive, 'index.json lists no manifests');
-  const tags = candidates.flatMap(refNames);
-
-  // Walk nested indexes until one manifest is chosen, remembering the platforms on offer.
+  // Walk nested indexes until one manifest is chosen, remembering the platforms on offer and the
+  // digests of the indexes passed through (a daemon with the containerd image store names the
+  // image by its top one).
   let platforms: ImagePlatform[] | undefined;
   let chosen: Descriptor | undefined;
+  const tags = candidates.flatMap(refNames);
+  const indexDigests: string[] = [];
   let level = candidates;
   for (let depth = 0; depth < 4 && !chosen; depth++) {
     const images = level.filter((d) => !isAttestation(d));
     const withPlatform = images.filter((d) => platformOf(d));
     if (withPlatform.length > 0) platforms = withPlatform.map((d) => platformOf(d)!);
-    const pick =
-      images.find((d) => {
-        const p = platformOf(d);
-        return p && samePlatform(p, wanted);
-      }) ??
-      // No match: take the first so that validation can report what the archive holds instead.
-      images[0];
+    // No match: take the first so that validation can report what the archive holds instead.
+    const pick = manifestForPlatform(images, wanted) ?? images[0];
     if (!pick) throw invalid(archive, 'index.json lists no image manifests');
     if (isIndexType(pick.mediaType)) {
+      indexDigests.push(pick.digest!);
       const path = blobPath(pick.digest!);
       if (!reader.has(path)) throw invalid(archive, `nested index ${pick.digest} is missing from the archive`);
       const nested = await readJson<{ manifests?: Descriptor[] }>(reader, path, archive);
@@ -247,6 +260,7 @@ async function resolveOci(reader: ArchiveReader, options: ResolveOptions): Promi
     format: 'oci',
     config,
     configDigest: manifest.config.digest,
+    imageIds: [manifest.config.digest, chosen.digest!, ...indexDigests],
     configJson,
     layers,
     platform: platformFromConfig(configJson),
@@ -305,6 +319,7 @@ async function resolveLegacy(reader: ArchiveReader, options: ResolveOptions): Pr
     format: 'docker',
     config,
     configDigest: sha256(config),
+    imageIds: [sha256(config)],
     configJson,
     layers,
     platform: platformFromConfig(configJson),

@@ -29,16 +29,17 @@ import { redact } from '../core/redact.js';
 import { withRetries } from '../core/retry.js';
 import { abortAware } from '../core/scope.js';
 import { blobExists, registryRetryPolicy } from './blob-upload.js';
-import { dockerClient } from './docker.js';
+import { dockerClient, imageIdIsConfigDigest } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
-import { LayerCache, defaultLayerCache, type CachedLayer } from './layer-cache.js';
-import { MediaTypes } from './layout.js';
+import { LayerCache, defaultLayerCache, rememberConfigDigest, rememberedConfigDigest, type CachedLayer } from './layer-cache.js';
+import { ASTRO_PLATFORM } from './inspect.js';
+import { isIndexType, manifestForPlatform, MediaTypes, type Descriptor } from './layout.js';
 import { toPushError } from './push-context.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
 import { assertTag, layerCacheRecipe, pushNative, registryClientFor, splitRepository, type NativePushOptions } from './push-native.js';
 import { RegistryClient, responseHeader } from './registry-client.js';
 import { classifySource } from './source.js';
-import type { ImageEvent, ImageInfo, ImageSource, PushResult, PushTarget } from './types.js';
+import type { ImageEvent, ImageSource, PushResult, PushTarget } from './types.js';
 
 /** Layer-cache recipe of the daemon's own gzip: diff ID → the digest and size the daemon pushed it as. */
 export const DAEMON_RECIPE = 'docker-daemon';
@@ -128,7 +129,7 @@ export async function layersOfTag(
  * and the config.
  */
 export async function decidePush(
-  info: Pick<ImageInfo, 'diffIds' | 'configDigest'>,
+  info: { diffIds: string[]; /** Undefined when not known without an export (see {@link imageIdIsConfigDigest}). */ configDigest: string | undefined },
   registry: RegistryClient,
   cache: LayerCache | undefined,
   recipe: string,
@@ -142,7 +143,7 @@ export async function decidePush(
   };
   const diffIds = [...new Set(info.diffIds)];
   const [config, ...layers] = await Promise.all([
-    blobExists(registry, info.configDigest, options),
+    info.configDigest ? blobExists(registry, info.configDigest, options) : undefined,
     ...diffIds.map(async (diffId) => {
       const daemon = await cache?.get(diffId, DAEMON_RECIPE);
       const native = await cache?.get(diffId, recipe);
@@ -243,52 +244,79 @@ export function withDaemonDigests<O extends Pick<NativePushOptions, 'layerCache'
 
 /**
  * Check what a daemon push put in the registry, and remember it: the manifest under `digest` must
- * hash to it, name `configDigest` (the image that was built and tested) and carry one layer per
- * diff ID. Each layer's digest and size go into the cache under {@link DAEMON_RECIPE}.
+ * hash to it, be the image that was built and tested, and carry one layer per diff ID. Which image
+ * it is shows two ways: under the classic image store its config digest is the image ID; under
+ * the containerd store the daemon pushes the manifest or index it holds, whose digest is the image
+ * ID (an index is followed to its linux/amd64 manifest). Each layer's digest and size go into the
+ * cache under {@link DAEMON_RECIPE}, and the config digest under the image ID.
+ * @returns the media type of what the daemon pushed
  * @throws ImageError `ASTRO_IMAGE_PUSH_FAILED` when the manifest is not the image's
  */
 export async function verifyDaemonManifest(
   registry: RegistryClient,
   digest: string,
-  info: Pick<ImageInfo, 'diffIds' | 'configDigest'>,
+  info: { diffIds: string[]; imageId: string },
   reference: string,
   cache: LayerCache | undefined,
   location: string,
   options: { policy: ReturnType<typeof registryRetryPolicy>; signal?: AbortSignal | undefined },
-): Promise<void> {
-  const res = await withRetries(
-    () =>
-      registry.send(
-        {
-          method: 'GET',
-          url: `/v2/${registry.repository}/manifests/${digest}`,
-          headers: { accept: `${MediaTypes.dockerManifest}, ${MediaTypes.ociManifest}` },
-          ...(options.signal ? { signal: options.signal } : {}),
-        },
-        [200],
-      ),
-    { policy: options.policy, signal: options.signal },
-  );
-  const actual = `sha256:${createHash('sha256').update(res.body).digest('hex')}`;
-  let manifest: { config?: { digest?: string }; layers?: Array<{ digest?: string; size?: number }> } | undefined;
-  try {
-    manifest = JSON.parse(res.body.toString('utf8')) as typeof manifest;
-  } catch {
-    manifest = undefined;
+): Promise<string> {
+  const fetch = async (ref: string): Promise<{ hash: string; json: PushedManifest | undefined }> => {
+    const res = await withRetries(
+      () =>
+        registry.send(
+          {
+            method: 'GET',
+            url: `/v2/${registry.repository}/manifests/${ref}`,
+            headers: { accept: [MediaTypes.dockerManifest, MediaTypes.ociManifest, MediaTypes.ociIndex, MediaTypes.dockerManifestList].join(', ') },
+            ...(options.signal ? { signal: options.signal } : {}),
+          },
+          [200],
+        ),
+      { policy: options.policy, signal: options.signal },
+    );
+    let json: PushedManifest | undefined;
+    try {
+      json = JSON.parse(res.body.toString('utf8')) as PushedManifest;
+    } catch {
+      json = undefined;
+    }
+    return { hash: `sha256:${createHash('sha256').update(res.body).digest('hex')}`, json };
+  };
+  const pushed = await fetch(digest);
+  let manifest = pushed.json;
+  const pushedTheId = pushed.hash === digest && digest === info.imageId;
+  if (pushedTheId && (isIndexType(manifest?.mediaType) || Array.isArray(manifest?.manifests))) {
+    const child = manifestForPlatform(manifest?.manifests ?? [], ASTRO_PLATFORM);
+    const fetched = child?.digest ? await fetch(child.digest) : undefined;
+    manifest = fetched && fetched.hash === child?.digest ? fetched.json : undefined;
   }
   const layers = manifest?.layers ?? [];
-  if (actual !== digest || manifest?.config?.digest !== info.configDigest || layers.length !== info.diffIds.length) {
+  const config = manifest?.config;
+  const isTheImage = pushedTheId || config?.digest === info.imageId;
+  if (pushed.hash !== digest || !isTheImage || layers.length !== info.diffIds.length) {
     throw new ImageError(
       ErrorCodes.IMAGE_PUSH_FAILED,
-      `The daemon pushed ${reference} as ${digest}, but that manifest is not image ${info.configDigest} (config ${String(manifest?.config?.digest)}, ${layers.length} layers for ${info.diffIds.length}): was the tag moved during the push?`,
+      `The daemon pushed ${reference} as ${digest}, but that manifest is not image ${info.imageId} (config ${String(config?.digest)}, ${layers.length} layers for ${info.diffIds.length}): was the tag moved during the push?`,
       reference,
     );
   }
-  if (!cache) return;
+  const mediaType = pushed.json?.mediaType ?? MediaTypes.ociManifest;
+  if (!cache) return mediaType;
   for (const [i, l] of layers.entries()) {
     if (typeof l.digest === 'string' && typeof l.size === 'number') await cache.remember(info.diffIds[i]!, DAEMON_RECIPE, l.digest, l.size, location);
   }
+  if (typeof config?.digest === 'string' && typeof config.size === 'number') await rememberConfigDigest(cache, info.imageId, config.digest, config.size);
   await cache.save();
+  return mediaType;
+}
+
+/** The parts of a pushed manifest (or index) the check reads. */
+interface PushedManifest {
+  mediaType?: string;
+  config?: { digest?: string; size?: number };
+  layers?: Array<{ digest?: string; size?: number }>;
+  manifests?: Descriptor[];
 }
 
 /** Push a daemon image with method `auto` (an archive goes to the native push). See the module comment. */
@@ -307,6 +335,8 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
 
   const docker = await dockerClient(options.docker, 'push the image');
   const info = await inspectDaemonImage(where.name, docker);
+  const imageId = info.configDigest;
+  const configDigest = (await imageIdIsConfigDigest(docker)) ? imageId : await rememberedConfigDigest(cache, imageId);
   const registry = registryClientFor(host, path, options);
   let decision: AutoDecision;
   try {
@@ -314,13 +344,13 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
     const seedTag = options.seedTag;
     // The native push skips what it is told of through the layer cache: without one, no seed.
     const seed = cache && seedTag !== undefined && seedTag !== target.tag ? () => layersOfTag(registry, seedTag, { policy, signal }) : undefined;
-    decision = await decidePush(info, registry, cache, recipe, { policy, signal, seed });
+    decision = await decidePush({ diffIds: info.diffIds, configDigest }, registry, cache, recipe, { policy, signal, seed });
   } catch (err) {
     throw toPushError(abortAware(err, signal), reference, 'pushing');
   }
   emit({ type: 'image:push-method', method: decision.method, reason: decision.reason });
   const native = (held: Map<string, CachedLayer>) =>
-    pushNative({ imageName: info.configDigest }, target, {
+    pushNative({ imageName: imageId }, target, {
       ...options,
       docker,
       layerCache: cache ? new DaemonAwareLayerCache(cache, recipe, held, decision.seeded) : false,
@@ -344,9 +374,9 @@ export async function pushAuto(source: ImageSource, target: PushTarget, options:
     if (options.keepTag !== undefined) daemonOptions.keepTag = options.keepTag;
     if (options.logger) daemonOptions.logger = options.logger;
     // The image by its ID: the daemon tags exactly the image that was inspected.
-    const result = await pushDaemon({ imageName: info.configDigest }, target, daemonOptions);
-    await verifyDaemonManifest(registry, result.digest, info, reference, cache, location, { policy, signal: linked.signal });
-    return result;
+    const result = await pushDaemon({ imageName: imageId }, target, daemonOptions);
+    const mediaType = await verifyDaemonManifest(registry, result.digest, { diffIds: info.diffIds, imageId }, reference, cache, location, { policy, signal: linked.signal });
+    return { ...result, mediaType };
   } catch (err) {
     if (signal?.aborted) throw abortAware(err, signal);
     const code = retrying ? ErrorCodes.IMAGE_PUSH_FAILED : isAstroError(err) ? err.code : ErrorCodes.IMAGE_PUSH_FAILED;

@@ -4,7 +4,8 @@
  *
  * The Engine API answers 200 and streams progress even when the push fails, so the stream is read
  * to the end: error lines become typed errors (a 403 or "denied" is mapped to its known causes),
- * and the manifest digest comes from the final `aux` line.
+ * and the manifest digest comes from the final `aux` line, or, where the daemon sends none (Docker's
+ * containerd image store), from the `<tag>: digest: sha256:... size: N` status line.
  */
 import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
@@ -69,6 +70,12 @@ export function daemonPushError(message: string, reference: string): ImageError 
   return new ImageError(ErrorCodes.IMAGE_PUSH_FAILED, `The daemon failed to push ${reference}: ${text}`, reference);
 }
 
+/** The digest in a push's `<tag>: digest: sha256:<hex> size: <n>` status line, when `status` is that line. */
+function digestOfStatus(status: string, tag: string): string | undefined {
+  const m = /^(\S+): digest: (sha256:[0-9a-f]{64}) size: \d+$/.exec(status);
+  return m && m[1] === tag ? m[2] : undefined;
+}
+
 /** Push through the Docker daemon. */
 export async function pushDaemon(source: ImageSource, target: PushTarget, options: DaemonPushOptions = {}): Promise<PushResult> {
   const started = Date.now();
@@ -102,6 +109,9 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
     );
     const layers = new Map<string, { status: PushedLayer['status'] | undefined; size: number }>();
     let digest: string | undefined;
+    // The classic image store pushes a Docker manifest and says so in an `aux` line; the
+    // containerd store pushes the manifest it holds, with no `aux` line (see PushResult.mediaType).
+    let mediaType = info.manifestMediaType ?? MediaTypes.ociManifest;
     let failure: string | undefined;
     let buffer = '';
     const handle = (line: string) => {
@@ -118,9 +128,11 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
       }
       if (msg.aux?.Digest) {
         digest = msg.aux.Digest;
+        mediaType = MediaTypes.dockerManifest;
         return;
       }
       if (!msg.status) return;
+      digest ??= digestOfStatus(msg.status, target.tag);
       const ev: ImageEvent = { type: 'image:daemon-progress', status: msg.status };
       if (msg.id) ev.id = msg.id;
       if (msg.progressDetail?.current !== undefined) ev.current = msg.progressDetail.current;
@@ -160,13 +172,13 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
       pushed.push({ digest: full ?? id, size: l.size, status: l.status ?? 'pushed' });
     }
     const bytesSent = pushed.filter((l) => l.status === 'pushed').reduce((n, l) => n + l.size, 0);
-    emit({ type: 'image:manifest-pushed', digest, reference, mediaType: MediaTypes.dockerManifest });
+    emit({ type: 'image:manifest-pushed', digest, reference, mediaType });
     emit({ type: 'image:push-complete', digest, reference, bytesSent, durationMs: Date.now() - started });
     return {
       digest,
       reference,
       canonicalReference: `${target.repository}@${digest}`,
-      mediaType: MediaTypes.dockerManifest,
+      mediaType,
       layers: pushed,
       bytesSent,
       method: 'daemon',

@@ -1,9 +1,9 @@
 /**
  * Phase 1 of a native push: what is the image? For an archive, open it (unless the caller's
  * `{ archive }` is already open) and resolve the image in it; for a daemon image, ask the daemon
- * for its layers and config digest. Nothing is uploaded or exported yet.
+ * for its layers and ID. Nothing is uploaded or exported yet.
  */
-import { dockerClient } from './docker.js';
+import { dockerClient, imageIdIsConfigDigest } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
 import { resolveImage, type ResolvedImage } from './layout.js';
 import { classifySource, DiskArchive } from './source.js';
@@ -19,7 +19,15 @@ export type IdentifiedImage =
       image: ResolvedImage;
       diffIds: string[];
     }
-  | { kind: 'daemon'; name: string; diffIds: string[]; configDigest: string };
+  | {
+      kind: 'daemon';
+      name: string;
+      diffIds: string[];
+      /** The daemon's ID of the image (see {@link imageIdIsConfigDigest}). */
+      imageId: string;
+      /** The config digest, when the ID is one (the classic image store); else learnt from an export. */
+      configDigest: string | undefined;
+    };
 
 /** Options of {@link identifyImage}. */
 export interface IdentifyOptions extends DockerOptions {
@@ -33,8 +41,10 @@ export interface IdentifyOptions extends DockerOptions {
 export async function identifyImage(source: ImageSource, options: IdentifyOptions, signal: AbortSignal): Promise<IdentifiedImage> {
   const where = await classifySource(source);
   if (where.kind === 'daemon') {
-    const info = await inspectDaemonImage(where.name, await dockerClient(options.docker, 'read the image from the daemon'));
-    return { kind: 'daemon', name: where.name, diffIds: info.diffIds, configDigest: info.configDigest };
+    const docker = await dockerClient(options.docker, 'read the image from the daemon');
+    const info = await inspectDaemonImage(where.name, docker);
+    const imageId = info.configDigest;
+    return { kind: 'daemon', name: where.name, diffIds: info.diffIds, imageId, configDigest: (await imageIdIsConfigDigest(docker)) ? imageId : undefined };
   }
   const owned = !where.archive;
   const archive = where.archive ? (where.archive as DiskArchive) : await DiskArchive.open(where.path, signal, options.tempDir);

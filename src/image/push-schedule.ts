@@ -113,22 +113,23 @@ export class LayerScheduler {
   }
 
   private async planDaemon(identified: Extract<IdentifiedImage, { kind: 'daemon' }>): Promise<PushPlan> {
-    const { diffIds, configDigest, name } = identified;
+    const { diffIds, imageId, name } = identified;
     const { registry, policy, signal, reference } = this.ctx;
+    const configDigest = identified.configDigest ?? (await this.settler.configDigestOf(imageId));
     // First try to settle everything from the cache, without an export.
     const settled = await Promise.all(diffIds.map((d) => this.settler.settle(d)));
     settled.forEach((s, i) => {
       if (s) this.byDiffId.set(diffIds[i]!, Promise.resolve(s));
     });
-    let configSize = settled.every(Boolean) ? await blobExists(registry, configDigest, { policy, signal }) : undefined;
+    let configSize = configDigest && settled.every(Boolean) ? await blobExists(registry, configDigest, { policy, signal }) : undefined;
     // Every layer settled but the config is not here: mount it from where the layers came from
     // (an earlier push of this image to another repository), rather than export the whole image
     // for a few kilobytes of config.
-    if (configSize === undefined && settled.every(Boolean) && this.settler.mountFrom.length > 0) {
+    if (configDigest && configSize === undefined && settled.every(Boolean) && this.settler.mountFrom.length > 0) {
       const mount = await mountBlob(registry, configDigest, this.settler.mountFrom, { keepSession: false, signal });
       if (mount.from) configSize = await blobExists(registry, configDigest, { policy, signal });
     }
-    if (configSize !== undefined) {
+    if (configDigest && configSize !== undefined) {
       return { layers: diffIds.map((d) => ({ diffId: d, compression: 'none' as const })), config: { digest: configDigest, size: configSize } };
     }
     // Layers the settle found in the registry (HEAD confirmed the cached digest and size, or a
@@ -147,9 +148,10 @@ export class LayerScheduler {
       (g) => void this.schedule({ diffId: g.diffId, compression: 'none', prepared: g.blob, gzipped: g.done }),
     );
     const image = await resolveImage(spooled, { archiveName: `export of ${name}` });
-    if (image.configDigest !== configDigest) {
+    if (!image.imageIds.includes(imageId)) {
       throw new ImageError(ErrorCodes.IMAGE_INVALID_ARCHIVE, 'The daemon exported a different image than it described (was the tag moved during the push?). Try again.', reference);
     }
+    await this.settler.rememberConfigDigest(imageId, image.configDigest, image.config.length);
     const layers = image.layers.map((l): LayerPlan => {
       const drained = spooled.skipped(l.member);
       if (drained !== undefined) {

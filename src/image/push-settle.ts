@@ -7,7 +7,7 @@
  * `HEAD` and mounts already tried here.
  */
 import { blobExists, mountBlob } from './blob-upload.js';
-import type { LayerCache } from './layer-cache.js';
+import { rememberConfigDigest, rememberedConfigDigest, type LayerCache } from './layer-cache.js';
 import type { LayerOutcome, PushContext } from './push-context.js';
 
 /** A compressed layer remembered by the layer cache. */
@@ -105,6 +105,16 @@ export class LayerSettler {
   /** Remember that the layer `diffId` gzipped to `digest` is now in the target repository. */
   async remember(diffId: string, digest: string, size: number): Promise<void> {
     await this.cache?.remember(diffId, this.recipe, digest, size, this.ctx.location);
+  }
+
+  /** The config digest of the daemon image `imageId`, when the cache learnt it from an earlier export. */
+  configDigestOf(imageId: string): Promise<string | undefined> {
+    return rememberedConfigDigest(this.cache, imageId);
+  }
+
+  /** Remember the config digest an export of the daemon image `imageId` showed. */
+  rememberConfigDigest(imageId: string, configDigest: string, size: number): Promise<void> {
+    return rememberConfigDigest(this.cache, imageId, configDigest, size);
   }
 
   /** Write the cache (a file-backed one) to disk. */

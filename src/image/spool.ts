@@ -49,8 +49,11 @@ export interface GrowingMember {
 export interface SpoolSkip {
   /** The image's diff IDs, in layer order (as the daemon describes the image). */
   diffIds: readonly string[];
-  /** Digest of the image config (`sha256:…`), to pick the image's entry in a `manifest.json`. */
-  configDigest: string;
+  /**
+   * Digest of the image config (`sha256:…`), to pick the image's entry in a `manifest.json`; when
+   * unknown (the containerd image store names images otherwise), the file's only entry is taken.
+   */
+  configDigest: string | undefined;
   /** Diff IDs whose bytes are drained unread when the layer is recognised before it arrives. */
   held: ReadonlySet<string>;
 }
@@ -282,8 +285,9 @@ function layersOfManifest(data: Buffer, skip: SpoolSkip): Array<[string, string]
     return [];
   }
   if (!Array.isArray(entries)) return [];
-  const hex = skip.configDigest.replace(/^sha256:/, '');
-  const entry = (entries as Array<{ Config?: unknown; Layers?: unknown }>).find((e) => typeof e?.Config === 'string' && e.Config.includes(hex));
+  const listed = entries as Array<{ Config?: unknown; Layers?: unknown }>;
+  const hex = skip.configDigest?.replace(/^sha256:/, '');
+  const entry = hex ? listed.find((e) => typeof e?.Config === 'string' && e.Config.includes(hex)) : listed.length === 1 ? listed[0] : undefined;
   const layers = entry?.Layers;
   if (!Array.isArray(layers) || layers.length !== skip.diffIds.length || !layers.every((l) => typeof l === 'string')) return [];
   return (layers as string[]).map((l, i) => [l.replace(/^\.\//, ''), skip.diffIds[i]!]);

@@ -55,8 +55,18 @@ export interface ImageInfo {
   source: 'daemon' | 'archive';
   /** The image name, ID or archive path it was read from. */
   reference: string;
-  /** Digest of the image config (the daemon's image ID), `sha256:...`. */
+  /**
+   * Digest of the image config, `sha256:...`. For a daemon image, the daemon's image ID: the
+   * config digest under Docker's classic image store, but the digest of the image's manifest (or
+   * index) under the containerd image store (Docker Desktop's default, and Docker Engine 29's for
+   * new installs); pushes handle both.
+   */
   configDigest: string;
+  /**
+   * For a daemon image under the containerd image store: the media type of the manifest or index
+   * its ID names, when the daemon says (Engine API 1.48, Docker 28, and later).
+   */
+  manifestMediaType?: string;
   /** OS of the selected image, normally `linux`. */
   os: string;
   /** CPU architecture of the selected image, e.g. `amd64` or `arm64`. */
@@ -118,7 +128,13 @@ export interface PushResult {
   reference: string;
   /** `repository@digest`, the immutable reference. */
   canonicalReference: string;
-  /** Manifest media type. */
+  /**
+   * Manifest media type. Method `auto` reads back what the daemon pushed. Method `daemon` under
+   * Docker's containerd image store takes it from the daemon's description of the image (Docker
+   * 28 and later); older daemons with that store do not say, and it is then given as the OCI
+   * manifest type, which is what builds make (an image loaded from a `docker save` archive may be
+   * a Docker manifest instead).
+   */
   mediaType: string;
   /** Layers in manifest order (native push), or in the order the daemon reported them. */
   layers: PushedLayer[];

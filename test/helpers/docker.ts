@@ -2,6 +2,10 @@
  * A real Docker daemon for tests: the one at DOCKER_HOST when it answers, else the private one
  * that scripts/start-dockerd.sh starts (vfs storage, unix socket under /tmp). When neither works
  * the tests fail with the reason: image tests never skip silently.
+ *
+ * With `ASTRO_SDK_TEST_DOCKER_STORE=containerd` (the `containerd-store` project of
+ * vitest.config.ts) it is the private daemon with Docker's containerd image store instead, which
+ * the same script starts; DOCKER_HOST is not looked at then.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -35,8 +39,21 @@ async function answers(docker: Dockerode): Promise<boolean> {
 
 let cached: Promise<{ docker: Dockerode; host: string }> | undefined;
 
+/** The image store of the daemon the tests use (see the module comment). */
+export type TestDockerStore = 'classic' | 'containerd';
+
+/** The store this test process is set to use. */
+export function testDockerStore(): TestDockerStore {
+  return process.env.ASTRO_SDK_TEST_DOCKER_STORE === 'containerd' ? 'containerd' : 'classic';
+}
+
 /** The daemon the tests would use, when one already answers: `DOCKER_HOST`'s, else the private one (starts nothing). */
-export async function runningTestDocker(): Promise<{ docker: Dockerode; host: string } | undefined> {
+export async function runningTestDocker(store: TestDockerStore = testDockerStore()): Promise<{ docker: Dockerode; host: string } | undefined> {
+  if (store === 'containerd') {
+    const host = 'unix:///tmp/astro-sdk-docker-containerd/docker.sock';
+    const docker = clientFor(host);
+    return (await answers(docker)) ? { docker, host } : undefined;
+  }
   const privateHost = `unix://${process.env.ASTRO_SDK_DOCKER_DIR ?? '/tmp/astro-sdk-docker'}/docker.sock`;
   for (const host of [process.env.DOCKER_HOST, privateHost]) {
     if (!host?.startsWith('unix://')) continue;
@@ -58,13 +75,15 @@ export function getTestDocker(): Promise<{ docker: Dockerode; host: string }> {
       process.env.DOCKER_HOST = running.host;
       return running;
     }
+    const store = testDockerStore();
     let out: string;
     try {
-      ({ stdout: out } = await run('bash', [START_SCRIPT], { timeout: 120_000 }));
+      const env = store === 'containerd' ? { ...process.env, ASTRO_SDK_DOCKER_STORE: store, ASTRO_SDK_DOCKER_DIR: '/tmp/astro-sdk-docker-containerd' } : process.env;
+      ({ stdout: out } = await run('bash', [START_SCRIPT], { timeout: 300_000, env }));
     } catch (err) {
       const e = err as { stderr?: string; message: string };
       throw new Error(
-        `No Docker daemon for the image tests: DOCKER_HOST=${fromEnv ?? '(unset)'} does not answer and ` +
+        `No Docker daemon (${store} image store) for the image tests: DOCKER_HOST=${fromEnv ?? '(unset)'} does not answer and ` +
           `scripts/start-dockerd.sh failed: ${e.stderr ?? e.message}`,
       );
     }

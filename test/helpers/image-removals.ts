@@ -11,24 +11,38 @@
  * untagged image or a cache record it has not used yet.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import type { TestDockerStore } from './docker.js';
 
-export default function setup(): () => Promise<void> {
-  // Seconds, as the daemon reports `Created`; one back so a build in the first second counts.
-  const startedAt = Math.floor(Date.now() / 1000) - 1;
-  return async () => {
-    const { removeImages, runningTestDocker } = await import('./docker.js');
-    const list = process.env.ASTRO_TEST_IMAGE_REMOVALS;
-    if (list && existsSync(list)) await removeImages(...new Set(readFileSync(list, 'utf8').split('\n').filter(Boolean)));
-    const docker = (await runningTestDocker())?.docker;
-    if (!docker) return;
-    const leftovers = async () => (await docker.listImages({ filters: { dangling: ['true'] } })).filter((image) => image.Created >= startedAt).map((image) => image.Id);
-    // Not forced: an image that a container still uses stays, and is named below.
-    for (const id of await leftovers()) await docker.getImage(id).remove().catch(() => undefined);
-    const left = await leftovers();
-    // Records in use by a build still running stay; `all`, or the daemon keeps most of them.
-    await new Promise<void>((resolve, reject) =>
-      docker.modem.dial({ path: '/build/prune?all=1', method: 'POST', statusCodes: { 200: true, 500: 'server error' } }, (err: Error | null) => (err ? reject(err) : resolve())),
-    );
-    if (left.length > 0) throw new Error(`The run left ${left.length} untagged image(s) in the test daemon that could not be removed: ${left.join(', ')}`);
+/** The setup for the daemon of `store`, removing the images listed in the file `list`. */
+export function imageRemovals(store: TestDockerStore, list: string | undefined): () => () => Promise<void> {
+  return () => {
+    // Seconds, as the daemon reports `Created`; one back so a build in the first second counts.
+    const startedAt = Math.floor(Date.now() / 1000) - 1;
+    return () => removeLeftovers(store, list, startedAt);
   };
+}
+
+export default imageRemovals('classic', process.env.ASTRO_TEST_IMAGE_REMOVALS);
+
+async function removeLeftovers(store: TestDockerStore, list: string | undefined, startedAt: number): Promise<void> {
+  const { runningTestDocker } = await import('./docker.js');
+  const docker = (await runningTestDocker(store))?.docker;
+  if (!docker) return;
+  if (list && existsSync(list)) {
+    for (const ref of new Set(readFileSync(list, 'utf8').split('\n').filter(Boolean))) {
+      await docker
+        .getImage(ref)
+        .remove({ force: true })
+        .catch(() => undefined);
+    }
+  }
+  const leftovers = async () => (await docker.listImages({ filters: { dangling: ['true'] } })).filter((image) => image.Created >= startedAt).map((image) => image.Id);
+  // Not forced: an image that a container still uses stays, and is named below.
+  for (const id of await leftovers()) await docker.getImage(id).remove().catch(() => undefined);
+  const left = await leftovers();
+  // Records in use by a build still running stay; `all`, or the daemon keeps most of them.
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.dial({ path: '/build/prune?all=1', method: 'POST', statusCodes: { 200: true, 500: 'server error' } }, (err: Error | null) => (err ? reject(err) : resolve())),
+  );
+  if (left.length > 0) throw new Error(`The run left ${left.length} untagged image(s) in the test daemon that could not be removed: ${left.join(', ')}`);
 }

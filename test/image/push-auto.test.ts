@@ -234,9 +234,9 @@ describe("push method 'auto'", () => {
     const pushed = await pushImage(base, { repository: `${registry.host}/${repository}`, tag: 'v1' }, { method: 'daemon' });
     const client = new RegistryClient({ host: registry.host, repository });
     const diffIds = await diffIdsOf(base);
-    const check = (configDigest: string) =>
-      verifyDaemonManifest(client, pushed.digest, { configDigest, diffIds }, `${registry.host}/${repository}:v1`, undefined, '', { policy: registryRetryPolicy() });
-    await expect(check(baseId)).resolves.toBeUndefined();
+    const check = (imageId: string) =>
+      verifyDaemonManifest(client, pushed.digest, { imageId, diffIds }, `${registry.host}/${repository}:v1`, undefined, '', { policy: registryRetryPolicy() });
+    expect(await check(baseId)).toBe(pushed.mediaType);
     const err = await check(derivedId).catch((e: unknown) => e);
     expect(isAstroError(err, 'ASTRO_IMAGE_PUSH_FAILED')).toBe(true);
     expect((err as Error).message).toMatch(/tag moved/);
