@@ -202,12 +202,20 @@ async function resolveOci(reader: ArchiveReader, options: ResolveOptions): Promi
     candidates = picked;
   }
   if (candidates.length === 0) throw invalid(archive, 'index.json lists no manifests');
+  // `docker save a b` lists one entry per image (one per name, so the same digest may repeat); a
+  // multi-platform layout lists one per platform instead. Picking among several images would
+  // push whichever the daemon wrote first, so they must be told apart, as manifest.json's are.
+  const distinct = new Set(candidates.filter((d) => !isAttestation(d)).map((d) => d.digest));
+  if (distinct.size > 1 && !candidates.every((d) => isAttestation(d) || platformOf(d))) {
+    throw invalid(archive, `it holds ${distinct.size} images; say which one with archiveImage`);
+  }
+
   // Walk nested indexes until one manifest is chosen, remembering the platforms on offer and the
   // digests of the indexes passed through (a daemon with the containerd image store names the
   // image by its top one).
   let platforms: ImagePlatform[] | undefined;
   let chosen: Descriptor | undefined;
-  const tags = candidates.flatMap(refNames);
+  let tags: string[] = [];
   const indexDigests: string[] = [];
   let level = candidates;
   for (let depth = 0; depth < 4 && !chosen; depth++) {
@@ -217,6 +225,7 @@ async function resolveOci(reader: ArchiveReader, options: ResolveOptions): Promi
     // No match: take the first so that validation can report what the archive holds instead.
     const pick = manifestForPlatform(images, wanted) ?? images[0];
     if (!pick) throw invalid(archive, 'index.json lists no image manifests');
+    if (depth === 0) tags = candidates.filter((d) => d.digest === pick.digest).flatMap(refNames);
     if (isIndexType(pick.mediaType)) {
       indexDigests.push(pick.digest!);
       const path = blobPath(pick.digest!);

@@ -158,7 +158,14 @@ function ociManifest(image: FixtureImage, compressLayers: boolean): OciManifestP
 export async function writeOciArchive(
   path: string,
   images: FixtureImage[],
-  opts: { refName?: string; compressLayers?: boolean; withDockerManifest?: boolean; omitPlatforms?: string[] } = {},
+  opts: {
+    refName?: string;
+    compressLayers?: boolean;
+    withDockerManifest?: boolean;
+    omitPlatforms?: string[];
+    /** One top-level entry per image, named, without a platform: `docker save a b` of the containerd image store. */
+    refNames?: string[];
+  } = {},
 ): Promise<{ indexDigest?: string; manifestDigests: string[] }> {
   const allBlobs = new Map<string, Buffer>();
   const descs: object[] = [];
@@ -177,9 +184,14 @@ export async function writeOciArchive(
     });
   }
   const annotations = opts.refName ? { 'io.containerd.image.name': opts.refName, 'org.opencontainers.image.ref.name': 'latest' } : undefined;
-  let top: object;
+  let top: object | object[];
   let indexDigest: string | undefined;
-  if (images.length === 1) {
+  if (opts.refNames) {
+    top = descs.map((d, i) => {
+      const { platform: _platform, ...rest } = d as { platform?: unknown };
+      return { ...rest, annotations: { 'io.containerd.image.name': opts.refNames![i], 'org.opencontainers.image.ref.name': opts.refNames![i]!.split(':').pop() } };
+    });
+  } else if (images.length === 1) {
     top = { ...(descs[0] as object), ...(annotations ? { annotations } : {}) };
   } else {
     const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: descs }));
@@ -189,7 +201,7 @@ export async function writeOciArchive(
   }
   const entries: TarSpec = [
     { name: 'oci-layout', content: JSON.stringify({ imageLayoutVersion: '1.0.0' }) },
-    { name: 'index.json', content: JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [top] }) },
+    { name: 'index.json', content: JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: Array.isArray(top) ? top : [top] }) },
   ];
   for (const [d, b] of allBlobs) entries.push({ name: `blobs/sha256/${hex(d)}`, content: b });
   if (opts.withDockerManifest && images.length === 1) {
