@@ -10,7 +10,7 @@ import { AstroConfigError, BundleError, ErrorCodes } from '../core/errors.js';
 import { bundleDags, type DeployBundleOptions } from './deploy-common.js';
 
 /** Options that shape a bundle: they apply when the flow bundles a folder, and cannot apply to a bundle already made. */
-export const SHAPING_OPTIONS = ['prefix', 'defaultExcludes', 'exclude', 'hiddenImports', 'allowEmpty', 'compressionLevel'] as const;
+export const SHAPING_OPTIONS = ['prefix', 'defaultExcludes', 'exclude', 'hiddenImports', 'ignoredNonPython', 'allowEmpty', 'compressionLevel'] as const;
 
 /** A flow's DAG source: `dagsDir` or `bundle`, and the bundle options. */
 export interface DagsSourceParams extends DeployBundleOptions {

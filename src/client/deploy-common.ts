@@ -320,7 +320,7 @@ async function readBack(ctx: FinalizeContext, deploymentId: string, created: Dep
 /** Bundle options the deploy flows pass through to `createBundle`. */
 export type DeployBundleOptions = Pick<
   CreateBundleOptions,
-  'syntax' | 'prefix' | 'defaultExcludes' | 'exclude' | 'hiddenImports' | 'allowEmpty' | 'compressionLevel'
+  'syntax' | 'prefix' | 'defaultExcludes' | 'exclude' | 'hiddenImports' | 'ignoredNonPython' | 'allowEmpty' | 'compressionLevel'
 >;
 
 /** Bundle `dagsDir` into a temporary file with the caller's options and the resolved syntax. */
