@@ -189,8 +189,13 @@ export class AstroClient {
    * deploy list). Astro runs that deploy's image and DAGs again; with `wait`, resolves once the
    * deployment runs them.
    *
-   * @throws AstroRollbackError `ASTRO_ROLLBACK_NO_TARGET` (nothing to roll back to) or
-   *   `ASTRO_ROLLBACK_REFUSED` (Astro refused it, with its status)
+   * The rollback is sent once; after a lost answer the deploy list is read for its record (see
+   * `rollbackCheckTimeoutMs`), and it is sent again only after Astro answered 5xx or 408 and the
+   * list shows none.
+   *
+   * @throws AstroRollbackError `ASTRO_ROLLBACK_NO_TARGET` (nothing to roll back to),
+   *   `ASTRO_ROLLBACK_REFUSED` (Astro refused it, with its status) or `ASTRO_ROLLBACK_UNKNOWN` (its
+   *   answer was lost and no record of it showed up in time; it may still be made)
    */
   rollback(params: RollbackParams): Promise<RollbackResult> {
     return rollback(this.deployContext(), withRequestRetryEvents(params, this.#resolved.logger));

@@ -6,11 +6,12 @@ import { createBundle, type BundleEvent, type BundleResult, type CreateBundleOpt
 import { toAbortError } from '../core/abort.js';
 import type { DispatcherLike } from '../core/dispatcher.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
-import { AstroConfigError, AstroDeployError, AstroFinalizeUnknownError, AstroSchemaError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
+import { AstroDeployError, AstroFinalizeUnknownError, AstroSchemaError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
 import { failureOf, type Failure } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
 import { isRetryable, retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
 import { validateRetryOptions } from './options.js';
+import { checkTimeoutOf, readBack } from './read-back.js';
 import type { DeploymentOptionsResource, DeploymentsResource, DeploysResource, FinalizeDeployParams } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroProject, BuildProjectImageOptions } from '../image/index.js';
@@ -167,9 +168,6 @@ export function checkCicd(deployment: Deployment, claims: AstroTokenClaims): voi
   }
 }
 
-/** Longest time the flows spend reading a deploy back after a finalize of unknown outcome. */
-export const DEFAULT_FINALIZE_CHECK_TIMEOUT_MS = 60_000;
-
 /** What a deploy record read back says of our finalize. */
 type FinalizeState = 'ours' | 'not-finalized' | 'other';
 
@@ -207,10 +205,7 @@ function neverActedOn(failure: Failure | undefined): boolean {
 
 /** The finalize context of a flow; `checkTimeoutMs` is the flow's `finalizeCheckTimeoutMs`, validated. */
 export function finalizeContextOf(ctx: DeployContext, checkTimeoutMs: number | undefined): FinalizeContext {
-  if (checkTimeoutMs !== undefined && (typeof checkTimeoutMs !== 'number' || !(checkTimeoutMs >= 0) || !Number.isFinite(checkTimeoutMs))) {
-    throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option finalizeCheckTimeoutMs must be a non-negative number of milliseconds; got ${String(checkTimeoutMs)}.`);
-  }
-  return { deploys: ctx.deploys, retry: ctx.retry, logger: ctx.logger, checkTimeoutMs: checkTimeoutMs ?? DEFAULT_FINALIZE_CHECK_TIMEOUT_MS };
+  return { deploys: ctx.deploys, retry: ctx.retry, logger: ctx.logger, checkTimeoutMs: checkTimeoutOf('finalizeCheckTimeoutMs', checkTimeoutMs) };
 }
 
 /** What {@link finalizeOnce} needs besides the deploy. */
@@ -268,7 +263,7 @@ export async function finalizeOnce(
         // Astro's answer, and no earlier finalize in doubt: it stands.
         if ((refused || notActedOn) && !unknownBefore) throw error;
         if (!refused && !notActedOn) unknownBefore = true;
-        const record = await readBack(ctx, deploymentId, created, body, { ...options, retry: callRetry });
+        const record = await readBackDeploy(ctx, deploymentId, created, body, { ...options, retry: callRetry });
         const state = finalizeState(record, created, body);
         if (state === 'ours') {
           emit({ type: 'deploy:finalize-recovered', deployId, reason: error.code });
@@ -295,15 +290,14 @@ export async function finalizeOnce(
  * `ctx.checkTimeoutMs` has passed; then (or on a failure that will not pass, such as a 401)
  * {@link AstroFinalizeUnknownError}.
  */
-async function readBack(ctx: FinalizeContext, deploymentId: string, created: Deploy, body: FinalizeDeployParams, options: RequestOptions): Promise<Deploy> {
-  const deadline = performance.now() + ctx.checkTimeoutMs;
-  const policy = retryPolicy({ ...options.retry, maxRetries: Number.POSITIVE_INFINITY }, { defaults: ctx.retry, idempotent: true });
+async function readBackDeploy(ctx: FinalizeContext, deploymentId: string, created: Deploy, body: FinalizeDeployParams, options: RequestOptions): Promise<Deploy> {
   try {
-    return await withRetries(() => ctx.deploys.get(deploymentId, created.id, options), {
-      policy,
+    return await readBack(() => ctx.deploys.get(deploymentId, created.id, options), {
+      checkTimeoutMs: ctx.checkTimeoutMs,
+      retry: options.retry,
+      defaults: ctx.retry,
       signal: options.signal,
       logger: ctx.logger,
-      classify: (error) => (performance.now() < deadline ? failureOf(error) : undefined),
     });
   } catch (error) {
     if (isAstroError(error, ErrorCodes.ABORTED)) throw error;

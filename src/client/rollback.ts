@@ -5,11 +5,15 @@
  * `to: 'previous'` is read from the deploy list: the deploy the deployment runs now is the newest
  * `DEPLOYED` one whose image tag and DAG version it reports; the target is the newest `DEPLOYED`
  * deploy before it that runs different code and is within the 90 days Astro keeps images and
- * DAGs. The rollback is sent once; when its answer is lost, the deploy list is read back for the
- * record it made before anything is sent again.
+ * DAGs. The rollback is sent once: a second one would make a second deploy record, and Astro does
+ * not refuse it (as it refuses a second finalize). When Astro answered 5xx or 408 without acting,
+ * one read of the deploy list tells, and it is sent again only when the list shows no record of
+ * it. Any other lost answer (a reset, a timeout) may be acted on late: the list is read, with
+ * backoff, until the record shows up or `rollbackCheckTimeoutMs` passes, and the rollback is never
+ * sent again (`ASTRO_ROLLBACK_UNKNOWN`).
  */
 import { emitterFor } from '../core/emitter.js';
-import { AstroConfigError, AstroRollbackError, ErrorCodes, isAstroError } from '../core/errors.js';
+import { AstroConfigError, AstroRollbackError, ErrorCodes, isAstroError, type AstroError } from '../core/errors.js';
 import { failureOf } from '../core/failure.js';
 import { isRetryable, retryPolicy, withRetries } from '../core/retry.js';
 import { throwIfAborted } from '../core/abort.js';
@@ -22,6 +26,7 @@ import type { Deploy, Deployment } from './schemas.js';
 import { describeDeploy, parseMarker } from './skip-unchanged.js';
 import type { RequestOptions } from './transport.js';
 import { validateRetryOptions } from './options.js';
+import { checkTimeoutOf, readBack } from './read-back.js';
 
 /** How long Astro keeps a deploy's image and DAGs for rollbacks, in milliseconds (90 days). */
 export const ROLLBACK_WINDOW_MS = 90 * 24 * 3600 * 1000;
@@ -52,6 +57,13 @@ export interface RollbackParams {
   onEvent?: (event: ClientEvent) => void;
   /** Per-call options of every API request (`timeoutMs`, `retry`, `onRetry`). */
   request?: Omit<RequestOptions, 'signal'>;
+  /**
+   * When the rollback's answer is lost (a reset, a timeout), the deploy list is read until the
+   * record it made shows up; this bounds how long, in milliseconds. When it passes, the rollback
+   * fails with `ASTRO_ROLLBACK_UNKNOWN` and is not sent again: Astro may still make it, so check
+   * the deploy list before rolling back again. @default 60000
+   */
+  rollbackCheckTimeoutMs?: number;
 }
 
 /** What `client.rollback` resolves with. */
@@ -120,7 +132,24 @@ function isRefusal(error: unknown): boolean {
   return f?.kind === 'status' && f.status !== undefined && f.status < 500 && f.status !== 408 && f.status !== 429;
 }
 
+/** Astro answered 5xx or 408: per the SDK's policy, it did not act, so one read of the list tells. */
+function answeredWithoutActing(error: unknown): boolean {
+  const f = failureOf(error);
+  return f?.kind === 'status' && f.status !== undefined && (f.status >= 500 || f.status === 408);
+}
+
 const ONCE = retryPolicy(undefined, { idempotent: false });
+
+/** The rollback was sent, its answer lost, and no record of it was read within the bound. */
+function rollbackUnknown(deploymentId: string, targetDeployId: string, error: AstroError, checkTimeoutMs: number, readError?: unknown): AstroRollbackError {
+  const reads = readError === undefined ? 'the deploy list showed no record of it' : `the deploy list could not be read (${isAstroError(readError) ? readError.code : String(readError)})`;
+  return new AstroRollbackError(
+    ErrorCodes.ROLLBACK_UNKNOWN,
+    `The rollback of deployment ${deploymentId} to deploy ${targetDeployId} was sent and its answer was lost (${error.code}); within ${checkTimeoutMs} ms ${reads}. Astro may still make it, so it was not sent again: a second rollback would make a second deploy. Look for a deploy with rollbackFromId ${targetDeployId} in client.deploys.list('${deploymentId}') or the Astro UI before rolling back again.`,
+    { deploymentId, targetDeployId },
+    { cause: error },
+  );
+}
 
 /** Implementation of `AstroClient.rollback`; see there. */
 export async function rollback(ctx: DeployContext, params: RollbackParams): Promise<RollbackResult> {
@@ -133,6 +162,7 @@ export async function rollback(ctx: DeployContext, params: RollbackParams): Prom
   if (params.description !== undefined && typeof params.description !== 'string') {
     throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, 'rollback: description must be a string.');
   }
+  const checkTimeoutMs = checkTimeoutOf('rollbackCheckTimeoutMs', params.rollbackCheckTimeoutMs);
   const emit = emitterFor<ClientEvent>(params.onEvent, ctx.logger);
   const requestOptions: RequestOptions = { ...params.request, ...(signal ? { signal } : {}) };
 
@@ -151,8 +181,9 @@ export async function rollback(ctx: DeployContext, params: RollbackParams): Prom
     });
     const description = describeDeploy(params.description ?? `Rollback to deploy ${target.id}`, parseMarker(target.description) ?? {});
     const known = new Set(before.map((d) => d.id));
+    const madeIn = (list: Deploy[]) => list.find((d) => !known.has(d.id) && (d.rollbackFromId === target.id || d.description === description));
 
-    // Sent again only after the deploy list was read without a record of it.
+    // Sent again only after Astro answered without acting and the deploy list shows no record of it.
     const callRetry = validateRetryOptions('request.retry', params.request?.retry);
     const policy = retryPolicy(callRetry, { defaults: ctx.retry, idempotent: true });
     const resendable = new WeakSet<object>();
@@ -166,13 +197,29 @@ export async function rollback(ctx: DeployContext, params: RollbackParams): Prom
           } catch (error) {
             if (!isAstroError(error) || error.code === ErrorCodes.ABORTED || signal?.aborted) throw error;
             if (isRefusal(error) || isRetryable(failureOf(error), ONCE)) throw error;
-            // Unknown outcome: the rollback may have been made. Look for its record.
-            const after = await ctx.deploys.listAll(deploymentId, {}, { ...requestOptions, retry: callRetry });
-            const made = after.find((d) => !known.has(d.id) && (d.rollbackFromId === target.id || d.description === description));
+            // The rollback may have been made (or, after a lost answer, may still be): look for its record.
+            const answered = answeredWithoutActing(error);
+            let after: Deploy[];
+            try {
+              after = await readBack(() => ctx.deploys.listAll(deploymentId, {}, { ...requestOptions, retry: callRetry }), {
+                checkTimeoutMs,
+                retry: callRetry,
+                defaults: ctx.retry,
+                signal,
+                logger: ctx.logger,
+                ...(answered ? {} : { until: (list: Deploy[]) => madeIn(list) !== undefined }),
+              });
+            } catch (readError) {
+              if (isAstroError(readError, ErrorCodes.ABORTED)) throw readError;
+              // Astro said it did not act: its own error stands. Otherwise nothing can be told.
+              throw answered ? error : rollbackUnknown(deploymentId, target.id, error, checkTimeoutMs, readError);
+            }
+            const made = madeIn(after);
             if (made) {
               recovered = true;
               return made;
             }
+            if (!answered) throw rollbackUnknown(deploymentId, target.id, error, checkTimeoutMs);
             resendable.add(error);
             throw error;
           }

@@ -93,6 +93,7 @@ export interface AstroErrorClassMap {
   ASTRO_DEPLOYMENT_AMBIGUOUS: DeploymentLookupError;
   ASTRO_ROLLBACK_NO_TARGET: AstroRollbackError;
   ASTRO_ROLLBACK_REFUSED: AstroRollbackError;
+  ASTRO_ROLLBACK_UNKNOWN: AstroRollbackError;
   ASTRO_DAGS_IMPORT_ERRORS: DagVerificationError;
   ASTRO_DAGS_VERIFY_UNAVAILABLE: DagVerificationError;
 }

@@ -72,8 +72,9 @@ export class DeploymentLookupError extends AstroError {
 /**
  * `client.rollback` found nothing to roll back to (`ASTRO_ROLLBACK_NO_TARGET`: no earlier
  * successful deploy, a target that never deployed, is older than the 90 days Astro keeps, or is
- * what runs now) or Astro refused the rollback (`ASTRO_ROLLBACK_REFUSED`, with the API error as
- * `cause` and its `status`).
+ * what runs now), Astro refused the rollback (`ASTRO_ROLLBACK_REFUSED`, with the API error as
+ * `cause` and its `status`), or its answer was lost and the deploy list showed no record of it
+ * within the bound (`ASTRO_ROLLBACK_UNKNOWN`: it may still be made; it was not sent again).
  */
 export class AstroRollbackError extends AstroDeployError {
   static override readonly kind: string = 'AstroRollbackError';

@@ -129,6 +129,49 @@ describe('rollback', () => {
     expect(astro.deploys('cldep1').filter((d) => d.rollbackFromId === first.deployId)).toHaveLength(1);
   });
 
+  it('Astro makes the rollback after the per-try timeout: the deploy list is read until its record shows up, and it is never sent twice', async () => {
+    const { astro, client, first } = await withTwoDagDeploys();
+    // The rollback is acted on 700 ms after it arrived: after the client's 400 ms timeout and after
+    // the first read of the list (at once), which shows nothing yet. The next read (after 600-1200
+    // ms of backoff) finds it.
+    astro.fail({ route: 'deploys.rollback', action: { kind: 'actLate', ms: 700 } });
+    const result = await client.rollback({ deploymentId: 'cldep1', to: 'previous', request: { timeoutMs: 400, retry: { initialDelayMs: 1200, maxDelayMs: 1200 } } });
+    expect(result.recovered).toBe(true);
+    expect(astro.requestsFor('deploys.rollback')).toHaveLength(1);
+    const made = astro.deploys('cldep1').filter((d) => d.rollbackFromId === first.deployId);
+    expect(made.map((d) => d.id)).toEqual([result.deployId]);
+    const routes = astro.requests.map((r) => r.route).filter((r) => r === 'deploys.rollback' || r === 'deploys.list');
+    expect(routes).toEqual(['deploys.list', 'deploys.rollback', 'deploys.list', 'deploys.list']);
+  });
+
+  it('a timeout whose rollback never shows up within rollbackCheckTimeoutMs is ASTRO_ROLLBACK_UNKNOWN naming the target, and it is not sent again', async () => {
+    const { astro, client, first } = await withTwoDagDeploys();
+    // Never answered, never acted on: the client cannot tell that from a late rollback.
+    astro.fail({ route: 'deploys.rollback', action: { kind: 'stall' } });
+    const started = performance.now();
+    const err = await client
+      .rollback({ deploymentId: 'cldep1', to: 'previous', rollbackCheckTimeoutMs: 300, request: { timeoutMs: 200, retry: { initialDelayMs: 20, maxDelayMs: 50 } } })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(AstroRollbackError);
+    expect(err.code).toBe('ASTRO_ROLLBACK_UNKNOWN');
+    expect(err.targetDeployId).toBe(first.deployId);
+    expect(err.deploymentId).toBe('cldep1');
+    expect(err.message).toContain(first.deployId);
+    expect(err.message).toMatch(/not sent again/);
+    // Read until the bound, more than once.
+    expect(astro.requestsFor('deploys.list').length).toBeGreaterThan(2);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(450);
+    expect(astro.requestsFor('deploys.rollback')).toHaveLength(1);
+    expect(astro.deploys('cldep1').filter((d) => d.rollbackFromId === first.deployId)).toHaveLength(0);
+  });
+
+  it('refuses a rollbackCheckTimeoutMs that is not a number of milliseconds before any request', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    const err = await client.rollback({ deploymentId: 'cldep1', to: 'previous', rollbackCheckTimeoutMs: -1 }).catch((e) => e);
+    expect(err.code).toBe('ASTRO_CONFIG_INVALID_OPTION');
+    expect(astro.requests).toHaveLength(0);
+  });
+
   it('refuses a missing `to` before any request', async () => {
     const { astro, client } = await startFake({ deployments: [{ id: 'cldep1' }] });
     const err = await client.rollback({ deploymentId: 'cldep1', to: '' }).catch((e) => e);
