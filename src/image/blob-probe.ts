@@ -14,20 +14,36 @@ export function parseUploadRange(value: string | undefined): number | undefined 
   return Number(m[2]) + 1;
 }
 
-/** `HEAD` a blob: its size when the registry has it, else undefined. Retries transient failures. */
+const REDIRECTS = [301, 302, 303, 307, 308];
+
+/**
+ * `HEAD` a blob: its size when the registry has it, else undefined. Retries transient failures.
+ * A registry that keeps blobs in object storage (distribution with S3, GCS or Azure storage and
+ * its default `redirect`) answers with a redirect to a signed URL there once it has found the
+ * blob; that URL is asked for the size in turn (without the registry's credentials). When storage
+ * does not tell, the blob counts as absent: pushing it again costs bytes, never a wrong manifest.
+ */
 export async function blobExists(client: RegistryClient, digest: string, options: { policy: RetryPolicy; signal?: AbortSignal | undefined }): Promise<number | undefined> {
+  const sig = options.signal ? { signal: options.signal } : {};
   return withRetries(
     async () => {
-      const res = await client.send(
-        { method: 'HEAD', url: `/v2/${client.repository}/blobs/${digest}`, ...(options.signal ? { signal: options.signal } : {}) },
-        [200, 404],
-      );
+      const res = await client.send({ method: 'HEAD', url: `/v2/${client.repository}/blobs/${digest}`, ...sig }, [200, 404, ...REDIRECTS]);
       if (res.status === 404) return undefined;
-      const len = Number(responseHeader(res.headers, 'content-length'));
-      return Number.isFinite(len) ? len : 0;
+      if (res.status !== 200) {
+        const location = responseHeader(res.headers, 'location');
+        if (!location) return undefined;
+        const stored = await client.send({ method: 'HEAD', url: new URL(location, res.url).toString(), ...sig }, [200, 400, 403, 404, 405]);
+        return stored.status === 200 ? contentLength(stored) : undefined;
+      }
+      return contentLength(res) ?? 0;
     },
     { policy: options.policy, signal: options.signal },
   );
+}
+
+function contentLength(res: RegistryResponse): number | undefined {
+  const len = Number(responseHeader(res.headers, 'content-length'));
+  return Number.isFinite(len) && responseHeader(res.headers, 'content-length') !== undefined ? len : undefined;
 }
 
 /** What {@link mountBlob} achieved. */
