@@ -4,7 +4,7 @@
  * (fake-astro.ts), which hands it over as a {@link FakeApiWorld}.
  */
 import type { FakeBlobService } from './fake-blob.js';
-import { deployView, deploymentView, fakeId, type FakeDeploy, type FakeDeployment } from './fake-state.js';
+import { deployView, deploymentView, FAKE_SCHEDULER_MACHINES, fakeId, type FakeDeploy, type FakeDeployment } from './fake-state.js';
 import { applyUpdateBody } from './fake-update.js';
 
 /** An error answer of the fake API: its status, message and field errors. */
@@ -121,6 +121,48 @@ export function findDeployment(w: FakeApiWorld, org: string, id: string): FakeDe
   return d;
 }
 
+/** Astro Hosted's worker machines: name, size, and the concurrency a queue of them may set. */
+const WORKER_MACHINES: ReadonlyArray<[name: string, cpu: number, memoryGi: number]> = [
+  ['A5', 1, 2],
+  ['A10', 2, 4],
+  ['A20', 4, 8],
+  ['A40', 8, 16],
+  ['A60', 12, 24],
+  ['A120', 24, 48],
+  ['A160', 32, 64],
+];
+
+/**
+ * `GET .../deployment-options` (`DeploymentOptions`): the runtime releases, and Astro Hosted's
+ * executors, quotas, machines and queue limits. A runtime release needs an Airflow database
+ * migration when it is the first in the list with its Airflow version (`3.1-1`), never a Stellar one.
+ */
+function deploymentOptionsView(runtimeReleases: readonly string[]): Record<string, unknown> {
+  const range = (floor: string, def: string, ceiling: string) => ({ floor, default: def, ceiling });
+  const counts = (floor: number, def: number, ceiling: number) => ({ floor, default: def, ceiling });
+  const airflowVersions = new Set<string>();
+  return {
+    executors: ['CELERY', 'KUBERNETES', 'ASTRO'],
+    resourceQuotas: {
+      defaultPodSize: { cpu: range('0.25', '1', '6'), memory: range('0.5Gi', '2Gi', '12Gi') },
+      resourceQuota: { cpu: range('2', '10', '1600'), memory: range('4Gi', '20Gi', '3200Gi') },
+    },
+    runtimeReleases: runtimeReleases.map((version) => {
+      const airflowVersion = /^\d+\.\d+-\d+/.test(version) ? `${version.split('-')[0]}.0` : '2.10.5';
+      const newAirflow = !airflowVersions.has(airflowVersion);
+      airflowVersions.add(airflowVersion);
+      return { version, airflowVersion, channel: 'STABLE', releaseDate: '2026-01-01T00:00:00Z', airflowDatabaseMigration: newAirflow, stellarDatabaseMigration: false };
+    }),
+    schedulerMachines: FAKE_SCHEDULER_MACHINES.map((m) => ({ name: m.name, spec: { ...m.spec } })),
+    workerMachines: WORKER_MACHINES.map(([name, cpu, memoryGi]) => ({
+      name,
+      spec: { cpu: String(cpu), memory: `${memoryGi}Gi`, concurrency: cpu * 5 },
+      concurrency: counts(1, cpu * 5, cpu * 15),
+    })),
+    workerQueues: { maxWorkers: counts(1, 10, 30), minWorkers: counts(0, 1, 30), workerConcurrency: counts(1, 5, 256) },
+  };
+}
+
 /** The handlers of the v1 routes, by route name. */
 export function createApiHandlers(w: FakeApiWorld): Record<string, ApiHandler> {
 return {
@@ -153,14 +195,7 @@ return {
     d.updatedAt = new Date().toISOString();
     return deploymentView(d, w.origin());
   },
-  'deploymentOptions.get': () => ({
-    runtimeReleases: w.runtimeReleases.map((version) => ({
-      version,
-      airflowVersion: /^\d+\.\d+-\d+/.test(version) ? `${version.split('-')[0]}.0` : '2.10.5',
-      channel: 'STABLE',
-      releaseDate: '2026-01-01T00:00:00Z',
-    })),
-  }),
+  'deploymentOptions.get': () => deploymentOptionsView(w.runtimeReleases),
   'deploys.create': (p, _url, body) => {
     const d = findDeployment(w, p.org!, p.dep!);
     const type = body.type;

@@ -11,8 +11,10 @@
  * - a `DAG_ONLY` deploy reports the image tag the deployment runs, and a deploy with no image tag
  *   leaves `imageTag` out ("appears only if specified");
  * - list endpoints honour `limit` up to `maxPageSize` (no cap by default).
- * Optional deployment fields can be left out of the view (`omitFromView`, or a `spec` key set to
- * `undefined`), e.g. a deployment without `type`, which the spec allows.
+ * Every answer carries the fields the v1 contract marks required, with the contract's types
+ * (test/client/fake-contract.test.ts checks each schema). Deployment fields can be left out of the
+ * view (`omitFromView`, or a `spec` key set to `undefined`), e.g. a deployment without `type`,
+ * which the spec allows.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenOnLoopback } from './loopback.js';

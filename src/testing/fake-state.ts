@@ -227,9 +227,46 @@ export function newDeployment(
   return deployment;
 }
 
+/**
+ * The scheduler machines of Astro Hosted (`deployment-options` `schedulerMachines`) and what a
+ * deployment of each size reports as `schedulerCpu` / `schedulerMemory`.
+ */
+export const FAKE_SCHEDULER_MACHINES: ReadonlyArray<{ name: string; spec: { cpu: string; memory: string } }> = [
+  { name: 'SMALL', spec: { cpu: '1', memory: '2Gi' } },
+  { name: 'MEDIUM', spec: { cpu: '2', memory: '4Gi' } },
+  { name: 'LARGE', spec: { cpu: '4', memory: '8Gi' } },
+  { name: 'EXTRA_LARGE', spec: { cpu: '8', memory: '16Gi' } },
+];
+
+/** One Astro unit (AU) of a Hybrid scheduler: 0.1 CPU and 0.375 GiB. */
+const AU = { cpu: 0.1, memoryGi: 0.375 };
+
+/** Who created and last updated the fake's deployments (`createdBy`, `updatedBy`: a `BasicSubjectProfile`). */
+const FAKE_SUBJECT = { id: 'clfakeastrouser0000000001', subjectType: 'USER', username: 'ops@example.com', fullName: 'Fake Astro User' } as const;
+
+/** The scheduler and webserver resources a deployment reports, from its type and spec. */
+function resourcesView(d: FakeDeployment): Record<string, unknown> {
+  const spec = d.spec;
+  let scheduler: { cpu: string; memory: string };
+  let replicas: number;
+  if (d.type === 'HYBRID') {
+    const au = typeof spec.schedulerAu === 'number' ? spec.schedulerAu : 5;
+    scheduler = { cpu: String(Math.round(au * AU.cpu * 100) / 100), memory: `${Math.round(au * AU.memoryGi * 1000) / 1000}Gi` };
+    replicas = typeof spec.schedulerReplicas === 'number' ? spec.schedulerReplicas : 1;
+  } else {
+    scheduler = (FAKE_SCHEDULER_MACHINES.find((m) => m.name === spec.schedulerSize) ?? FAKE_SCHEDULER_MACHINES[0]!).spec;
+    replicas = spec.isHighAvailability === true ? 2 : 1;
+  }
+  return { schedulerCpu: scheduler.cpu, schedulerMemory: scheduler.memory, schedulerReplicas: replicas, webServerCpu: '0.5', webServerMemory: '1Gi' };
+}
+
 /** The API's JSON view of a deployment (secret values withheld, as the real API does). */
 export function deploymentView(d: FakeDeployment, webBase: string): Record<string, unknown> {
   const airflowMajor = /^(\d+)\.\d+-\d+/.exec(d.runtimeVersion)?.[1] ?? '2';
+  // Real Astro gives `<host>/<path>/api/v1` (Airflow 2) or `.../api/v2` (Airflow 3) without a
+  // scheme; the fake's Airflow is served over http on 127.0.0.1, so its URL carries `http://`.
+  const airflowApiUrl = `${webBase}/airflow/${d.namespace}/api/${airflowMajor === '3' ? 'v2' : 'v1'}`;
+  const uiUrl = `${webBase}/${d.namespace}/home`;
   const view: Record<string, unknown> = {
     id: d.id,
     name: d.name,
@@ -256,13 +293,17 @@ export function deploymentView(d: FakeDeployment, webBase: string): Record<strin
       updatedAt: v.updatedAt,
       ...(v.isSecret ? {} : { value: v.value }),
     })),
-    remoteExecution: { enabled: d.remoteExecution },
-    webServerUrl: `${webBase}/${d.namespace}/home`,
-    // Real Astro gives `<host>/<path>/api/v1` (Airflow 2) or `.../api/v2` (Airflow 3) without a
-    // scheme; the fake's Airflow is served over http on 127.0.0.1, so its URL carries `http://`.
-    webServerAirflowApiUrl: `${webBase}/airflow/${d.namespace}/api/${airflowMajor === '3' ? 'v2' : 'v1'}`,
+    remoteExecution: { enabled: d.remoteExecution, allowedIpAddressRanges: [], remoteApiUrl: airflowApiUrl },
+    webServerUrl: uiUrl,
+    uiUrl,
+    webServerAirflowApiUrl: airflowApiUrl,
+    apiUrl: airflowApiUrl,
+    webServerIngressHostname: new URL(webBase).host,
+    ...resourcesView(d),
     createdAt: d.createdAt,
+    createdBy: { ...FAKE_SUBJECT },
     updatedAt: d.updatedAt,
+    updatedBy: { ...FAKE_SUBJECT },
     ...structuredClone(d.spec),
   };
   for (const key of d.omitFromView) delete view[key];
