@@ -16,7 +16,7 @@ import { createBundle, fingerprint } from '../../src/bundle/index.js';
 import type { BundleEvent, BundleManifest, BundleManifestFile, BundleResult } from '../../src/bundle/index.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../../src/bundle/create-bundle.js';
 import { looksIncompressible, storedBlocks } from '../../src/bundle/stored-pieces.js';
-import { cleanupTemp, makeTree, python, referenceGzip, run, tempDir, touch, writeTree } from './helpers.js';
+import { cleanupTemp, listTree, makeTree, python, referenceGzip, run, tempDir, touch, writeTree } from './helpers.js';
 import type { TreeSpec } from './helpers.js';
 
 afterAll(cleanupTemp);
@@ -46,17 +46,6 @@ async function sha256File(p: string): Promise<string> {
 }
 
 const archiveName = (m: BundleManifest, p: string) => (m.prefix ? `${m.prefix}/${p}` : p);
-
-/** Every regular file and symlink under `dir`, relative, sorted. */
-async function listTree(dir: string, rel = ''): Promise<string[]> {
-  const out: string[] = [];
-  for (const d of await readdir(path.join(dir, rel), { withFileTypes: true })) {
-    const r = rel ? `${rel}/${d.name}` : d.name;
-    if (d.isDirectory()) out.push(...(await listTree(dir, r)));
-    else out.push(r);
-  }
-  return out.sort();
-}
 
 async function bundleOf(root: string, options: Parameters<typeof createBundle>[1] = {}): Promise<BundleResult> {
   const result = await createBundle(root, { output: { type: 'file', dir: await tempDir('bundle-out-') }, ...options });

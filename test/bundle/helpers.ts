@@ -2,7 +2,7 @@
  * Test helpers: build real file trees in temp folders, run real tools (GNU tar, python3).
  */
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -52,6 +52,17 @@ export async function writeTree(root: string, spec: TreeSpec): Promise<void> {
 /** Set the mtime (and atime) of every listed path, in seconds. */
 export async function touch(root: string, rels: string[], seconds: number): Promise<void> {
   for (const rel of rels) await utimes(path.join(root, rel), seconds, seconds);
+}
+
+/** Every regular file and symlink under `dir`, relative, sorted. */
+export async function listTree(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel ? `${rel}/${d.name}` : d.name;
+    if (d.isDirectory()) out.push(...(await listTree(dir, r)));
+    else out.push(r);
+  }
+  return out.sort();
 }
 
 /** Remove every temp folder made by this module. */

@@ -4,12 +4,12 @@
  * `ignoredNonPython: 'ship'`, left out silently with `'drop'`.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createBundle, scanDags } from '../../src/bundle/index.js';
 import type { BundleEvent, BundleResult, ScanOptions } from '../../src/bundle/index.js';
-import { cleanupTemp, makeTree, python, run, tempDir, writeTree } from './helpers.js';
+import { cleanupTemp, listTree, makeTree, python, run, tempDir, writeTree } from './helpers.js';
 import type { TreeSpec } from './helpers.js';
 
 afterAll(cleanupTemp);
@@ -45,16 +45,6 @@ async function bundleOf(root: string, options: ScanOptions = {}): Promise<{ bund
   const events: BundleEvent[] = [];
   const bundle = await createBundle(root, { ...options, output: { type: 'file', dir: await tempDir('bundle-out-') }, onEvent: (e) => events.push(e) });
   return { bundle, events };
-}
-
-async function listTree(dir: string, rel = ''): Promise<string[]> {
-  const out: string[] = [];
-  for (const d of await readdir(path.join(dir, rel), { withFileTypes: true })) {
-    const r = rel ? `${rel}/${d.name}` : d.name;
-    if (d.isDirectory()) out.push(...(await listTree(dir, r)));
-    else out.push(r);
-  }
-  return out.sort();
 }
 
 describe('ignoredNonPython', () => {
