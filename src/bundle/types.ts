@@ -145,8 +145,9 @@ export interface ScanResult {
   /**
    * Sorted relative paths (forward slashes) of every file a reader of the extracted bundle can
    * open, `.airflowignore` files included. Files under a symlinked folder appear under the link's
-   * name, as Airflow sees them. Without default excludes and {@link ScanResult.kept} paths (and
-   * the `.airflowignore` files), this is exactly the set of files Airflow's own discovery yields.
+   * name, as Airflow sees them. With `defaultExcludes: false` and no `exclude`, this minus the
+   * `.airflowignore` files and the {@link ScanResult.kept} paths is exactly the set of files
+   * Airflow's own discovery yields, but for FIFOs, sockets and devices (never shipped).
    */
   included: string[];
   /** What was left out and why, sorted by path. */

@@ -4,6 +4,7 @@
  * algorithm of Airflow's find_path_from_directory) is run on the same trees and must agree with
  * scanDags exactly.
  */
+import { readFile } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { scanDags } from '../../src/bundle/index.js';
 import { cleanupTemp, makeTree, python } from './helpers.js';
@@ -158,5 +159,30 @@ describe('regexp syntax agrees with a reference walk in Python', () => {
     expect(reference.twice).toBe('error');
     expect(reference.cycle).toBe('error');
     expect(reference.symlinked).toContain('alias/a.py');
+  });
+
+  it("is the README's statement: included without the .airflowignore files and the kept paths (not without the ignore files alone)", async () => {
+    // The bundle keeps a link's target, a module a DAG imports and, with 'ship', a SQL file, all
+    // of which .airflowignore hides from Airflow.
+    const root = await makeTree({
+      '.airflowignore': '^shared\n^helpers\n^sql\n',
+      'dag.py': 'import helpers.util\n',
+      'helpers/util.py': '',
+      'link.py': { link: 'shared/target.py' },
+      'shared/target.py': '',
+      'sql/a.sql': '',
+    });
+    const reference = (await python<Record<string, string[]>>(REFERENCE_WALK, { tree: root })).tree;
+    expect(reference).toEqual(['dag.py', 'link.py']);
+    for (const ignoredNonPython of ['warn', 'ship'] as const) {
+      const r = await scanDags(root, { syntax: 'regexp', defaultExcludes: false, ignoredNonPython });
+      const withoutIgnoreFiles = r.included.filter((p) => !p.endsWith('.airflowignore'));
+      expect(withoutIgnoreFiles.filter((p) => !r.kept.some((k) => k.path === p))).toEqual(reference);
+      expect(withoutIgnoreFiles).not.toEqual(reference);
+    }
+    const readme = (await readFile(new URL('../../README.md', import.meta.url), 'utf8')).replace(/\s+/g, ' ');
+    const exact = '`included` minus the `.airflowignore` files and the paths in `kept` (link targets,';
+    const at = readme.indexOf('`included` minus');
+    expect(readme.slice(at, at + exact.length)).toBe(exact);
   });
 });
