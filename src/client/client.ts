@@ -109,6 +109,13 @@ export class AstroClient {
    * Enabling removes the DAGs baked into the image: new tasks are not scheduled until the first
    * DAG deploy. Disabling removes DAG-deployed DAGs until the next image deploy. Both are reported
    * as `dag-deploy:warning` events before the change.
+   *
+   * The update may restart every pod, so it is never sent twice when it may have applied: after a
+   * lost answer the deployment is read until it shows the change (see `updateCheckTimeoutMs`).
+   *
+   * @throws AstroDeployError `ASTRO_DAG_DEPLOY_NOT_APPLIED` (the re-read does not show the change),
+   *   `ASTRO_DAG_DEPLOY_UNKNOWN` (the update's answer was lost and the change did not show up in
+   *   time; it may still apply), `ASTRO_CICD_ENFORCED`
    */
   setDagDeploy(deploymentId: string, enabled: boolean, options: SetDagDeployOptions = {}): Promise<SetDagDeployResult> {
     const { logger } = this.#resolved;

@@ -6,11 +6,12 @@
  * again to confirm the change took.
  */
 import { emitterFor } from '../core/emitter.js';
-import { AstroDeployError, ErrorCodes } from '../core/errors.js';
+import { AstroDeployError, ErrorCodes, isAstroError, type AstroError } from '../core/errors.js';
 import { failureOf } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
 import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
 import type { ClientEvent, DagDeployEvent } from './events.js';
+import { checkTimeoutOf, outcomeOf, readBack } from './read-back.js';
 import type { DeploymentsResource } from './resources.js';
 import type { Deployment } from './schemas.js';
 import type { AstroTokenClaims } from './token.js';
@@ -26,6 +27,13 @@ export interface SetDagDeployOptions extends RequestOptions {
   force?: boolean;
   /** Warnings, the outcome and API retries. Exceptions thrown here are ignored. */
   onEvent?: (event: ClientEvent) => void;
+  /**
+   * When the update's answer is lost (a reset, a timeout), the deployment is read until it shows
+   * the change; this bounds how long, in milliseconds. When it passes, `ASTRO_DAG_DEPLOY_UNKNOWN`:
+   * the update is not sent again, since it may still apply and each update may restart every pod.
+   * @default 60000
+   */
+  updateCheckTimeoutMs?: number;
 }
 
 /** What setDagDeploy did. */
@@ -69,42 +77,71 @@ function warningsFor(deployment: Deployment, enabled: boolean, claims: AstroToke
 }
 
 /**
- * Send the update, and send it again only after the deployment was read back without the change.
- * The body is the whole desired state, but re-sending it is not harmless: an update may restart
- * every pod of the deployment (astro-cli#879). So after an answer that was lost or failed (reset,
- * timeout, 408, 5xx) the deployment is read first; a change found applied is success, a change
- * found missing is sent again (within the retry settings), and a deployment that cannot be read
- * ends with the update's own error.
+ * Send the update, and send it again only when it certainly did not apply. The body is the whole
+ * desired state, but re-sending it is not harmless: an update may restart every pod of the
+ * deployment (astro-cli#879). So after a failure the deployment is read first, and a change found
+ * applied is success:
+ * - after a 5xx or 408 (Astro answered without acting), a refused connection or a 429, one read
+ *   tells: a change found missing is sent again (within the retry settings); a deployment that
+ *   cannot be read ends with the update's own error;
+ * - after a lost answer or a timeout, Astro may apply it late: the deployment is read, with
+ *   backoff, until it shows the change or `checkTimeoutMs` passes, and the update is never sent
+ *   again (`ASTRO_DAG_DEPLOY_UNKNOWN`).
  */
 async function updateOnce(
-  ctx: { deployments: DeploymentsResource; retry?: RetryOptions | undefined },
+  ctx: { deployments: DeploymentsResource; retry?: RetryOptions | undefined; logger?: Logger | undefined },
   deploymentId: string,
   body: Record<string, unknown>,
   enabled: boolean,
   requestOptions: RequestOptions,
+  checkTimeoutMs: number,
 ): Promise<void> {
-  let readAsNotApplied = false;
+  const applied = (d: Deployment) => d.isDagDeployEnabled === enabled;
+  /** Errors after which the deployment was read without the change: the only ones sent again. */
+  const resendable = new WeakSet<object>();
   await withRetries(
     async () => {
-      readAsNotApplied = false;
       try {
         await ctx.deployments.update(deploymentId, body, requestOptions);
       } catch (error) {
-        const failure = failureOf(error);
-        const refused = failure?.kind === 'status' && failure.status! < 500 && failure.status !== 408 && failure.status !== 429;
-        if (!failure || refused) throw error;
-        const now = await ctx.deployments.get(deploymentId, requestOptions).catch(() => undefined);
-        if (now?.isDagDeployEnabled === enabled) return;
-        readAsNotApplied = now !== undefined;
+        const outcome = outcomeOf(error);
+        if (!isAstroError(error) || error.code === ErrorCodes.ABORTED || requestOptions.signal?.aborted || outcome === 'refused') throw error;
+        const known = outcome !== 'unknown';
+        let now: Deployment;
+        try {
+          now = await readBack(() => ctx.deployments.get(deploymentId, requestOptions), {
+            checkTimeoutMs,
+            retry: requestOptions.retry,
+            defaults: ctx.retry ?? {},
+            signal: requestOptions.signal,
+            logger: ctx.logger,
+            ...(known ? {} : { until: applied }),
+          });
+        } catch (readError) {
+          if (isAstroError(readError, ErrorCodes.ABORTED)) throw readError;
+          throw known ? error : updateUnknown(deploymentId, enabled, error, checkTimeoutMs, readError);
+        }
+        if (applied(now)) return;
+        if (!known) throw updateUnknown(deploymentId, enabled, error, checkTimeoutMs);
+        resendable.add(error);
         throw error;
       }
     },
     {
       policy: retryPolicy({ ...ctx.retry, ...requestOptions.retry }),
       signal: requestOptions.signal,
-      // Only an update positively read as not applied is sent again.
-      classify: (error) => (readAsNotApplied ? failureOf(error) : undefined),
+      classify: (error) => (error && typeof error === 'object' && resendable.has(error) ? failureOf(error) : undefined),
     },
+  );
+}
+
+/** The update was sent, its answer lost, and the change was not read within the bound. */
+function updateUnknown(deploymentId: string, enabled: boolean, error: AstroError, checkTimeoutMs: number, readError?: unknown): AstroDeployError {
+  const reads = readError === undefined ? 'the deployment was not read with the change' : `the deployment could not be read (${isAstroError(readError) ? readError.code : String(readError)})`;
+  return new AstroDeployError(
+    ErrorCodes.DAG_DEPLOY_UNKNOWN,
+    `The update of deployment ${deploymentId} to DAG deploys ${enabled ? 'enabled' : 'disabled'} was sent and its answer was lost (${error.code}); within ${checkTimeoutMs} ms ${reads}. It may still apply, so it was not sent again: each update may restart every pod. Check the deployment (client.deployments.get('${deploymentId}') or the Astro UI) before calling setDagDeploy again.`,
+    { cause: error },
   );
 }
 
@@ -115,7 +152,8 @@ export async function setDagDeploy(
   enabled: boolean,
   options: SetDagDeployOptions,
 ): Promise<SetDagDeployResult> {
-  const { onEvent, force, ...requestOptions } = options;
+  const { onEvent, force, updateCheckTimeoutMs, ...requestOptions } = options;
+  const checkTimeoutMs = checkTimeoutOf('updateCheckTimeoutMs', updateCheckTimeoutMs);
   const emit = emitterFor<DagDeployEvent>(onEvent, ctx.logger);
   const current = await ctx.deployments.get(deploymentId, requestOptions);
   if (current.isDagDeployEnabled === enabled) {
@@ -130,7 +168,7 @@ export async function setDagDeploy(
   }
   for (const event of warningsFor(current, enabled, ctx.claims)) emit(event);
 
-  await updateOnce(ctx, deploymentId, buildUpdateBody(current, { isDagDeployEnabled: enabled }), enabled, requestOptions);
+  await updateOnce(ctx, deploymentId, buildUpdateBody(current, { isDagDeployEnabled: enabled }), enabled, requestOptions, checkTimeoutMs);
   const after = await ctx.deployments.get(deploymentId, requestOptions);
   if (after.isDagDeployEnabled !== enabled) {
     throw new AstroDeployError(

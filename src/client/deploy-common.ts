@@ -7,11 +7,11 @@ import { toAbortError } from '../core/abort.js';
 import type { DispatcherLike } from '../core/dispatcher.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
 import { AstroDeployError, AstroFinalizeUnknownError, AstroSchemaError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
-import { failureOf, type Failure } from '../core/failure.js';
+import { failureOf } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
-import { isRetryable, retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
+import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
 import { validateRetryOptions } from './options.js';
-import { checkTimeoutOf, readBack } from './read-back.js';
+import { checkTimeoutOf, outcomeOf, readBack } from './read-back.js';
 import type { DeploymentOptionsResource, DeploymentsResource, DeploysResource, FinalizeDeployParams } from './resources.js';
 import type { Deploy, Deployment } from './schemas.js';
 import type { AstroProject, BuildProjectImageOptions } from '../image/index.js';
@@ -190,19 +190,6 @@ function finalizeState(record: Deploy, created: Deploy, body: FinalizeDeployPara
   return record.updatedAt !== undefined && record.updatedAt !== created.updatedAt ? 'ours' : 'not-finalized';
 }
 
-/** A finalize answered with a status that refuses it (4xx other than 408 and 429). */
-function isRefusal(failure: Failure | undefined): boolean {
-  return failure?.kind === 'status' && failure.status !== undefined && failure.status < 500 && failure.status !== 408 && failure.status !== 429;
-}
-
-/** The kernel's rule for calls with side effects, used only to ask whether a finalize was never acted on. */
-const ONCE = retryPolicy(undefined, { idempotent: false });
-
-/** A finalize that provably never reached Astro, or that Astro turned away before acting (429). */
-function neverActedOn(failure: Failure | undefined): boolean {
-  return isRetryable(failure, ONCE);
-}
-
 /** The finalize context of a flow; `checkTimeoutMs` is the flow's `finalizeCheckTimeoutMs`, validated. */
 export function finalizeContextOf(ctx: DeployContext, checkTimeoutMs: number | undefined): FinalizeContext {
   return { deploys: ctx.deploys, retry: ctx.retry, logger: ctx.logger, checkTimeoutMs: checkTimeoutOf('finalizeCheckTimeoutMs', checkTimeoutMs) };
@@ -257,9 +244,10 @@ export async function finalizeOnce(
         return await ctx.deploys.finalize(deploymentId, deployId, body, options);
       } catch (error) {
         if (!isAstroError(error) || error.code === ErrorCodes.ABORTED || options.signal?.aborted) throw error;
-        const failure = failureOf(error);
-        const refused = isRefusal(failure);
-        const notActedOn = neverActedOn(failure);
+        const outcome = outcomeOf(error);
+        const refused = outcome === 'refused';
+        // It provably never reached Astro, or Astro turned it away before acting (429).
+        const notActedOn = outcome === 'not-acted';
         // Astro's answer, and no earlier finalize in doubt: it stands.
         if ((refused || notActedOn) && !unknownBefore) throw error;
         if (!refused && !notActedOn) unknownBefore = true;

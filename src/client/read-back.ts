@@ -1,7 +1,7 @@
 /**
  * Reading back after a call with side effects whose answer was lost (finalize, a rollback, a
- * deployment update): what Astro did is learned from its records, never by blindly sending the
- * call again. One loop for all of them: the kernel's backoff, every transient failure read again,
+ * deployment update): what the failure says of the outcome ({@link outcomeOf}), and what Astro did
+ * learned from its records, never by blindly sending the call again. One loop for all of them: the kernel's backoff, every transient failure read again,
  * until a read shows what the caller looks for or a bound passes. A call whose answer was lost
  * can still be acted on late (after our per-try timeout), so a read that does not show it yet is
  * no proof that it never will.
@@ -9,7 +9,7 @@
 import { AstroConfigError, ErrorCodes, isAstroError } from '../core/errors.js';
 import { failureOf, type Failure } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
-import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
+import { isRetryable, retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
 
 /** How long a flow reads back after a call of unknown outcome, by default, in milliseconds. */
 export const DEFAULT_CHECK_TIMEOUT_MS = 60_000;
@@ -34,6 +34,27 @@ export interface ReadBackOptions<T> {
   logger: Logger | undefined;
   /** What the reads look for; a read without it is read again until the bound. @default any answer */
   until?: (value: T) => boolean;
+}
+
+/**
+ * What a failed call with side effects (create aside) says of its outcome:
+ * - `refused`: Astro answered 4xx other than 408 and 429; the answer stands;
+ * - `not-acted`: it never reached Astro (no connection was made) or Astro turned it away (429);
+ * - `answered`: Astro answered 5xx or 408, which, per the SDK's policy, it did not act on: one read
+ *   of its records tells whether the call is still to be made;
+ * - `unknown`: a reset, a timeout, a lost or unreadable answer: Astro may have acted, or may still.
+ */
+export type CallOutcome = 'refused' | 'not-acted' | 'answered' | 'unknown';
+
+/** The kernel's rule for calls with side effects, used only to ask whether a call was never acted on. */
+const ONCE = retryPolicy(undefined, { idempotent: false });
+
+/** See {@link CallOutcome}. */
+export function outcomeOf(error: unknown): CallOutcome {
+  const failure = failureOf(error);
+  if (isRetryable(failure, ONCE)) return 'not-acted';
+  if (failure?.kind !== 'status' || failure.status === undefined) return 'unknown';
+  return failure.status >= 500 || failure.status === 408 ? 'answered' : 'refused';
 }
 
 /** A read answered without what the caller looks for: read again after the backoff. */

@@ -15,7 +15,7 @@
 import { emitterFor } from '../core/emitter.js';
 import { AstroConfigError, AstroRollbackError, ErrorCodes, isAstroError, type AstroError } from '../core/errors.js';
 import { failureOf } from '../core/failure.js';
-import { isRetryable, retryPolicy, withRetries } from '../core/retry.js';
+import { retryPolicy, withRetries } from '../core/retry.js';
 import { throwIfAborted } from '../core/abort.js';
 import { serialised, waitIfAsked, type DeployContext, type FlowWait } from './deploy-common.js';
 import type { ClientEvent } from './events.js';
@@ -26,7 +26,7 @@ import type { Deploy, Deployment } from './schemas.js';
 import { describeDeploy, parseMarker } from './skip-unchanged.js';
 import type { RequestOptions } from './transport.js';
 import { validateRetryOptions } from './options.js';
-import { checkTimeoutOf, readBack } from './read-back.js';
+import { checkTimeoutOf, outcomeOf, readBack } from './read-back.js';
 
 /** How long Astro keeps a deploy's image and DAGs for rollbacks, in milliseconds (90 days). */
 export const ROLLBACK_WINDOW_MS = 90 * 24 * 3600 * 1000;
@@ -126,19 +126,6 @@ export function chooseRollback(all: Deploy[], deployment: Deployment, to: string
   return { target, ...(current ? { current } : {}) };
 }
 
-/** A rollback answered with a status that refuses it (4xx other than 408 and 429). */
-function isRefusal(error: unknown): boolean {
-  const f = failureOf(error);
-  return f?.kind === 'status' && f.status !== undefined && f.status < 500 && f.status !== 408 && f.status !== 429;
-}
-
-/** Astro answered 5xx or 408: per the SDK's policy, it did not act, so one read of the list tells. */
-function answeredWithoutActing(error: unknown): boolean {
-  const f = failureOf(error);
-  return f?.kind === 'status' && f.status !== undefined && (f.status >= 500 || f.status === 408);
-}
-
-const ONCE = retryPolicy(undefined, { idempotent: false });
 
 /** The rollback was sent, its answer lost, and no record of it was read within the bound. */
 function rollbackUnknown(deploymentId: string, targetDeployId: string, error: AstroError, checkTimeoutMs: number, readError?: unknown): AstroRollbackError {
@@ -196,9 +183,10 @@ export async function rollback(ctx: DeployContext, params: RollbackParams): Prom
             return await ctx.deploys.rollback(deploymentId, target.id, { description }, requestOptions);
           } catch (error) {
             if (!isAstroError(error) || error.code === ErrorCodes.ABORTED || signal?.aborted) throw error;
-            if (isRefusal(error) || isRetryable(failureOf(error), ONCE)) throw error;
+            const outcome = outcomeOf(error);
+            if (outcome === 'refused' || outcome === 'not-acted') throw error;
             // The rollback may have been made (or, after a lost answer, may still be): look for its record.
-            const answered = answeredWithoutActing(error);
+            const answered = outcome === 'answered';
             let after: Deploy[];
             try {
               after = await readBack(() => ctx.deploys.listAll(deploymentId, {}, { ...requestOptions, retry: callRetry }), {
@@ -228,11 +216,11 @@ export async function rollback(ctx: DeployContext, params: RollbackParams): Prom
           policy,
           signal,
           logger: ctx.logger,
-          classify: (error) => (error && typeof error === 'object' && (resendable.has(error) || isRetryable(failureOf(error), ONCE)) ? failureOf(error) : undefined),
+          classify: (error) => (error && typeof error === 'object' && (resendable.has(error) || outcomeOf(error) === 'not-acted') ? failureOf(error) : undefined),
         },
       );
     } catch (error) {
-      if (isAstroError(error) && isRefusal(error)) {
+      if (isAstroError(error) && outcomeOf(error) === 'refused') {
         const status = failureOf(error)?.status;
         throw new AstroRollbackError(
           ErrorCodes.ROLLBACK_REFUSED,

@@ -27,6 +27,8 @@ export const ErrorCodes = {
   // Deploy flows
   DAG_DEPLOY_DISABLED: 'ASTRO_DAG_DEPLOY_DISABLED',
   DAG_DEPLOY_NOT_APPLIED: 'ASTRO_DAG_DEPLOY_NOT_APPLIED',
+  /** setDagDeploy's update lost its answer and the change did not show up within the bound; it was not sent again. */
+  DAG_DEPLOY_UNKNOWN: 'ASTRO_DAG_DEPLOY_UNKNOWN',
   CICD_ENFORCED: 'ASTRO_CICD_ENFORCED',
   DEPLOY_REFUSED: 'ASTRO_DEPLOY_REFUSED',
   ROLLOUT_FAILED: 'ASTRO_ROLLOUT_FAILED',

@@ -43,6 +43,7 @@ export interface AstroErrorClassMap {
   ASTRO_ABORTED: AstroAbortError;
   ASTRO_DAG_DEPLOY_DISABLED: AstroDeployError;
   ASTRO_DAG_DEPLOY_NOT_APPLIED: AstroDeployError;
+  ASTRO_DAG_DEPLOY_UNKNOWN: AstroDeployError;
   ASTRO_CICD_ENFORCED: AstroDeployError;
   ASTRO_DEPLOY_REFUSED: AstroDeployError;
   ASTRO_ROLLOUT_FAILED: AstroRolloutError;

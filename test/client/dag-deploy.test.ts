@@ -122,13 +122,47 @@ describe('setDagDeploy after a lost or failed update answer (astro-cli#879: an u
     expect(routes).toEqual(['deployments.get', 'deployments.update', 'deployments.get', 'deployments.update', 'deployments.get']);
   });
 
-  it('gives up with the update error when the deployment cannot be read back, without a second update', async () => {
+  it('a lost answer and a deployment that cannot be read back within the bound: ASTRO_DAG_DEPLOY_UNKNOWN, without a second update', async () => {
     const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] }, { retry: { maxRetries: 1, ...fast } });
     astro.fail({ route: 'deployments.update', action: { kind: 'dropResponse' } });
-    astro.fail({ route: 'deployments.get', nth: 2, times: 10, action: { kind: 'status', status: 503 } });
-    const err = await client.setDagDeploy('cldep1', true).catch((e: unknown) => e);
-    // The update's own failure (its answer was lost), not the read-back's.
-    expect(err).toMatchObject({ code: 'ASTRO_CONNECTION' });
+    astro.fail({ route: 'deployments.get', nth: 2, times: Infinity, action: { kind: 'status', status: 503 } });
+    const err = await client.setDagDeploy('cldep1', true, { updateCheckTimeoutMs: 200 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_DAG_DEPLOY_UNKNOWN' });
+    expect((err as Error).message).toMatch(/cldep1/);
+    expect((err as { cause?: { code?: string } }).cause).toMatchObject({ code: 'ASTRO_CONNECTION' });
     expect(astro.requestsFor('deployments.update')).toHaveLength(1);
+  });
+
+  it('gives up with the update error when a 503 was answered and the deployment cannot be read back, without a second update', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] }, { retry: { maxRetries: 1, ...fast } });
+    astro.fail({ route: 'deployments.update', action: { kind: 'status', status: 503 } });
+    astro.fail({ route: 'deployments.get', nth: 2, times: Infinity, action: { kind: 'status', status: 503 } });
+    const err = await client.setDagDeploy('cldep1', true, { updateCheckTimeoutMs: 200 }).catch((e: unknown) => e);
+    // Astro said it did not act: its answer stands.
+    expect(err).toMatchObject({ code: 'ASTRO_API_SERVER_ERROR', method: 'POST' });
+    expect(astro.requestsFor('deployments.update')).toHaveLength(1);
+  });
+
+  it('Astro applies the update after the per-try timeout: the deployment is read until it shows the change, and the update is not sent twice', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] });
+    // Applied 700 ms after it arrived: after the client's 400 ms timeout and after the first read
+    // (at once), which still shows DAG deploys off. The next read, after the backoff, sees them on.
+    astro.fail({ route: 'deployments.update', action: { kind: 'actLate', ms: 700 } });
+    const result = await client.setDagDeploy('cldep1', true, { timeoutMs: 400, retry: { initialDelayMs: 1200, maxDelayMs: 1200 } });
+    expect(result).toMatchObject({ changed: true, deployment: { isDagDeployEnabled: true } });
+    expect(astro.requestsFor('deployments.update')).toHaveLength(1);
+  });
+
+  it('a timeout whose change never shows within updateCheckTimeoutMs is ASTRO_DAG_DEPLOY_UNKNOWN, and the update is not sent again', async () => {
+    const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] });
+    astro.fail({ route: 'deployments.update', action: { kind: 'stall' } });
+    const err = await client
+      .setDagDeploy('cldep1', true, { timeoutMs: 200, retry: { initialDelayMs: 20, maxDelayMs: 50 }, updateCheckTimeoutMs: 300 })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ASTRO_DAG_DEPLOY_UNKNOWN' });
+    expect((err as Error).message).toMatch(/not sent again/);
+    expect(astro.requestsFor('deployments.get').length).toBeGreaterThan(2);
+    expect(astro.requestsFor('deployments.update')).toHaveLength(1);
+    expect(astro.deployment('cldep1').isDagDeployEnabled).toBe(false);
   });
 });
