@@ -117,7 +117,10 @@ export interface FakeAstro {
   fail(rule: FaultRule): () => void;
   /** The Azure block-blob endpoint behind `dagsUploadUrl`. */
   readonly blob: FakeBlobService;
-  /** Stop the server and all pending rollouts. */
+  /**
+   * Stop the server, all pending rollouts and the faults still waiting (`delay`, `actLate`): their
+   * timers are cleared, and nothing is acted on after close.
+   */
   close(): Promise<void>;
 }
 
@@ -193,6 +196,8 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
   const deployments = new Map<string, FakeDeployment>();
   const deploys = new Map<string, FakeDeploy[]>();
   const timers = new Set<NodeJS.Timeout>();
+  /** Aborted by close(): faults still waiting are cancelled, and no request is acted on after it. */
+  const closing = new AbortController();
   let tagCounter = 0;
   let origin = '';
 
@@ -309,6 +314,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
   const handleApi = async (req: IncomingMessage, res: ServerResponse, url: URL, match: RouteMatch, record: RecordedRequest, proceed: ProceedOptions) => {
     const raw = proceed.body ?? (await readRequestBody(req, proceed.throttleBytesPerSecond));
     record.bodyBytes = raw.length;
+    if (closing.signal.aborted) return dropConnection(req);
     try {
       authenticate(req, match.params.org);
       const body = req.method === 'POST' ? parseJsonObject(raw) : {};
@@ -361,6 +367,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     requests.push(record);
 
     const proceed = async (p: ProceedOptions) => {
+      if (closing.signal.aborted) return dropConnection(req);
       if (route.startsWith('blob.')) {
         res.on('finish', () => (record.status = res.statusCode));
         await blob.handle(req, res, url, p);
@@ -376,7 +383,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
 
     const fault = faults.match(route, method, `${url.pathname}${url.search}`);
     if (fault) record.fault = fault.kind;
-    const work = fault ? applyFault(fault, req, res, proceed).then(() => {
+    const work = fault ? applyFault(fault, req, res, proceed, closing.signal).then(() => {
       if (fault.kind === 'status') record.status = fault.status;
     }) : proceed({});
     work.catch((error: unknown) => {
@@ -445,6 +452,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     fail: (rule) => faults.add(rule),
     blob,
     close: async () => {
+      closing.abort();
       for (const t of timers) clearTimeout(t);
       timers.clear();
       await listener.close();

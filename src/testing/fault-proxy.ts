@@ -68,7 +68,7 @@ export interface FaultProxy {
   resetStats(): void;
   /** Change the shared uplink limit (undefined: unlimited). */
   setThrottle(bytesPerSecond: number | undefined): void;
-  /** Stop the proxy and drop every connection. */
+  /** Stop the proxy, drop every connection and cancel the faults still waiting (`delay`, `actLate`). */
   close(): Promise<void>;
 }
 
@@ -269,6 +269,8 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
     });
   }
 
+  /** Aborted by close(): a `delay` or `actLate` still waiting is cancelled, its timer cleared. */
+  const closing = new AbortController();
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy.invalid');
     const route = routeOf(req.method ?? 'GET', url);
@@ -276,7 +278,7 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
     (stats.byRoute[route] ??= { requests: 0, bytesUp: 0 }).requests += 1;
     countBody(req, route);
     const action = faults.match(route, req.method ?? 'GET', `${url.pathname}${url.search}`);
-    const run = action ? applyFault(action, req, res, (proceed) => forward(req, res, route, proceed)) : forward(req, res, route, {});
+    const run = action ? applyFault(action, req, res, (proceed) => forward(req, res, route, proceed), closing.signal) : forward(req, res, route, {});
     run.catch(() => {
       if (!res.headersSent) res.destroy();
     });
@@ -298,6 +300,7 @@ export async function createFaultProxy(options: FaultProxyOptions): Promise<Faul
       linkBucket = bytesPerSecond ? new TokenBucket(bytesPerSecond) : undefined;
     },
     close: () => {
+      closing.abort();
       agent.destroy();
       return listener.close();
     },

@@ -17,7 +17,7 @@ export type FaultAction =
   | { kind: 'reset'; afterBodyBytes?: number }
   /** Stop reading and never answer: the client must time out. The socket is closed on server close. */
   | { kind: 'stall' }
-  /** Wait `ms`, then handle the request normally. */
+  /** Wait `ms`, then handle the request normally (not when the server closed in the meantime). */
   | { kind: 'delay'; ms: number }
   /** Handle the request normally (state changes happen), then reset instead of sending the response. */
   | { kind: 'dropResponse' }
@@ -25,6 +25,7 @@ export type FaultAction =
    * Read the request, wait `ms`, then handle it normally even when the client has given up in the
    * meantime: the state change happens late (a server that acts after the client's per-try
    * timeout); the answer is sent only if the connection is still open. Fake Astro API routes only.
+   * A server closed in the meantime never acts.
    */
   | { kind: 'actLate'; ms: number }
   /** Read the request body at most `bytesPerSecond`, then handle it normally. */
@@ -144,14 +145,36 @@ export interface ProceedOptions {
 }
 
 /**
+ * Wait `ms`, unless `signal` aborts first (the server closed): true when the time passed. The
+ * timer is cleared on abort, so a closed server holds no event loop open.
+ */
+function waitUnlessClosed(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
  * Perform `action` on the request. `proceed` runs the normal handling; it is called for `delay`,
- * `dropResponse` and `throttle` faults and must honour the {@link ProceedOptions} it is given.
+ * `actLate`, `dropResponse` and `throttle` faults and must honour the {@link ProceedOptions} it is
+ * given. `signal` is the server's: once it aborts (the server closes), a `delay` or `actLate` still
+ * waiting is cancelled, its timer cleared, and the request is never handled.
  */
 export async function applyFault(
   action: FaultAction,
   req: IncomingMessage,
   res: ServerResponse,
   proceed: (options: ProceedOptions) => Promise<void>,
+  signal?: AbortSignal,
 ): Promise<void> {
   switch (action.kind) {
     case 'status': {
@@ -182,15 +205,14 @@ export async function applyFault(
       return;
     }
     case 'delay': {
-      await new Promise((r) => setTimeout(r, action.ms));
-      if (req.socket.destroyed) return;
+      if (!(await waitUnlessClosed(action.ms, signal)) || req.socket.destroyed) return;
       return proceed({});
     }
     case 'dropResponse':
       return proceed({ dropResponse: true });
     case 'actLate': {
       const body = await readRequestBody(req);
-      await new Promise((r) => setTimeout(r, action.ms));
+      if (!(await waitUnlessClosed(action.ms, signal))) return;
       return proceed({ body });
     }
     case 'throttle':

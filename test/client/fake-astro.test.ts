@@ -1,7 +1,15 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createFakeAstro } from '../../src/testing/index.js';
 import { onTestFinished } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 async function call(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}) {
   const res = await request(url, { method: (init.method ?? 'GET') as 'GET', headers: init.headers, body: init.body });
@@ -64,4 +72,34 @@ describe('fake Astro strictness', () => {
     await call(`${astro.baseUrl}/organizations/${astro.organizationId}/deployments/cldep1`, { headers: { authorization: `Bearer ${astro.token}` } });
     expect(JSON.stringify(astro.requests)).not.toContain(astro.token);
   });
+
+  it('close() cancels the faults still waiting: actLate never acts after it, and no fault timer keeps the process alive', async () => {
+    // In a child process, so what keeps the event loop alive shows as a late exit.
+    const dir = mkdtempSync(join(tmpdir(), 'fake-close-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const script = join(dir, 'close.mts');
+    writeFileSync(
+      script,
+      `import { createFakeAstro } from ${JSON.stringify(pathToFileURL(join(ROOT, 'src/testing/index.ts')).href)};
+const astro = await createFakeAstro({ deployments: [{ id: 'cldep1' }] });
+astro.fail({ route: 'deploys.create', action: { kind: 'actLate', ms: 3000 } });
+astro.fail({ route: 'deployments.get', action: { kind: 'delay', ms: 3000 } });
+const headers = { authorization: 'Bearer ' + astro.token, 'content-type': 'application/json' };
+const base = astro.baseUrl + '/organizations/' + astro.organizationId + '/deployments/cldep1';
+await Promise.allSettled([
+  fetch(base + '/deploys', { method: 'POST', headers, body: JSON.stringify({ type: 'DAG_ONLY' }), signal: AbortSignal.timeout(200) }),
+  fetch(base, { headers, signal: AbortSignal.timeout(200) }),
+]);
+await astro.close();
+const closedAt = performance.now();
+process.on('exit', () => console.log(JSON.stringify({ exitMs: Math.round(performance.now() - closedAt), deploys: astro.deploys('cldep1').length, gets: astro.requestsFor('deployments.get').map((r) => r.status) })));
+`,
+    );
+    const tsx = pathToFileURL(join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', tsx, script], { cwd: ROOT, timeout: 20_000 });
+    const after = JSON.parse(stdout.trim().split('\n').pop()!) as { exitMs: number; deploys: number; gets: number[] };
+    expect(after.deploys).toBe(0);
+    expect(after.gets).toEqual([0]);
+    expect(after.exitMs).toBeLessThan(1500);
+  }, 30_000);
 });
