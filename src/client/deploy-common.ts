@@ -6,7 +6,7 @@ import { createBundle, type BundleEvent, type BundleResult, type CreateBundleOpt
 import { toAbortError } from '../core/abort.js';
 import type { DispatcherLike } from '../core/dispatcher.js';
 import { uploadBlockBlob, type UploadBlockBlobOptions, type UploadBlockBlobResult, type UploadEvent } from '../upload/index.js';
-import { AstroDeployError, AstroFinalizeUnknownError, AstroSchemaError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
+import { AstroDeployError, AstroFinalizeUnknownError, AstroSchemaError, BundleError, ErrorCodes, isAstroError, UploadError } from '../core/errors.js';
 import { failureOf } from '../core/failure.js';
 import type { Logger } from '../core/logger.js';
 import { retryPolicy, withRetries, type RetryOptions } from '../core/retry.js';
@@ -117,6 +117,22 @@ export function projectBuildOptions(
     onEvent: run.emit as BuildProjectImageOptions['onEvent'],
     ...(run.logger ? { logger: run.logger } : {}),
   };
+}
+
+/**
+ * With DAG deploys on (and no Remote Execution), deployProject ships `dags/` as a bundle and
+ * finalizes with its version. A project without `dags/` would be finalized with an empty version,
+ * which removes the DAGs the deployment runs; the CLI asks first ("No DAGs found. This will delete
+ * any existing DAGs"), and an empty `dags/` is refused (`ASTRO_BUNDLE_EMPTY`). So it is refused,
+ * before anything is built or created, unless `allowEmpty`. One rule for the run and its dry run.
+ */
+export function checkProjectDags(dagsDir: string, hasDagsDir: boolean, deployment: Deployment, allowEmpty: boolean | undefined): void {
+  if (hasDagsDir || allowEmpty === true || !deployment.isDagDeployEnabled || deployment.remoteExecution?.enabled) return;
+  throw new BundleError(
+    ErrorCodes.BUNDLE_DIR_NOT_FOUND,
+    `The project has no dags/ folder (${dagsDir}), and deployment ${deployment.id} has DAG deploys on: the deploy would be finalized without a DAG version, which removes the DAGs the deployment runs. Add the dags/ folder, or pass allowEmpty: true to deploy the image and remove the deployment's DAGs (the CLI asks first: "No DAGs found. This will delete any existing DAGs").`,
+    dagsDir,
+  );
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * deployProject: `astro deploy` of an Astro project folder, in one call. Bundle `dags/` when DAG
- * deploys are on (so an invalid `.airflowignore` or an empty folder fails at once), build the
- * project into a linux/amd64 image, check it, run the tests gate, and only then create the
+ * deploys are on (so an invalid `.airflowignore`, an empty folder or a missing one fails at once),
+ * build the project into a linux/amd64 image, check it, run the tests gate, and only then create the
  * deploy, push the image and upload the bundle (at once: they share nothing), finalize and
  * optionally wait. The test container is deleted while the deploy goes on; the call resolves only
  * once it is gone.
@@ -43,6 +43,7 @@ import { runInScope } from '../core/scope.js';
 import {
   bundleDags,
   checkCicd,
+  checkProjectDags,
   finalizeContextOf,
   finalizeOnce,
   imageTargetOf,
@@ -136,6 +137,14 @@ export interface DeployProjectParams extends DeployDagsBundleOptions, DeployPlan
    * @default { method: 'auto' }
    */
   push?: Omit<PushImageOptions, 'auth' | 'signal' | 'onEvent' | 'docker'>;
+  /**
+   * Deploy even when nothing ships as DAGs, on a deployment with DAG deploys on: an empty `dags/`
+   * (as `createBundle`'s `allowEmpty`), or no `dags/` folder at all, finalized without a DAG
+   * version. Either removes the DAGs the deployment runs; without this option both are refused
+   * before anything is built or created (`ASTRO_BUNDLE_EMPTY`, `ASTRO_BUNDLE_DIR_NOT_FOUND`), where
+   * the CLI asks "No DAGs found. This will delete any existing DAGs". @default false
+   */
+  allowEmpty?: boolean;
   /** Options of the DAG bundle upload. */
   upload?: DeployDagsParams['upload'];
   /** Wait until the deployment runs this image (and DAG version). @default false */
@@ -271,7 +280,9 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
       // and with DAG deploys on, dags/ ships as a bundle.
       const excludeDags = deployment.isDagDeployEnabled || remote;
       const dagsDir = join(project.dir, 'dags');
-      const shipDags = deployment.isDagDeployEnabled && !remote && (await isDir(dagsDir));
+      const hasDagsDir = await isDir(dagsDir);
+      checkProjectDags(dagsDir, hasDagsDir, deployment, params.allowEmpty);
+      const shipDags = deployment.isDagDeployEnabled && !remote && hasDagsDir;
       const deployType: DeployType = 'IMAGE_AND_DAG';
       const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
       emit({ type: 'deploy:checked', deploymentId, syntax, ...(runtimeVersion ? { runtimeVersion } : {}) });

@@ -31,7 +31,7 @@ import {
 import { emitterFor } from '../core/emitter.js';
 import { AstroConfigError, ErrorCodes, isAstroError, type AstroErrorCode } from '../core/errors.js';
 import { runInScope } from '../core/scope.js';
-import { bundleDags, checkCicd, projectBuildOptions, type DeployContext } from './deploy-common.js';
+import { bundleDags, checkCicd, checkProjectDags, projectBuildOptions, type DeployContext } from './deploy-common.js';
 import { dagsBundle } from './bundle-source.js';
 import { deployGitFields } from './git.js';
 import { checkDagDeployable, type DeployDagsEvent, type DeployDagsParams } from './deploy-dags.js';
@@ -420,6 +420,7 @@ export async function planDeployProject(ctx: DeployContext, params: DeployProjec
     const remote = deployment.remoteExecution?.enabled === true;
     const dagsDir = join(project.dir, 'dags');
     const dagsIsDir = await stat(dagsDir).then((s) => s.isDirectory(), () => false);
+    collect(refusals, () => checkProjectDags(dagsDir, dagsIsDir, deployment, params.allowEmpty));
     const shipDags = deployment.isDagDeployEnabled && !remote && dagsIsDir;
     const syntax = params.syntax ?? ignoreSyntaxForRuntime(runtimeVersion);
     const options = await ctx.deploymentOptions.get(requestOptions);
