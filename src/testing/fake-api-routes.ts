@@ -111,8 +111,11 @@ export interface FakeApiWorld {
   scheduleRollout(d: FakeDeployment, deploy: FakeDeploy, newImageTag: string | undefined, dagVersion: string | undefined): void;
 }
 
-/** A route's handler: path parameters, the URL and the JSON body in; the answer's body out (or an {@link HttpProblem}). */
-export type ApiHandler = (p: Record<string, string>, url: URL, body: Record<string, unknown>) => unknown;
+/**
+ * A route's handler: path parameters, the URL, the JSON body and which deployments the request's
+ * token reaches in; the answer's body out (or an {@link HttpProblem}).
+ */
+export type ApiHandler = (p: Record<string, string>, url: URL, body: Record<string, unknown>, reaches: (d: FakeDeployment) => boolean) => unknown;
 
 /** The deployment `id` of organization `org`, or the API's 404. */
 export function findDeployment(w: FakeApiWorld, org: string, id: string): FakeDeployment {
@@ -172,7 +175,8 @@ return {
     limit: 100,
     offset: 0,
   }),
-  'deployments.list': (p, url) => {
+  // A Workspace or Deployment token lists the deployments it reaches (a guess: the API does not document it).
+  'deployments.list': (p, url, _body, reaches) => {
     const limit = Math.min(Number(url.searchParams.get('limit') ?? 20), w.maxPageSize);
     const offset = Number(url.searchParams.get('offset') ?? 0);
     const ws = url.searchParams.getAll('workspaceIds');
@@ -181,6 +185,7 @@ return {
     const all = [...w.deployments.values()].filter(
       (d) =>
         d.organizationId === p.org &&
+        reaches(d) &&
         (ws.length === 0 || ws.includes(d.workspaceId)) &&
         (names.length === 0 || names.includes(d.name)) &&
         (ids.length === 0 || ids.includes(d.id)),

@@ -10,7 +10,11 @@
  *   `scalingSpec` cleared; omitted `workerQueues` keep a default queue; see fake-update.ts);
  * - a `DAG_ONLY` deploy reports the image tag the deployment runs, and a deploy with no image tag
  *   leaves `imageTag` out ("appears only if specified");
- * - list endpoints honour `limit` up to `maxPageSize` (no cap by default).
+ * - list endpoints honour `limit` up to `maxPageSize` (no cap by default);
+ * - a Workspace token (`workspaceId:` permission) reaches the deployments of its workspaces and a
+ *   Deployment token (`deploymentId:`) its deployments only: anything else about a deployment is
+ *   refused with 403 and the standard error body, and the deployment list shows only what the
+ *   token reaches (`organizations` and `deployment-options` answer any token of the organization).
  * Every answer carries the fields the v1 contract marks required, with the contract's types
  * (test/client/fake-contract.test.ts checks each schema). Deployment fields can be left out of the
  * view (`omitFromView`, or a `spec` key set to `undefined`), e.g. a deployment without `type`,
@@ -34,6 +38,9 @@ import {
 import { airflowProblem, airflowRouteOf, importErrorsAnswer, type AirflowRoute } from './fake-airflow.js';
 import { TestTokenMinter, type TestTokenOptions } from './tokens.js';
 import { createApiHandlers, HttpProblem, matchApiRoute, parseJsonObject, type RouteMatch } from './fake-api-routes.js';
+
+/** The claims of a token the fake signed. */
+type TokenClaims = NonNullable<ReturnType<TestTokenMinter['verify']>>;
 
 /** Options of {@link createFakeAstro}. */
 export interface FakeAstroOptions {
@@ -86,7 +93,10 @@ export interface FakeAstro {
   readonly workspaceId: string;
   /** A valid Organization API token for this fake. */
   readonly token: string;
-  /** Mint another token (workspace, deployment, expired, non-API ...). */
+  /**
+   * Mint another token (workspace, deployment, expired, non-API ...). A Workspace or Deployment
+   * token reaches only its workspace's deployments, or its deployment (403 beyond them).
+   */
   mintToken(options?: TestTokenOptions): string;
   /** Add a deployment; returns its live state (mutations are visible to the API). */
   addDeployment(init?: FakeDeploymentInit): FakeDeployment;
@@ -227,6 +237,26 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     return claims;
   };
 
+  /**
+   * Whether a token reaches deployment `id` (`d` when it exists): a Deployment token (a
+   * `deploymentId:` permission) its deployments only, a Workspace token (`workspaceId:`) the
+   * deployments of its workspaces, an Organization token or a user session all of them. A
+   * workspace token asking for a deployment that does not exist gets the 404 of any token.
+   */
+  const reaches = (claims: TokenClaims, id: string, d: FakeDeployment | undefined): boolean => {
+    const granted = (kind: string) => claims.permissions.filter((p) => p.startsWith(`${kind}:`)).map((p) => p.slice(kind.length + 1));
+    const deploymentIds = granted('deploymentId');
+    if (deploymentIds.length) return deploymentIds.includes(id);
+    const workspaceIds = granted('workspaceId');
+    if (workspaceIds.length) return !d || workspaceIds.includes(d.workspaceId);
+    return true;
+  };
+
+  /** The API's 403 for a token that does not reach deployment `id` (a guess: the API does not document it). */
+  const checkReach = (claims: TokenClaims, id: string) => {
+    if (!reaches(claims, id, deployments.get(id))) throw new HttpProblem(403, `Forbidden: token has no access to deployment ${id}`);
+  };
+
   const scheduleRollout = (d: FakeDeployment, deploy: FakeDeploy, newImageTag: string | undefined, dagVersion: string | undefined) => {
     const behaviour = d.rollout;
     d.status = 'DEPLOYING';
@@ -277,6 +307,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
       if (claims.permissions.length > 0 && d && !claims.permissions.includes(`organizationId:${d.organizationId}`)) {
         throw new HttpProblem(403, 'Forbidden: token has no access to this deployment');
       }
+      if (d) checkReach(claims, d.id);
       if (!d || target.route !== 'airflow.importErrors' || !target.version) throw new HttpProblem(404, `No route for ${req.method} ${url.pathname}`);
       ({ status, body: payload } = importErrorsAnswer(d, target.version, url));
     } catch (error) {
@@ -316,10 +347,11 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     record.bodyBytes = raw.length;
     if (closing.signal.aborted) return dropConnection(req);
     try {
-      authenticate(req, match.params.org);
+      const claims = authenticate(req, match.params.org);
+      if (match.params.dep !== undefined) checkReach(claims, match.params.dep);
       const body = req.method === 'POST' ? parseJsonObject(raw) : {};
       if (req.method === 'POST') record.body = body;
-      const payload = handlers[match.route]!(match.params, url, body);
+      const payload = handlers[match.route]!(match.params, url, body, (d) => reaches(claims, d.id, d));
       record.status = proceed.dropResponse ? 0 : 200;
       // Astro answers 200 (not 201) to create and finalize; the CLI treats anything else as an error.
       sendJson(res, 200, payload, proceed.dropResponse === true, req);

@@ -8,9 +8,9 @@ import { createHmac, randomBytes } from 'node:crypto';
 export interface TestTokenOptions {
   /** @default the fake's organization */
   organizationId?: string;
-  /** Adds `workspaceId:<id>` to `permissions` (a Workspace token). */
+  /** Adds `workspaceId:<id>` to `permissions` (a Workspace token: the fake Astro lets it reach that workspace's deployments only). */
   workspaceId?: string;
-  /** Adds `deploymentId:<id>` to `permissions` (a Deployment token). */
+  /** Adds `deploymentId:<id>` to `permissions` (a Deployment token: the fake Astro lets it reach that deployment only). */
   deploymentId?: string;
   /** Seconds until expiry; negative for an already expired token. @default 3600 */
   expiresInSeconds?: number;

@@ -102,4 +102,54 @@ process.on('exit', () => console.log(JSON.stringify({ exitMs: Math.round(perform
     expect(after.gets).toEqual([0]);
     expect(after.exitMs).toBeLessThan(1500);
   }, 30_000);
+
+  it('holds Workspace and Deployment tokens to their scope: 403 with the error body beyond it, lists show only what they reach', async () => {
+    const astro = await createFakeAstro({
+      deployments: [
+        { id: 'cldepa', workspaceId: 'clwsa' },
+        { id: 'cldepa2', workspaceId: 'clwsa' },
+        { id: 'cldepb', workspaceId: 'clwsb' },
+      ],
+    });
+    onTestFinished(() => astro.close());
+    const org = `${astro.baseUrl}/organizations/${astro.organizationId}`;
+    const as = (token: string, path: string, init: { method?: string; body?: string } = {}) =>
+      call(`${org}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
+    const scopes: Array<[string, string, string[]]> = [
+      ['deployment token', astro.mintToken({ deploymentId: 'cldepa' }), ['cldepa']],
+      ['workspace token', astro.mintToken({ workspaceId: 'clwsa' }), ['cldepa', 'cldepa2']],
+      ['organization token', astro.token, ['cldepa', 'cldepa2', 'cldepb']],
+    ];
+    for (const [kind, token, reach] of scopes) {
+      const listed = await as(token, '/deployments');
+      expect(listed.status, kind).toBe(200);
+      expect(listed.json.deployments.map((d: { id: string }) => d.id).sort(), kind).toEqual(reach);
+      expect(listed.json.totalCount, kind).toBe(reach.length);
+      expect((await as(token, '/deployment-options')).status, kind).toBe(200);
+      for (const id of ['cldepa', 'cldepa2', 'cldepb']) {
+        const calls = [
+          await as(token, `/deployments/${id}`),
+          await as(token, `/deployments/${id}/deploys`),
+          await as(token, `/deployments/${id}/deploys`, { method: 'POST', body: JSON.stringify({ type: 'DAG_ONLY' }) }),
+        ];
+        for (const answer of calls) {
+          if (reach.includes(id)) {
+            expect(answer.status, `${kind} ${id}`).toBe(200);
+          } else {
+            expect(answer.status, `${kind} ${id}`).toBe(403);
+            expect(answer.json, `${kind} ${id}`).toEqual({ message: expect.stringContaining(id), requestId: expect.any(String), statusCode: 403 });
+          }
+        }
+      }
+    }
+    // Only the organization token created a deploy on cldepb; the narrow tokens created theirs only.
+    expect(astro.deploys('cldepb')).toHaveLength(1);
+    expect(astro.deploys('cldepa')).toHaveLength(3);
+    expect(astro.deploys('cldepa2')).toHaveLength(2);
+    // The deployment's own Airflow API too.
+    const namespace = astro.deployment('cldepb').namespace;
+    const airflow = await call(`${astro.origin}/airflow/${namespace}/api/v2/importErrors`, { headers: { authorization: `Bearer ${astro.mintToken({ deploymentId: 'cldepa' })}` } });
+    expect(airflow.status).toBe(403);
+  });
 });
+
