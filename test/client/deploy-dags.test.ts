@@ -39,6 +39,13 @@ async function setup(deployment: Record<string, unknown> = {}) {
   return { astro, client, events, deploy };
 }
 
+/** Two deploys to cldep1 ran one after the other: create and finalize of one, then of the other. */
+function expectRanInTurn(astro: FakeAstro): void {
+  const routes = astro.requests.map((r) => r.route).filter((r) => r === 'deploys.create' || r === 'deploys.finalize');
+  expect(routes).toEqual(['deploys.create', 'deploys.finalize', 'deploys.create', 'deploys.finalize']);
+  expect(astro.deploys('cldep1').map((d) => d.finalizeCount)).toEqual([1, 1]);
+}
+
 function blobOf(astro: FakeAstro) {
   return astro.blob.read('dags', `${astro.organizationId}/cldep1`);
 }
@@ -94,9 +101,7 @@ describe('deployDags end to end against the fake Astro', () => {
     const run = () => client.deployDags({ deploymentId: 'cldep1', dagsDir: makeDags(200_000), upload: smallBlocks });
     const [a, b] = await Promise.all([run(), run()]);
     expect(a.dagTarballVersion).not.toBe(b.dagTarballVersion);
-    const routes = astro.requests.map((r) => r.route).filter((r) => r === 'deploys.create' || r === 'deploys.finalize');
-    expect(routes).toEqual(['deploys.create', 'deploys.finalize', 'deploys.create', 'deploys.finalize']);
-    expect(astro.deploys('cldep1').map((d) => d.finalizeCount)).toEqual([1, 1]);
+    expectRanInTurn(astro);
   });
 
   it('a deploy queued behind another is aborted at once, and the deploys after it still wait their turn', async () => {
@@ -115,9 +120,7 @@ describe('deployDags end to end against the fake Astro', () => {
     // Rejected while the first deploy still held the deployment, not after it.
     expect(queuedAt).toBeLessThan(firstAt - 500);
     // The aborted deploy created nothing, and the third waited for the first to finish.
-    const routes = astro.requests.map((r) => r.route).filter((r) => r === 'deploys.create' || r === 'deploys.finalize');
-    expect(routes).toEqual(['deploys.create', 'deploys.finalize', 'deploys.create', 'deploys.finalize']);
-    expect(astro.deploys('cldep1').map((d) => d.finalizeCount)).toEqual([1, 1]);
+    expectRanInTurn(astro);
   });
 
   it('an upload committed without a version (requireVersionId: false) is ASTRO_UPLOAD_NO_VERSION_ID, not a byte mismatch, and no finalize', async () => {

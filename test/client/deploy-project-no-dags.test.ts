@@ -2,16 +2,15 @@
  * deployProject of a project without a dags/ folder, on a deployment with DAG deploys on: it would
  * finalize with an empty DAG version, which removes the deployment's DAGs (the CLI asks first: "No
  * DAGs found. This will delete any existing DAGs"). Refused before any Docker work or request that
- * creates anything, unless `allowEmpty: true`. No Docker needed: the Docker client given must not
- * be used before the refusal.
+ * creates anything, unless `allowEmpty: true`. No Docker needed: the Docker client given fails every
+ * use, and must not be used before the refusal.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCodes, ImageError } from '../../src/index.js';
-import type { DockerLike } from '../../src/image/docker-like.js';
 import { startFake } from '../helpers/fake.js';
+import { unusableDocker } from './fixtures/unusable-docker.js';
 
 /** An Astro project with a Dockerfile and no dags/ folder. */
 function projectWithoutDags(): string {
@@ -21,24 +20,12 @@ function projectWithoutDags(): string {
   return dir;
 }
 
-/** A Docker client that records each use and fails it, as a daemon that cannot be reached. */
-function recordingDocker(touched: string[]): DockerLike {
-  return new Proxy({} as DockerLike, {
-    get: (_target, prop) => {
-      // Not a promise: awaiting the client is no use of it.
-      if (prop === 'then') return undefined;
-      touched.push(String(prop));
-      throw new ImageError(ErrorCodes.IMAGE_DOCKER_UNAVAILABLE, `no Docker in this test (${String(prop)})`);
-    },
-  });
-}
-
 describe('deployProject without a dags/ folder', () => {
   it('DAG deploys on: ASTRO_BUNDLE_DIR_NOT_FOUND naming the folder and allowEmpty, before any Docker work, nothing created', async () => {
     const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: true }] });
     const projectDir = projectWithoutDags();
     const touched: string[] = [];
-    const err = await client.deployProject({ projectDir, deploymentId: 'cldep1', docker: recordingDocker(touched) }).catch((e) => e);
+    const err = await client.deployProject({ projectDir, deploymentId: 'cldep1', docker: unusableDocker(touched) }).catch((e) => e);
     expect(err.code, err.message).toBe('ASTRO_BUNDLE_DIR_NOT_FOUND');
     expect(err.path).toBe(join(projectDir, 'dags'));
     expect(err.message).toMatch(/allowEmpty: true/);
@@ -50,7 +37,7 @@ describe('deployProject without a dags/ folder', () => {
   it('a dry run lists the same refusal', async () => {
     const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: true }] });
     const touched: string[] = [];
-    const { plan } = await client.deployProject({ projectDir: projectWithoutDags(), deploymentId: 'cldep1', docker: recordingDocker(touched), dryRun: true });
+    const { plan } = await client.deployProject({ projectDir: projectWithoutDags(), deploymentId: 'cldep1', docker: unusableDocker(touched), dryRun: true });
     expect(plan.refusals.map((r) => r.code)).toContain('ASTRO_BUNDLE_DIR_NOT_FOUND');
     expect(plan.wouldDeploy).toBe(false);
     expect(astro.deploys('cldep1')).toEqual([]);
@@ -59,7 +46,7 @@ describe('deployProject without a dags/ folder', () => {
   it('allowEmpty: true goes on to the build (the deploy then removes the DAGs, as after the CLI prompt)', async () => {
     const { client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: true }] });
     const touched: string[] = [];
-    const err = await client.deployProject({ projectDir: projectWithoutDags(), deploymentId: 'cldep1', docker: recordingDocker(touched), allowEmpty: true }).catch((e) => e);
+    const err = await client.deployProject({ projectDir: projectWithoutDags(), deploymentId: 'cldep1', docker: unusableDocker(touched), allowEmpty: true }).catch((e) => e);
     expect(err.code).not.toBe('ASTRO_BUNDLE_DIR_NOT_FOUND');
     expect(touched.length).toBeGreaterThan(0);
   });
@@ -67,7 +54,7 @@ describe('deployProject without a dags/ folder', () => {
   it('DAG deploys off: the image carries dags/ (none here), nothing is refused for it', async () => {
     const { client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] });
     const touched: string[] = [];
-    const err = await client.deployProject({ projectDir: projectWithoutDags(), deploymentId: 'cldep1', docker: recordingDocker(touched) }).catch((e) => e);
+    const err = await client.deployProject({ projectDir: projectWithoutDags(), deploymentId: 'cldep1', docker: unusableDocker(touched) }).catch((e) => e);
     expect(err.code).not.toBe('ASTRO_BUNDLE_DIR_NOT_FOUND');
     expect(touched.length).toBeGreaterThan(0);
   });

@@ -9,10 +9,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DeployDagsParams, DeployImageParams, DeployProjectParams } from '../../src/index.js';
-import type { DockerLike } from '../../src/image/docker-like.js';
 import { RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
 import { makeImage, writeLegacyArchive } from '../image/fixtures.js';
 import { startFake } from '../helpers/fake.js';
+import { unusableDocker } from './fixtures/unusable-docker.js';
 
 function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -39,16 +39,6 @@ function makeProject(): string {
   mkdirSync(join(dir, 'dags'));
   writeFileSync(join(dir, 'dags', 'dag.py'), 'from airflow import DAG\n');
   return dir;
-}
-
-/** A Docker client that records any use: the refusals come before any Docker work. */
-function untouchableDocker(touched: string[]): DockerLike {
-  return new Proxy({} as DockerLike, {
-    get: (_target, prop) => {
-      touched.push(String(prop));
-      throw new Error(`the Docker client was used (${String(prop)})`);
-    },
-  });
 }
 
 /** Options each flow takes from the caller and hands on to the upload, the push or the wait. */
@@ -102,7 +92,7 @@ describe('options refused before a deploy is created', () => {
     it(`deployProject: ${label}, before any Docker work`, async () => {
       const { astro, client } = await setup();
       const touched: string[] = [];
-      const params: DeployProjectParams = { deploymentId: 'cldep1', projectDir: makeProject(), docker: untouchableDocker(touched), ...options };
+      const params: DeployProjectParams = { deploymentId: 'cldep1', projectDir: makeProject(), docker: unusableDocker(touched), ...options };
       const err = await client.deployProject(params).catch((e) => e);
       expect(err.code, err.message).toBe('ASTRO_CONFIG_INVALID_OPTION');
       expect(touched).toEqual([]);
