@@ -237,12 +237,15 @@ function commandNamed(name: string): CommandSpec {
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** `90s`, `10m`, `1h`, `1500ms`, or a number of seconds, in milliseconds. */
-export function parseDuration(flag: string, text: string): number {
+/**
+ * `90s`, `10m`, `1h`, `1500ms`, or a number of seconds, in milliseconds. `command` is the command
+ * the flag was given to, whose help a usage error points at.
+ */
+export function parseDuration(flag: string, text: string, command: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  if (!m) throw new UsageError(`--${flag} takes a duration such as 90s, 10m, 1h or a number of seconds; got '${text}'.`);
+  if (!m) throw new UsageError(`--${flag} takes a duration such as 90s, 10m, 1h or a number of seconds; got '${text}'.`, command);
   const ms = Number(m[1]) * UNITS[m[2] ?? 's']!;
-  if (!(ms > 0) || !Number.isFinite(ms)) throw new UsageError(`--${flag} must be more than 0; got '${text}'.`);
+  if (!(ms > 0) || !Number.isFinite(ms)) throw new UsageError(`--${flag} must be more than 0; got '${text}'.`, command);
   return Math.round(ms);
 }
 

@@ -110,13 +110,13 @@ async function resolveTarget(client: AstroClient, ctx: CommandContext, required:
   return target;
 }
 
-/** `--wait`, `--wait-timeout` and `--verify-dags` as the flows take them. */
-function waitOption(v: Values): FlowWait | undefined {
+/** `--wait`, `--wait-timeout` and `--verify-dags` as the flows take them; `command` names them in a usage error. */
+function waitOption(v: Values, command: string): FlowWait | undefined {
   const timeout = str(v, 'wait-timeout');
   const verify = flag(v, 'verify-dags');
   if (timeout === undefined && !verify) return flag(v, 'wait') ? true : undefined;
   return {
-    ...(timeout !== undefined ? { timeoutMs: parseDuration('wait-timeout', timeout) } : {}),
+    ...(timeout !== undefined ? { timeoutMs: parseDuration('wait-timeout', timeout, command) } : {}),
     // The CLI's check fails the run (exit 4) on an import error in a shipped file; the deploy stays live.
     ...(verify ? { verifyDags: { failOnImportErrors: true } } : {}),
   };
@@ -139,7 +139,7 @@ function callOptions(ctx: CommandContext): { signal: AbortSignal; onEvent: (even
 /** What every deploying command takes: `--description` and the wait flags, with {@link callOptions}. */
 function deployOptions(ctx: CommandContext): { description?: string; wait?: FlowWait; signal: AbortSignal; onEvent: (event: SdkEvent) => void } {
   // Flags first: a bad one is a usage error before any token is read or deployment resolved.
-  const wait = waitOption(ctx.values);
+  const wait = waitOption(ctx.values, ctx.command.name);
   const description = str(ctx.values, 'description');
   return { ...(description !== undefined ? { description } : {}), ...(wait ? { wait } : {}), ...callOptions(ctx) };
 }
@@ -372,7 +372,7 @@ async function waitCommand(ctx: CommandContext): Promise<Outcome> {
   const v = ctx.values;
   const deployId = str(v, 'deploy-id');
   const timeout = str(v, 'wait-timeout');
-  const timeoutMs = timeout !== undefined ? parseDuration('wait-timeout', timeout) : undefined;
+  const timeoutMs = timeout !== undefined ? parseDuration('wait-timeout', timeout, ctx.command.name) : undefined;
   const client = newClient(ctx);
   const target = await resolveTarget(client, ctx, true);
   if (deployId) ctx.facts.push(['Deploy ID', deployId]);

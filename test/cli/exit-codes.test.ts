@@ -21,6 +21,12 @@ describe('exit codes', () => {
     const badValue = await runCli(['dags', '--deployment-id', DEP, '--wait-timeout', 'soon', '--json'], { env: cliEnv(astro) });
     expect(badValue.code).toBe(2);
     expect(ndjson(badValue.stdout).last).toMatchObject({ type: 'error', code: 'ASTRO_CLI_USAGE', exitCode: 2 });
+    // A bad duration points at the help of the command it was given to.
+    for (const [command, value] of [['dags', 'soon'], ['wait', '0']]) {
+      const badDuration = await runCli([command!, '--deployment-id', DEP, '--wait-timeout', value!], { env: cliEnv(astro) });
+      expect(badDuration.code).toBe(2);
+      expect(badDuration.stderr).toContain(`Run astro-deploy ${command} --help for the flags.`);
+    }
     const noCommand = await runCli(['deploy'], { env: cliEnv(astro) });
     expect(noCommand.code).toBe(2);
     expect(noCommand.stderr).toContain("Unknown command 'deploy'");
