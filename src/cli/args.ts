@@ -263,7 +263,7 @@ export function helpText(command?: CommandSpec): string {
       '',
       'Environment: ASTRO_API_TOKEN (an Organization, Workspace or Deployment API token), ASTRO_API_URL (API base URL).',
       'Exit codes: 0 done (or skipped as unchanged), 1 failed, 2 usage or configuration, 3 rollout failed or timed out,',
-      '            4 the DAGs do not import (tests gate, --verify-dags), 130 interrupted.',
+      '            4 the DAGs do not import (tests gate, --verify-dags), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).',
       '',
       'Run astro-deploy <command> --help for its flags.',
     ].join('\n');

@@ -5,6 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../src/cli/args.js';
+import { ExitCode } from '../../src/cli/exit-codes.js';
 import { builtBin, cliEnv, dagsProject, fakeAstro, ndjson, runCli } from './helpers.js';
 
 const DEP = 'clclideployment0000000001';
@@ -143,6 +144,9 @@ describe('the other commands', () => {
     const top = await runCli(['--help'], { env });
     expect(top.code).toBe(0);
     for (const c of COMMANDS) expect(top.stdout).toContain(`  ${c.name}`);
+    // Every exit code the CLI can end with, 143 (SIGTERM) included.
+    const exitCodes = top.stdout.slice(top.stdout.indexOf('Exit codes:'));
+    for (const code of Object.values(ExitCode)) expect(exitCodes).toMatch(new RegExp(`\\b${code} [a-z]`));
     for (const c of COMMANDS) {
       const r = await runCli([c.name, '--help'], { env });
       expect(r.code, c.name).toBe(0);
