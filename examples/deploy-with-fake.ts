@@ -3,7 +3,10 @@
  * progress on the terminal. The fake answers a 408 to one upload block and drops the response of
  * the finalize call, to show the deploy recovering from both.
  *
- *   npm run demo            (npx tsx examples/deploy-with-fake.ts)
+ *   npx tsx examples/deploy-with-fake.ts
+ *
+ * (`npm run demo` runs the CLI's own demo instead, `astro-deploy demo` from src/cli/demo.ts: a
+ * similar deploy of its sample DAGs to the fake, rendered by the CLI.)
  *
  * Against the real Astro, remove the fake and set ASTRO_API_TOKEN; the rest is the same.
  */

@@ -2,11 +2,11 @@
  * The output modes: the live display on a terminal (under a pseudo-terminal made by util-linux
  * `script`), GitHub Actions annotations and job summary, and the demo against the embedded fake.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { builtBin, CLI_FROM_SOURCE, cliEnv, dagsProject, fakeAstro, ndjson, runCli, tempTree } from './helpers.js';
+import { builtBin, CLI_FROM_SOURCE, cliEnv, dagsProject, fakeAstro, ndjson, ROOT, runCli, tempTree } from './helpers.js';
 
 const DEP = 'clclideployment0000000001';
 beforeAll(() => builtBin(), 300_000);
@@ -110,4 +110,20 @@ describe('demo', () => {
     expect(last).toMatchObject({ type: 'result', command: 'demo', exitCode: 0, result: { bundle: { files: 6 } } });
     expect(r.stderr).toMatch(/demo: fake Astro on http:\/\/127\.0\.0\.1:\d+\/v1/);
   });
+
+  it("the examples' headers name commands that run them (npm run demo is the CLI's demo, not an example)", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const examples = readdirSync(join(ROOT, 'examples')).filter((f) => f.endsWith('.ts'));
+    expect(examples.length).toBeGreaterThan(0);
+    for (const file of examples) {
+      const header = /^\/\*\*[\s\S]*?\*\//.exec(readFileSync(join(ROOT, 'examples', file), 'utf8'))?.[0] ?? '';
+      const commands = [...header.matchAll(/^ \*\s+(npx tsx \S+|npm run \S+)/gm)].map((m) => m[1]!);
+      expect(commands, file).not.toEqual([]);
+      for (const command of commands) {
+        const runs = command.startsWith('npm run ') ? (pkg.scripts[command.slice('npm run '.length)] ?? '') : command;
+        expect(runs, `${file}: ${command}`).toMatch(new RegExp(`\\bexamples/${file.replace('.', '\\.')}\\b`));
+      }
+    }
+  });
 });
+
