@@ -234,7 +234,7 @@ return {
     if (d.isDagDeployEnabled && type !== 'BUNDLE' && !d.remoteExecution) {
       deploy.dagsUploadUrl = w.blob.sasUrl(w.origin(), 'dags', `${w.organizationId}/${d.id}`, { permissions: 'cw', expiresInMs: 3_600_000 });
     }
-    if (type === 'BUNDLE') deploy.bundleUploadUrl = w.blob.sasUrl(w.origin(), 'bundles', `${w.organizationId}/${d.id}/${id}`, { permissions: 'cw', expiresInMs: 3_600_000 });
+    if (type === 'BUNDLE' && d.isDagDeployEnabled) deploy.bundleUploadUrl = w.blob.sasUrl(w.origin(), 'bundles', `${w.organizationId}/${d.id}/${id}`, { permissions: 'cw', expiresInMs: 3_600_000 });
     w.deploys.get(d.id)!.push(deploy);
     return deployView(deploy);
   },
@@ -270,11 +270,15 @@ return {
     } else if (body.dagTarballVersion !== undefined && body.dagTarballVersion !== '' && !deploy.isDagDeployEnabled) {
       throw new HttpProblem(400, 'DAG deploys are not enabled for this deployment; dagTarballVersion must not be set');
     }
-    if (deploy.type === 'BUNDLE') {
+    // As for DAGs: the API docs require bundleTarballVersion when DAG deploys are enabled and the
+    // type is BUNDLE; a deployment without DAG deploys takes no bundle (no bundleUploadUrl).
+    if (deploy.type === 'BUNDLE' && deploy.isDagDeployEnabled) {
       if (typeof body.bundleTarballVersion !== 'string') {
-        throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'bundleTarballVersion', message: 'bundleTarballVersion is required for BUNDLE deploys' }]);
+        throw new HttpProblem(400, 'Invalid request', [{ code: 'required', field: 'bundleTarballVersion', message: 'bundleTarballVersion is required for BUNDLE deploys when DAG deploys are enabled' }]);
       }
       deploy.bundleTarballVersion = body.bundleTarballVersion;
+    } else if (deploy.type === 'BUNDLE' && body.bundleTarballVersion !== undefined && body.bundleTarballVersion !== '') {
+      throw new HttpProblem(400, 'DAG deploys are not enabled for this deployment; bundleTarballVersion must not be set');
     }
     deploy.finalizeCount += 1;
     if (dagVersion !== undefined) deploy.dagTarballVersion = dagVersion;

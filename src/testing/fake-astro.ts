@@ -10,6 +10,10 @@
  *   `scalingSpec` cleared; omitted `workerQueues` keep a default queue; see fake-update.ts);
  * - a `DAG_ONLY` deploy reports the image tag the deployment runs, and a deploy with no image tag
  *   leaves `imageTag` out ("appears only if specified");
+ * - a `BUNDLE` deploy is answered with `type: 'BUNDLE'`, which v1's `DeployType` lacks (v1alpha1's
+ *   has it), so a strict client must take a type it does not know; like `dagsUploadUrl`, its
+ *   `bundleUploadUrl` comes only with DAG deploys on (the API docs require `bundleTarballVersion`
+ *   at finalize only then, and the fake does too);
  * - list endpoints honour `limit` up to `maxPageSize` (no cap by default);
  * - a Workspace token (`workspaceId:` permission) reaches the deployments of its workspaces and a
  *   Deployment token (`deploymentId:`) its deployments only: anything else about a deployment is

@@ -66,6 +66,28 @@ describe('fake Astro strictness', () => {
     expect((await mk('cloff')).json.dagsUploadUrl).toBeUndefined();
   });
 
+  it('answers a BUNDLE deploy with bundleUploadUrl only when DAG deploys are enabled, and needs bundleTarballVersion at finalize only then', async () => {
+    const astro = await createFakeAstro({ deployments: [{ id: 'clon' }, { id: 'cloff', isDagDeployEnabled: false }] });
+    onTestFinished(() => astro.close());
+    const headers = { authorization: `Bearer ${astro.token}`, 'content-type': 'application/json' };
+    const deploys = (dep: string) => `${astro.baseUrl}/organizations/${astro.organizationId}/deployments/${dep}/deploys`;
+    const bundle = JSON.stringify({ type: 'BUNDLE', bundleMountPath: '/usr/local/airflow/dbt/jaffle', bundleType: 'dbt' });
+    const finalize = (dep: string, id: string, body: object) => call(`${deploys(dep)}/${id}/finalize`, { method: 'POST', headers, body: JSON.stringify(body) });
+
+    const on = await call(deploys('clon'), { method: 'POST', headers, body: bundle });
+    expect(on.status).toBe(200);
+    expect(on.json.bundleUploadUrl).toEqual(expect.any(String));
+    expect(on.json.dagsUploadUrl).toBeUndefined();
+    expect((await finalize('clon', on.json.id, {})).json.fieldErrors[0].field).toBe('bundleTarballVersion');
+    expect((await finalize('clon', on.json.id, { bundleTarballVersion: '' })).status).toBe(200);
+
+    const off = await call(deploys('cloff'), { method: 'POST', headers, body: bundle });
+    expect(off.status).toBe(200);
+    expect(off.json.bundleUploadUrl).toBeUndefined();
+    expect((await finalize('cloff', off.json.id, { bundleTarballVersion: 'v1' })).status).toBe(400);
+    expect((await finalize('cloff', off.json.id, {})).status).toBe(200);
+  });
+
   it('never records the Authorization header', async () => {
     const astro = await createFakeAstro({ deployments: [{ id: 'cldep1' }] });
     onTestFinished(() => astro.close());
