@@ -9,12 +9,13 @@
  */
 import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
-import { AstroConfigError, ErrorCodes, ImageError } from '../core/errors.js';
+import { ErrorCodes, ImageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { redact, registerSecret } from '../core/redact.js';
 import { abortAware } from '../core/scope.js';
 import { dockerClient, engineCall } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
+import { checkPushMethod } from './push-method.js';
 import { assertTag, splitRepository } from './push-native.js';
 import { classifySource } from './source.js';
 import type { DockerOptions, ImageEvent, ImageSource, PushedLayer, PushResult, PushTarget, RegistryAuth } from './types.js';
@@ -81,13 +82,9 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
   const started = Date.now();
   const { host } = splitRepository(target.repository);
   assertTag(target.tag);
-  const where = await classifySource(source);
-  if (where.kind !== 'daemon') {
-    throw new AstroConfigError(
-      ErrorCodes.CONFIG_INVALID_OPTION,
-      'A daemon push needs an image in the Docker daemon, not an archive; use method "native" to push an archive.',
-    );
-  }
+  const classified = await classifySource(source);
+  checkPushMethod('daemon', classified);
+  const where = classified as Extract<typeof classified, { kind: 'daemon' }>;
   const signal = options.signal;
   throwIfAborted(signal);
   const emit = emitterFor(options.onEvent, options.logger);
