@@ -6,8 +6,7 @@
  * only later; the flows check the push method against it with the image module's
  * `checkPushMethod`, still before create.
  */
-import { registryRetryPolicy } from '../image/blob-upload.js';
-import type { PushImageOptions } from '../image/index.js';
+import { validatePushOptions } from '../image/push-options.js';
 import type { UploadBlockBlobOptions } from '../upload/index.js';
 import { validateUploadOptions } from '../upload/options.js';
 import type { FlowWait } from './deploy-common.js';
@@ -16,13 +15,13 @@ import { validateWaitOptions } from './rollout.js';
 /** The options {@link checkFlowOptions} checks. */
 export interface FlowOptions {
   upload?: Omit<UploadBlockBlobOptions, 'signal' | 'onEvent'> | undefined;
-  push?: Pick<PushImageOptions, 'retry'> | undefined;
+  push?: Parameters<typeof validatePushOptions>[0] | undefined;
   wait?: FlowWait | undefined;
 }
 
 /** Throws `ASTRO_CONFIG_INVALID_OPTION` for an option the upload, the push or the wait would refuse. */
 export function checkFlowOptions(params: FlowOptions): void {
   if (params.upload !== undefined) validateUploadOptions(params.upload);
-  if (params.push?.retry !== undefined) registryRetryPolicy(params.push.retry);
+  if (params.push !== undefined) validatePushOptions(params.push);
   if (params.wait && typeof params.wait === 'object') validateWaitOptions(params.wait);
 }

@@ -34,6 +34,7 @@ import { cacheHints, LayerSettler } from './push-settle.js';
 import { LayerScheduler } from './push-schedule.js';
 import { RegistryClient } from './registry-client.js';
 import type { DockerOptions, ImageEvent, ImageSource, PushResult, PushTarget, RegistryAuth } from './types.js';
+import { validatePushOptions } from './push-options.js';
 
 /** Options of the native push (see {@link pushImage} for the shared ones). */
 export interface NativePushOptions extends DockerOptions {
@@ -62,7 +63,7 @@ export interface NativePushOptions extends DockerOptions {
   /**
    * Layers are gzipped in blocks of this many input bytes, each block on its own thread (a
    * multi-member gzip file), so a big layer uses every core; 0 gzips each layer as one stream on one
-   * thread. Changing it changes the layers' digests. @default 2 MiB
+   * thread. Changing it changes the layers' digests. At least 64 KiB. @default 2 MiB
    */
   gzipBlockBytes?: number;
   /** Manifest flavour. `docker` (v2 schema 2) is what `docker push` writes. @default 'docker' ('oci' when a layer is zstd) */
@@ -147,6 +148,7 @@ export function layerCacheRecipe(options: Pick<NativePushOptions, 'gzipLevel' | 
 
 /** Push an image natively. See the module comment. */
 export async function pushNative(source: ImageSource, target: PushTarget, options: NativePushOptions = {}): Promise<PushResult> {
+  validatePushOptions(options);
   const { host, path } = splitRepository(target.repository);
   assertTag(target.tag);
   const reference = `${target.repository}:${target.tag}`;

@@ -4,6 +4,7 @@
 import { pushAuto, withDaemonDigests, type AutoPushOptions } from './push-auto.js';
 import { pushDaemon, type DaemonPushOptions } from './push-daemon.js';
 import { pushNative, type NativePushOptions } from './push-native.js';
+import { validatePushOptions } from './push-options.js';
 import type { ImageSource, PushResult, PushTarget } from './types.js';
 
 /** Options of {@link pushImage}: those of the native push, plus the method and the daemon-only `keepTag`. */
@@ -36,9 +37,11 @@ export interface PushImageOptions extends NativePushOptions, Pick<DaemonPushOpti
  *   `ASTRO_IMAGE_REGISTRY_UNAVAILABLE`, `ASTRO_IMAGE_NOT_FOUND`, `ASTRO_IMAGE_DOCKER_UNAVAILABLE`,
  *   `ASTRO_IMAGE_INVALID_ARCHIVE` (with method `auto`, the native push's errors when the daemon
  *   push failed too); AstroConfigError `ASTRO_CONFIG_INVALID_OPTION` for a closed
- *   `{ archive }` (or an archive with `method: 'daemon'`); AstroAbortError when `signal` fires.
+ *   `{ archive }` (or an archive with `method: 'daemon'`) and for numeric options out of range
+ *   (before anything is read or sent); AstroAbortError when `signal` fires.
  */
-export function pushImage(source: ImageSource, target: PushTarget, options: PushImageOptions = {}): Promise<PushResult> {
+export async function pushImage(source: ImageSource, target: PushTarget, options: PushImageOptions = {}): Promise<PushResult> {
+  validatePushOptions(options);
   if (options.method === 'daemon') {
     const daemonOptions: DaemonPushOptions = {};
     if (options.auth) daemonOptions.auth = options.auth;

@@ -48,7 +48,13 @@ const badUpload: Array<[string, DeployDagsParams['upload']]> = [
   ['upload.retry.maxRetries -1', { retry: { maxRetries: -1 } }],
 ];
 const badWait: Array<[string, DeployDagsParams['wait']]> = [['wait.verifyDags.settleMs -1', { pollIntervalMs: 20, verifyDags: { settleMs: -1 } }]];
-const badPush: Array<[string, DeployImageParams['push']]> = [['push.retry.initialDelayMs -1', { retry: { initialDelayMs: -1 } }]];
+const badPush: Array<[string, DeployImageParams['push']]> = [
+  ['push.retry.initialDelayMs -1', { retry: { initialDelayMs: -1 } }],
+  ['push.concurrency 0', { concurrency: 0 }],
+  ['push.chunkSizeBytes -1', { chunkSizeBytes: -1 }],
+  ['push.gzipLevel 12', { gzipLevel: 12 }],
+  ['push.requestTimeoutMs Infinity', { requestTimeoutMs: Number.POSITIVE_INFINITY }],
+];
 
 async function setup(deployment: Record<string, unknown> = {}) {
   // A registry on a closed loopback port: nothing is ever pushed anywhere.
