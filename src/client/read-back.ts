@@ -1,10 +1,10 @@
 /**
  * Reading back after a call with side effects whose answer was lost (finalize, a rollback, a
  * deployment update): what the failure says of the outcome ({@link outcomeOf}), and what Astro did
- * learned from its records, never by blindly sending the call again. One loop for all of them: the kernel's backoff, every transient failure read again,
- * until a read shows what the caller looks for or a bound passes. A call whose answer was lost
- * can still be acted on late (after our per-try timeout), so a read that does not show it yet is
- * no proof that it never will.
+ * learned from its records, never by blindly sending the call again. One loop for all of them:
+ * the kernel's backoff, every transient failure read again, until a read shows what the caller
+ * looks for or a bound passes. A call whose answer was lost can still be acted on late (after our
+ * per-try timeout), so a read that does not show it yet is no proof that it never will.
  */
 import { AstroConfigError, ErrorCodes, isAstroError } from '../core/errors.js';
 import { failureOf, type Failure } from '../core/failure.js';
