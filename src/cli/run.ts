@@ -50,11 +50,7 @@ export async function run(argv: readonly string[], io: RunIO, setLastWords: (fn:
 
   const { command, values } = invocation;
   const name = invocation.subcommand ? `${command.name} ${invocation.subcommand}` : command.name;
-  const finalized = new Set<string>();
-  const reporter: Reporter = trackFinalized(
-    await createReporter({ json: values.json === true, quiet: values.quiet === true, stdout: io.stdout, stderr: io.stderr, env: io.env }),
-    finalized,
-  );
+  const reporter: Reporter = await createReporter({ json: values.json === true, quiet: values.quiet === true, stdout: io.stdout, stderr: io.stderr, env: io.env });
   const facts: Array<[string, string]> = [];
   const onAbort = () => reporter.note('interrupted: stopping (press Ctrl-C again to exit at once)');
   io.signal.addEventListener('abort', onAbort, { once: true });
@@ -84,7 +80,7 @@ export async function run(argv: readonly string[], io: RunIO, setLastWords: (fn:
     return outcome.exitCode;
   } catch (error) {
     const exitCode = exitCodeOf(error, io.interruptedBy());
-    reporter.error({ command: name, exitCode, error, facts, finalized });
+    reporter.error({ command: name, exitCode, error, facts });
     return exitCode;
   } finally {
     ended = true;
@@ -94,19 +90,3 @@ export async function run(argv: readonly string[], io: RunIO, setLastWords: (fn:
   }
 }
 
-/**
- * `reporter`, noting in `finalized` every deploy the SDK reports finalized: a failure after that
- * names a deploy that is live, not one left behind (reporter.ts, `deployNote`).
- */
-function trackFinalized(reporter: Reporter, finalized: Set<string>): Reporter {
-  return {
-    event(event) {
-      if (event.type === 'deploy:finalized' || event.type === 'deploy:finalize-recovered') finalized.add(event.deployId);
-      reporter.event(event);
-    },
-    note: (message) => reporter.note(message),
-    result: (outcome) => reporter.result(outcome),
-    error: (failure) => reporter.error(failure),
-    close: () => reporter.close(),
-  };
-}

@@ -63,11 +63,14 @@ export type DeployPhaseEvent =
 
 /**
  * `error` with the `deployId` of the deploy record the flow created (issue #15: every error raised
- * after create names it, so the caller can look the record up). Kept when already set.
+ * after create names it, so the caller can look the record up), and `deployFinalized`: whether the
+ * flow had finalized it, unless the error is that finalize's outcome is unknown. Kept when already
+ * set.
  */
-export function withDeployId<E>(error: E, deployId: string): E {
+export function withDeployId<E>(error: E, deployId: string, finalized = false): E {
   if (error && typeof error === 'object' && !Object.isFrozen(error) && (error as { deployId?: unknown }).deployId === undefined) {
     Object.defineProperty(error, 'deployId', { value: deployId, enumerable: true, configurable: true });
+    if (!isAstroError(error, ErrorCodes.FINALIZE_UNKNOWN)) Object.defineProperty(error, 'deployFinalized', { value: finalized, enumerable: true, configurable: true });
   }
   return error;
 }

@@ -200,11 +200,14 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
         requestOptions,
       );
       emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType: 'DAG_ONLY', imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+      // Whether the deploy was finalized before a failure (error.deployFinalized).
+      let live = false;
       try {
         const upload = await uploadBundle(ctx, deploy, bundle, params.upload, signal, emit);
 
         throwIfAborted(signal);
         const finalized = await finalizeOnce(finalizeContext, deploymentId, deploy, { dagTarballVersion: upload.versionId }, requestOptions, emit);
+        live = true;
         emit({ type: 'deploy:finalized', deployId: deploy.id, dagTarballVersion: upload.versionId });
 
         const result: DeployDagsResult = {
@@ -233,7 +236,7 @@ export async function deployDags(ctx: DeployContext, params: DeployDagsParams): 
         return result;
       } catch (error) {
         // Every error after create names the deploy left behind (issue #15).
-        throw withDeployId(error, deploy.id);
+        throw withDeployId(error, deploy.id, live);
       }
     } catch (error) {
       throw enabled ? noteDagDeployEnabled(error, deploymentId, params.dagsDir ?? bundle.root) : error;

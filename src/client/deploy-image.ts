@@ -252,6 +252,8 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
           requestOptions,
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+        // Whether the deploy was finalized before a failure (error.deployFinalized).
+        let live = false;
         try {
           const push = await (ctx.pushImage ?? pushImage)(
             source,
@@ -281,6 +283,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
           const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
           throwIfAborted(signal);
           const finalized = await finalizeOnce(finalizeContext, deploymentId, deploy, body, requestOptions, emit);
+          live = true;
           emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
 
           const result: DeployImageResult = {
@@ -309,7 +312,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
           return result;
         } catch (error) {
           // Every error after create names the deploy left behind (issue #15).
-          throw withDeployId(error, deploy.id);
+          throw withDeployId(error, deploy.id, live);
         }
       } finally {
         if (ownedBundle) await bundle?.cleanup();

@@ -355,6 +355,8 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
           ctx.deploys.create(deploymentId, { type: deployType, description, ...(gitFields.git ? { git: gitFields.git } : {}) }, requestOptions),
         );
         emit({ type: 'deploy:created', deploymentId, deployId: deploy.id, deployType, imageRepository: deploy.imageRepository, imageTag: deploy.imageTag });
+        // Whether the deploy was finalized before a failure (error.deployFinalized).
+        let live = false;
         try {
           // Checked before either transfer starts: nothing is pushed or uploaded for a deploy with no tag.
           const target = imageTargetOf(deploy, deploymentId);
@@ -403,6 +405,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
           const body: FinalizeDeployParams = deployment.isDagDeployEnabled ? { dagTarballVersion: upload?.versionId ?? '' } : {};
           throwIfAborted(signal);
           const finalized = await timed('finalize', () => finalizeOnce(finalizeContext, deploymentId, deploy, body, requestOptions, emit));
+          live = true;
           emit({ type: 'deploy:finalized', deployId: deploy.id, imageTag: deploy.imageTag, ...(upload ? { dagTarballVersion: upload.versionId } : {}) });
 
           const result: DeployProjectResult = {
@@ -441,7 +444,7 @@ export async function deployProject(ctx: DeployContext, params: DeployProjectPar
           return result;
         } catch (error) {
           // Every error after create names the deploy left behind (issue #15).
-          throw withDeployId(error, deploy.id);
+          throw withDeployId(error, deploy.id, live);
         }
       } finally {
         await Promise.all([bundle?.cleanup(), ...removals]);

@@ -39,6 +39,13 @@ export class AstroError extends Error {
    * creating it: look it up (or finalize it yourself) instead of guessing. Unset otherwise.
    */
   declare readonly deployId?: string;
+  /**
+   * Set with `deployId`: whether that deploy was finalized before the failure. `false`: it stays
+   * `INITIALIZED` and changes nothing, so deploying again is safe; `true`: it is live or rolling
+   * out (the failure came while waiting for its rollout or checking its DAGs). Unset when the
+   * outcome is unknown (`ASTRO_FINALIZE_UNKNOWN`).
+   */
+  declare readonly deployFinalized?: boolean;
 
   constructor(code: AstroErrorCode, message: string, options: AstroErrorOptions = {}) {
     const cause = options.cause === undefined ? undefined : sanitizeCause(options.cause);

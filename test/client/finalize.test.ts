@@ -108,6 +108,8 @@ describe('finalize: a finalized deploy is never reported as failed', () => {
     expect(isAstroError(unknown.cause, 'ASTRO_API_SERVER_ERROR')).toBe(true);
     expect(astro.requestsFor('deploys.finalize')).toHaveLength(1);
     expect(JSON.parse(JSON.stringify(unknown))).toMatchObject({ code: 'ASTRO_FINALIZE_UNKNOWN', deployId: record!.id });
+    // Whether it was finalized is what is not known.
+    expect(unknown.deployFinalized).toBeUndefined();
   });
 
   it('rejects a finalizeCheckTimeoutMs that is not a non-negative number before any request', async () => {
@@ -119,20 +121,21 @@ describe('finalize: a finalized deploy is never reported as failed', () => {
 });
 
 describe('left behind: every error raised after create names the deploy', () => {
-  const afterCreate: Array<[string, Parameters<Awaited<ReturnType<typeof setup>>['astro']['fail']>[0], string]> = [
-    ['a rejected upload', { route: 'blob.putBlob', times: Infinity, action: { kind: 'status', status: 403, headers: { 'x-ms-error-code': 'AuthenticationFailed' } } }, 'ASTRO_UPLOAD_REJECTED'],
-    ['a refused finalize', { route: 'deploys.finalize', action: { kind: 'status', status: 400, body: { message: 'nope', requestId: 'r', statusCode: 400 } } }, 'ASTRO_API_BAD_REQUEST'],
-    ['a poll refused during the wait', { route: 'deployments.get', nth: 2, times: Infinity, action: { kind: 'status', status: 404 } }, 'ASTRO_API_NOT_FOUND'],
+  const afterCreate: Array<[string, Parameters<Awaited<ReturnType<typeof setup>>['astro']['fail']>[0], string, boolean]> = [
+    ['a rejected upload', { route: 'blob.putBlob', times: Infinity, action: { kind: 'status', status: 403, headers: { 'x-ms-error-code': 'AuthenticationFailed' } } }, 'ASTRO_UPLOAD_REJECTED', false],
+    ['a refused finalize', { route: 'deploys.finalize', action: { kind: 'status', status: 400, body: { message: 'nope', requestId: 'r', statusCode: 400 } } }, 'ASTRO_API_BAD_REQUEST', false],
+    ['a poll refused during the wait', { route: 'deployments.get', nth: 2, times: Infinity, action: { kind: 'status', status: 404 } }, 'ASTRO_API_NOT_FOUND', true],
   ];
-  for (const [label, rule, code] of afterCreate) {
-    it(`${label}: ${code} carries deployId`, async () => {
+  for (const [label, rule, code, finalized] of afterCreate) {
+    it(`${label}: ${code} carries deployId, and deployFinalized ${finalized}`, async () => {
       const { astro, deploy } = await setup();
       astro.fail(rule);
       const err = await deploy({ wait: { pollIntervalMs: 10 } }).catch((e: unknown) => e);
       expect(isAstroError(err, code as never)).toBe(true);
       const [record] = astro.deploys('cldep1');
       expect((err as { deployId?: string }).deployId).toBe(record!.id);
-      expect(JSON.parse(JSON.stringify(err)).deployId).toBe(record!.id);
+      expect((err as { deployFinalized?: boolean }).deployFinalized).toBe(finalized);
+      expect(JSON.parse(JSON.stringify(err))).toMatchObject({ deployId: record!.id, deployFinalized: finalized });
     });
   }
 

@@ -71,6 +71,7 @@ describe('wait.verifyDags', () => {
     expect(err.importErrors.map((e: { file: string }) => e.file)).toEqual(['report.py']);
     expect(err.message).toMatch(/report\.py/);
     expect(err.deployId).toBe(astro.deploys('cldep1')[0]!.id);
+    expect(err.deployFinalized).toBe(true);
     expect(astro.deploys('cldep1')[0]!.status).toBe('DEPLOYED');
   });
 

@@ -3,7 +3,7 @@
  * of the command (its outcome, or its failure). The renderers only present; the facts come from
  * the SDK's events, results and errors.
  */
-import { ErrorCodes, isAstroError, type AstroErrorCode } from '../../core/errors.js';
+import { ErrorCodes, isAstroError } from '../../core/errors.js';
 import { redact } from '../../core/redact.js';
 import { UsageError } from '../exit-codes.js';
 import type { SdkEvent } from './format.js';
@@ -29,11 +29,6 @@ export interface Failure {
   error: unknown;
   /** What was known when it failed (deployment, deploy id), for the job summary. */
   facts: Array<[string, string]>;
-  /**
-   * The deploys the SDK reported finalized (`deploy:finalized`, `deploy:finalize-recovered`) before
-   * it failed: a failure after finalize names a deploy that is live, not one left behind.
-   */
-  finalized?: ReadonlySet<string>;
 }
 
 export interface Reporter {
@@ -96,29 +91,17 @@ export function errorLines(failure: Failure): string[] {
     for (const f of e.fieldErrors as Array<{ field?: string; message?: string }>) lines.push(`  ${f.field ?? ''}: ${f.message ?? ''}`);
   }
   if (typeof e.requestId === 'string') lines.push(`request id: ${e.requestId}`);
-  if (typeof e.deployId === 'string') lines.push(deployNote(error.code, e.deployId, failure.finalized?.has(e.deployId) === true));
+  if (typeof e.deployId === 'string') lines.push(deployNote(error.code, e.deployId, e.deployFinalized === true));
   return lines;
 }
 
 /**
- * Codes only a finalized deploy fails with: its rollout, and the check of its DAGs after it. Any
- * other code (an API error, an interruption) may come before finalize or after it, while the flow
- * waits for the rollout: there the SDK's `deploy:finalized` event tells.
- */
-const AFTER_FINALIZE: ReadonlySet<string> = new Set<AstroErrorCode>([
-  ErrorCodes.ROLLOUT_FAILED,
-  ErrorCodes.ROLLOUT_TIMEOUT,
-  ErrorCodes.DAGS_IMPORT_ERRORS,
-  ErrorCodes.DAGS_VERIFY_UNAVAILABLE,
-]);
-
-/**
- * What a failure means for the deploy it names (see the README, Left behind): `finalized` when the
- * SDK reported it finalized before the failure.
+ * What a failure means for the deploy it names (see the README, Left behind): `finalized` as the
+ * error's `deployFinalized` says.
  */
 function deployNote(code: string, deployId: string, finalized: boolean): string {
   if (code === ErrorCodes.FINALIZE_UNKNOWN) return `deploy ${deployId} may be finalized: check it before deploying again.`;
-  if (finalized || AFTER_FINALIZE.has(code)) {
+  if (finalized) {
     switch (code) {
       case ErrorCodes.ROLLOUT_FAILED:
       case ErrorCodes.ROLLOUT_TIMEOUT:
