@@ -127,6 +127,25 @@ export function proxyRefusalHint(status: number): string {
   return `The HTTP proxy refused to open a connection (HTTP ${status}), so the request never reached the server: check that the proxy allows CONNECT to that host, or list the host in NO_PROXY.`;
 }
 
+/**
+ * The {@link proxyRefusalHint} when `failure` is a proxy's final refusal to open a tunnel (407 and
+ * the other non-transient statuses), else undefined: the sentence every edge appends instead of
+ * its own "check the network" advice, which would send the user the wrong way.
+ */
+export function finalProxyRefusalHint(failure: Failure | undefined): string | undefined {
+  return failure?.proxyStatus !== undefined && failure.kind === 'status' ? proxyRefusalHint(failure.proxyStatus) : undefined;
+}
+
+/**
+ * Whether another try of the same request later could succeed: no connection, a reset, a time-out
+ * or a transient status. What an error's `retryable` says; the retry loop itself uses the policy.
+ */
+export function isTransientFailure(failure: Failure | undefined): boolean {
+  if (!failure) return false;
+  if (failure.kind === 'status') return failure.status !== undefined && isTransientStatus(failure.status);
+  return failure.kind === 'connect' || failure.kind === 'reset' || failure.kind === 'timeout';
+}
+
 type Headers = Record<string, string | string[] | undefined>;
 
 function headerValue(headers: Headers | undefined, name: string): string | undefined {

@@ -7,7 +7,7 @@
 import { linkSignals, throwIfAborted, toAbortError } from './abort.js';
 import { httpRequest, type DispatcherLike, type HttpRequestOptions } from './dispatcher.js';
 import { AstroConnectionError, AstroTimeoutError } from './errors.js';
-import { transportFailure, withFailure } from './failure.js';
+import { finalProxyRefusalHint, transportFailure, withFailure } from './failure.js';
 
 /** A whole answer: status, headers and the body as text. */
 export interface TextAnswer {
@@ -62,6 +62,14 @@ export async function requestTextOnce(url: string, t: TextTry): Promise<TextAnsw
     }
     if (failure.kind === 'timeout') {
       throw withFailure(new AstroTimeoutError(`${t.what} timed out (${failure.code ?? 'timeout'}).${hint}`, t.timeoutMs, { cause: error }), failure);
+    }
+    const proxyHint = finalProxyRefusalHint(failure);
+    if (proxyHint !== undefined) {
+      // The proxy answered for good (407: it wants credentials): no retry or timeout helps.
+      throw withFailure(
+        new AstroConnectionError(`Could not reach ${t.peer} for ${t.what}: ${(error as Error).message}. ${proxyHint}`, { cause: error, retryable: false }),
+        failure,
+      );
     }
     throw withFailure(
       new AstroConnectionError(`Could not reach ${t.peer} for ${t.what}: ${(error as Error).message}.${hint}`, { cause: error }),

@@ -7,7 +7,7 @@
  */
 import type { Emit } from '../core/emitter.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
-import { failureOf, type Failure } from '../core/failure.js';
+import { failureOf, finalProxyRefusalHint, type Failure } from '../core/failure.js';
 import { isRetryable, withRetries, type RetryPolicy } from '../core/retry.js';
 import { ReadBuffers, type PreparedBlob } from './blob.js';
 import { GrowingFollower, type FoundElsewhere } from './blob-follow.js';
@@ -38,11 +38,16 @@ function describe(err: unknown): string {
 function uploadFailure(client: RegistryClient, blob: PreparedBlob, err: unknown, attempts: number, policy: RetryPolicy): ImageError {
   const failure = failureOf(err);
   const transient = isRetryable(failure, policy);
+  const proxyHint = finalProxyRefusalHint(failure);
   return new ImageError(
     failure?.kind === 'connect' ? ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE : ErrorCodes.IMAGE_PUSH_FAILED,
     `Uploading blob ${blob.digest} (${blob.size} bytes) to ${client.host}/${client.repository} failed after ${attempts} attempt(s): ` +
       `${describe(err)}.` +
-      (transient ? ' The link or the registry kept failing; try again later, or lower chunkSizeBytes on links whose proxies cut long requests.' : ''),
+      (transient
+        ? ' The link or the registry kept failing; try again later, or lower chunkSizeBytes on links whose proxies cut long requests.'
+        : proxyHint
+          ? ` ${proxyHint}`
+          : ''),
     `${client.host}/${client.repository}`,
     { cause: err, retryable: transient },
   );

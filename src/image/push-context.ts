@@ -4,7 +4,7 @@
  */
 import type { Emit } from '../core/emitter.js';
 import { ErrorCodes, ImageError, isAstroError } from '../core/errors.js';
-import { failureOf, isTransientStatus } from '../core/failure.js';
+import { failureOf, finalProxyRefusalHint, isTransientFailure, isTransientStatus } from '../core/failure.js';
 import type { RetryPolicy } from '../core/retry.js';
 import type { BlobUploadOptions } from './blob-upload.js';
 import type { LayerCompression } from './layout.js';
@@ -39,11 +39,13 @@ export interface LayerOutcome {
 export function toPushError(err: unknown, reference: string, what: string): unknown {
   if (isAstroError(err)) return err;
   if (err instanceof RegistryTransportError) {
+    const failure = failureOf(err);
+    const proxyHint = finalProxyRefusalHint(failure);
     return new ImageError(
-      failureOf(err)?.kind === 'connect' ? ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE : ErrorCodes.IMAGE_PUSH_FAILED,
-      `${what} ${reference} failed: ${err.message}. Check that the registry is reachable and try again.`,
+      failure?.kind === 'connect' || proxyHint !== undefined ? ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE : ErrorCodes.IMAGE_PUSH_FAILED,
+      `${what} ${reference} failed: ${err.message}. ${proxyHint ?? 'Check that the registry is reachable and try again.'}`,
       reference,
-      { cause: err, retryable: true },
+      { cause: err, retryable: isTransientFailure(failure) },
     );
   }
   if (err instanceof RegistryHttpError) {

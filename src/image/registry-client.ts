@@ -12,7 +12,7 @@ import type { Dispatcher } from 'undici';
 import { linkSignals, throwIfAborted } from '../core/abort.js';
 import { httpRequest, type DispatcherLike } from '../core/dispatcher.js';
 import { ErrorCodes, ImageError } from '../core/errors.js';
-import { isTransientStatus, statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
+import { finalProxyRefusalHint, isTransientFailure, isTransientStatus, statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
 import { redact, registerSecret } from '../core/redact.js';
 import { abortAware } from '../core/scope.js';
 import { assertSecureUrl } from '../core/url-safety.js';
@@ -222,11 +222,14 @@ export class RegistryClient {
     } catch (err) {
       if (signal?.aborted) throw abortAware(err, signal);
       const failure = transportFailure(err);
+      const proxyHint = finalProxyRefusalHint(failure);
       throw withFailure(
-        new ImageError(ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE, `Cannot reach the registry's token service ${url.origin}: ${(err as Error).message}`, undefined, {
-          cause: err,
-          retryable: failure.kind !== 'other',
-        }),
+        new ImageError(
+          ErrorCodes.IMAGE_REGISTRY_UNAVAILABLE,
+          `Cannot reach the registry's token service ${url.origin}: ${(err as Error).message}${proxyHint ? `. ${proxyHint}` : ''}`,
+          undefined,
+          { cause: err, retryable: isTransientFailure(failure) },
+        ),
         failure,
       );
     }

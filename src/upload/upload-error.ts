@@ -3,7 +3,7 @@
  * `UploadError` whose code says whether running the upload again can help.
  */
 import { ErrorCodes, UploadError, isAstroError, type AstroErrorCode } from '../core/errors.js';
-import { proxyRefusalHint } from '../core/failure.js';
+import { finalProxyRefusalHint } from '../core/failure.js';
 import type { BlobRequestFailure } from './blob-http.js';
 import { uploadRetryStatus } from './options.js';
 import type { BlobSas } from './sas.js';
@@ -14,11 +14,11 @@ export function toUploadError(sas: BlobSas, failure: BlobRequestFailure, attempt
   const details = { status, serviceCode: failure.serviceCode, attempts };
   let code: AstroErrorCode = ErrorCodes.UPLOAD_FAILED;
   let hint: string;
-  const { proxyStatus } = failure.failure;
-  if (proxyStatus !== undefined && failure.failure.kind === 'status') {
+  const proxyHint = finalProxyRefusalHint(failure.failure);
+  if (proxyHint !== undefined) {
     // The proxy, not the storage service, refused (407 and other final statuses on CONNECT).
     code = ErrorCodes.UPLOAD_REJECTED;
-    hint = proxyRefusalHint(proxyStatus);
+    hint = proxyHint;
   } else if (failure.digestMismatch) {
     hint = `The service computed another MD5 than the one sent with the data, ${attempts} time(s) in a row: the bytes were corrupted between this process and the service (a proxy rewriting bodies, faulty memory or network hardware), and nothing corrupt was stored. Blocks already acknowledged are kept: running the same upload again resumes it.`;
   } else if (status === 403) {

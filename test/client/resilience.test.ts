@@ -222,3 +222,35 @@ describe('options flow down from the client', () => {
     expect(proxy.stats.bytesUp).toBeGreaterThan(result.bundle.bytes);
   });
 });
+
+describe('a proxy that refuses to open the tunnel to the Astro API', () => {
+  it('407: fails at once, not retryable, saying to give the proxy credentials, and nothing is created', async () => {
+    const proxy = await startForwardProxy();
+    onTestFinished(() => proxy.close());
+    const { astro } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    proxy.refuseTunnels(407, 100);
+    const error = await withProxyEnv({ HTTP_PROXY: proxy.url }, async () => {
+      const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, retry: { maxRetries: 3, ...fast } });
+      return client.deployDags({ deploymentId: 'cldep1', dagsDir: makeDags(), upload: { journalDir: false } }).catch((e: unknown) => e);
+    });
+    expect(error).toMatchObject({ code: 'ASTRO_CONNECTION', retryable: false });
+    expect((error as Error).message).toMatch(/407 Proxy Authentication Required\): put them in the proxy URL \(HTTPS_PROXY, HTTP_PROXY\)/);
+    expect((error as Error).message).not.toMatch(/raise timeoutMs/);
+    // One refused tunnel: a 407 is not retried, and no request reached the fake.
+    expect(proxy.stats.refused).toBe(1);
+    expect(astro.requests).toHaveLength(0);
+  });
+
+  it('503: retried as a connection that was never made, and the deploy completes', async () => {
+    const proxy = await startForwardProxy();
+    onTestFinished(() => proxy.close());
+    const { astro } = await startFake({ deployments: [{ id: 'cldep1' }] });
+    proxy.refuseTunnels(503, 1);
+    const result = await withProxyEnv({ HTTP_PROXY: proxy.url }, async () => {
+      const client = new AstroClient({ baseUrl: astro.baseUrl, token: astro.token, retry: { maxRetries: 3, ...fast } });
+      return client.deployDags({ deploymentId: 'cldep1', dagsDir: makeDags(), upload: { journalDir: false }, wait: false });
+    });
+    expect(proxy.stats.refused).toBe(1);
+    expect(astro.deploys('cldep1')[0]!.dagTarballVersion).toBe(result.dagTarballVersion);
+  });
+});

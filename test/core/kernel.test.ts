@@ -6,7 +6,7 @@ import { EnvHttpProxyAgent, ProxyAgent } from 'undici';
 import { describe, expect, it, vi } from 'vitest';
 import { AstroAbortError, AstroError, ErrorCodes, isAstroError } from '../../src/core/errors.js';
 import { emitterFor, safeCall } from '../../src/core/emitter.js';
-import { failureOf, isTransientStatus, proxyRefusalHint, statusFailure, transportFailure, withFailure, type Failure } from '../../src/core/failure.js';
+import { failureOf, finalProxyRefusalHint, isTransientFailure, isTransientStatus, proxyRefusalHint, statusFailure, transportFailure, withFailure, type Failure } from '../../src/core/failure.js';
 import { httpRequest } from '../../src/core/dispatcher.js';
 import { proxyDispatcherFromEnv, resolveDispatcher } from '../../src/core/dispatcher.js';
 import { backoffDelay, isRetryable, nextRetryDelay, parseRetryAfter, retryDelay, retryPolicy, withRetries } from '../../src/core/retry.js';
@@ -65,6 +65,14 @@ describe('failure shape', () => {
     expect(transportFailure(refusal, { aborted: true })).toMatchObject({ kind: 'abort' });
     expect(proxyRefusalHint(407)).toMatch(/credentials.*407 Proxy Authentication Required/);
     expect(proxyRefusalHint(403)).toMatch(/refused to open a connection \(HTTP 403\)/);
+    // What an error's `retryable` and message say follow the same classes.
+    expect(finalProxyRefusalHint(transportFailure(refusal))).toBe(proxyRefusalHint(407));
+    expect(finalProxyRefusalHint({ kind: 'connect', proxyStatus: 503, mayHaveReachedServer: false })).toBeUndefined();
+    expect(finalProxyRefusalHint(statusFailure(407))).toBeUndefined();
+    expect(isTransientFailure(transportFailure(refusal))).toBe(false);
+    expect(isTransientFailure({ kind: 'connect', proxyStatus: 503, mayHaveReachedServer: false })).toBe(true);
+    expect([503, 429, 408, 501, 400].map((s) => isTransientFailure(statusFailure(s)))).toEqual([true, true, true, false, false]);
+    expect(isTransientFailure({ kind: 'other', mayHaveReachedServer: true })).toBe(false);
   });
 
   it('reads retry-after-ms before Retry-After, in seconds or as a date', () => {

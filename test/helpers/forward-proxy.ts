@@ -36,9 +36,10 @@ export interface ForwardProxy {
   readonly used: number;
   /**
    * Answer the next `times` tunnel requests with `status` (and `connection: close`) instead of
-   * opening them; `refuseTunnels(0, 0)` stops refusing. @default times 1
+   * opening them, only those to `host` (`127.0.0.1:port`) when given; `refuseTunnels(0, 0)` stops
+   * refusing. @default times 1, every host
    */
-  refuseTunnels(status: number, times?: number): void;
+  refuseTunnels(status: number, times?: number, host?: string): void;
   resetStats(): void;
   close(): Promise<void>;
 }
@@ -59,7 +60,7 @@ function forwardHeaders(headers: IncomingHttpHeaders): Record<string, string | s
 /** Start a forward proxy on `127.0.0.1` with a free port. */
 export async function startForwardProxy(): Promise<ForwardProxy> {
   const stats: ForwardProxyStats = { tunnels: 0, requests: 0, bytesUp: 0, targets: [], refused: 0 };
-  const refusal = { status: 0, times: 0 };
+  const refusal: { status: number; times: number; host?: string | undefined } = { status: 0, times: 0 };
 
   const server = createServer((req, res) => {
     let target: URL;
@@ -97,7 +98,7 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
       client.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    if (refusal.times > 0) {
+    if (refusal.times > 0 && (refusal.host === undefined || refusal.host === req.url)) {
       refusal.times -= 1;
       stats.refused += 1;
       client.end(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? 'Refused'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
@@ -128,8 +129,8 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     get used() {
       return stats.tunnels + stats.requests;
     },
-    refuseTunnels(status, times = 1) {
-      Object.assign(refusal, { status, times });
+    refuseTunnels(status, times = 1, host) {
+      Object.assign(refusal, { status, times, host });
     },
     resetStats() {
       Object.assign(stats, { tunnels: 0, requests: 0, bytesUp: 0, targets: [], refused: 0 });

@@ -47,6 +47,8 @@ export interface TestRegistry {
   tokenRequests: TokenRequest[];
   /** Tokens the token server issued (bearer variant). */
   issuedTokens: string[];
+  /** `127.0.0.1:<port>` of the token server (bearer variant). */
+  tokenHost?: string;
   /** The registry's storage folder. */
   dataDir: string;
   stop(): Promise<void>;
@@ -140,6 +142,7 @@ export async function startRegistry(
   const tokenRequests: TokenRequest[] = [];
   const issuedTokens: string[] = [];
   let tokenServer: Server | undefined;
+  let tokenHost: string | undefined;
   let authYaml = '';
   if (auth === 'htpasswd') {
     await writeFile(join(dir, 'htpasswd'), `${username}:${bcrypt.hashSync(password, 5)}\n`);
@@ -147,6 +150,7 @@ export async function startRegistry(
   } else if (auth === 'bearer') {
     const ts = await startTokenServer(username, options.tokenPassword ?? (() => password), tokenRequests, issuedTokens);
     tokenServer = ts.server;
+    tokenHost = `127.0.0.1:${ts.port}`;
     authYaml = `auth:\n  silly:\n    realm: "http://127.0.0.1:${ts.port}/token"\n    service: test-registry\n`;
   }
   for (let attempt = 0; ; attempt++) {
@@ -202,6 +206,7 @@ export async function startRegistry(
       password,
       tokenRequests,
       issuedTokens,
+      ...(tokenHost ? { tokenHost } : {}),
       dataDir: join(dir, 'data'),
       async stop() {
         if (child.exitCode === null) {

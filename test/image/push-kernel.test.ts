@@ -191,4 +191,21 @@ describe('native push on the resilience kernel', () => {
     expect(forward.used).toBe(0);
     expect(process.env.HTTP_PROXY).toBe(before);
   });
+
+  it('a proxy that wants credentials (407) ends the push at once, not retryable, saying so, for the registry and for its token service', async () => {
+    const auth = { username: bearer.username, password: bearer.password };
+    for (const host of [bearer.host, bearer.tokenHost!]) {
+      forward.resetStats();
+      forward.refuseTunnels(407, 100, host);
+      const error = await withProxyEnv({ HTTP_PROXY: forward.url }, () =>
+        pushImage(archive, { repository: `${bearer.host}/team/${uniqueName('p')}`, tag: 'v1' }, { ...fast, auth, retry: { ...fast.retry, maxRetries: 4 } }),
+      ).catch((e: unknown) => e);
+      forward.refuseTunnels(0, 0);
+      expect(error, host).toMatchObject({ code: 'ASTRO_IMAGE_REGISTRY_UNAVAILABLE', retryable: false });
+      expect((error as Error).message, host).toMatch(/407 Proxy Authentication Required\): put them in the proxy URL/);
+      expect((error as Error).message, host).not.toMatch(/Check that the registry is reachable/);
+      // Not retried: one refusal.
+      expect(forward.stats.refused, host).toBe(1);
+    }
+  });
 });
