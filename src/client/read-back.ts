@@ -42,18 +42,23 @@ export interface ReadBackOptions<T> {
  * - `not-acted`: it never reached Astro (no connection was made) or Astro turned it away (429);
  * - `answered`: Astro answered 5xx or 408, which, per the SDK's policy, it did not act on: one read
  *   of its records tells whether the call is still to be made;
- * - `unknown`: a reset, a timeout, a lost or unreadable answer: Astro may have acted, or may still.
+ * - `unknown`: a reset, a timeout, a lost or unreadable answer, or a gateway's 502 or 504: Astro may
+ *   have acted, or may still. A gateway answers those when the service behind it failed or was
+ *   slow to answer, which says nothing of whether the service acted.
  */
 export type CallOutcome = 'refused' | 'not-acted' | 'answered' | 'unknown';
 
 /** The kernel's rule for calls with side effects, used only to ask whether a call was never acted on. */
 const ONCE = retryPolicy(undefined, { idempotent: false });
 
+/** Bad Gateway and Gateway Timeout: a gateway's word on a service it could not hear from. */
+const GATEWAY_STATUSES = new Set([502, 504]);
+
 /** See {@link CallOutcome}. */
 export function outcomeOf(error: unknown): CallOutcome {
   const failure = failureOf(error);
   if (isRetryable(failure, ONCE)) return 'not-acted';
-  if (failure?.kind !== 'status' || failure.status === undefined) return 'unknown';
+  if (failure?.kind !== 'status' || failure.status === undefined || GATEWAY_STATUSES.has(failure.status)) return 'unknown';
   return failure.status >= 500 || failure.status === 408 ? 'answered' : 'refused';
 }
 

@@ -325,6 +325,8 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
 
   const sendJson = (res: ServerResponse, status: number, payload: unknown, drop: boolean, req: IncomingMessage) => {
     if (drop) return dropConnection(req);
+    // A fault answered already (`actLate` with `answer`): the state changed, nothing more is sent.
+    if (res.writableEnded) return;
     const text = JSON.stringify(payload);
     res.writeHead(status, {
       'content-type': 'application/json; charset=utf-8',
@@ -421,6 +423,7 @@ export async function createFakeAstro(options: FakeAstroOptions = {}): Promise<F
     if (fault) record.fault = fault.kind;
     const work = fault ? applyFault(fault, req, res, proceed, closing.signal).then(() => {
       if (fault.kind === 'status') record.status = fault.status;
+      if (fault.kind === 'actLate' && fault.answer !== undefined) record.status = fault.answer;
     }) : proceed({});
     work.catch((error: unknown) => {
       if (!res.headersSent && !res.destroyed) {

@@ -7,7 +7,7 @@
  * raw Node request/response pair, so the client sees real socket behaviour: resets, half-read
  * bodies, stalls and lost responses.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 
 /** What goes wrong with a matching request. */
 export type FaultAction =
@@ -24,10 +24,11 @@ export type FaultAction =
   /**
    * Read the request, wait `ms`, then handle it normally even when the client has given up in the
    * meantime: the state change happens late (a server that acts after the client's per-try
-   * timeout); the answer is sent only if the connection is still open. Fake Astro API routes only.
-   * A server closed in the meantime never acts.
+   * timeout); the answer is sent only if the connection is still open. With `answer`, that status
+   * is sent at once instead (a gateway that gave up waiting for the service, 504) and the service
+   * still acts `ms` later. Fake Astro API routes only. A server closed in the meantime never acts.
    */
-  | { kind: 'actLate'; ms: number }
+  | { kind: 'actLate'; ms: number; answer?: number }
   /** Read the request body at most `bytesPerSecond`, then handle it normally. */
   | { kind: 'throttle'; bytesPerSecond: number };
 
@@ -212,7 +213,13 @@ export async function applyFault(
       return proceed({ dropResponse: true });
     case 'actLate': {
       const body = await readRequestBody(req);
+      if (action.answer !== undefined) {
+        const text = `${action.answer} ${STATUS_CODES[action.answer] ?? ''}`.trim();
+        res.writeHead(action.answer, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text), connection: 'close' });
+        res.end(text);
+      }
       if (!(await waitUnlessClosed(action.ms, signal))) return;
+      // A handler sends nothing on a response the fault has already ended.
       return proceed({ body });
     }
     case 'throttle':

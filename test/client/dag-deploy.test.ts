@@ -153,6 +153,17 @@ describe('setDagDeploy after a lost or failed update answer (astro-cli#879: an u
     expect(astro.requestsFor('deployments.update')).toHaveLength(1);
   });
 
+  it("a gateway's 502 or 504 whose service applies the update later: read until it shows, never sent twice", async () => {
+    for (const status of [502, 504]) {
+      const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] }, { retry: { maxRetries: 3, initialDelayMs: 150, maxDelayMs: 300 } });
+      astro.fail({ route: 'deployments.update', action: { kind: 'actLate', ms: 300, answer: status } });
+      const result = await client.setDagDeploy('cldep1', true);
+      expect(result, String(status)).toMatchObject({ changed: true, deployment: { isDagDeployEnabled: true } });
+      expect(astro.requestsFor('deployments.update'), String(status)).toHaveLength(1);
+      expect(astro.requestsFor('deployments.update')[0]!.status).toBe(status);
+    }
+  });
+
   it('a timeout whose change never shows within updateCheckTimeoutMs is ASTRO_DAG_DEPLOY_UNKNOWN, and the update is not sent again', async () => {
     const { astro, client } = await startFake({ deployments: [{ id: 'cldep1', isDagDeployEnabled: false }] });
     astro.fail({ route: 'deployments.update', action: { kind: 'stall' } });

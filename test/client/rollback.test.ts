@@ -144,6 +144,19 @@ describe('rollback', () => {
     expect(routes).toEqual(['deploys.list', 'deploys.rollback', 'deploys.list', 'deploys.list']);
   });
 
+  it("a gateway's 504 whose service makes the rollback later: the list is read until the record shows up, and it is never sent twice", async () => {
+    const { astro, client, first } = await withTwoDagDeploys();
+    // The gateway answers 504 at once; the service behind it makes the rollback 300 ms later, after
+    // the first read of the list (at once), which shows nothing yet.
+    astro.fail({ route: 'deploys.rollback', action: { kind: 'actLate', ms: 300, answer: 504 } });
+    const result = await client.rollback({ deploymentId: 'cldep1', to: 'previous', request: { retry: { initialDelayMs: 150, maxDelayMs: 300 } } });
+    expect(result.recovered).toBe(true);
+    expect(astro.requestsFor('deploys.rollback')).toHaveLength(1);
+    expect(astro.requestsFor('deploys.rollback')[0]!.status).toBe(504);
+    const made = astro.deploys('cldep1').filter((d) => d.rollbackFromId === first.deployId);
+    expect(made.map((d) => d.id)).toEqual([result.deployId]);
+  });
+
   it('a timeout whose rollback never shows up within rollbackCheckTimeoutMs is ASTRO_ROLLBACK_UNKNOWN naming the target, and it is not sent again', async () => {
     const { astro, client, first } = await withTwoDagDeploys();
     // Never answered, never acted on: the client cannot tell that from a late rollback.
