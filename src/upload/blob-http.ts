@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { linkSignals, toAbortError } from '../core/abort.js';
+import { isAstroError } from '../core/errors.js';
 import { httpRequest, type DispatcherLike } from '../core/dispatcher.js';
 import { statusFailure, transportFailure, withFailure, type Failure } from '../core/failure.js';
 import { redact } from '../core/redact.js';
@@ -192,6 +193,8 @@ export async function sendBlobRequest(ctx: BlobHttpContext, req: BlobRequest): P
   } catch (error) {
     if (error instanceof BlobRequestFailure) throw error;
     if (ctx.signal?.aborted) throw withFailure(toAbortError(ctx.signal), transportFailure(error, { aborted: true }));
+    // The body's source failed (a file that changed or cannot be read): its own typed error.
+    if (isAstroError(error)) throw error;
     const timedOut = timeout.signal.aborted;
     const failure = transportFailure(error, { timedOut });
     const message = timedOut

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { ErrorCodes, UploadError } from '../core/errors.js';
+import { ErrorCodes, UploadError, isAstroError } from '../core/errors.js';
 import type { BlobBody } from './blob-http.js';
 import { filePieces, PIECE_BYTES, type BufferLease, type BufferPool } from './buffer-pool.js';
 import { digestInSlices, fillFromFileHere, fillFromFileOffThread, hashOffThread, SHORT_READ, type HashAlgorithm } from './hash-pool.js';
@@ -107,7 +107,7 @@ class FileSource implements UploadSource {
   }
 
   block(offset: number, length: number, algorithm: HashAlgorithm): Promise<SourceBlock> {
-    return this.piecesOf(length, (pieces) => fillFromFileOffThread(this.handle.fd, offset, pieces, algorithm));
+    return this.piecesOf(offset, length, (pieces) => fillFromFileOffThread(this.handle.fd, offset, pieces, algorithm));
   }
 
   get wholeIsStreamed(): boolean {
@@ -117,7 +117,7 @@ class FileSource implements UploadSource {
   whole(algorithm: HashAlgorithm): Promise<SourceBlock> {
     if (this.wholeIsStreamed) return this.streamed(algorithm);
     // Not even a worker started: its start-up would compete for the cores with this one request.
-    return this.piecesOf(this.size, async (pieces) => fillFromFileHere(this.handle.fd, 0, pieces, algorithm));
+    return this.piecesOf(0, this.size, async (pieces) => fillFromFileHere(this.handle.fd, 0, pieces, algorithm));
   }
 
   /**
@@ -137,8 +137,7 @@ class FileSource implements UploadSource {
     try {
       digest = await fillFromFileOffThread(this.handle.fd, 0, steps, algorithm);
     } catch (error) {
-      if ((error as Error).message === SHORT_READ) throw this.changed('it became shorter while being uploaded');
-      throw error;
+      throw this.readFailed(error, 0);
     } finally {
       // The worker has answered, so it no longer reads into the piece.
       lease.release(true);
@@ -160,16 +159,15 @@ class FileSource implements UploadSource {
     }
   }
 
-  /** `length` bytes read into the process's pieces by `read`, which answers their digest. */
-  private async piecesOf(length: number, read: (pieces: Uint8Array[]) => Promise<Buffer>): Promise<SourceBlock> {
+  /** `length` bytes from `position` read into the process's pieces by `read`, which answers their digest. */
+  private async piecesOf(position: number, length: number, read: (pieces: Uint8Array[]) => Promise<Buffer>): Promise<SourceBlock> {
     const lease = filePieces.lease(length);
     let digest: Buffer;
     try {
       digest = await read(lease.pieces);
     } catch (error) {
       lease.release(true);
-      if ((error as Error).message === SHORT_READ) throw this.changed('it became shorter while being uploaded');
-      throw error;
+      throw this.readFailed(error, position);
     }
     const pieces = lease.pieces;
     return {
@@ -187,7 +185,12 @@ class FileSource implements UploadSource {
   /** Fill `target` with the file's bytes from `position`; a file that ends first has changed. */
   private async fill(target: Uint8Array, position: number): Promise<void> {
     for (let filled = 0; filled < target.length; ) {
-      const { bytesRead } = await this.handle.read(target, filled, target.length - filled, position + filled);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await this.handle.read(target, filled, target.length - filled, position + filled));
+      } catch (error) {
+        throw this.readFailed(error, position + filled);
+      }
       if (bytesRead === 0) throw this.changed('it became shorter while being uploaded');
       filled += bytesRead;
     }
@@ -196,6 +199,24 @@ class FileSource implements UploadSource {
   async assertUnchanged(): Promise<void> {
     const st = await this.handle.stat();
     if (st.size !== this.size || st.mtimeMs !== this.mtimeMs) throw this.changed('it was modified while being uploaded');
+  }
+
+  /**
+   * The error for a read from `position` that failed: the file ended early (it changed), or the
+   * disk or the descriptor failed (EIO, EBADF), which no retry of a request can help.
+   */
+  private readFailed(error: unknown, position: number): unknown {
+    if (isAstroError(error)) return error;
+    const message = (error as Error | undefined)?.message ?? String(error);
+    if (message === SHORT_READ) return this.changed('it became shorter while being uploaded');
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    const said = code && !message.includes(code) ? `${code} ${message}` : message;
+    return new UploadError(
+      ErrorCodes.UPLOAD_SOURCE_UNREADABLE,
+      `Reading the upload source ${this.path} from byte ${position} failed: ${said}. Nothing was committed; check the file and its disk, then upload again.`,
+      {},
+      { cause: error },
+    );
   }
 
   private changed(what: string): UploadError {
