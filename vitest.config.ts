@@ -86,7 +86,6 @@ const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.inc
  * own cache is left alone. Test helpers' caches (the runtime image) stay in ~/.cache.
  */
 const runCache = mkdtempSync(join(tmpdir(), 'astro-sdk-test-cache-'));
-process.on('exit', () => rmSync(runCache, { recursive: true, force: true }));
 
 /**
  * The tests' temp folder (`TMPDIR` of every worker and what they spawn), checked when the run ends:
@@ -95,7 +94,10 @@ process.on('exit', () => rmSync(runCache, { recursive: true, force: true }));
  * from the children run through tsx) and, on Node 22 and later, Node's (`node-compile-cache`).
  */
 const runTmp = mkdtempSync(join(tmpdir(), 'astro-sdk-test-tmp-'));
+// One exit listener for both folders: vitest and vite already hold nine, and an eleventh makes
+// Node warn of a listener leak on every run.
 process.on('exit', () => {
+  rmSync(runCache, { recursive: true, force: true });
   const left = readdirSync(runTmp).filter((name) => !/^(tsx-\d+|node-compile-cache)$/.test(name));
   rmSync(runTmp, { recursive: true, force: true });
   if (left.length === 0) return;
