@@ -78,7 +78,7 @@ const packageTier = all.filter((f) => PACKAGE_DIRS.some((d) => f.startsWith(d)))
 const CONTAINERD_ONLY = ['test/image/containerd-store.test.ts'];
 const CONTAINERD_STORE = [...CONTAINERD_ONLY, 'test/project/deploy-project.test.ts', 'test/image/push-daemon.test.ts', 'test/image/validate.test.ts'].filter((f) => all.includes(f));
 const servicesTier = all.filter((f) => !packageTier.includes(f) && !CONTAINERD_ONLY.includes(f) && (SLOW.includes(f) || needsServices(resolve(f))));
-const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f));
+const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f) && !CONTAINERD_ONLY.includes(f));
 
 /**
  * The SDK's default caches (upload journals, the layer-digest cache) go under `XDG_CACHE_HOME`:
