@@ -104,7 +104,7 @@ export interface DeployImageParams extends DeployDagsBundleOptions, DeployPlanni
    * `tests/`, or `testFile`), `'parse+pytest'`, `'none'`. Needs an image in the Docker daemon and
    * the project (`projectDir`, or `dagsDir` inside it). A failure stops the deploy with
    * `ProjectTestsError` (`ASTRO_IMAGE_PARSE_FAILED`, `ASTRO_PROJECT_TESTS_FAILED`) carrying the
-   * container's output. Replaces `parseCheck` (`parseCheck: true` is `tests: 'parse'`).
+   * container's output. Replaces `parseCheck`, which is refused (`ASTRO_CONFIG_INVALID_OPTION`).
    * @default 'none' (the image is prebuilt; `deployProject` defaults to 'parse', as `astro deploy`)
    */
   tests?: ProjectTestsMode;

@@ -6,6 +6,7 @@
  * only later; the flows check the push method against it with the image module's
  * `checkPushMethod`, still before create.
  */
+import { AstroConfigError, ErrorCodes } from '../core/errors.js';
 import { validatePushOptions } from '../image/push-options.js';
 import type { UploadBlockBlobOptions } from '../upload/index.js';
 import { validateUploadOptions } from '../upload/options.js';
@@ -19,8 +20,23 @@ export interface FlowOptions {
   wait?: FlowWait | undefined;
 }
 
-/** Throws `ASTRO_CONFIG_INVALID_OPTION` for an option the upload, the push or the wait would refuse. */
+/**
+ * Options the flows took once and take no more, with what replaces each. TypeScript refuses them;
+ * a JavaScript caller still passing one would have it ignored without a word, and the gate it
+ * asked for (`parseCheck`) would not run.
+ */
+const REPLACED_OPTIONS: Record<string, string> = { parseCheck: "tests: 'parse'" };
+
+/**
+ * Throws `ASTRO_CONFIG_INVALID_OPTION` for an option the upload, the push or the wait would
+ * refuse, and for an option that was replaced.
+ */
 export function checkFlowOptions(params: FlowOptions): void {
+  for (const [name, instead] of Object.entries(REPLACED_OPTIONS)) {
+    if ((params as Record<string, unknown>)[name] !== undefined) {
+      throw new AstroConfigError(ErrorCodes.CONFIG_INVALID_OPTION, `Option ${name} was replaced by ${instead}: pass that instead.`);
+    }
+  }
   if (params.upload !== undefined) validateUploadOptions(params.upload);
   if (params.push !== undefined) validatePushOptions(params.push);
   if (params.wait && typeof params.wait === 'object') validateWaitOptions(params.wait);

@@ -106,6 +106,15 @@ describe('options refused before a deploy is created', () => {
     });
   }
 
+  it("deployImage: the replaced parseCheck option (a JavaScript caller's) is refused, not ignored, so the parse is never silently skipped", async () => {
+    const { astro, client } = await setup();
+    const params = { deploymentId: 'cldep1', image: await makeArchive(), parseCheck: true } as DeployImageParams;
+    const err = await client.deployImage(params).catch((e) => e);
+    expect(err.code).toBe('ASTRO_CONFIG_INVALID_OPTION');
+    expect(err.message).toBe("Option parseCheck was replaced by tests: 'parse': pass that instead.");
+    expect(astro.requests).toEqual([]);
+  });
+
   it('deployDagsToMany and deployImageToMany reject at once, touching no deployment', async () => {
     const { astro, client } = await setup();
     const dags = await client.deployDagsToMany({ deploymentIds: ['cldep1'], dagsDir: makeDags(), upload: { concurrency: 0 } }).catch((e) => e);
