@@ -15,7 +15,7 @@
  * Builder choice (`builder: 'auto'`): the classic builder, whose handling of the uploaded context
  * is `docker build`'s own (a Dockerfile or `.dockerignore` listed in `.dockerignore` is dropped
  * from what `COPY` sees), unless the build needs BuildKit: build secrets, a `# syntax=` directive
- * or BuildKit-only Dockerfile flags (`RUN --mount`, `COPY --link`, `--chmod`, heredocs).
+ * or what only BuildKit builds as `docker build` does (see {@link dockerfileNeedsBuildKit}).
  */
 import { readFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
@@ -32,7 +32,7 @@ import { BuildKitProgress, ClassicBuildProgress, type BuildProgress, type BuildS
 import { openBuildSession, type BuildSession } from './buildkit-session.js';
 import { dockerClient, dockerUnavailable, isDockerUnreachable } from './docker.js';
 import type { DockerLike } from './docker-like.js';
-import { readAstroProject, shouldPullBaseImages, type AstroProject } from './project.js';
+import { dockerfileInstructions, readAstroProject, shouldPullBaseImages, type AstroProject } from './project.js';
 import type { DockerOptions } from './types.js';
 
 export type { BuildStep, BuildStepStatus } from './build-progress.js';
@@ -154,10 +154,35 @@ export function defaultProjectTag(dir: string): string {
   return `${name || 'astro-project'}/airflow:latest`;
 }
 
-/** True when the Dockerfile uses something only BuildKit builds. */
+/** The flags the classic builder knows, by instruction; any other flag is BuildKit's. */
+const CLASSIC_FLAGS: Record<string, readonly string[]> = { RUN: [], COPY: ['from', 'chown'], ADD: ['chown'] };
+/**
+ * BuildKit's automatic platform arguments. The classic builder leaves them empty, so an image
+ * built with it would differ, silently, from what `docker build` (BuildKit since Docker 23) makes.
+ */
+const PLATFORM_ARG = /(\$\{?|^\s*ARG\s+)(TARGET|BUILD)(PLATFORM|OS|ARCH|VARIANT)\b/i;
+
+/**
+ * True when the Dockerfile needs BuildKit to build as `docker build` builds it: a `# syntax=`
+ * directive, a flag of `RUN`, `COPY` or `ADD` the classic builder does not know (`--mount`,
+ * `--network`, `--link`, `--chmod`, `--exclude`, ...), a heredoc, or a platform argument
+ * (`TARGETARCH`, `BUILDPLATFORM`, ...). Continuation lines are joined first.
+ */
 export function dockerfileNeedsBuildKit(text: string): boolean {
   if (/^\s*#\s*syntax\s*=/im.test(text.split(/\r?\n(?!\s*#)/, 1)[0] ?? '')) return true;
-  return /^\s*(RUN|COPY|ADD)\b[^\n]*(--mount=|--link\b|--chmod=|<<-?["']?\w+)/im.test(text);
+  for (const line of dockerfileInstructions(text)) {
+    if (PLATFORM_ARG.test(line)) return true;
+    const m = /^\s*(RUN|COPY|ADD)\s+(.*)$/i.exec(line);
+    if (!m) continue;
+    const known = CLASSIC_FLAGS[m[1]!.toUpperCase()]!;
+    for (const word of m[2]!.trim().split(/\s+/)) {
+      const flag = /^--([a-z-]+)/i.exec(word);
+      if (!flag) break;
+      if (!known.includes(flag[1]!.toLowerCase())) return true;
+    }
+    if (/<<-?["']?\w+/.test(m[2]!)) return true;
+  }
+  return false;
 }
 
 async function readSecrets(sources: Record<string, BuildSecretSource>): Promise<Map<string, Buffer>> {

@@ -97,6 +97,24 @@ export async function readAstroProject(projectDir: string, options: { dockerfile
 export function dockerfileBaseImages(text: string): string[] {
   const images: string[] = [];
   const stages = new Set<string>();
+  for (const line of dockerfileInstructions(text)) {
+    const m = /^\s*FROM\s+(.*)$/i.exec(line);
+    if (!m) continue;
+    const words = m[1]!.trim().split(/\s+/).filter((w) => !w.startsWith('--'));
+    const image = words[0];
+    if (!image) continue;
+    if (!stages.has(image.toLowerCase())) images.push(image);
+    if (words.length >= 3 && words[1]!.toLowerCase() === 'as') stages.add(words[2]!.toLowerCase());
+  }
+  return images;
+}
+
+/**
+ * A Dockerfile's instructions, one logical line each: parser directives read (`# escape=` may
+ * change the line-continuation character), continuations joined, comment lines dropped, as the
+ * Dockerfile parser does. Heredoc bodies are not recognised: their lines come out as lines.
+ */
+export function dockerfileInstructions(text: string): string[] {
   // Parser directives (`# escape=...`) come first, before any other line; one may change the
   // line-continuation character.
   let escape = '\\';
@@ -120,16 +138,7 @@ export function dockerfileBaseImages(text: string): string[] {
     current = '';
   }
   if (current) lines.push(current);
-  for (const line of lines) {
-    const m = /^\s*FROM\s+(.*)$/i.exec(line);
-    if (!m) continue;
-    const words = m[1]!.trim().split(/\s+/).filter((w) => !w.startsWith('--'));
-    const image = words[0];
-    if (!image) continue;
-    if (!stages.has(image.toLowerCase())) images.push(image);
-    if (words.length >= 3 && words[1]!.toLowerCase() === 'as') stages.add(words[2]!.toLowerCase());
-  }
-  return images;
+  return lines;
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   parseDockerignore,
 } from '../../src/image/build-context.js';
 import { memberHeaders } from '../../src/image/tar.js';
+import { dockerfileNeedsBuildKit } from '../../src/image/build.js';
 import { dockerfileBaseImages, parseProjectConfig, readAstroProject, shouldPullBaseImages } from '../../src/image/project.js';
 import { dockerCli, getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
 import { countEventLoopTurns } from '../helpers/event-loop-turns.js';
@@ -315,6 +316,39 @@ describe('project', () => {
       ),
     ).toEqual(['python:3.12', 'astrocrpublic.azurecr.io/runtime:3.1-2']);
     expect(dockerfileBaseImages('# escape=`\nFROM a:1 `\n  AS x\nFROM x\n')).toEqual(['a:1']);
+  });
+
+  it('needs BuildKit for what only BuildKit builds as docker build does: unknown flags (continued lines too), heredocs, platform args, # syntax', () => {
+    const base = 'FROM quay.io/astronomer/astro-runtime:3.1-3\n';
+    for (const plain of [
+      'RUN pip install -r requirements.txt\n',
+      'COPY --chown=astro:astro --from=build /a /b\nADD --chown=1:1 x /x\n',
+      'RUN ["echo", "--mount=not-a-flag"]\n',
+      'ENV TARGET=prod\nARG BUILD_NUMBER\nRUN echo $TARGET_DIR\n',
+      '# RUN --mount=type=cache,target=/x true\n',
+    ]) {
+      expect(dockerfileNeedsBuildKit(base + plain), plain).toBe(false);
+    }
+    for (const kit of [
+      'RUN --mount=type=cache,target=/root/.cache pip install x\n',
+      'RUN \\\n  --mount=type=cache,target=/root/.cache \\\n  pip install x\n',
+      'RUN --network=none true\n',
+      'RUN --security=insecure true\n',
+      'COPY --link a /a\n',
+      'COPY --chmod=755 a /a\n',
+      'COPY --exclude=*.pyc . /x\n',
+      'ADD --checksum=sha256:abc https://example.invalid/x /x\n',
+      'RUN <<EOF\necho hi\nEOF\n',
+      'ARG TARGETARCH\nRUN echo $TARGETARCH\n',
+      'ARG TARGETPLATFORM\n',
+      'LABEL arch=${BUILDARCH}\n',
+    ]) {
+      expect(dockerfileNeedsBuildKit(base + kit), kit).toBe(true);
+    }
+    expect(dockerfileNeedsBuildKit('# syntax=docker/dockerfile:1\n' + base)).toBe(true);
+    expect(dockerfileNeedsBuildKit('FROM --platform=$BUILDPLATFORM python:3.12\n')).toBe(true);
+    // The escape directive changes the continuation character.
+    expect(dockerfileNeedsBuildKit('# escape=`\n' + base + 'RUN `\n  --mount=type=cache,target=/x true\n')).toBe(true);
   });
 
   it("pulls only when every FROM is an Astro Runtime image (the CLI's rule)", () => {

@@ -174,6 +174,25 @@ for (const builder of ['classic', 'buildkit'] as const) {
   });
 }
 
+describe("buildProjectImage with builder 'auto'", () => {
+  it('builds with BuildKit a Dockerfile that reads the platform arguments, which the classic builder would leave empty', async () => {
+    const dir = await makeProject(
+      astroProject(base, { Dockerfile: `FROM ${base}\nARG TARGETARCH\nARG TARGETPLATFORM\nLABEL arch="x\${TARGETARCH}x" platform="x\${TARGETPLATFORM}x"\n` }),
+    );
+    const { result, events } = await build(dir);
+    expect(result.builder).toBe('buildkit');
+    expect(events[0]).toMatchObject({ type: 'build:start', builder: 'buildkit' });
+    const info = await docker.getImage(result.tag).inspect();
+    expect(info.Config.Labels).toMatchObject({ arch: 'xamd64x', platform: 'xlinux/amd64x' });
+  }, 600_000);
+
+  it('keeps the classic builder for a Dockerfile without BuildKit-only syntax', async () => {
+    const dir = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nCOPY --chown=1000:1000 requirements.txt /tmp/r.txt\n` }));
+    const { result } = await build(dir);
+    expect(result.builder).toBe('classic');
+  }, 600_000);
+});
+
 describe('buildProjectImage build secrets (BuildKit session)', () => {
   it('a secret is readable in RUN --mount=type=secret, absent from the image and redacted from events', async () => {
     const secret = `s3cr3t-${uniqueName()}`;
