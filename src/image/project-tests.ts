@@ -16,7 +16,7 @@
  * `ASTRO_PROJECT_TESTS_FAILED`) carrying the container's output; the deploy flows create
  * nothing at Astro before this gate passed.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { join, normalize, resolve, sep } from 'node:path';
 import { emitterFor } from '../core/emitter.js';
 import { ErrorCodes, ProjectError, ProjectTestsError } from '../core/errors.js';
@@ -154,11 +154,21 @@ async function exists(path: string, kind: 'file' | 'dir' | 'any' = 'any'): Promi
   return kind === 'any' || (kind === 'dir' ? st.isDirectory() : st.isFile());
 }
 
-/** True when `dir` holds a `.py` file at any depth. */
-async function hasPythonFile(dir: string): Promise<boolean> {
+/**
+ * True when `dir` holds a `.py` file at any depth, through symbolic links too: the CLI counts
+ * `.py` names, and a `dags/` made of links to shared code has DAGs to test. Each real folder is
+ * read once, so a link loop ends.
+ */
+async function hasPythonFile(dir: string, seen = new Set<string>()): Promise<boolean> {
+  const real = await realpath(dir).catch(() => undefined);
+  if (real === undefined || seen.has(real)) return false;
+  seen.add(real);
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const e of entries) if (e.isFile() && e.name.endsWith('.py')) return true;
-  for (const e of entries) if (e.isDirectory() && (await hasPythonFile(join(dir, e.name)))) return true;
+  for (const e of entries) if ((e.isFile() || e.isSymbolicLink()) && e.name.endsWith('.py')) return true;
+  for (const e of entries) {
+    const folder = e.isDirectory() || (e.isSymbolicLink() && (await exists(join(dir, e.name), 'dir')));
+    if (folder && (await hasPythonFile(join(dir, e.name), seen))) return true;
+  }
   return false;
 }
 

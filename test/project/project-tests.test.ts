@@ -8,7 +8,7 @@ import { runProjectTests, type ProjectTestsEvent } from '../../src/image/project
 import { isAstroError, ProjectTestsError } from '../../src/core/errors.js';
 import { getTestDocker } from '../helpers/docker.js';
 import { getRuntimeImage } from '../helpers/runtime-image.js';
-import { astroProject, guardProject, makeProject } from './helpers.js';
+import { astroProject, guardProject, makeProject, type ProjectFile } from './helpers.js';
 
 let base: string;
 let docker: Dockerode;
@@ -18,7 +18,7 @@ beforeAll(async () => {
   base = await getRuntimeImage();
 }, 900_000);
 
-async function runIn(files: Record<string, string | null>, options: Parameters<typeof runProjectTests>[2] = {}) {
+async function runIn(files: Record<string, ProjectFile | null>, options: Parameters<typeof runProjectTests>[2] = {}) {
   const dir = await makeProject(astroProject(base, files));
   const unchanged = await guardProject(dir);
   const events: ProjectTestsEvent[] = [];
@@ -96,6 +96,23 @@ describe('runProjectTests', () => {
     expect(none.result).toEqual({ mode: 'none' });
     expect(none.events).toEqual([]);
   }, 300_000);
+
+  it('a dags/ whose DAGs are symbolic links is tested, not skipped as holding no DAGs (and a link loop in it ends the search)', async () => {
+    const { error, events } = await runIn({
+      'dags/example_dag.py': null,
+      'dags/etl/load.py': null,
+      'dags/broken.py': { symlink: '../include/team_a/broken.py' },
+      'include/team_a/broken.py': 'import does_not_exist_anywhere\n',
+      'dags/loop': { symlink: '.' },
+    });
+    expect(events.some((e) => e.type === 'tests:warning')).toBe(false);
+    expect(error).toMatchObject({ code: 'ASTRO_IMAGE_PARSE_FAILED', suite: 'parse' });
+    expect((error as ProjectTestsError).output).toContain("No module named 'does_not_exist_anywhere'");
+    // Only a link loop and a linked folder without Python: no DAGs, found without looping forever.
+    const empty = await runIn({ 'dags/example_dag.py': null, 'dags/etl/load.py': null, 'dags/loop': { symlink: '.' }, 'dags/sql': { symlink: '../include/sql' } });
+    expect(empty.error).toBeUndefined();
+    expect(empty.events).toContainEqual(expect.objectContaining({ type: 'tests:warning', code: 'NO_DAGS' }));
+  }, 180_000);
 
   it('refuses a testFile outside the copied folders or missing, and a missing envFile, with ASTRO_PROJECT_INVALID', async () => {
     for (const options of [{ testFile: 'elsewhere/test_x.py' }, { testFile: 'tests/missing.py' }, { envFile: 'nope.env' }]) {
