@@ -11,6 +11,7 @@
  * - Both end with the image ID (`aux.ID`, or the `moby.image.id` line) or an `error`/`errorDetail`
  *   line, which the daemon sends with status 200: the stream itself never fails a build.
  */
+import { StringDecoder } from 'node:string_decoder';
 
 /** How a step went, as {@link BuildProgress} reports it. */
 export type BuildStepStatus = 'started' | 'cached' | 'done' | 'failed';
@@ -271,6 +272,8 @@ const STEP_VERTEX = /^\[(?:[^\]\s]+ )?(\d+)\/(\d+)\] (.*)$/s;
 export class BuildKitProgress extends BuildProgress {
   private readonly vertexes = new Map<string, { name: string; step?: BuildStep; status?: BuildStepStatus }>();
   private readonly partial = new Map<string, string>();
+  /** Per vertex: its log messages may split a character between them. */
+  private readonly decoders = new Map<string, StringDecoder>();
 
   line(message: Record<string, unknown>): void {
     if (this.takeError(message)) return;
@@ -331,7 +334,9 @@ export class BuildKitProgress extends BuildProgress {
 
   private log(log: TraceLog): void {
     const name = this.vertexes.get(log.vertex)?.name;
-    const text = (this.partial.get(log.vertex) ?? '') + log.msg.toString('utf8');
+    let decoder = this.decoders.get(log.vertex);
+    if (!decoder) this.decoders.set(log.vertex, (decoder = new StringDecoder('utf8')));
+    const text = (this.partial.get(log.vertex) ?? '') + decoder.write(log.msg);
     const lines = text.split('\n');
     this.partial.set(log.vertex, lines.pop()!);
     for (const line of lines) {
@@ -341,9 +346,11 @@ export class BuildKitProgress extends BuildProgress {
   }
 
   end(): void {
+    for (const [vertex, decoder] of this.decoders) this.partial.set(vertex, (this.partial.get(vertex) ?? '') + decoder.end());
     for (const [vertex, rest] of this.partial) {
       if (rest !== '') this.output(rest, this.vertexes.get(vertex)?.name);
     }
     this.partial.clear();
+    this.decoders.clear();
   }
 }

@@ -27,6 +27,7 @@ import { AstroConfigError, ErrorCodes, ImageBuildError, ImageError, isAstroError
 import type { Logger } from '../core/logger.js';
 import { registerSecret } from '../core/redact.js';
 import { abortAware, runInScope } from '../core/scope.js';
+import { textLines } from '../core/text-lines.js';
 import { createBuildContext, type BuildContextStats } from './build-context.js';
 import { BuildKitProgress, ClassicBuildProgress, type BuildProgress, type BuildStep, type BuildStepStatus } from './build-progress.js';
 import { openBuildSession, type BuildSession } from './buildkit-session.js';
@@ -261,7 +262,6 @@ function postBuild(docker: DockerLike, context: NodeJS.ReadableStream, query: Re
 
 /** Feed the daemon's JSON lines to `progress` until the stream ends. */
 async function follow(res: IncomingMessage, progress: BuildProgress): Promise<void> {
-  let pending = '';
   const feed = (text: string) => {
     const trimmed = text.trim();
     if (!trimmed) return;
@@ -273,15 +273,7 @@ async function follow(res: IncomingMessage, progress: BuildProgress): Promise<vo
     }
     if (message && typeof message === 'object') progress.line(message as Record<string, unknown>);
   };
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    pending += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      feed(pending.slice(0, nl));
-      pending = pending.slice(nl + 1);
-    }
-  }
-  feed(pending);
+  for await (const line of textLines(res as AsyncIterable<Buffer>)) feed(line);
   progress.end();
 }
 

@@ -13,6 +13,7 @@ import { ErrorCodes, ImageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { redact, registerSecret } from '../core/redact.js';
 import { abortAware } from '../core/scope.js';
+import { textLines } from '../core/text-lines.js';
 import { dockerClient, engineCall } from './docker.js';
 import { inspectDaemonImage } from './inspect.js';
 import { checkPushMethod } from './push-method.js';
@@ -110,7 +111,6 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
     // containerd store pushes the manifest it holds, with no `aux` line (see PushResult.mediaType).
     let mediaType = info.manifestMediaType ?? MediaTypes.ociManifest;
     let failure: string | undefined;
-    let buffer = '';
     const handle = (line: string) => {
       if (!line.trim()) return;
       let msg: ProgressLine;
@@ -144,15 +144,7 @@ export async function pushDaemon(source: ImageSource, target: PushTarget, option
       if (/^[0-9a-f]{12,64}$/.test(msg.id)) layers.set(msg.id, layer);
     };
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer | string>) {
-        buffer += chunk.toString();
-        let nl: number;
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          handle(buffer.slice(0, nl));
-          buffer = buffer.slice(nl + 1);
-        }
-      }
-      handle(buffer);
+      for await (const line of textLines(stream as AsyncIterable<Buffer | string>)) handle(line);
     } catch (err) {
       if (signal?.aborted) throw abortAware(err, signal);
       throw new ImageError(ErrorCodes.IMAGE_DOCKER_UNAVAILABLE, `The Docker daemon's push stream broke off: ${(err as Error).message}`, reference, {

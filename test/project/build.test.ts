@@ -193,6 +193,26 @@ describe("buildProjectImage with builder 'auto'", () => {
   }, 600_000);
 });
 
+describe('buildProjectImage step output (BuildKit)', () => {
+  // BuildKit sends a step's output as raw bytes in log messages that may end mid-character. (The
+  // classic builder's daemon encodes each piece of output as a JSON string itself, so a character
+  // it splits arrives as U+FFFD already: nothing a client can mend.)
+  it('keeps multi-byte characters whole where log messages split them', async () => {
+    const dir = await makeProject(
+      astroProject(base, {
+        Dockerfile: `FROM ${base}\nRUN python3 -c "import sys; [sys.stdout.write(chr(233) * 2999 + ' ${uniqueName()}\\n') for _ in range(30)]"\n`,
+      }),
+    );
+    const { events } = await build(dir, { builder: 'buildkit', noCache: true });
+    const text = events
+      .filter((e) => e.type === 'build:output')
+      .map((e) => (e as { line: string }).line)
+      .join('\n');
+    expect(text).not.toContain('\ufffd');
+    expect(text.match(/é/g)).toHaveLength(30 * 2999);
+  }, 600_000);
+});
+
 describe('buildProjectImage build secrets (BuildKit session)', () => {
   it('a secret is readable in RUN --mount=type=secret, absent from the image and redacted from events', async () => {
     const secret = `s3cr3t-${uniqueName()}`;
