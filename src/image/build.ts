@@ -407,6 +407,9 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
     } finally {
       requestSignal.signal.removeEventListener('abort', onAbort);
       requestSignal.dispose();
+      // A daemon that answered before reading the whole context, or an abort, leaves the walk
+      // suspended with a file open: ending the stream closes it (a no-op once it has ended).
+      context.stream.destroy();
     }
     if (contextError !== undefined) throw new ProjectError(ErrorCodes.PROJECT_INVALID, `The build context could not be read: ${(contextError as Error)?.message ?? String(contextError)}`, project.dir, { cause: contextError });
     if (reader.error !== undefined) throw buildFailed(reader.error, reader, builder, tag);

@@ -292,6 +292,44 @@ describe('buildProjectImage intermediate containers (classic)', () => {
   }, 600_000);
 });
 
+/** How many of this process's file descriptors are open on `path`. */
+function descriptorsOn(path: string): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) n += 1;
+    } catch {
+      // Closed while listed.
+    }
+  }
+  return n;
+}
+
+describe('buildProjectImage leaves no file open', () => {
+  it('when the daemon refuses the build before reading the context, or the caller aborts while it streams', async () => {
+    const dir = await makeProject(astroProject(base));
+    // A sparse 256 MiB file: more than the daemon and the sockets buffer, so the walk is inside it.
+    const big = join(dir, 'include', 'big.bin');
+    await writeFile(big, '');
+    await truncate(big, 256 * 1024 * 1024);
+    for (let i = 0; i < 2; i++) {
+      // An invalid tag: the daemon answers 500 without reading the body.
+      const err = await buildProjectImage(dir, { networkMode: 'none', tag: 'Bad:Tag:x', docker }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ASTRO_IMAGE_BUILD_FAILED' });
+    }
+    for (let i = 0; i < 2; i++) {
+      const controller = new AbortController();
+      const build = buildProjectImage(dir, { networkMode: 'none', tag: newTag(), docker, signal: controller.signal });
+      await waitFor('the walk inside big.bin', async () => (descriptorsOn(big) > 0 ? true : undefined), 30_000);
+      controller.abort();
+      await expect(build).rejects.toMatchObject({ code: 'ASTRO_ABORTED' });
+    }
+    // Streams close on the next turns of the event loop.
+    await waitFor('no descriptor left on big.bin', async () => (descriptorsOn(big) === 0 ? true : undefined), 5_000).catch(() => undefined);
+    expect(descriptorsOn(big)).toBe(0);
+  }, 600_000);
+});
+
 describe('buildProjectImage when the project changes under it', () => {
   it('a file removed while the context streams stops the build with ASTRO_PROJECT_INVALID instead of leaving it waiting', async () => {
     const dir = await makeProject(astroProject(base, { 'zz-last.txt': 'read after include/' }));
