@@ -103,6 +103,11 @@ export class ClassicBuildProgress extends BuildProgress {
   runningContainer: string | undefined;
   /** Every container a `RUN` step ran in, in order (the build's intermediate containers). */
   readonly containers: string[] = [];
+  /**
+   * The image the next step's container is created from: the last ` ---> <id>` line (the base
+   * image after `FROM`, then each step's result).
+   */
+  parentImage: string | undefined;
 
   line(message: Record<string, unknown>): void {
     if (this.takeError(message)) {
@@ -148,6 +153,11 @@ export class ClassicBuildProgress extends BuildProgress {
     if (running) {
       this.runningContainer = running[1];
       this.containers.push(running[1]!);
+      return;
+    }
+    const image = /^ ---> ([0-9a-f]{12,64})$/.exec(text);
+    if (image) {
+      this.parentImage = image[1];
       return;
     }
     if (/^ ---> /.test(text) || /^Removing intermediate container /.test(text) || /^Successfully (built|tagged) /.test(text)) {

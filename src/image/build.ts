@@ -333,6 +333,7 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
   let session: BuildSession | undefined;
   const buildId = randomUUID();
   let intermediate: readonly string[] = [];
+  let classic: ClassicBuildProgress | undefined;
   try {
     if (builder === 'buildkit' && secrets.size > 0) session = await openBuildSession(docker, secrets, signal);
     const context = await createBuildContext(project.dir, { dockerfile: project.dockerfile, exclude, signal });
@@ -370,7 +371,10 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
       output: (line: string, step: string | undefined) => emit({ type: 'build:output', line, ...(step ? { step } : {}) }),
     };
     const reader: BuildProgress = builder === 'buildkit' ? new BuildKitProgress(sink) : new ClassicBuildProgress(sink);
-    if (reader instanceof ClassicBuildProgress) intermediate = reader.containers;
+    if (reader instanceof ClassicBuildProgress) {
+      classic = reader;
+      intermediate = reader.containers;
+    }
     // A context that cannot be read (a file removed mid-walk, an unreadable file) must not leave
     // the request waiting for bytes that never come: it cancels the build and is the error.
     let contextError: unknown;
@@ -433,12 +437,41 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
   } finally {
     session?.close();
     for (const value of secrets.values()) value.fill(0);
-    if (intermediate.length) {
-      const removal = removeContainers(docker, intermediate);
+    const stray = signal.aborted && classic?.parentImage ? strayStepContainers(docker, classic.parentImage, started) : Promise.resolve([]);
+    if (intermediate.length || signal.aborted) {
+      const removal = stray.then((ids) => removeContainers(docker, [...intermediate, ...ids]));
       if (options.onContainerRemoval) options.onContainerRemoval(removal);
       else await removal;
     }
   }
+}
+
+/** How long after an abort the daemon is given to finish creating the step container it was on. */
+const STRAY_SETTLE_MS = 1000;
+
+/**
+ * Containers an aborted classic build left without announcing them: the daemon was creating a
+ * step's container (from `parentImage`) when the build was cancelled, so no `Running in` line
+ * named it and it stays, never started. Looked for once the daemon has had time to finish the
+ * create: created from that image since the build started and still never started, which a
+ * container of another build would be only for the moment before its start.
+ */
+async function strayStepContainers(docker: DockerLike, parentImage: string, startedMs: number): Promise<string[]> {
+  await new Promise((resolve) => setTimeout(resolve, STRAY_SETTLE_MS));
+  const filters = JSON.stringify({ status: ['created'] });
+  const list = await new Promise<unknown>((resolve) => {
+    try {
+      docker.modem.dial({ path: '/containers/json?', options: { all: true, filters }, method: 'GET', statusCodes: { 200: true } }, (err, data) => resolve(err ? [] : data));
+    } catch {
+      resolve([]);
+    }
+  });
+  if (!Array.isArray(list)) return [];
+  const since = Math.floor(startedMs / 1000) - 1;
+  return (list as Array<{ Id?: unknown; ImageID?: unknown; Created?: unknown }>)
+    .filter((c) => typeof c.Id === 'string' && typeof c.ImageID === 'string' && c.ImageID.replace(/^sha256:/, '').startsWith(parentImage))
+    .filter((c) => typeof c.Created === 'number' && c.Created >= since)
+    .map((c) => c.Id as string);
 }
 
 /**

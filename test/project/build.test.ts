@@ -290,6 +290,31 @@ describe('buildProjectImage intermediate containers (classic)', () => {
     await Promise.all(more);
     expect(await left()).toEqual([]);
   }, 600_000);
+
+  it('an abort as a step starts, while the daemon creates its container, leaves no container behind', async () => {
+    const id = uniqueName();
+    const label = `io.astro-sdk-test.build=${id}`;
+    const left = async () => docker.listContainers({ all: true, filters: { label: [label] } });
+    const dir = await makeProject(astroProject(base, { Dockerfile: `FROM ${base}\nLABEL ${label}\nENV A=1\nRUN echo one\nENV B=2\nRUN echo two\nLABEL c=d\n` }));
+    // Each later step in its turn: the abort lands as its "Step n/m" line arrives, when the daemon
+    // is about to create (or is creating) the step's container, before any line names it.
+    for (const step of ['ENV A=1', 'RUN echo one', 'LABEL c=d']) {
+      const controller = new AbortController();
+      const err = await buildProjectImage(dir, {
+        networkMode: 'none',
+        tag: newTag(),
+        docker,
+        builder: 'classic',
+        noCache: true,
+        signal: controller.signal,
+        onEvent: (e) => {
+          if (e.type === 'build:step' && e.status === 'started' && e.name === step) controller.abort();
+        },
+      }).catch((e: unknown) => e);
+      expect(err, step).toMatchObject({ code: 'ASTRO_ABORTED' });
+      expect(await left(), step).toEqual([]);
+    }
+  }, 600_000);
 });
 
 /** How many of this process's file descriptors are open on `path`. */
