@@ -65,14 +65,24 @@ export interface DagParseCheckResult {
 
 const MAX_OUTPUT = 1024 * 1024;
 
-/** Parse KEY=VALUE lines (comments and blank lines ignored, optional quotes removed). */
-export function parseEnvFile(text: string): Record<string, string> {
+/**
+ * Parse an env file as `astro dev` reads it (`docker compose`): `KEY=VALUE` lines, comments and
+ * blank lines ignored, `export ` allowed, surrounding quotes removed, and a bare `KEY` taking this
+ * process's value (left out when it has none), as `docker --env-file` and compose both do.
+ * `env` is the environment bare keys are read from. @default process.env
+ */
+export function parseEnvFile(text: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
     const eq = line.indexOf('=');
-    if (eq <= 0) continue;
+    if (eq < 0) {
+      const key = line.replace(/^export\s+/, '');
+      if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) && env[key] !== undefined) out[key] = env[key];
+      continue;
+    }
+    if (eq === 0) continue;
     const key = line.slice(0, eq).replace(/^export\s+/, '').trim();
     let value = line.slice(eq + 1).trim();
     if ((value.startsWith('"') && value.endsWith('"')) || (value.startsWith("'") && value.endsWith("'"))) value = value.slice(1, -1);

@@ -129,7 +129,9 @@ describe('runDagParseCheck', () => {
     expect(isAstroError(noDags, 'ASTRO_IMAGE_PARSE_CHECK_ERROR')).toBe(true);
   });
 
-  it('parses env files like the CLI', () => {
-    expect(parseEnvFile('A=1\n# c\n\nexport B="two words"\nC=\'x=y\'\nbad line\n')).toEqual({ A: '1', B: 'two words', C: 'x=y' });
+  it('parses env files as astro dev reads them (docker compose): quotes removed, export allowed, bare keys from the environment', () => {
+    expect(parseEnvFile('A=1\n# c\n\nexport B="two words"\nC=\'x=y\'\nbad line\n', {})).toEqual({ A: '1', B: 'two words', C: 'x=y' });
+    // A bare key takes the value of the environment it is read in, and is left out without one.
+    expect(parseEnvFile('FROM_HOST\nexport ALSO\nUNSET\nD=4\n', { FROM_HOST: 'h', ALSO: '' })).toEqual({ FROM_HOST: 'h', ALSO: '', D: '4' });
   });
 });
