@@ -107,11 +107,22 @@ export function parseDockerignore(text: string): string[] {
   return out;
 }
 
-/** The patterns of `<projectDir>/.dockerignore` (none when it does not exist). */
+/**
+ * The patterns of `<projectDir>/.dockerignore` (none when it does not exist).
+ *
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` when it exists but cannot be read (a folder, no
+ *   read permission): `docker build` stops on it too, and silently building without its
+ *   exclusions could send what it keeps out.
+ */
 export async function readDockerignore(projectDir: string): Promise<string[]> {
   const text = await readFile(join(resolve(projectDir), '.dockerignore'), 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return '';
-    throw err;
+    throw new ProjectError(
+      ErrorCodes.PROJECT_INVALID,
+      `The project's .dockerignore cannot be read (${err.code ?? err.message}): make it a readable file, or remove it.`,
+      '.dockerignore',
+      { cause: err },
+    );
   });
   return parseDockerignore(text);
 }

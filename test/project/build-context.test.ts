@@ -166,6 +166,17 @@ describe('build context vs docker build', () => {
       await unchanged();
     }, 120_000);
   }
+
+  it('an unreadable .dockerignore (here a folder) is refused with ASTRO_PROJECT_INVALID naming it, as docker build refuses it', async () => {
+    const dir = await makeProject({ ...TREE, Dockerfile: DOCKERFILE, '.dockerignore/notes': 'x' });
+    const theirs = await dockerIncludes(dir).catch((e: Error) => e);
+    expect(theirs).toBeInstanceOf(Error);
+    expect(String((theirs as Error).message)).toMatch(/\.dockerignore.*is a directory/);
+    for (const ours of [await ourIncludes(dir).catch((e: unknown) => e), await listBuildContext(dir).catch((e: unknown) => e)]) {
+      expect(ours).toMatchObject({ code: 'ASTRO_PROJECT_INVALID', name: 'ProjectError', path: '.dockerignore' });
+      expect((ours as Error).message).toMatch(/\.dockerignore cannot be read \(EISDIR\).*readable file/);
+    }
+  }, 120_000);
 });
 
 /**
