@@ -231,6 +231,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
       });
 
       const tests = await imageTestsGate(params, image, signal, emit, ctx.logger);
+      const checked = pinnedSource(source, image);
 
       let bundle: BundleResult | undefined;
       let ownedBundle = false;
@@ -256,7 +257,7 @@ export async function deployImage(ctx: DeployContext, params: DeployImageParams)
         let live = false;
         try {
           const push = await (ctx.pushImage ?? pushImage)(
-            source,
+            checked,
             imageTargetOf(deploy, deploymentId),
             {
               // The client's dispatcher and logger, unless the flow's push options name their own.
@@ -335,6 +336,15 @@ function projectDirOf(params: Pick<DeployImageParams, 'projectDir' | 'dagsDir' |
 }
 
 /**
+ * The source the tests and the push read: a daemon image pinned to the ID it was validated as, so
+ * that a name retagged meanwhile (a concurrent build) cannot ship another image than the one
+ * checked and tested. An archive is already fixed. @internal Shared with deployImageToMany.
+ */
+export function pinnedSource(source: ImageSource, image: ImageInfo): ImageSource {
+  return image.source === 'daemon' ? { imageName: image.configDigest } : source;
+}
+
+/**
  * The tests gate of deployImage (`tests`, default `'none'`), run in a container of the validated
  * `image`: skipped under `force`, and for a parse below runtime 4.1.0 (as the CLI); refused for an
  * archive (no container to run) and without a project folder. Shared with deployImageToMany, which
@@ -367,8 +377,8 @@ export async function imageTestsGate(
     if (image.source === 'archive') {
       throw new AstroDeployError(ErrorCodes.DEPLOY_REFUSED, 'The tests run a container, so they need an image in the Docker daemon, not an archive. Load it with `docker load` first, or pass force: true.');
     }
-    const imageName = typeof params.image === 'string' ? params.image : 'imageName' in params.image ? params.image.imageName : image.reference;
-    tests = await runProjectTests(imageName, projectDir, {
+    // The image validated, by its ID: a name retagged meanwhile cannot swap in an untested image.
+    tests = await runProjectTests(image.configDigest, projectDir, {
       tests: mode,
       ...(dagsDirOf(params) !== undefined ? { dagsDir: dagsDirOf(params)! } : {}),
       ...(params.testFile !== undefined ? { testFile: params.testFile } : {}),

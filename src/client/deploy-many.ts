@@ -31,7 +31,7 @@ import { bundleDags, type DeployContext } from './deploy-common.js';
 import { checkDagsSource, SHAPING_OPTIONS } from './bundle-source.js';
 import { checkFlowOptions } from './flow-options.js';
 import type { deployDags, DeployDagsEvent, DeployDagsParams } from './deploy-dags.js';
-import { imageTestsGate, type deployImage, type DeployImageEvent, type DeployImageParams } from './deploy-image.js';
+import { imageTestsGate, pinnedSource, type deployImage, type DeployImageEvent, type DeployImageParams } from './deploy-image.js';
 import { deployGitFields, type DeployGitParams } from './git.js';
 import { pathSegment } from './path.js';
 import type { RequestOptions } from './transport.js';
@@ -265,7 +265,7 @@ export async function deployImageToMany<R>(
   }
   const bundles = new SharedBundles((syntax) => bundleDags(common.dagsDir!, common, syntax, signal, shared));
   try {
-    const source: ImageSource = opened ? { archive: opened, ...(where.kind === 'archive' && where.archiveImage ? { archiveImage: where.archiveImage } : {}) } : common.image;
+    let source: ImageSource = opened ? { archive: opened, ...(where.kind === 'archive' && where.archiveImage ? { archiveImage: where.archiveImage } : {}) } : common.image;
     // The tests gate, once: on the image checked against the organization's rules (each
     // deployment's flow checks it against its own runtime again).
     let tests: ProjectTestsResult | undefined;
@@ -277,6 +277,8 @@ export async function deployImageToMany<R>(
         ...(signal ? { signal } : {}),
       });
       tests = await imageTestsGate(common, image, signal, shared, ctx.logger);
+      // Every deployment gets the image that was tested, whatever its name points at later.
+      source = pinnedSource(source, image);
     }
     // Layers gzipped by the first push are found again by their digests in this cache, then
     // mounted: the image is read once (a private cache when the caller turned the shared one off).

@@ -4,6 +4,7 @@
  * or from a real Docker engine, and the pushed image is checked with skopeo.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import type Dockerode from 'dockerode';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,7 +13,7 @@ import { AstroClient, isAstroError, type DeployImageEvent } from '../../src/inde
 import { openImageArchive, RUNTIME_VERSION_LABEL } from '../../src/image/index.js';
 import { DiskArchive } from '../../src/image/source.js';
 import { createFakeAstro, createFaultProxy, type FakeAstro, type FaultProxy } from '../../src/testing/index.js';
-import { getTestDocker, uniqueName } from '../helpers/docker.js';
+import { buildScratchImage, getTestDocker, removeImages, uniqueName } from '../helpers/docker.js';
 import { registryRouteOf, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startForwardProxy, withProxyEnv } from '../helpers/forward-proxy.js';
 import { makeImage, noise, writeLegacyArchive, type LayerSpec } from '../image/fixtures.js';
@@ -340,6 +341,44 @@ describe('deployImage with a daemon image and the tests gate (the gate of deploy
     expect(events.some((e) => e.type === 'tests:output')).toBe(true);
     const forced = await client.deployImage({ deploymentId, image, dagsDir: makeProjectDags({ 'bad.py': 'raise SystemExit(3)\n' }), tests: 'parse', force: true });
     expect(forced.tests).toEqual({ mode: 'parse', parse: { status: 'skipped', reason: 'force' } });
+  }, 600_000);
+
+  it('tests and pushes the image it validated, by ID: a name retagged once it was validated does not swap in another image', async () => {
+    const { docker } = await getTestDocker();
+    const name = `astro-sdk-test/retag-${uniqueName()}:1`;
+    const [repo, tag] = name.split(':') as [string, string];
+    await docker.getImage(image).tag({ repo, tag });
+    // Another image, one small layer and no pytest, that the name points at once validated.
+    const other = `astro-sdk-test/other-${uniqueName()}:1`;
+    await buildScratchImage({ tag: other, labels: { [RUNTIME_VERSION_LABEL]: '3.1-2' }, layers: [{ 'x.txt': 'x' }] });
+    onTestFinished(() => removeImages(name, other));
+    const tested = (await docker.getImage(image).inspect()) as { Id: string; RootFS: { Layers: string[] } };
+    const { client } = await setup();
+    const deploymentId = (await client.deployments.listAll())[0]!.id;
+    // The retag starts when the image is validated, and the tests' container waits for it.
+    let retag: Promise<unknown> | undefined;
+    const waitingDocker = new Proxy(docker, {
+      get(target, key) {
+        if (key === 'createContainer') return async (options: Dockerode.ContainerCreateOptions) => (await retag, target.createContainer(options));
+        const value = Reflect.get(target, key) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const result = await client.deployImage({
+      deploymentId,
+      image: name,
+      dagsDir: makeProjectDags({ 'dag.py': 'DAG_ID = "ok"\n' }),
+      tests: 'parse',
+      docker: waitingDocker,
+      push: { method: 'native' },
+      onEvent: (e) => {
+        if (e.type === 'deploy:image-validated') retag = docker.getImage(other).tag({ repo, tag });
+      },
+    });
+    expect(retag).toBeDefined();
+    expect((await docker.getImage(name).inspect()).Id).not.toBe(tested.Id);
+    expect(result.tests?.parse).toMatchObject({ status: 'passed' });
+    expect(result.push.layers).toHaveLength(tested.RootFS.Layers.length);
   }, 600_000);
 });
 
