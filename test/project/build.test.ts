@@ -213,6 +213,28 @@ describe('buildProjectImage step output (BuildKit)', () => {
   }, 600_000);
 });
 
+describe('buildProjectImage failure in one of parallel stages (BuildKit)', () => {
+  it('names the step that failed, not a sibling cancelled because of it', async () => {
+    const dir = await makeProject(
+      astroProject(base, {
+        Dockerfile: [
+          `FROM ${base} AS slow`,
+          `RUN echo slow-${uniqueName()} && sleep 20`,
+          `FROM ${base} AS broken`,
+          `RUN echo broken-${uniqueName()} && sleep 1 && exit 3`,
+          `FROM ${base}`,
+          'COPY --from=slow /etc/hostname /a',
+          'COPY --from=broken /etc/hostname /b',
+          '',
+        ].join('\n'),
+      }),
+    );
+    const err = await build(dir, { builder: 'buildkit' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ImageBuildError);
+    expect((err as ImageBuildError).step).toMatch(/RUN echo broken-/);
+  }, 600_000);
+});
+
 describe('buildProjectImage build secrets (BuildKit session)', () => {
   it('a secret is readable in RUN --mount=type=secret, absent from the image and redacted from events', async () => {
     const secret = `s3cr3t-${uniqueName()}`;
