@@ -34,6 +34,11 @@ export interface DockerContainerLike {
   putArchive(archive: NodeJS.ReadableStream, options: { path: string }): Promise<unknown>;
   start(): Promise<unknown>;
   logs(options: { follow: true; stdout: boolean; stderr: boolean }): Promise<NodeJS.ReadableStream>;
+  /**
+   * `POST /containers/{id}/attach` (dockerode's `attach`): the output as the process writes it.
+   * Without it, the output is read back from the container's logs.
+   */
+  attach?(options: { stream: true; stdout: true; stderr: true }): Promise<NodeJS.ReadableStream>;
   wait(): Promise<unknown>;
   kill(): Promise<unknown>;
   remove(options: { force?: boolean }): Promise<unknown>;

@@ -7,7 +7,8 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { throwIfAborted } from '../core/abort.js';
 import { emitterFor } from '../core/emitter.js';
 import { abortAware } from '../core/scope.js';
@@ -157,6 +158,7 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
   );
   let timer: NodeJS.Timeout | undefined;
   let timedOut = false;
+  let attached: NodeJS.ReadableStream | undefined;
   const kill = () => container.kill().catch(() => undefined);
   const onAbort = () => void kill();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -165,6 +167,13 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
     const archive = Readable.from(packTrees(trees.map((t) => ({ from: t.from, to: t.to.replace(/^\//, '') }))));
     await engineCall('copy the project into the container', image, () => container.putArchive(archive, { path: '/' }), ErrorCodes.IMAGE_PARSE_CHECK_ERROR);
     throwIfAborted(signal);
+    // The output as the process writes it, attached before the start as `docker start -a` does:
+    // the daemon's log driver would cut long lines into 16 KiB entries stored as text, turning a
+    // character cut in two into U+FFFD.
+    if (container.attach) {
+      const attach = container.attach.bind(container);
+      attached = await engineCall('attach to the parse-check container', image, () => attach({ stream: true, stdout: true, stderr: true }), ErrorCodes.IMAGE_PARSE_CHECK_ERROR);
+    }
     await engineCall('start the parse-check container', image, () => container.start(), ErrorCodes.IMAGE_PARSE_CHECK_ERROR);
     timer = setTimeout(() => {
       timedOut = true;
@@ -173,24 +182,37 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
     let output = '';
     // The caller's callback gets redacted text; one that throws is ignored.
     const emitOutput = emitterFor(options.onOutput);
-    const collect = new PassThrough();
-    collect.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
-      emitOutput(text);
-      output += text;
-      if (output.length > MAX_OUTPUT) output = output.slice(-MAX_OUTPUT);
-    });
-    const logs = (await engineCall(
-      'read the parse-check output',
-      image,
-      () => container.logs({ follow: true, stdout: true, stderr: true }),
-      ErrorCodes.IMAGE_PARSE_CHECK_ERROR,
-    )) as NodeJS.ReadableStream;
+    // One decoder per stream: a character split between two frames of stdout arrives whole,
+    // whatever stderr wrote in between.
+    const collector = () => {
+      const decoder = new StringDecoder('utf8');
+      const take = (text: string) => {
+        if (text === '') return;
+        emitOutput(text);
+        output += text;
+        if (output.length > MAX_OUTPUT) output = output.slice(-MAX_OUTPUT);
+      };
+      // demuxStream only calls write(), once per frame, as it parses them.
+      const sink = { write: (chunk: Buffer) => (take(decoder.write(chunk)), true) } as unknown as NodeJS.WritableStream;
+      return { sink, flush: () => take(decoder.end()) };
+    };
+    const stdout = collector();
+    const stderr = collector();
+    const stream =
+      attached ??
+      ((await engineCall(
+        'read the parse-check output',
+        image,
+        () => container.logs({ follow: true, stdout: true, stderr: true }),
+        ErrorCodes.IMAGE_PARSE_CHECK_ERROR,
+      )) as NodeJS.ReadableStream);
     await new Promise<void>((res, rej) => {
-      docker.modem.demuxStream(logs, collect, collect);
-      logs.on('end', () => res());
-      logs.on('error', rej);
+      docker.modem.demuxStream(stream, stdout.sink, stderr.sink);
+      stream.on('end', () => res());
+      stream.on('error', rej);
     });
+    stdout.flush();
+    stderr.flush();
     const waited = (await engineCall('wait for the parse-check container', image, () => container.wait(), ErrorCodes.IMAGE_PARSE_CHECK_ERROR)) as {
       StatusCode?: number;
     };
@@ -211,6 +233,7 @@ export async function runDagParseCheck(image: string, options: DagParseCheckOpti
   } finally {
     if (timer) clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
+    (attached as Partial<Readable> | undefined)?.destroy?.();
     const removal = container.remove({ force: true }).then(
       () => undefined,
       () => undefined,

@@ -77,6 +77,38 @@ describe('runDagParseCheck', () => {
     expect(await parseContainers()).toBe(0);
   });
 
+  it('keeps the output as written: a long line the log driver would cut mid-character arrives whole, on stdout and stderr', async () => {
+    const chunks: string[] = [];
+    // One line of 100,000 "aé" on stdout and one of "€" on stderr: read back from the daemon's logs,
+    // they come in 16 KiB entries that end mid-character.
+    const line = (text: string) => `/bin/busybox yes '${text}' | /bin/busybox head -n 100000 | /bin/busybox tr -d '\\n'`;
+    const command = ['/bin/busybox', 'sh', '-c', `${line('aé')}; ${line('€')} >&2`];
+    const result = await runDagParseCheck(image, { dagsDir: join(project, 'dags'), command, onOutput: (c) => chunks.push(c) });
+    expect(result.passed).toBe(true);
+    expect(result.output).not.toContain('\ufffd');
+    expect(result.output.match(/aé/g)).toHaveLength(100_000);
+    expect(result.output.match(/€/g)).toHaveLength(100_000);
+    expect(chunks.join('')).toBe(result.output);
+    expect(await parseContainers()).toBe(0);
+  });
+
+  it('reads the output from the logs with a docker client that cannot attach', async () => {
+    const { docker } = await getTestDocker();
+    const withoutAttach = new Proxy(docker, {
+      get(target, key) {
+        if (key !== 'createContainer') return Reflect.get(target, key) as unknown;
+        return async (options: Parameters<typeof docker.createContainer>[0]) => {
+          const container = await target.createContainer(options);
+          return new Proxy(container, { get: (c, k) => (k === 'attach' ? undefined : (Reflect.get(c, k) as unknown)) });
+        };
+      },
+    });
+    const result = await runDagParseCheck(image, { dagsDir: join(project, 'dags'), command: CHECK, docker: withoutAttach });
+    expect(result).toMatchObject({ passed: true, exitCode: 0 });
+    expect(result.output).toContain('ok dags/sub/nested.py');
+    expect(await parseContainers()).toBe(0);
+  });
+
   it('fails with the output when a DAG does not parse', async () => {
     await writeFile(join(project, 'dags', 'bad.py'), 'SYNTAX_ERROR here\n');
     try {
