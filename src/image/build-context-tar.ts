@@ -19,16 +19,19 @@
  * the tar, one that shrank is filled with zeros. A read error (a file removed during the walk)
  * surfaces when that file's turn comes.
  */
+import { isUtf8 } from 'node:buffer';
 import { closeSync, createReadStream, openSync, readlinkSync, readSync } from 'node:fs';
 import { TimeSlice } from '../core/time-slice.js';
 import { memberHeaders } from './tar.js';
 
 /** One member of the context, as the walk yields it. */
 export interface ContextItem {
-  /** Path relative to the project, `/`-separated. */
+  /** Path relative to the project, `/`-separated; a byte that is not UTF-8 reads as U+FFFD. */
   rel: string;
-  /** Absolute path on disk. */
-  abs: string;
+  /** The bytes of the path, when `rel` does not spell them (a name that is not valid UTF-8). */
+  relBytes?: Buffer;
+  /** Absolute path on disk: bytes when the text would not name the file. */
+  abs: string | Buffer;
   type: 'file' | 'dir' | 'symlink';
   /** Bytes of a regular file (from `lstat`); 0 otherwise. */
   size: number;
@@ -54,7 +57,7 @@ export const CONTEXT_CHUNK_BYTES = 256 * 1024;
 const LARGE_READ_BYTES = 1024 * 1024;
 
 /** Read `size` bytes of a small file (zeros past its end if it shrank); `read` is what the file gave. */
-function readSmall(path: string, size: number): { data: Buffer; read: number } {
+function readSmall(path: string | Buffer, size: number): { data: Buffer; read: number } {
   const fd = openSync(path, 'r');
   try {
     const data = Buffer.alloc(size);
@@ -91,6 +94,71 @@ class Joiner {
 
 const ignore = () => undefined;
 
+/** Offsets and widths of the ustar header fields rewritten below. */
+const NAME_FIELD = { offset: 0, width: 100 };
+const LINK_FIELD = { offset: 157, width: 100 };
+const CHECKSUM_FIELD = { offset: 148, width: 8 };
+
+/** ASCII of the same byte length as `bytes`, so that headers written for it have the same layout. */
+function asciiStandIn(bytes: Buffer): string {
+  return bytes.toString('latin1').replace(/[\x80-\xff]/g, '_');
+}
+
+/** Overwrite a header field with `bytes` (cut to the field, as the writer cuts names; pax carries the whole). */
+function writeField(header: Buffer, field: { offset: number; width: number }, bytes: Buffer): void {
+  header.fill(0, field.offset, field.offset + field.width);
+  bytes.copy(header, field.offset, 0, Math.min(field.width, bytes.length));
+}
+
+/** Recompute a ustar header's checksum after a field changed (sum of the bytes, the field itself read as spaces). */
+function rewriteChecksum(header: Buffer): void {
+  header.fill(0x20, CHECKSUM_FIELD.offset, CHECKSUM_FIELD.offset + CHECKSUM_FIELD.width);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, CHECKSUM_FIELD.offset, 'ascii');
+}
+
+/** Put `bytes` in place of the pax record ` <key>=<standIn>\n`, when the pax data holds one (same length, so nothing else moves). */
+function replacePaxValue(data: Buffer, key: string, standIn: string, bytes: Buffer): void {
+  const at = data.indexOf(` ${key}=${standIn}\n`, 0, 'latin1');
+  if (at >= 0) bytes.copy(data, at + key.length + 2);
+}
+
+/**
+ * The headers of one member whose name or link target is given as bytes. Linux names are bytes,
+ * and the Docker CLI sends them as they are (Go strings are bytes): a name that is not valid
+ * UTF-8 must reach the daemon unchanged, as it would from `docker build`. The headers are written
+ * for an ASCII stand-in of the same length, then the real bytes are put in its place.
+ */
+function byteExactHeaders(name: Buffer, size: number, type: '0' | '2' | '5', mode: number, mtime: number, link: Buffer): Buffer[] {
+  const nameStandIn = asciiStandIn(name);
+  const linkStandIn = asciiStandIn(link);
+  const headers = memberHeaders(nameStandIn, size, type, mode, mtime, linkStandIn);
+  const main = headers[headers.length - 1]!;
+  for (const paxPart of headers.slice(0, -1)) {
+    replacePaxValue(paxPart, 'path', nameStandIn, name);
+    replacePaxValue(paxPart, 'linkpath', linkStandIn, link);
+  }
+  writeField(main, NAME_FIELD, name);
+  writeField(main, LINK_FIELD, link);
+  rewriteChecksum(main);
+  return headers;
+}
+
+/** The headers of `item`, its name and link target byte for byte. */
+function headersOf(item: ContextItem, size: number, type: '0' | '2' | '5', mode: number, link: string | Buffer = ''): Buffer[] {
+  const name = type === '5' ? `${item.rel}/` : item.rel;
+  if (!item.relBytes && typeof link === 'string') return memberHeaders(name, size, type, mode, item.mtime, link);
+  const nameBytes = item.relBytes ? Buffer.concat([item.relBytes, type === '5' ? Buffer.from('/') : Buffer.alloc(0)]) : Buffer.from(name);
+  return byteExactHeaders(nameBytes, size, type, mode, item.mtime, Buffer.from(link));
+}
+
+/** A link's target: text when it is valid UTF-8, else its bytes. */
+function linkTarget(abs: string | Buffer): string | Buffer {
+  const target = readlinkSync(abs, { encoding: 'buffer' });
+  return isUtf8(target) ? target.toString('utf8') : target;
+}
+
 /**
  * The tar bytes of `items` (in their order), counting into `counters` as the bytes are produced.
  * Ends with the two zero blocks of a tar archive.
@@ -108,13 +176,13 @@ export async function* contextTar(items: AsyncIterable<ContextItem>, counters: C
     let full = false;
     if (item.type === 'dir') {
       counters.dirs++;
-      for (const h of memberHeaders(`${item.rel}/`, 0, '5', item.mode, item.mtime)) full = joiner.add(h) || full;
+      for (const h of headersOf(item, 0, '5', item.mode)) full = joiner.add(h) || full;
     } else if (item.type === 'symlink') {
       counters.symlinks++;
-      for (const h of memberHeaders(item.rel, 0, '2', 0o777, item.mtime, readlinkSync(item.abs))) full = joiner.add(h) || full;
+      for (const h of headersOf(item, 0, '2', 0o777, linkTarget(item.abs))) full = joiner.add(h) || full;
     } else {
       counters.files++;
-      for (const h of memberHeaders(item.rel, item.size, '0', item.mode, item.mtime)) full = joiner.add(h) || full;
+      for (const h of headersOf(item, item.size, '0', item.mode)) full = joiner.add(h) || full;
       if (item.size > 0 && item.size <= SMALL_FILE_BYTES) {
         const { data, read } = readSmall(item.abs, item.size);
         counters.contentBytes += read;

@@ -20,9 +20,12 @@
  * - the Dockerfile and `.dockerignore` are always sent, even when excluded (the classic builder
  *   then drops them from what `COPY` sees, as for `docker build`);
  * - members are owned by root (uid and gid 0); modes and modification times are kept; symbolic
- *   links are sent as links; sockets and devices are left out.
+ *   links are sent as links; sockets and devices are left out;
+ * - names and link targets are sent as the bytes they are on disk, UTF-8 or not; the patterns
+ *   read a byte that is not UTF-8 as U+FFFD, as Go's regular expressions do.
  */
-import { lstatSync, readdirSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { lstatSync, readdirSync, type Dirent } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { join, resolve } from 'node:path';
@@ -65,7 +68,7 @@ export interface BuildContextStats {
 
 /** One member of a build context, in the order it is sent. */
 export interface BuildContextEntry {
-  /** Path relative to the project, `/`-separated. */
+  /** Path relative to the project, `/`-separated; a byte that is not UTF-8 reads as U+FFFD. */
   path: string;
   type: 'file' | 'dir' | 'symlink';
 }
@@ -240,40 +243,100 @@ export function contextFilter(patterns: readonly string[], options: { dockerfile
 type WalkItem = ContextItem;
 
 /**
- * The context's members in sending order. Folders are listed and entries `lstat`ed with
- * synchronous calls, in time slices that give the event loop a turn every few milliseconds: a
- * thread-pool round trip per entry cost more than the call, even 64 at once.
+ * A path in the project as the patterns see it. Linux names are bytes and Go reads them as
+ * such; its regular expressions read a byte that is not UTF-8 as U+FFFD, so `text` does too, and
+ * `bytes` keeps the real name for the file system and the tar whenever `text` does not spell it.
+ */
+interface ProjectPath {
+  text: string;
+  bytes?: Buffer;
+}
+
+const SLASH = Buffer.from('/');
+
+/** The length of the UTF-8 sequence a lead byte starts, 0 for a byte that cannot start one. */
+function utf8SequenceLength(lead: number): number {
+  if (lead < 0x80) return 1;
+  if (lead >= 0xc2 && lead <= 0xdf) return 2;
+  if (lead >= 0xe0 && lead <= 0xef) return 3;
+  if (lead >= 0xf0 && lead <= 0xf4) return 4;
+  return 0;
+}
+
+/** Bytes as Go's UTF-8 decoding reads them: each byte that does not start a valid sequence is one U+FFFD. */
+function goText(bytes: Buffer): string {
+  let text = '';
+  for (let i = 0; i < bytes.length; ) {
+    const width = utf8SequenceLength(bytes[i]!);
+    const sequence = bytes.subarray(i, i + width);
+    if (width > 0 && sequence.length === width && isUtf8(sequence)) {
+      text += sequence.toString('utf8');
+      i += width;
+    } else {
+      text += '\ufffd';
+      i++;
+    }
+  }
+  return text;
+}
+
+/** The path of `name` (bytes, as read from the folder) inside `parent` (undefined at the root). */
+function childPath(parent: ProjectPath | undefined, name: Buffer): ProjectPath {
+  const exact = isUtf8(name);
+  const nameText = exact ? name.toString('utf8') : goText(name);
+  const text = parent ? `${parent.text}/${nameText}` : nameText;
+  if (exact && !parent?.bytes) return { text };
+  return { text, bytes: parent ? Buffer.concat([parent.bytes ?? Buffer.from(parent.text), SLASH, name]) : name };
+}
+
+/** The absolute path of `name` in `absDir`: text while the text names the file, else bytes. */
+function childAbs(absDir: string | Buffer, name: Buffer): string | Buffer {
+  if (typeof absDir === 'string' && isUtf8(name)) return join(absDir, name.toString('utf8'));
+  return Buffer.concat([Buffer.from(absDir), SLASH, name]);
+}
+
+/** A folder's entries in byte order of their names, as Go's walk sorts them. */
+function sortedEntries(absDir: string | Buffer): Dirent<Buffer>[] {
+  return readdirSync(absDir, { withFileTypes: true, encoding: 'buffer' }).sort((a, b) => Buffer.compare(a.name, b.name));
+}
+
+/** The member for a path that is sent, from its `lstat`; undefined for sockets, FIFOs and devices (not part of a build context). */
+function memberAt(path: ProjectPath, abs: string | Buffer): WalkItem | undefined {
+  const st = lstatSync(abs);
+  const base = { rel: path.text, ...(path.bytes ? { relBytes: path.bytes } : {}), abs, size: 0, mode: st.mode, mtime: st.mtimeMs / 1000 };
+  if (st.isDirectory()) return { ...base, type: 'dir' };
+  if (st.isSymbolicLink()) return { ...base, type: 'symlink' };
+  if (st.isFile()) return { ...base, type: 'file', size: st.size };
+  return undefined;
+}
+
+/**
+ * The context's members in sending order. Each entry is judged by the patterns before anything
+ * else is asked of the file system, as Docker's walk does: an excluded entry is never `lstat`ed,
+ * so one Docker would not look at (removed meanwhile, say) cannot stop the build. Folders are listed
+ * and entries `lstat`ed with synchronous calls, in time slices that give the event loop a turn
+ * every few milliseconds: a thread-pool round trip per entry cost more than the call, even 64 at once.
  */
 async function* walk(root: string, filter: ContextFilter, stats: BuildContextStats, signal: AbortSignal | undefined): AsyncGenerator<WalkItem> {
   const slice = new TimeSlice(signal);
-  async function* inDir(absDir: string, relDir: string): AsyncGenerator<WalkItem> {
-    // Byte order, as Go's filepath.Walk sorts names.
-    const names = readdirSync(absDir).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const name of names) {
+  async function* inDir(absDir: string | Buffer, dir: ProjectPath | undefined): AsyncGenerator<WalkItem> {
+    for (const entry of sortedEntries(absDir)) {
       throwIfAborted(signal);
-      const rel = relDir ? `${relDir}/${name}` : name;
-      const abs = join(absDir, name);
-      const st = lstatSync(abs);
       if (slice.expired) await slice.yield();
-      const isDir = st.isDirectory();
-      if (filter.excludes(rel)) {
+      const path = childPath(dir, entry.name);
+      const abs = childAbs(absDir, entry.name);
+      if (filter.excludes(path.text)) {
         stats.excluded++;
-        if (isDir && filter.mustDescend(rel)) yield* inDir(abs, rel);
+        if (entry.isDirectory() && filter.mustDescend(path.text)) yield* inDir(abs, path);
         continue;
       }
-      const base = { rel, abs, size: 0, mode: st.mode, mtime: st.mtimeMs / 1000 };
-      if (isDir) {
-        yield { ...base, type: 'dir' };
-        yield* inDir(abs, rel);
-      } else if (st.isSymbolicLink()) {
-        yield { ...base, type: 'symlink' };
-      } else if (st.isFile()) {
-        yield { ...base, type: 'file', size: st.size };
-      }
-      // Sockets, FIFOs and devices: not part of a build context.
+      const member = memberAt(path, abs);
+      if (!member) continue;
+      yield member;
+      if (member.type === 'dir') yield* inDir(abs, path);
     }
   }
-  yield* inDir(root, '');
+  yield* inDir(root, undefined);
 }
 
 /** A fresh, zeroed stats record. */

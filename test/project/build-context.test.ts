@@ -6,6 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Parser } from 'tar';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
 import {
@@ -13,7 +15,7 @@ import {
   listBuildContext,
   parseDockerignore,
 } from '../../src/image/build-context.js';
-import { memberHeaders } from '../../src/image/tar.js';
+import { memberHeaders, walkTarStream } from '../../src/image/tar.js';
 import { dockerfileNeedsBuildKit } from '../../src/image/build.js';
 import { dockerfileBaseImages, parseProjectConfig, readAstroProject, shouldPullBaseImages } from '../../src/image/project.js';
 import { dockerCli, getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
@@ -91,28 +93,34 @@ const CASES: Array<{ name: string; dockerignore?: string; exclude?: string[]; re
 
 const DOCKERFILE = 'FROM scratch\nCOPY . /ctx/\n';
 
-/** What the Docker CLI puts in an image from this folder: files and links under /ctx/ (folders left out). */
-async function dockerIncludes(dir: string): Promise<string[]> {
+/** The file system of the image the Docker CLI builds from this folder with `COPY . /ctx/`, as a tar. */
+async function dockerImageTar(dir: string): Promise<Buffer> {
   const tag = `astro-sdk-test/ctx:${uniqueName()}`;
   images.push(tag);
   await dockerCli(['build', '-q', '--platform', 'linux/amd64', '-t', tag, dir]);
   const { docker } = await getTestDocker();
   const container = await docker.createContainer({ Image: tag, Cmd: ['none'], NetworkDisabled: true });
   try {
-    const stream = (await container.export()) as NodeJS.ReadableStream;
-    const out: string[] = [];
-    const parser = new Parser({
-      onReadEntry: (entry) => {
-        const path = entry.path.replace(/^\.?\//, '');
-        if (path.startsWith('ctx/') && entry.type !== 'Directory') out.push(path.slice(4));
-        entry.resume();
-      },
-    });
-    await pipeline(stream, parser);
-    return out.sort();
+    const chunks: Buffer[] = [];
+    for await (const chunk of (await container.export()) as AsyncIterable<Buffer>) chunks.push(chunk);
+    return Buffer.concat(chunks);
   } finally {
     await container.remove({ force: true });
   }
+}
+
+/** What the Docker CLI puts in an image from this folder: files and links under /ctx/ (folders left out). */
+async function dockerIncludes(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const parser = new Parser({
+    onReadEntry: (entry) => {
+      const path = entry.path.replace(/^\.?\//, '');
+      if (path.startsWith('ctx/') && entry.type !== 'Directory') out.push(path.slice(4));
+      entry.resume();
+    },
+  });
+  await pipeline(Readable.from([await dockerImageTar(dir)]), parser);
+  return out.sort();
 }
 
 /** The non-folder members our context stream carries, read back from the tar itself. */
@@ -166,6 +174,49 @@ describe('build context vs docker build', () => {
       await unchanged();
     }, 120_000);
   }
+
+  it('names that are not valid UTF-8: left out when excluded, else sent byte for byte, as docker build does', async () => {
+    const dir = await makeProject({ ...TREE, Dockerfile: DOCKERFILE, '.dockerignore': '*.log\n' });
+    // Latin-1 text stands for raw bytes: \xff, \xfe and a lone \xe9 are not UTF-8.
+    const bytes = (latin1: string) => Buffer.from(latin1, 'latin1');
+    const at = (latin1: string) => Buffer.concat([Buffer.from(`${dir}/`), bytes(latin1)]);
+    writeFileSync(at('bad\xffname.log'), 'excluded');
+    mkdirSync(at('raw\xfedir'));
+    writeFileSync(at('raw\xfedir/in\xff.txt'), 'sent');
+    writeFileSync(at('caf\xe9.txt'), 'sent');
+    symlinkSync(bytes('target\xff'), at('link\xff'));
+    // Over 100 bytes: the name goes in a pax record.
+    const long = `raw\xfedir/${'long-'.repeat(24)}\xff.txt`;
+    writeFileSync(at(long), 'sent');
+    const image = await dockerImageTar(dir);
+    const ctx = await createBuildContext(dir);
+    const chunks: Buffer[] = [];
+    for await (const chunk of ctx.stream as AsyncIterable<Buffer>) chunks.push(chunk);
+    const ours = Buffer.concat(chunks);
+    // The same bytes reach the daemon: names and link targets as they are on disk.
+    for (const sent of ['raw\xfedir/in\xff.txt', 'caf\xe9.txt', 'link\xff', 'target\xff', long]) {
+      expect(image.includes(bytes(sent)), sent).toBe(true);
+      expect(ours.includes(bytes(sent)), sent).toBe(true);
+    }
+    expect(image.includes(bytes('bad\xffname.log'))).toBe(false);
+    expect(ours.includes(bytes('bad\xffname.log'))).toBe(false);
+    // Listed by a reader that decodes pax records by their byte length (node-tar cannot read
+    // those holding bytes that are not UTF-8); each such byte reads as U+FFFD.
+    const members = async (tar: Buffer, under: string) => {
+      const out: string[] = [];
+      await walkTarStream(Readable.from([tar]), async (entry) => {
+        const path = entry.name.replace(/\/$/, '');
+        if (entry.type !== 'directory' && path.startsWith(under)) out.push(path.slice(under.length));
+      });
+      return out.sort();
+    };
+    expect(dropBuildFiles(await members(ours, ''), '*.log\n')).toEqual(await members(image, 'ctx/'));
+    // Listed with each byte that is not UTF-8 read as U+FFFD.
+    const listed = await listBuildContext(dir);
+    expect(listed).toContainEqual({ path: 'raw\ufffddir/in\ufffd.txt', type: 'file' });
+    expect(listed).toContainEqual({ path: 'link\ufffd', type: 'symlink' });
+    expect(listed.some((e) => e.path.endsWith('.log'))).toBe(false);
+  }, 120_000);
 
   it('an unreadable .dockerignore (here a folder) is refused with ASTRO_PROJECT_INVALID naming it, as docker build refuses it', async () => {
     const dir = await makeProject({ ...TREE, Dockerfile: DOCKERFILE, '.dockerignore/notes': 'x' });
