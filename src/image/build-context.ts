@@ -1,20 +1,27 @@
 /**
  * The build context of a project: its folder as a tar stream, filtered by its `.dockerignore`
- * with Docker's own semantics (`@balena/dockerignore`, a port of Docker's matcher), walked the
- * way the Docker CLI walks it, and streamed file by file (never held whole in memory).
+ * with Docker's own semantics, walked the way the Docker CLI walks it, and streamed file by file
+ * (never held whole in memory).
  *
  * Nothing in the project is written. The Astro CLI keeps `dags/` out of the image by appending a
  * `dags/` line to `.dockerignore` for the duration of the build (a crash leaves it edited); here
  * the same line is added to the patterns in memory instead (`exclude: ['dags/']`).
  *
- * What the Docker CLI does and this does too:
- * - `.dockerignore` lines: a UTF-8 BOM is dropped, `#` lines are comments, lines are trimmed,
- *   `!` negates, paths are cleaned and a leading `/` is dropped; matching is case-sensitive;
- * - `.+()|{}$` in a pattern are plain characters (the library escapes only `.` and `$`: Docker's
- *   matcher escapes all of them, so they are escaped here before the library sees them), and a
- *   pattern Docker refuses (a lone `!`, a malformed `[...]` class, a trailing `\`) is refused
- *   with `ASTRO_PROJECT_INVALID`, as `docker build` refuses it;
- * - the last matching pattern wins, and a pattern matching a parent folder excludes what is in it;
+ * What the Docker CLI does and this does too (a port of moby/patternmatcher and of the walk of
+ * `TarWithOptions` in moby's archive package, with which the CLI tars the context):
+ * - `.dockerignore` lines: a UTF-8 BOM is dropped, `#` lines are comments, lines are trimmed (of
+ *   what Go's TrimSpace trims), `!` negates, paths are cleaned and a leading `/` is dropped;
+ *   matching is case-sensitive;
+ * - a pattern becomes a Go regular expression (`*` any run of characters but `/`, `?` one of them,
+ *   `**` any number of folders, `[...]` a Go class, `[[:upper:]]` included; `\` keeps the next
+ *   character escaped, so `\d` is a digit), matched here by the JavaScript expression that matches
+ *   the same paths, on whole characters; a pattern Docker refuses (a lone `!`, a malformed
+ *   `[...]` class, a trailing `\`, an escape Go does not know) is refused with
+ *   `ASTRO_PROJECT_INVALID`;
+ * - the walk judges a folder before what it holds and hands each pattern's result down: a pattern
+ *   that matched the folder matches all inside it, the last matching pattern wins, and a pattern
+ *   that could not change the result so far is not tried (so `!sp` after an exclusion of every
+ *   `.txt` does not bring back `sp/h.txt`: it matches only the folder, which was not excluded);
  * - an excluded folder is not descended into, unless an exception pattern (`!dir/keep`) starts
  *   with its path; then its entry is left out but what the exceptions match is sent;
  * - the Dockerfile and `.dockerignore` are always sent, even when excluded (the classic builder
@@ -30,7 +37,6 @@ import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
 import { throwIfAborted } from '../core/abort.js';
 import { TimeSlice } from '../core/time-slice.js';
 import { ErrorCodes, ProjectError } from '../core/errors.js';
@@ -75,20 +81,28 @@ export interface BuildContextEntry {
 
 const BOM = '\ufeff';
 
-// The package is CommonJS with `module.exports = factory` and `factory.default = factory`: under
-// NodeNext the default import is typed as the module object, so take `.default` (present at run
-// time in both the ESM and the CJS build).
-const dockerignore = (dockerignoreModule as unknown as { default: (options?: { ignorecase?: boolean }) => Ignore }).default;
+/** What Go's `strings.TrimSpace` trims: Unicode White_Space (`String#trim` also trims U+FEFF, and not U+0085). */
+const GO_SPACE = '\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const GO_SPACE_AT_ENDS = new RegExp(`^[${GO_SPACE}]+|[${GO_SPACE}]+$`, 'g');
 
-/** Clean one pattern as Docker's `ReadAll` does: trimmed, `!` kept, path cleaned, leading `/` dropped. */
+function goTrimSpace(text: string): string {
+  return text.replace(GO_SPACE_AT_ENDS, '');
+}
+
+/** Go's `filepath.Clean` on Linux: Node's normalize without the trailing `/` it keeps. */
+function goClean(path: string): string {
+  const clean = posix.normalize(path);
+  return clean.length > 1 && clean.endsWith('/') ? clean.slice(0, -1) : clean;
+}
+
+/** Clean one line as Docker's `ReadAll` does: trimmed, `!` kept, path cleaned, leading `/` dropped. */
 function normalizePattern(line: string): string | undefined {
-  let pattern = line.trim();
+  let pattern = goTrimSpace(line);
   if (pattern === '') return undefined;
   const invert = pattern.startsWith('!');
-  if (invert) pattern = pattern.slice(1).trim();
+  if (invert) pattern = goTrimSpace(pattern.slice(1));
   if (pattern.length > 0) {
-    pattern = posix.normalize(pattern);
-    if (pattern.length > 1 && pattern.endsWith('/')) pattern = pattern.slice(0, -1);
+    pattern = goClean(pattern);
     if (pattern.length > 1 && pattern.startsWith('/')) pattern = pattern.slice(1);
   }
   return invert ? `!${pattern}` : pattern;
@@ -131,11 +145,10 @@ export async function readDockerignore(projectDir: string): Promise<string[]> {
 }
 
 /**
- * Why Docker would refuse `pattern` (without its `!`), or undefined: the checks of Go's
- * `filepath.Match`, which Docker's matcher runs on every pattern (malformed character classes and
- * a trailing escape).
+ * Why Go's `filepath.Match` refuses `pattern`, which Docker's matcher asks of every pattern
+ * (malformed character classes and a trailing escape), or undefined.
  */
-export function patternSyntaxError(pattern: string): string | undefined {
+function filepathMatchError(pattern: string): string | undefined {
   let i = 0;
   const n = pattern.length;
   // One (possibly escaped) character of a class; `-` and `]` must be escaped there.
@@ -178,69 +191,455 @@ export function patternSyntaxError(pattern: string): string | undefined {
   return undefined;
 }
 
-/** Escape what Docker's matcher takes literally but a JavaScript RegExp would not (`\` escapes kept as they are). */
-function escapeForMatcher(pattern: string): string {
-  let out = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '\\') {
-      out += c + (pattern[i + 1] ?? '');
-      i++;
-    } else if ('+()|{}'.includes(c)) out += `\\${c}`;
-    else out += c;
+// ---------------------------------------------------------------------------------------------
+// Go regular expressions. Docker turns each pattern into one and runs it with Go's regexp
+// package; the same expression means other things to JavaScript (`[[:upper:]]`, `\s`, `.`, what
+// `?` takes of an emoji), so it is read with Go's grammar and written out as the JavaScript
+// expression (with the `u` flag: whole characters) that matches the same paths.
+// ---------------------------------------------------------------------------------------------
+
+/** Where Go's regexp parser refuses an expression. */
+class GoRegexpError extends Error {}
+
+/** Code point ranges, first and last included. */
+type CodeRanges = ReadonlyArray<readonly [number, number]>;
+
+const MAX_CODE_POINT = 0x10ffff;
+
+/** The code points not in `ranges`. */
+function complement(ranges: CodeRanges): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let next = 0;
+  for (const [first, last] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    if (first > next) out.push([next, first - 1]);
+    next = Math.max(next, last + 1);
   }
+  if (next <= MAX_CODE_POINT) out.push([next, MAX_CODE_POINT]);
   return out;
 }
 
-/** A compiled set of patterns: what is excluded, and which excluded folders must still be walked. */
-export interface ContextFilter {
-  /** The final patterns, in order (those of `.dockerignore`, then `exclude`, then the build-file exceptions). */
-  readonly patterns: readonly string[];
-  /** True when `path` (relative, `/`-separated) is left out. */
-  excludes(path: string): boolean;
-  /** For an excluded folder: true when an exception pattern may bring back something inside it. */
-  mustDescend(dirPath: string): boolean;
+/** One code point in a JavaScript `u` expression: letters and digits as they are, the rest escaped. */
+function jsCodePoint(codePoint: number): string {
+  const char = String.fromCodePoint(codePoint);
+  return /^[A-Za-z0-9]$/.test(char) ? char : `\\u{${codePoint.toString(16)}}`;
+}
+
+/** Ranges as the inside of a JavaScript class. */
+function jsRanges(ranges: CodeRanges): string {
+  return ranges.map(([first, last]) => (first === last ? jsCodePoint(first) : `${jsCodePoint(first)}-${jsCodePoint(last)}`)).join('');
+}
+
+/** A named group of Go's (`\d`, `[:alpha:]`, ...) and its negation, as insides of a JavaScript class. */
+interface ClassGroup {
+  positive: string;
+  negative: string;
+}
+
+function groupOf(ranges: CodeRanges): ClassGroup {
+  return { positive: jsRanges(ranges), negative: jsRanges(complement(ranges)) };
+}
+
+/** Go's Perl classes, ASCII only: `\s` leaves out \v and Unicode spaces, which JavaScript's takes. */
+const PERL_GROUPS = new Map<string, string>();
+for (const [letter, ranges] of Object.entries<CodeRanges>({
+  d: [[0x30, 0x39]],
+  s: [
+    [0x09, 0x0a],
+    [0x0c, 0x0d],
+    [0x20, 0x20],
+  ],
+  w: [
+    [0x30, 0x39],
+    [0x41, 0x5a],
+    [0x5f, 0x5f],
+    [0x61, 0x7a],
+  ],
+})) {
+  const group = groupOf(ranges);
+  PERL_GROUPS.set(letter, group.positive);
+  PERL_GROUPS.set(letter.toUpperCase(), group.negative);
+}
+
+/** Go's POSIX classes (`[:alpha:]` inside a class), and their `[:^alpha:]` negations. */
+const POSIX_GROUPS = new Map<string, string>();
+for (const [name, ranges] of Object.entries<CodeRanges>({
+  alnum: [
+    [0x30, 0x39],
+    [0x41, 0x5a],
+    [0x61, 0x7a],
+  ],
+  alpha: [
+    [0x41, 0x5a],
+    [0x61, 0x7a],
+  ],
+  ascii: [[0x00, 0x7f]],
+  blank: [
+    [0x09, 0x09],
+    [0x20, 0x20],
+  ],
+  cntrl: [
+    [0x00, 0x1f],
+    [0x7f, 0x7f],
+  ],
+  digit: [[0x30, 0x39]],
+  graph: [[0x21, 0x7e]],
+  lower: [[0x61, 0x7a]],
+  print: [[0x20, 0x7e]],
+  punct: [
+    [0x21, 0x2f],
+    [0x3a, 0x40],
+    [0x5b, 0x60],
+    [0x7b, 0x7e],
+  ],
+  space: [
+    [0x09, 0x0d],
+    [0x20, 0x20],
+  ],
+  upper: [[0x41, 0x5a]],
+  word: [
+    [0x30, 0x39],
+    [0x41, 0x5a],
+    [0x5f, 0x5f],
+    [0x61, 0x7a],
+  ],
+  xdigit: [
+    [0x30, 0x39],
+    [0x41, 0x46],
+    [0x61, 0x66],
+  ],
+})) {
+  const group = groupOf(ranges);
+  POSIX_GROUPS.set(`[:${name}:]`, group.positive);
+  POSIX_GROUPS.set(`[:^${name}:]`, group.negative);
 }
 
 /**
- * Compile the patterns of a context: `patterns` (from `.dockerignore`), then `exclude`, then, as
- * the Docker CLI adds them, `!.dockerignore` and `!<dockerfile>` when those two would be excluded.
+ * The Unicode classes Go names with one letter after `\p` (general categories). Go's C holds no
+ * unassigned code point; JavaScript's does.
  */
-export function contextFilter(patterns: readonly string[], options: { dockerfile?: string; exclude?: readonly string[] } = {}): ContextFilter {
-  const all = [...patterns];
-  for (const line of options.exclude ?? []) {
-    const p = normalizePattern(line);
-    if (p !== undefined) all.push(p);
+const UNICODE_GROUPS = new Map<string, ClassGroup>([
+  ['C', { positive: '\\p{Cc}\\p{Cf}\\p{Co}\\p{Cs}', negative: '\\P{C}\\p{Cn}' }],
+  ...['L', 'M', 'N', 'P', 'S', 'Z'].map((letter): [string, ClassGroup] => [letter, { positive: `\\p{${letter}}`, negative: `\\P{${letter}}` }]),
+]);
+
+/** Assertions written after a `\`; wrapped in a group, as Go lets a repetition follow them and JavaScript only a group. */
+const ESCAPED_ASSERTIONS = new Map([
+  ['A', '(?:^)'],
+  ['z', '(?:$)'],
+  ['b', '(?:\\b)'],
+  ['B', '(?:\\B)'],
+]);
+
+const CONTROL_ESCAPES = new Map([
+  ['a', 0x07],
+  ['f', 0x0c],
+  ['n', 0x0a],
+  ['r', 0x0d],
+  ['t', 0x09],
+  ['v', 0x0b],
+]);
+
+/** The letters after `\` that name a class (`\pL`, `\d`, ...). */
+const GROUP_LETTERS = new Set(['p', 'P', ...PERL_GROUPS.keys()]);
+
+/** A Go expression read a code point at a time. */
+class GoRegexpReader {
+  private readonly chars: string[];
+  private at = 0;
+
+  constructor(source: string) {
+    this.chars = Array.from(source);
   }
-  for (const p of all) {
-    const body = p.startsWith('!') ? p.slice(1) : p;
-    const problem = body === '' ? 'a lone "!" excludes nothing' : patternSyntaxError(body);
-    if (problem) {
-      throw new ProjectError(ErrorCodes.PROJECT_INVALID, `Invalid .dockerignore pattern "${p}": ${problem} (docker build refuses it too).`, '.dockerignore');
-    }
+
+  get done(): boolean {
+    return this.at >= this.chars.length;
   }
-  const compile = (list: readonly string[]) =>
-    dockerignore({ ignorecase: false }).add(list.map((p) => (p.startsWith('!') ? `!${escapeForMatcher(p.slice(1))}` : escapeForMatcher(p))));
-  let matcher = compile(all);
-  const dockerfile = posix.normalize((options.dockerfile ?? DEFAULT_DOCKERFILE).split('\\').join('/')).replace(/^\.\//, '');
-  const extra: string[] = [];
-  if (matcher.ignores('.dockerignore')) extra.push('!.dockerignore');
-  if (matcher.ignores(dockerfile)) extra.push(`!${dockerfile}`);
-  if (extra.length) {
-    all.push(...extra);
-    matcher = compile(all);
+
+  peek(ahead = 0): string | undefined {
+    return this.chars[this.at + ahead];
   }
-  const exceptions = all.filter((p) => p.startsWith('!')).map((p) => p.slice(1));
-  return {
-    patterns: all,
-    excludes: (path) => matcher.ignores(path),
-    // Docker's rule, verbatim: walk an excluded folder only when an exception pattern, read as
-    // a path, starts with that folder's path.
-    mustDescend: (dirPath) => exceptions.some((p) => `${p}/`.startsWith(`${dirPath}/`)),
-  };
+
+  next(): string | undefined {
+    return this.chars[this.at++];
+  }
+
+  rest(): string {
+    return this.chars.slice(this.at).join('');
+  }
+
+  skip(text: string): void {
+    this.at += Array.from(text).length;
+  }
 }
 
-type WalkItem = ContextItem;
+const isOctalDigit = (char: string | undefined) => char !== undefined && /^[0-7]$/.test(char);
+
+/** Up to three octal digits in all, the first already read. */
+function octalEscape(reader: GoRegexpReader, first: number): number {
+  let value = first;
+  for (let digits = 1; digits < 3 && isOctalDigit(reader.peek()); digits++) value = value * 8 + Number(reader.next());
+  return value;
+}
+
+/** `\xHH`. (The braced form needs a raw `{`, which Docker's translation of a pattern always escapes.) */
+function hexEscape(reader: GoRegexpReader): number {
+  const digits = `${reader.next() ?? ''}${reader.next() ?? ''}`;
+  if (!/^[0-9A-Fa-f]{2}$/.test(digits)) throw new GoRegexpError(`invalid escape sequence \\x${digits}`);
+  return parseInt(digits, 16);
+}
+
+/** The character an escape stands for, the `\` already read: punctuation as itself, octal, hex and C escapes. */
+function escapedCodePoint(reader: GoRegexpReader): number {
+  const char = reader.next();
+  if (char === undefined) throw new GoRegexpError('trailing backslash at end of expression');
+  const codePoint = char.codePointAt(0)!;
+  if (codePoint < 0x80 && !/^[A-Za-z0-9]$/.test(char)) return codePoint;
+  // A lone digit would be a backreference, which Go does not have.
+  if (/^[1-7]$/.test(char) && isOctalDigit(reader.peek())) return octalEscape(reader, codePoint - 0x30);
+  if (char === '0') return octalEscape(reader, 0);
+  if (char === 'x') return hexEscape(reader);
+  const control = CONTROL_ESCAPES.get(char);
+  if (control === undefined) throw new GoRegexpError(`invalid escape sequence \\${char}`);
+  return control;
+}
+
+/** `\pL` or `\PL`, the `\p` already read. */
+function unicodeGroup(reader: GoRegexpReader, negated: boolean): string {
+  const name = reader.next() ?? '';
+  const group = UNICODE_GROUPS.get(name);
+  if (!group) throw new GoRegexpError(`invalid character class range \\${negated ? 'P' : 'p'}${name}`);
+  return negated ? group.negative : group.positive;
+}
+
+/** The class a `\` starts (`\d`, `\pL`, ...) as the inside of a JavaScript class, the `\` already read. */
+function escapedGroup(reader: GoRegexpReader): string {
+  const letter = reader.next()!;
+  if (letter === 'p' || letter === 'P') return unicodeGroup(reader, letter === 'P');
+  return PERL_GROUPS.get(letter)!;
+}
+
+/** `[:alpha:]` at the reader inside a class, or undefined when no `:]` follows (then `[` is a plain character). */
+function posixGroup(reader: GoRegexpReader): string | undefined {
+  if (reader.peek() !== '[' || reader.peek(1) !== ':' || reader.peek(2) === undefined) return undefined;
+  const rest = reader.rest();
+  const end = rest.indexOf(':]', 2);
+  if (end < 0) return undefined;
+  const name = rest.slice(0, end + 2);
+  const group = POSIX_GROUPS.get(name);
+  if (group === undefined) throw new GoRegexpError(`invalid character class range ${name}`);
+  reader.skip(name);
+  return group;
+}
+
+/** One character of a class, escaped or not. */
+function classCodePoint(reader: GoRegexpReader): number {
+  const char = reader.next();
+  if (char === undefined) throw new GoRegexpError('missing closing ]');
+  return char === '\\' ? escapedCodePoint(reader) : char.codePointAt(0)!;
+}
+
+/** One item of a class: a named group, a character or a range. `-` is a plain character where it starts no range. */
+function classItem(reader: GoRegexpReader): string {
+  const posix = posixGroup(reader);
+  if (posix !== undefined) return posix;
+  if (reader.peek() === '\\' && GROUP_LETTERS.has(reader.peek(1) ?? '')) {
+    reader.next();
+    return escapedGroup(reader);
+  }
+  const first = classCodePoint(reader);
+  const after = reader.peek(1);
+  if (reader.peek() !== '-' || after === undefined || after === ']') return jsCodePoint(first);
+  reader.next();
+  const last = classCodePoint(reader);
+  if (last < first) throw new GoRegexpError('invalid character class range');
+  return `${jsCodePoint(first)}-${jsCodePoint(last)}`;
+}
+
+/** A class, the `[` already read. A `]` right after `[` or `[^` is a plain character. */
+function translateClass(reader: GoRegexpReader): string {
+  const negated = reader.peek() === '^';
+  if (negated) reader.next();
+  let inside = '';
+  for (let first = true; first || reader.peek() !== ']'; first = false) {
+    if (reader.done) throw new GoRegexpError('missing closing ]');
+    inside += classItem(reader);
+  }
+  reader.next();
+  return `[${negated ? '^' : ''}${inside}]`;
+}
+
+/** `\Q...\E`, the `\Q` already read: everything up to `\E` (or the end) is plain text. */
+function quotedText(reader: GoRegexpReader): string {
+  const rest = reader.rest();
+  const end = rest.indexOf('\\E');
+  const text = end < 0 ? rest : rest.slice(0, end);
+  reader.skip(end < 0 ? rest : `${text}\\E`);
+  return Array.from(text, (char) => jsCodePoint(char.codePointAt(0)!)).join('');
+}
+
+/** What follows a `\` outside a class. */
+function translateEscape(reader: GoRegexpReader): string {
+  const letter = reader.peek() ?? '';
+  const assertion = ESCAPED_ASSERTIONS.get(letter);
+  if (assertion !== undefined) {
+    reader.next();
+    return assertion;
+  }
+  if (letter === 'C') throw new GoRegexpError('invalid escape sequence \\C');
+  if (letter === 'Q') {
+    reader.next();
+    return quotedText(reader);
+  }
+  if (GROUP_LETTERS.has(letter)) return `[${escapedGroup(reader)}]`;
+  return jsCodePoint(escapedCodePoint(reader));
+}
+
+/** One element outside a class. */
+function translateElement(reader: GoRegexpReader): string {
+  const char = reader.next()!;
+  switch (char) {
+    case '^':
+      return '(?:^)';
+    case '$':
+      return '(?:$)';
+    // Go's `.` leaves out \n only; JavaScript's also \r, U+2028 and U+2029.
+    case '.':
+      return '[^\\n]';
+    case '(':
+      return '(?:';
+    // Same meaning in both, and JavaScript refuses the repetitions Go refuses (nothing before
+    // them, or one right after another but for the lazy `*?`).
+    case ')':
+    case '*':
+    case '?':
+      return char;
+    case '[':
+      return translateClass(reader);
+    case '\\':
+      return translateEscape(reader);
+    default:
+      return jsCodePoint(char.codePointAt(0)!);
+  }
+}
+
+/**
+ * The JavaScript expression matching what the Go expression `source` matches (Go's Perl flags,
+ * as Docker compiles its patterns): for what Docker's translation of a pattern can produce, where
+ * `+|{}` are always escaped.
+ *
+ * @throws GoRegexpError where Go refuses the expression
+ */
+function compileGoRegexp(source: string): RegExp {
+  const reader = new GoRegexpReader(source);
+  let js = '';
+  while (!reader.done) js += translateElement(reader);
+  try {
+    return new RegExp(js, 'u');
+  } catch (err) {
+    throw new GoRegexpError((err as Error).message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Docker's patterns (moby/patternmatcher).
+// ---------------------------------------------------------------------------------------------
+
+/** How a pattern is matched, which Docker decides from its text. */
+type MatchKind = 'exact' | 'prefix' | 'suffix' | 'regexp';
+
+/** Characters special to a regexp but not to a pattern: Docker escapes them. */
+const REGEXP_ONLY_SPECIALS = '.+()|{}$';
+
+/**
+ * Docker's translation of a pattern into a Go regexp: `*` any run of characters but `/`, `?` one
+ * of them, `**` any number of folders, `\` keeps the next character with its backslash (Go then
+ * reads the pair as a regexp escape: `\d` is a digit). Without any of those the pattern is tested
+ * for equality; a `**` in front or at the end with nothing special elsewhere, as a suffix or
+ * prefix. Go's text scanner, which reads the pattern, skips a byte order mark at its start.
+ */
+function translatePattern(pattern: string): { kind: MatchKind; source: string } {
+  const chars = Array.from(pattern);
+  let at = chars[0] === BOM ? 1 : 0;
+  let source = '^';
+  let kind: MatchKind = 'exact';
+  for (let step = 0; at < chars.length; step++) {
+    const char = chars[at++]!;
+    if (char === '*' && chars[at] === '*') {
+      at++;
+      if (chars[at] === '/') at++;
+      if (at < chars.length) {
+        source += '(.*/)?';
+        kind = 'regexp';
+      } else if (kind === 'exact') kind = 'prefix';
+      else {
+        source += '.*';
+        kind = 'regexp';
+      }
+      if (step === 0) kind = 'suffix';
+    } else if (char === '*' || char === '?') {
+      source += char === '*' ? '[^/]*' : '[^/]';
+      kind = 'regexp';
+    } else if (REGEXP_ONLY_SPECIALS.includes(char)) {
+      source += `\\${char}`;
+    } else if (char === '\\' && at < chars.length) {
+      source += `\\${chars[at++]!}`;
+      kind = 'regexp';
+    } else {
+      source += char;
+      if (char === '[' || char === ']') kind = 'regexp';
+    }
+  }
+  return { kind, source: kind === 'regexp' ? `${source}$` : source };
+}
+
+/**
+ * Why Docker would refuse `pattern` (without its `!`), or undefined: the checks of Go's
+ * `filepath.Match` (malformed character classes, a trailing escape), then Go's regexp parser on
+ * what the pattern becomes (an escape it does not know, such as `\q`).
+ */
+export function patternSyntaxError(pattern: string): string | undefined {
+  const filepathError = filepathMatchError(pattern);
+  if (filepathError) return filepathError;
+  const { kind, source } = translatePattern(pattern);
+  if (kind !== 'regexp') return undefined;
+  try {
+    compileGoRegexp(source);
+    return undefined;
+  } catch (err) {
+    return `what it becomes is not a valid Go regular expression (${(err as Error).message})`;
+  }
+}
+
+/** One compiled pattern. */
+interface CompiledPattern {
+  /** As Docker cleans it, without its `!`. */
+  readonly text: string;
+  /** True for an exception (`!`). */
+  readonly exclusion: boolean;
+  readonly kind: MatchKind;
+  readonly regexp: RegExp | undefined;
+}
+
+/**
+ * `line` (from `.dockerignore`, `exclude` or the build-file exceptions) compiled as Docker's
+ * matcher compiles it, trimmed and cleaned once more; undefined for a blank one.
+ *
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` for a pattern Docker refuses. Docker compiles a
+ *   pattern's regexp when a path first reaches it, so `docker build` fails on a bad one only
+ *   then (almost always: the first path reaches every pattern up to the first one that matches);
+ *   here it is refused before anything is sent.
+ */
+function compilePattern(line: string): CompiledPattern | undefined {
+  const trimmed = goTrimSpace(line);
+  if (trimmed === '') return undefined;
+  const cleaned = goClean(trimmed);
+  const exclusion = cleaned.startsWith('!');
+  const text = exclusion ? cleaned.slice(1) : cleaned;
+  const problem = text === '' ? 'a lone "!" excludes nothing' : patternSyntaxError(text);
+  if (problem) throw new ProjectError(ErrorCodes.PROJECT_INVALID, `Invalid .dockerignore pattern "${line}": ${problem} (docker build refuses it too).`, '.dockerignore');
+  const { kind, source } = translatePattern(text);
+  return { text, exclusion, kind, regexp: kind === 'regexp' ? compileGoRegexp(source) : undefined };
+}
 
 /**
  * A path in the project as the patterns see it. Linux names are bytes and Go reads them as
@@ -253,6 +652,196 @@ interface ProjectPath {
 }
 
 const SLASH = Buffer.from('/');
+
+// Docker compares a path with a pattern's text as bytes (Go strings); so does this when the
+// path's text is not its bytes.
+
+function pathIs(path: ProjectPath, text: string): boolean {
+  return path.bytes ? path.bytes.equals(Buffer.from(text)) : path.text === text;
+}
+
+function pathStartsWith(path: ProjectPath, prefix: string): boolean {
+  if (!path.bytes) return path.text.startsWith(prefix);
+  const bytes = Buffer.from(prefix);
+  return path.bytes.subarray(0, bytes.length).equals(bytes);
+}
+
+function pathEndsWith(path: ProjectPath, suffix: string): boolean {
+  if (!path.bytes) return path.text.endsWith(suffix);
+  const bytes = Buffer.from(suffix);
+  return path.bytes.length >= bytes.length && path.bytes.subarray(path.bytes.length - bytes.length).equals(bytes);
+}
+
+/** Whether `text` starts with the folder's path and a `/`. */
+function startsWithFolder(text: string, folder: ProjectPath): boolean {
+  if (!folder.bytes) return text.startsWith(`${folder.text}/`);
+  const prefix = Buffer.concat([folder.bytes, SLASH]);
+  return Buffer.from(text).subarray(0, prefix.length).equals(prefix);
+}
+
+/** Whether `pattern` matches `path` itself. */
+function patternMatches(pattern: CompiledPattern, path: ProjectPath): boolean {
+  switch (pattern.kind) {
+    case 'exact':
+      return pathIs(path, pattern.text);
+    case 'prefix':
+      return pathStartsWith(path, pattern.text.slice(0, -2));
+    case 'suffix': {
+      // `**/foo` also matches `foo` itself.
+      const suffix = pattern.text.slice(2);
+      return pathEndsWith(path, suffix) || (suffix.startsWith('/') && pathIs(path, suffix.slice(1)));
+    }
+    case 'regexp':
+      return pattern.regexp!.test(path.text);
+  }
+}
+
+/** The folders a `/`-separated path is in, outermost first. */
+function parentFolders(path: string): string[] {
+  const names = path.split('/').slice(0, -1);
+  return names.map((_, i) => names.slice(0, i + 1).join('/'));
+}
+
+/** Each pattern's result for a folder, handed down to what the folder holds. */
+type PatternResults = readonly boolean[];
+
+/** What the patterns decided for one path, and the results its contents start from. */
+interface Judgement {
+  excluded: boolean;
+  results: PatternResults;
+}
+
+/** Compiled patterns, and the two ways Docker applies them. */
+class PatternSet {
+  private readonly hasExceptions: boolean;
+
+  constructor(private readonly patterns: readonly CompiledPattern[]) {
+    this.hasExceptions = patterns.some((p) => p.exclusion);
+  }
+
+  /**
+   * The judgement of Docker's walk on `path`, given its folder's results (undefined at the top):
+   * in order, a pattern that matched the folder matches the path; any other is tried only if it
+   * could change the result so far (an exclusion while the path is included, an exception while
+   * it is excluded), and when it is not tried, nothing is recorded for what the path holds.
+   */
+  judge(path: ProjectPath, folder: PatternResults | undefined): Judgement {
+    let excluded = false;
+    const results = this.patterns.map(() => false);
+    for (const [i, pattern] of this.patterns.entries()) {
+      let match = folder?.[i] ?? false;
+      if (!match) {
+        if (pattern.exclusion !== excluded) continue;
+        match = patternMatches(pattern, path) || (folder === undefined && this.matchesAParentFolder(pattern, path.text));
+      }
+      results[i] = match;
+      if (match) excluded = !pattern.exclusion;
+    }
+    return { excluded, results };
+  }
+
+  /** Whether `path` is left out when Docker's walk reaches it, each folder on the way judged first. */
+  excludedAlongWalk(path: string): boolean {
+    let judgement: Judgement | undefined;
+    for (const folder of [...parentFolders(path), path]) judgement = this.judge({ text: folder }, judgement?.results);
+    return judgement?.excluded ?? false;
+  }
+
+  /**
+   * Whether `path`, looked at alone, is excluded: each pattern that could change the result so
+   * far is tried on the path and on each of its folders (Docker's `MatchesOrParentMatches`).
+   */
+  excludesAlone(path: string): boolean {
+    let excluded = false;
+    for (const pattern of this.patterns) {
+      if (pattern.exclusion !== excluded) continue;
+      if (patternMatches(pattern, { text: path }) || this.matchesAParentFolder(pattern, path)) excluded = !pattern.exclusion;
+    }
+    return excluded;
+  }
+
+  /**
+   * For an excluded folder: whether Docker walks into it anyway, because an exception pattern
+   * starts with the folder's path (read as text: `!docs/*` opens `docs`, not `docs/x`).
+   */
+  mayReincludeUnder(folder: ProjectPath): boolean {
+    return this.hasExceptions && this.patterns.some((p) => p.exclusion && startsWithFolder(`${p.text}/`, folder));
+  }
+
+  private matchesAParentFolder(pattern: CompiledPattern, path: string): boolean {
+    return parentFolders(path).some((folder) => patternMatches(pattern, { text: folder }));
+  }
+}
+
+function compilePatterns(lines: readonly string[]): PatternSet {
+  return new PatternSet(lines.map(compilePattern).filter((p): p is CompiledPattern => p !== undefined));
+}
+
+/**
+ * Whether `patterns` (lines of a `.dockerignore`) exclude `path` looked at alone: each pattern is
+ * tried on the path and on each of its folders (Docker's `MatchesOrParentMatches`). The Docker CLI
+ * decides so whether the Dockerfile and `.dockerignore` need exceptions, and the classic builder
+ * whether to drop them from what `COPY` sees; the walk decides otherwise (see `contextFilter`).
+ */
+export function dockerignoreExcludes(path: string, patterns: readonly string[]): boolean {
+  return compilePatterns(patterns).excludesAlone(path);
+}
+
+/** The patterns of a context: as lines, and compiled. */
+interface ContextPatterns {
+  lines: string[];
+  set: PatternSet;
+}
+
+/**
+ * The patterns of a context: `patterns` (from `.dockerignore`), then `exclude`, then, as the
+ * Docker CLI adds them, `!.dockerignore` and `!<dockerfile>` when those two would be excluded.
+ */
+function contextPatterns(patterns: readonly string[], options: { dockerfile?: string; exclude?: readonly string[] }): ContextPatterns {
+  const lines = [...patterns];
+  for (const line of options.exclude ?? []) {
+    const p = normalizePattern(line);
+    if (p !== undefined) lines.push(p);
+  }
+  let set = compilePatterns(lines);
+  const dockerfile = posix.normalize((options.dockerfile ?? DEFAULT_DOCKERFILE).split('\\').join('/')).replace(/^\.\//, '');
+  for (const buildFile of ['.dockerignore', dockerfile]) {
+    if (!set.excludesAlone(buildFile)) continue;
+    lines.push(`!${buildFile}`);
+    set = compilePatterns(lines);
+  }
+  return { lines, set };
+}
+
+/** A compiled set of patterns: what is excluded, and which excluded folders must still be walked. */
+export interface ContextFilter {
+  /** The final patterns, in order (those of `.dockerignore`, then `exclude`, then the build-file exceptions). */
+  readonly patterns: readonly string[];
+  /**
+   * True when `path` (relative, `/`-separated) is left out, as Docker's walk decides it: each
+   * folder on the way is judged first and hands its results down (see the module comment).
+   */
+  excludes(path: string): boolean;
+  /** For an excluded folder: true when an exception pattern may bring back something inside it. */
+  mustDescend(dirPath: string): boolean;
+}
+
+/**
+ * Compile the patterns of a context: `patterns` (from `.dockerignore`), then `exclude`, then, as
+ * the Docker CLI adds them, `!.dockerignore` and `!<dockerfile>` when those two would be excluded.
+ *
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` for a pattern `docker build` refuses
+ */
+export function contextFilter(patterns: readonly string[], options: { dockerfile?: string; exclude?: readonly string[] } = {}): ContextFilter {
+  const { lines, set } = contextPatterns(patterns, options);
+  return {
+    patterns: lines,
+    excludes: (path) => set.excludedAlongWalk(path),
+    mustDescend: (dirPath) => set.mayReincludeUnder({ text: dirPath }),
+  };
+}
+
+type WalkItem = ContextItem;
 
 /** The length of the UTF-8 sequence a lead byte starts, 0 for a byte that cannot start one. */
 function utf8SequenceLength(lead: number): number {
@@ -317,26 +906,27 @@ function memberAt(path: ProjectPath, abs: string | Buffer): WalkItem | undefined
  * and entries `lstat`ed with synchronous calls, in time slices that give the event loop a turn
  * every few milliseconds: a thread-pool round trip per entry cost more than the call, even 64 at once.
  */
-async function* walk(root: string, filter: ContextFilter, stats: BuildContextStats, signal: AbortSignal | undefined): AsyncGenerator<WalkItem> {
+async function* walk(root: string, patterns: PatternSet, stats: BuildContextStats, signal: AbortSignal | undefined): AsyncGenerator<WalkItem> {
   const slice = new TimeSlice(signal);
-  async function* inDir(absDir: string | Buffer, dir: ProjectPath | undefined): AsyncGenerator<WalkItem> {
+  async function* inDir(absDir: string | Buffer, dir: ProjectPath | undefined, dirResults: PatternResults | undefined): AsyncGenerator<WalkItem> {
     for (const entry of sortedEntries(absDir)) {
       throwIfAborted(signal);
       if (slice.expired) await slice.yield();
       const path = childPath(dir, entry.name);
       const abs = childAbs(absDir, entry.name);
-      if (filter.excludes(path.text)) {
+      const { excluded, results } = patterns.judge(path, dirResults);
+      if (excluded) {
         stats.excluded++;
-        if (entry.isDirectory() && filter.mustDescend(path.text)) yield* inDir(abs, path);
+        if (entry.isDirectory() && patterns.mayReincludeUnder(path)) yield* inDir(abs, path, results);
         continue;
       }
       const member = memberAt(path, abs);
       if (!member) continue;
       yield member;
-      if (member.type === 'dir') yield* inDir(abs, path);
+      if (member.type === 'dir') yield* inDir(abs, path, results);
     }
   }
-  yield* inDir(root, undefined);
+  yield* inDir(root, undefined, undefined);
 }
 
 /** A fresh, zeroed stats record. */
@@ -350,9 +940,9 @@ function emptyStats(): BuildContextStats {
  */
 export async function listBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextEntry[]> {
   const root = resolve(projectDir);
-  const filter = contextFilter(await readDockerignore(root), options);
+  const { set } = contextPatterns(await readDockerignore(root), options);
   const out: BuildContextEntry[] = [];
-  for await (const item of walk(root, filter, emptyStats(), options.signal)) out.push({ path: item.rel, type: item.type });
+  for await (const item of walk(root, set, emptyStats(), options.signal)) out.push({ path: item.rel, type: item.type });
   return out;
 }
 
@@ -375,9 +965,9 @@ export interface BuildContextStream {
  */
 export async function createBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextStream> {
   const root = resolve(projectDir);
-  const filter = contextFilter(await readDockerignore(root), options);
+  const { lines, set } = contextPatterns(await readDockerignore(root), options);
   const stats = emptyStats();
   const signal = options.signal;
-  const tar = contextTar(walk(root, filter, stats, signal), stats, () => throwIfAborted(signal));
-  return { stream: Readable.from(tar, { objectMode: false }), stats, patterns: filter.patterns };
+  const tar = contextTar(walk(root, set, stats, signal), stats, () => throwIfAborted(signal));
+  return { stream: Readable.from(tar, { objectMode: false }), stats, patterns: lines };
 }

@@ -9,9 +9,10 @@ import { Parser } from 'tar';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import dockerignoreModule, { type Ignore } from '@balena/dockerignore';
 import {
+  contextFilter,
   createBuildContext,
+  dockerignoreExcludes,
   listBuildContext,
   parseDockerignore,
 } from '../../src/image/build-context.js';
@@ -21,8 +22,6 @@ import { dockerfileBaseImages, parseProjectConfig, readAstroProject, shouldPullB
 import { dockerCli, getTestDocker, removeImagesAfterRun, uniqueName } from '../helpers/docker.js';
 import { countEventLoopTurns } from '../helpers/event-loop-turns.js';
 import { guardProject, makeProject, type ProjectFile } from './helpers.js';
-
-const dockerignore = (dockerignoreModule as unknown as { default: (o?: { ignorecase?: boolean }) => Ignore }).default;
 
 const images: string[] = [];
 beforeAll(async () => {
@@ -66,8 +65,8 @@ const TREE: Record<string, ProjectFile> = {
   'dir.with.dots/file': 'dots',
 };
 
-/** `.dockerignore` edge cases; `exclude` mimics the SDK's in-memory `dags/` line. */
-const CASES: Array<{ name: string; dockerignore?: string; exclude?: string[]; refused?: boolean }> = [
+/** `.dockerignore` edge cases; `exclude` mimics the SDK's in-memory `dags/` line; `files` are added to the tree. */
+const CASES: Array<{ name: string; dockerignore?: string; exclude?: string[]; refused?: boolean; files?: Record<string, ProjectFile> }> = [
   { name: 'no .dockerignore' },
   { name: 'plain names only match at the root', dockerignore: 'x.pyc\n__pycache__\ntemp\n' },
   { name: 'double star', dockerignore: '**/__pycache__\n**/*.pyc\n' },
@@ -89,6 +88,25 @@ const CASES: Array<{ name: string; dockerignore?: string; exclude?: string[]; re
   { name: 'symbolic links are matched by their own name', dockerignore: 'link-to-docs\ndocs\n' },
   { name: 'dags/ added in memory wins over a user exception', dockerignore: '!dags/dag_a.py\n', exclude: ['dags/'] },
   { name: 'dotted folder and wildcard folder depth', dockerignore: 'dir.with.dots\n*/x.pyc\n' },
+  // Docker carries each pattern's result for a folder down to what is in it, and skips a pattern
+  // that cannot change the result so far: a pattern matching a parent is not simply re-applied.
+  { name: 'an exception matching only the parent folder does not bring back what it holds', dockerignore: '**/*.txt\n!sp\n', files: { 'sp/h.txt': 'h', 'sp/k.md': 'k' } },
+  { name: 'an exception for a folder does not undo a ** pattern inside it', dockerignore: '**/f\n!dir\n', files: { 'dir/f': 'f', 'dir/g': 'g' } },
+  { name: 'a pattern skipped for a folder is not applied to what it holds', dockerignore: 'dir\n!dir/f\ndir\n', files: { 'dir/f': 'f', 'dir/g': 'g' } },
+  { name: 'a nested folder excluded stays excluded under an exception for its parent', dockerignore: 'docs/deep\n!docs\n' },
+  { name: 'an exception reopening a sub-folder of an excluded folder', dockerignore: 'docs\n!docs/deep\n' },
+  { name: 'an exception with a wildcard folder does not open the folders under the excluded one', dockerignore: 'docs\n!docs/*/inner\n' },
+  // Patterns become Go regular expressions, matched on whole characters.
+  { name: '? and * match whole characters, astral ones too', dockerignore: 'a?b\nx*y?z\n', files: { 'a\u{1F600}b': 'emoji', 'x\u{1F389}y\u{1F600}z': 'emoji2' } },
+  { name: 'POSIX classes inside [...] are Go character classes', dockerignore: '[[:upper:]]*.md\n' },
+  { name: '\\d after a backslash is a digit class, as in a Go regexp', dockerignore: 'temp\\d\n' },
+  { name: '** crosses a carriage return in a name but not a line feed', dockerignore: 'include/**/t.txt\n', files: { 'include/cr\rdir/t.txt': 'cr', 'include/lf\ndir/t.txt': 'lf' } },
+  { name: 'lines are trimmed as Go trims them (NEL is space, a BOM past the first line is not)', dockerignore: 'notes.md\u0085\n\ufeffdata.csv\n' },
+  { name: 'an escape Go regexps refuse is refused, as docker build refuses it', dockerignore: 'data\\q.csv\n', refused: true },
+  { name: 'a leading ** without a slash is a suffix of any path, a trailing one a prefix', dockerignore: '**.csv\n**_b.py\ntests**\n' },
+  // Docker cleans each line, then cleans and trims the pattern again when compiling it.
+  { name: 'a space that cleaning leaves at the end is trimmed', dockerignore: 'notes.md /.\n' },
+  { name: '!/ cleans to a lone ! and is refused, as docker build refuses it', dockerignore: 'data.csv\n!/\n', refused: true },
 ];
 
 const DOCKERFILE = 'FROM scratch\nCOPY . /ctx/\n';
@@ -139,17 +157,18 @@ async function ourIncludes(dir: string, exclude?: string[]): Promise<string[]> {
 
 /**
  * The files the daemon's legacy builder takes out of what COPY sees: it reads the Dockerfile and
- * `.dockerignore` from the context, then drops each of them that `.dockerignore` excludes.
+ * `.dockerignore` from the context, then drops each of them that `.dockerignore` excludes, each
+ * looked at alone.
  */
 function dropBuildFiles(files: string[], dockerignoreText: string | undefined): string[] {
-  const matcher = dockerignore({ ignorecase: false }).add(parseDockerignore(dockerignoreText ?? ''));
-  return files.filter((f) => !((f === 'Dockerfile' || f === '.dockerignore') && matcher.ignores(f)));
+  const patterns = parseDockerignore(dockerignoreText ?? '');
+  return files.filter((f) => !((f === 'Dockerfile' || f === '.dockerignore') && dockerignoreExcludes(f, patterns)));
 }
 
 describe('build context vs docker build', () => {
   for (const c of CASES) {
     it(`.dockerignore: ${c.name}`, async () => {
-      const tree: Record<string, ProjectFile> = { ...TREE, Dockerfile: DOCKERFILE };
+      const tree: Record<string, ProjectFile> = { ...TREE, ...c.files, Dockerfile: DOCKERFILE };
       if (c.dockerignore !== undefined) tree['.dockerignore'] = c.dockerignore;
       const dir = await makeProject(tree);
       const unchanged = await guardProject(dir);
@@ -366,6 +385,18 @@ describe('build context stream', () => {
 describe('.dockerignore reading', () => {
   it('drops comments, blanks and a BOM, trims, cleans paths and keeps negation', () => {
     expect(parseDockerignore('\ufeff# c\n\n  a/b/  \n!/c/./d\n../e\n  # f\n/\n')).toEqual(['a/b', '!c/d', '../e', '# f', '/']);
+  });
+
+  it("judges a path as Docker's walk does, each folder on the way first, and a path alone as Docker's build-file check does", () => {
+    const walked = (lines: string[], path: string) => contextFilter(lines).excludes(path);
+    expect(walked(['**/*.txt', '!sp'], 'sp/h.txt')).toBe(true);
+    expect(walked(['**/f', '!dir'], 'dir/f')).toBe(true);
+    expect(walked(['dir', '!dir/f', 'dir'], 'dir/f')).toBe(false);
+    expect(walked(['dir', '!dir/f', 'dir'], 'dir/g')).toBe(true);
+    // Alone, an exception matching a folder counts for what it holds.
+    expect(dockerignoreExcludes('sp/h.txt', ['**/*.txt', '!sp'])).toBe(false);
+    expect(contextFilter(['docs', '!docs/*/inner']).mustDescend('docs')).toBe(true);
+    expect(contextFilter(['docs', '!docs/*/inner']).mustDescend('docs/deep')).toBe(false);
   });
 });
 
