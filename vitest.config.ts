@@ -81,29 +81,39 @@ const servicesTier = all.filter((f) => !packageTier.includes(f) && !CONTAINERD_O
 const unitTier = all.filter((f) => !packageTier.includes(f) && !servicesTier.includes(f) && !CONTAINERD_ONLY.includes(f));
 
 /**
- * The SDK's default caches (upload journals, the layer-digest cache) go under `XDG_CACHE_HOME`:
- * one folder per run, removed when it ends, so no run sees another's state and the developer's
- * own cache is left alone. Test helpers' caches (the runtime image) stay in ~/.cache.
+ * The run's folders, made once per process: vitest evaluates this file once, then again for each
+ * project, and each evaluation would otherwise make folders of its own and point the image
+ * removals of the run (read at its end) at a list the tests never wrote. `runCache` holds the
+ * SDK's default caches (upload journals, the layer-digest cache: `XDG_CACHE_HOME`), so no run sees
+ * another's state and the developer's own cache is left alone; test helpers' caches (the runtime
+ * image) stay in ~/.cache.
  */
-const runCache = mkdtempSync(join(tmpdir(), 'astro-sdk-test-cache-'));
+const runFolders = ((globalThis as Record<symbol, { runCache: string; runTmp: string } | undefined>)[Symbol.for('astro-sdk-test.run-folders')] ??= makeRunFolders());
+const { runCache, runTmp } = runFolders;
 
-/**
- * The tests' temp folder (`TMPDIR` of every worker and what they spawn), checked when the run ends:
- * whatever a test, a helper or the SDK left behind fails the run, named, instead of piling up in
- * the machine's /tmp. The compile caches of the tools themselves are expected: tsx's (`tsx-<uid>`,
- * from the children run through tsx) and, on Node 22 and later, Node's (`node-compile-cache`).
- */
-const runTmp = mkdtempSync(join(tmpdir(), 'astro-sdk-test-tmp-'));
-// One exit listener for both folders: vitest and vite already hold nine, and an eleventh makes
-// Node warn of a listener leak on every run.
-process.on('exit', () => {
-  rmSync(runCache, { recursive: true, force: true });
-  const left = readdirSync(runTmp).filter((name) => !/^(tsx-\d+|node-compile-cache)$/.test(name));
-  rmSync(runTmp, { recursive: true, force: true });
-  if (left.length === 0) return;
-  process.stderr.write(`\nThe tests left ${left.length} item(s) in their temp folder: ${left.join(', ')}. Remove them in the test that makes them.\n`);
-  process.exitCode = 1;
-});
+function makeRunFolders(): { runCache: string; runTmp: string } {
+  const folders = {
+    runCache: mkdtempSync(join(tmpdir(), 'astro-sdk-test-cache-')),
+    /**
+     * The tests' temp folder (`TMPDIR` of every worker and what they spawn), checked when the run
+     * ends: whatever a test, a helper or the SDK left behind fails the run, named, instead of
+     * piling up in the machine's /tmp. The compile caches of the tools themselves are expected:
+     * tsx's (`tsx-<uid>`, from the children run through tsx) and, on Node 22 and later, Node's
+     * (`node-compile-cache`).
+     */
+    runTmp: mkdtempSync(join(tmpdir(), 'astro-sdk-test-tmp-')),
+  };
+  process.on('exit', () => {
+    rmSync(folders.runCache, { recursive: true, force: true });
+    const left = readdirSync(folders.runTmp).filter((name) => !/^(tsx-\d+|node-compile-cache)$/.test(name));
+    rmSync(folders.runTmp, { recursive: true, force: true });
+    if (left.length === 0) return;
+    process.stderr.write(`\nThe tests left ${left.length} item(s) in their temp folder: ${left.join(', ')}. Remove them in the test that makes them.\n`);
+    process.exitCode = 1;
+  });
+  return folders;
+}
+
 /** Images built FROM the test runtime image, removed when the run ends (test/helpers/image-removals.ts). */
 process.env.ASTRO_TEST_IMAGE_REMOVALS = join(runCache, 'image-removals.txt');
 process.env.ASTRO_TEST_IMAGE_REMOVALS_CONTAINERD = join(runCache, 'image-removals-containerd.txt');
