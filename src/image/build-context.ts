@@ -24,6 +24,8 @@
  *   `.txt` does not bring back `sp/h.txt`: it matches only the folder, which was not excluded);
  * - an excluded folder is not descended into, unless an exception pattern (`!dir/keep`) starts
  *   with its path; then its entry is left out but what the exceptions match is sent;
+ * - `<dockerfile>.dockerignore` (`Dockerfile.dockerignore`), when it exists, is read instead of
+ *   `.dockerignore`, as `docker build` with BuildKit (the default since Docker 23) reads it;
  * - the Dockerfile and `.dockerignore` are always sent, even when excluded (the classic builder
  *   then drops them from what `COPY` sees, as for `docker build`);
  * - members are owned by root (uid and gid 0); modes and modification times are kept; symbolic
@@ -125,23 +127,30 @@ export function parseDockerignore(text: string): string[] {
 }
 
 /**
- * The patterns of `<projectDir>/.dockerignore` (none when it does not exist).
+ * The patterns of the project's ignore file (none when there is none): `<dockerfile>.dockerignore`
+ * when `dockerfile` is given and that file exists (as `docker build` with BuildKit, the default
+ * since Docker 23, picks it over the other), else `<projectDir>/.dockerignore`.
  *
  * @throws ProjectError `ASTRO_PROJECT_INVALID` when it exists but cannot be read (a folder, no
  *   read permission): `docker build` stops on it too, and silently building without its
  *   exclusions could send what it keeps out.
  */
-export async function readDockerignore(projectDir: string): Promise<string[]> {
-  const text = await readFile(join(resolve(projectDir), '.dockerignore'), 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return '';
-    throw new ProjectError(
-      ErrorCodes.PROJECT_INVALID,
-      `The project's .dockerignore cannot be read (${err.code ?? err.message}): make it a readable file, or remove it.`,
-      '.dockerignore',
-      { cause: err },
-    );
-  });
-  return parseDockerignore(text);
+export async function readDockerignore(projectDir: string, dockerfile?: string): Promise<string[]> {
+  const root = resolve(projectDir);
+  const candidates = [...(dockerfile ? [`${dockerfile.replace(/^\.\//, '')}.dockerignore`] : []), '.dockerignore'];
+  for (const name of candidates) {
+    const text = await readFile(join(root, name), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+      throw new ProjectError(
+        ErrorCodes.PROJECT_INVALID,
+        `The project's ${name} cannot be read (${err.code ?? err.message}): make it a readable file, or remove it.`,
+        name,
+        { cause: err },
+      );
+    });
+    if (text !== undefined) return parseDockerignore(text);
+  }
+  return [];
 }
 
 /**
@@ -940,7 +949,7 @@ function emptyStats(): BuildContextStats {
  */
 export async function listBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextEntry[]> {
   const root = resolve(projectDir);
-  const { set } = contextPatterns(await readDockerignore(root), options);
+  const { set } = contextPatterns(await readDockerignore(root, options.dockerfile ?? DEFAULT_DOCKERFILE), options);
   const out: BuildContextEntry[] = [];
   for await (const item of walk(root, set, emptyStats(), options.signal)) out.push({ path: item.rel, type: item.type });
   return out;
@@ -965,7 +974,7 @@ export interface BuildContextStream {
  */
 export async function createBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextStream> {
   const root = resolve(projectDir);
-  const { lines, set } = contextPatterns(await readDockerignore(root), options);
+  const { lines, set } = contextPatterns(await readDockerignore(root, options.dockerfile ?? DEFAULT_DOCKERFILE), options);
   const stats = emptyStats();
   const signal = options.signal;
   const tar = contextTar(walk(root, set, stats, signal), stats, () => throwIfAborted(signal));

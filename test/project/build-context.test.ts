@@ -387,6 +387,26 @@ describe('.dockerignore reading', () => {
     expect(parseDockerignore('\ufeff# c\n\n  a/b/  \n!/c/./d\n../e\n  # f\n/\n')).toEqual(['a/b', '!c/d', '../e', '# f', '/']);
   });
 
+  it('reads <dockerfile>.dockerignore instead of .dockerignore when it exists, as docker build with BuildKit does', async () => {
+    const files = { Dockerfile: DOCKERFILE, 'secret.txt': 's', 'notes.md': 'n', 'docker/Dockerfile.prod': DOCKERFILE };
+    const dir = await makeProject({ ...files, '.dockerignore': 'notes.md\n', 'Dockerfile.dockerignore': 'secret.txt\n', 'docker/Dockerfile.prod.dockerignore': '*.md\n*.txt\n' });
+    const paths = async (dockerfile?: string) => (await listBuildContext(dir, dockerfile ? { dockerfile } : {})).map((e) => e.path);
+    // The default Dockerfile: its own ignore file wins; .dockerignore is not read.
+    expect(await paths()).toContain('notes.md');
+    expect(await paths()).not.toContain('secret.txt');
+    // Another Dockerfile: the ignore file next to it, named after it.
+    const prod = await paths('docker/Dockerfile.prod');
+    expect(prod).not.toContain('secret.txt');
+    expect(prod).not.toContain('notes.md');
+    // Without a Dockerfile-specific file, .dockerignore.
+    const plain = await makeProject({ ...files, '.dockerignore': 'notes.md\n' });
+    expect((await listBuildContext(plain)).map((e) => e.path)).toEqual(expect.arrayContaining(['secret.txt']));
+    expect((await listBuildContext(plain)).map((e) => e.path)).not.toContain('notes.md');
+    // The one that applies must be readable.
+    const unreadable = await makeProject({ ...files, 'Dockerfile.dockerignore/x': 'not a file' });
+    await expect(listBuildContext(unreadable)).rejects.toMatchObject({ code: 'ASTRO_PROJECT_INVALID', path: 'Dockerfile.dockerignore' });
+  });
+
   it("judges a path as Docker's walk does, each folder on the way first, and a path alone as Docker's build-file check does", () => {
     const walked = (lines: string[], path: string) => contextFilter(lines).excludes(path);
     expect(walked(['**/*.txt', '!sp'], 'sp/h.txt')).toBe(true);
