@@ -401,12 +401,7 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
       }
       await follow(res, reader);
     } catch (err) {
-      if (contextError !== undefined && !signal.aborted) {
-        const reason = (contextError as Error)?.message ?? String(contextError);
-        throw new ProjectError(ErrorCodes.PROJECT_INVALID, `The build context could not be read (${reason}); the build was stopped. Was the project changed during the build?`, project.dir, {
-          cause: contextError,
-        });
-      }
+      if (contextError !== undefined && !signal.aborted) throw contextUnreadable(contextError, project.dir);
       throw err;
     } finally {
       requestSignal.signal.removeEventListener('abort', onAbort);
@@ -415,7 +410,7 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
       // suspended with a file open: ending the stream closes it (a no-op once it has ended).
       context.stream.destroy();
     }
-    if (contextError !== undefined) throw new ProjectError(ErrorCodes.PROJECT_INVALID, `The build context could not be read: ${(contextError as Error)?.message ?? String(contextError)}`, project.dir, { cause: contextError });
+    if (contextError !== undefined) throw contextUnreadable(contextError, project.dir);
     if (reader.error !== undefined) throw buildFailed(reader.error, reader, builder, tag);
     if (!reader.imageId) throw buildFailed('the daemon ended the build without reporting an image ID', reader, builder, tag);
     const cachedSteps = reader.steps.filter((s) => s.cached).length;
@@ -444,6 +439,24 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
       else await removal;
     }
   }
+}
+
+/**
+ * The error of a build stopped because its context could not be read, with the advice its cause
+ * calls for: a file without read permission is the project's to fix (or to leave out); a file or
+ * folder gone mid-walk means the project changed under the build.
+ * @internal Exported for its test.
+ */
+export function contextUnreadable(error: unknown, projectDir: string): ProjectError {
+  const reason = (error as Error | undefined)?.message ?? String(error);
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const advice =
+    code === 'EACCES' || code === 'EPERM'
+      ? 'A file or folder of the project cannot be read by this process: make it readable, or list it in .dockerignore.'
+      : code === 'ENOENT' || code === 'ENOTDIR'
+        ? 'Was the project changed during the build?'
+        : 'Check the project folder and its disk.';
+  return new ProjectError(ErrorCodes.PROJECT_INVALID, `The build context could not be read (${reason}); the build was stopped. ${advice}`, projectDir, { cause: error });
 }
 
 /** How long after an abort the daemon is given to finish creating the step container it was on. */
