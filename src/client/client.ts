@@ -197,8 +197,8 @@ export class AstroClient {
    * deployment runs them.
    *
    * The rollback is sent once; after a lost answer the deploy list is read for its record (see
-   * `rollbackCheckTimeoutMs`), and it is sent again only after Astro itself answered 5xx or 408 (not
-   * a gateway's 502 or 504) and the list shows none.
+   * `rollbackCheckTimeoutMs`), and it is sent again only after Astro itself answered 5xx or 408
+   * (not a gateway's 502 or 504) and the list shows none.
    *
    * @throws AstroRollbackError `ASTRO_ROLLBACK_NO_TARGET` (nothing to roll back to),
    *   `ASTRO_ROLLBACK_REFUSED` (Astro refused it, with its status) or `ASTRO_ROLLBACK_UNKNOWN` (its

@@ -82,12 +82,12 @@ function warningsFor(deployment: Deployment, enabled: boolean, claims: AstroToke
  * deployment (astro-cli#879). So after a failure the deployment is read first, and a change found
  * applied is success:
  * - after a 5xx or 408 (Astro answered without acting; not a gateway's 502 or 504, after which it
- *   may still act), a refused connection or a 429, one read
- *   tells: a change found missing is sent again (within the retry settings); a deployment that
- *   cannot be read ends with the update's own error;
- * - after a lost answer, a timeout, a 502 or a 504, Astro may apply it late: the deployment is read, with
- *   backoff, until it shows the change or `checkTimeoutMs` passes, and the update is never sent
- *   again (`ASTRO_DAG_DEPLOY_UNKNOWN`).
+ *   may still act), a refused connection or a 429, one read tells: a change found missing is sent
+ *   again (within the retry settings); a deployment that cannot be read ends with the update's
+ *   own error;
+ * - after a lost answer, a timeout, a 502 or a 504, Astro may apply it late: the deployment is
+ *   read, with backoff, until it shows the change or `checkTimeoutMs` passes, and the update is
+ *   never sent again (`ASTRO_DAG_DEPLOY_UNKNOWN`).
  */
 async function updateOnce(
   ctx: { deployments: DeploymentsResource; retry?: RetryOptions | undefined; logger?: Logger | undefined },

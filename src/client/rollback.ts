@@ -8,9 +8,9 @@
  * DAGs. The rollback is sent once: a second one would make a second deploy record, and Astro does
  * not refuse it (as it refuses a second finalize). When Astro answered 5xx or 408 without acting,
  * one read of the deploy list tells, and it is sent again only when the list shows no record of
- * it. Any other lost answer (a reset, a timeout, a gateway's 502 or 504) may be acted on late: the list is read, with
- * backoff, until the record shows up or `rollbackCheckTimeoutMs` passes, and the rollback is never
- * sent again (`ASTRO_ROLLBACK_UNKNOWN`).
+ * it. Any other lost answer (a reset, a timeout, a gateway's 502 or 504) may be acted on late:
+ * the list is read, with backoff, until the record shows up or `rollbackCheckTimeoutMs` passes,
+ * and the rollback is never sent again (`ASTRO_ROLLBACK_UNKNOWN`).
  */
 import { emitterFor } from '../core/emitter.js';
 import { AstroConfigError, AstroRollbackError, ErrorCodes, isAstroError, type AstroError } from '../core/errors.js';
