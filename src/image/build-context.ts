@@ -15,9 +15,15 @@
  * - a pattern becomes a Go regular expression (`*` any run of characters but `/`, `?` one of them,
  *   `**` any number of folders, `[...]` a Go class, `[[:upper:]]` included; `\` keeps the next
  *   character escaped, so `\d` is a digit), matched here by the JavaScript expression that matches
- *   the same paths, on whole characters; a pattern Docker refuses (a lone `!`, a malformed
- *   `[...]` class, a trailing `\`, an escape Go does not know) is refused with
- *   `ASTRO_PROJECT_INVALID`;
+ *   the same paths, on whole characters;
+ * - a pattern is refused with `ASTRO_PROJECT_INVALID` when Docker refuses it: as it reads the
+ *   patterns, a lone `!`, or a `[...]` class or trailing `\` that Go's `filepath.Match` reads
+ *   malformed while matching `.` (it stops reading at the first part that cannot match, so
+ *   `!a*[b` passes and `!a[b` does not); and a pattern whose expression Go's regexp parser
+ *   refuses (`\q`, `[b-a]`, the `[` of `a*[b`) only if a path reaches it, since Docker compiles a
+ *   pattern when a path first reaches it (one none reaches is never compiled, and `docker build`
+ *   goes on); one reached only inside an excluded folder an exception opens, which makes Docker
+ *   send the context cut short without an error, is refused too;
  * - the walk judges a folder before what it holds and hands each pattern's result down: a pattern
  *   that matched the folder matches all inside it, the last matching pattern wins, and a pattern
  *   that could not change the result so far is not tried (so `!sp` after an exclusion of every
@@ -153,51 +159,131 @@ export async function readDockerignore(projectDir: string, dockerfile?: string):
   return [];
 }
 
+/** Go's `filepath.ErrBadPattern`, raised while a pattern is read by {@link goMatch}. */
+class GoBadPattern extends Error {}
+
 /**
- * Why Go's `filepath.Match` refuses `pattern`, which Docker's matcher asks of every pattern
- * (malformed character classes and a trailing escape), or undefined.
+ * One character of a class in Go's `filepath.Match` (its `getEsc`), possibly escaped; `chunk` is
+ * the pattern's characters from `at`. Something must follow it (at least the closing `]`).
  */
-function filepathMatchError(pattern: string): string | undefined {
-  let i = 0;
-  const n = pattern.length;
-  // One (possibly escaped) character of a class; `-` and `]` must be escaped there.
-  const classChar = (): boolean => {
-    if (i >= n || pattern[i] === '-' || pattern[i] === ']') return false;
-    if (pattern[i] === '\\') {
+function goClassChar(chunk: readonly string[], at: number): { char: number; next: number } {
+  let i = at;
+  if (i >= chunk.length || chunk[i] === '-' || chunk[i] === ']') throw new GoBadPattern('a character class ([...]) is malformed or not closed');
+  if (chunk[i] === '\\' && ++i >= chunk.length) throw new GoBadPattern('a character class ([...]) ends in "\\"');
+  const char = chunk[i]!.codePointAt(0)!;
+  if (i + 1 >= chunk.length) throw new GoBadPattern('a character class ([...]) is not closed');
+  return { char, next: i + 1 };
+}
+
+/**
+ * Go's `matchChunk`: whether `chunk` (no `*` in it) matches the start of `name`, and what of
+ * `name` is left. Once the match failed the chunk is still read to its end, so a malformed
+ * chunk throws whatever the name.
+ */
+function goMatchChunk(chunk: readonly string[], name: readonly string[]): readonly string[] | undefined {
+  let failed = false;
+  let s = name;
+  for (let i = 0; i < chunk.length; ) {
+    if (!failed && s.length === 0) failed = true;
+    const c = chunk[i]!;
+    if (c === '[') {
+      const r = failed ? undefined : s[0]!.codePointAt(0)!;
+      if (!failed) s = s.slice(1);
       i++;
-      if (i >= n) return false;
-    }
-    i++;
-    return true;
-  };
-  while (i < n) {
-    const c = pattern[i]!;
-    if (c === '\\') {
-      if (i + 1 >= n) return 'a trailing "\\" escapes nothing';
-      i += 2;
+      const negated = chunk[i] === '^';
+      if (negated) i++;
+      let matched = false;
+      for (let ranges = 0; ; ranges++) {
+        if (chunk[i] === ']' && ranges > 0) {
+          i++;
+          break;
+        }
+        const lo = goClassChar(chunk, i);
+        let hi = lo;
+        if (chunk[lo.next] === '-') hi = goClassChar(chunk, lo.next + 1);
+        i = hi.next;
+        if (r !== undefined && lo.char <= r && r <= hi.char) matched = true;
+      }
+      if (matched === negated) failed = true;
       continue;
     }
-    if (c !== '[') {
+    if (c === '?') {
+      if (!failed) {
+        if (s[0] === '/') failed = true;
+        s = s.slice(1);
+      }
       i++;
       continue;
     }
-    i++;
-    if (pattern[i] === '^') i++;
-    let ranges = 0;
-    for (;;) {
-      if (i < n && pattern[i] === ']' && ranges > 0) {
-        i++;
-        break;
-      }
-      if (!classChar()) return 'a character class ([...]) is malformed or not closed';
-      if (pattern[i] === '-') {
-        i++;
-        if (!classChar()) return 'a character range in [...] is malformed';
-      }
-      ranges++;
+    if (c === '\\' && ++i >= chunk.length) throw new GoBadPattern('a trailing "\\" escapes nothing');
+    if (!failed) {
+      if (chunk[i] !== s[0]) failed = true;
+      s = s.slice(1);
     }
+    i++;
   }
-  return undefined;
+  return failed ? undefined : s;
+}
+
+/** Go's `scanChunk`: the leading stars of `pattern`, the text up to the next `*` outside a class, and the rest. */
+function goScanChunk(pattern: readonly string[]): { star: boolean; chunk: readonly string[]; rest: readonly string[] } {
+  let start = 0;
+  while (pattern[start] === '*') start++;
+  let inClass = false;
+  let i = start;
+  for (; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') {
+      if (i + 1 < pattern.length) i++;
+    } else if (c === '[') inClass = true;
+    else if (c === ']') inClass = false;
+    else if (c === '*' && !inClass) break;
+  }
+  return { star: start > 0, chunk: pattern.slice(start, i), rest: pattern.slice(i) };
+}
+
+/**
+ * Go's `filepath.Match(pattern, name)` (Go 1.24, the Docker CLI's), which Docker's matcher calls
+ * on each pattern with the name `.` for its error alone. Go reads only what the match needs: a
+ * chunk (the text between stars) is read whole, but once one cannot match, the chunks after it
+ * are never read, so `a*[b` passes the check and `a[b` does not.
+ *
+ * @throws GoBadPattern for what it reads malformed
+ */
+function goMatch(pattern: string, name: string): boolean {
+  let rest: readonly string[] = Array.from(pattern);
+  let s: readonly string[] = Array.from(name);
+  next: while (rest.length > 0) {
+    const scanned = goScanChunk(rest);
+    rest = scanned.rest;
+    if (scanned.star && scanned.chunk.length === 0) return !s.includes('/');
+    const here = goMatchChunk(scanned.chunk, s);
+    if (here && (here.length === 0 || rest.length > 0)) {
+      s = here;
+      continue;
+    }
+    if (scanned.star) {
+      for (let i = 0; i < s.length && s[i] !== '/'; i++) {
+        const later = goMatchChunk(scanned.chunk, s.slice(i + 1));
+        if (!later || (rest.length === 0 && later.length > 0)) continue;
+        s = later;
+        continue next;
+      }
+    }
+    return false;
+  }
+  return s.length === 0;
+}
+
+/** Why Docker's matcher refuses `pattern` as it reads it (`filepath.Match(pattern, ".")` fails), or undefined. */
+function goMatchDotError(pattern: string): string | undefined {
+  try {
+    goMatch(pattern, '.');
+    return undefined;
+  } catch (err) {
+    if (err instanceof GoBadPattern) return err.message;
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,41 +688,52 @@ function translatePattern(pattern: string): { kind: MatchKind; source: string } 
 }
 
 /**
- * Why Docker would refuse `pattern` (without its `!`), or undefined: the checks of Go's
- * `filepath.Match` (malformed character classes, a trailing escape), then Go's regexp parser on
- * what the pattern becomes (an escape it does not know, such as `\q`).
+ * Why Docker refuses `pattern` (without its `!`), or undefined. Docker checks at two times: as it
+ * reads the patterns, with Go's `filepath.Match(pattern, ".")` (a `[...]` class or a trailing
+ * `\` that Go reads malformed; Go reads only what that match needs, see {@link goMatch}), and
+ * `docker build` always fails then; and when a path first reaches the pattern, with Go's regexp
+ * parser on what the pattern becomes (an escape Go does not know, such as `\q`, a range such as
+ * `[b-a]`, a class `filepath.Match` did not read), and `docker build` fails only if a path does.
  */
 export function patternSyntaxError(pattern: string): string | undefined {
-  const filepathError = filepathMatchError(pattern);
-  if (filepathError) return filepathError;
+  return goMatchDotError(pattern) ?? patternRegexp(pattern).broken;
+}
+
+/** What `pattern` becomes: how it is matched, and its expression, or why Go refuses that. */
+function patternRegexp(pattern: string): { kind: MatchKind; regexp?: RegExp; broken?: string } {
   const { kind, source } = translatePattern(pattern);
-  if (kind !== 'regexp') return undefined;
+  if (kind !== 'regexp') return { kind };
   try {
-    compileGoRegexp(source);
-    return undefined;
+    return { kind, regexp: compileGoRegexp(source) };
   } catch (err) {
-    return `what it becomes is not a valid Go regular expression (${(err as Error).message})`;
+    if (!(err instanceof GoRegexpError)) throw err;
+    return { kind, broken: `what it becomes is not a valid Go regular expression (${err.message})` };
   }
 }
 
 /** One compiled pattern. */
 interface CompiledPattern {
+  /** The line it was compiled from. */
+  readonly line: string;
   /** As Docker cleans it, without its `!`. */
   readonly text: string;
   /** True for an exception (`!`). */
   readonly exclusion: boolean;
   readonly kind: MatchKind;
+  /** Undefined when `kind` is not `regexp`, or when Go refuses the expression (then `broken` says why). */
   readonly regexp: RegExp | undefined;
+  /** Why Go's regexp parser refuses what the pattern becomes: Docker fails when a path reaches it, not before. */
+  readonly broken: string | undefined;
 }
 
 /**
  * `line` (from `.dockerignore`, `exclude` or the build-file exceptions) compiled as Docker's
  * matcher compiles it, trimmed and cleaned once more; undefined for a blank one.
  *
- * @throws ProjectError `ASTRO_PROJECT_INVALID` for a pattern Docker refuses. Docker compiles a
- *   pattern's regexp when a path first reaches it, so `docker build` fails on a bad one only
- *   then (almost always: the first path reaches every pattern up to the first one that matches);
- *   here it is refused before anything is sent.
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` for a pattern Docker refuses as it reads the
+ *   patterns. One whose regular expression Go refuses is compiled as `broken`: Docker compiles
+ *   that expression when a path first reaches the pattern, and fails only then (see
+ *   {@link brokenPatternReached}).
  */
 function compilePattern(line: string): CompiledPattern | undefined {
   const trimmed = goTrimSpace(line);
@@ -644,10 +741,19 @@ function compilePattern(line: string): CompiledPattern | undefined {
   const cleaned = goClean(trimmed);
   const exclusion = cleaned.startsWith('!');
   const text = exclusion ? cleaned.slice(1) : cleaned;
-  const problem = text === '' ? 'a lone "!" excludes nothing' : patternSyntaxError(text);
+  const problem = text === '' ? 'a lone "!" excludes nothing' : goMatchDotError(text);
   if (problem) throw new ProjectError(ErrorCodes.PROJECT_INVALID, `Invalid .dockerignore pattern "${line}": ${problem} (docker build refuses it too).`, '.dockerignore');
-  const { kind, source } = translatePattern(text);
-  return { text, exclusion, kind, regexp: kind === 'regexp' ? compileGoRegexp(source) : undefined };
+  const { kind, regexp, broken } = patternRegexp(text);
+  return { line, text, exclusion, kind, regexp, broken };
+}
+
+/** The refusal of a pattern whose regular expression Go refuses, once `path` reaches it, as `docker build` fails then. */
+function brokenPatternReached(pattern: CompiledPattern, path: string): ProjectError {
+  return new ProjectError(
+    ErrorCodes.PROJECT_INVALID,
+    `Invalid .dockerignore pattern "${pattern.line}": ${pattern.broken} (docker build refuses it once a path reaches it, as "${path}" does).`,
+    '.dockerignore',
+  );
 }
 
 /**
@@ -701,7 +807,8 @@ function patternMatches(pattern: CompiledPattern, path: ProjectPath): boolean {
       return pathEndsWith(path, suffix) || (suffix.startsWith('/') && pathIs(path, suffix.slice(1)));
     }
     case 'regexp':
-      return pattern.regexp!.test(path.text);
+      if (!pattern.regexp) throw brokenPatternReached(pattern, path.text);
+      return pattern.regexp.test(path.text);
   }
 }
 
@@ -723,9 +830,12 @@ interface Judgement {
 /** Compiled patterns, and the two ways Docker applies them. */
 class PatternSet {
   private readonly hasExceptions: boolean;
+  /** Whether a pattern's expression is one Go refuses (Docker fails if a path reaches it). */
+  readonly hasBroken: boolean;
 
   constructor(private readonly patterns: readonly CompiledPattern[]) {
     this.hasExceptions = patterns.some((p) => p.exclusion);
+    this.hasBroken = patterns.some((p) => p.broken !== undefined);
   }
 
   /**
@@ -759,6 +869,8 @@ class PatternSet {
   /**
    * Whether `path`, looked at alone, is excluded: each pattern that could change the result so
    * far is tried on the path and on each of its folders (Docker's `MatchesOrParentMatches`).
+   *
+   * @throws ProjectError when the path reaches a pattern whose expression Go refuses
    */
   excludesAlone(path: string): boolean {
     let excluded = false;
@@ -787,13 +899,27 @@ function compilePatterns(lines: readonly string[]): PatternSet {
 }
 
 /**
+ * A build file (the Dockerfile, `.dockerignore`) looked at alone, as the Docker CLI and the
+ * classic builder look at it: a pattern whose expression Go refuses, when reached, makes their
+ * check fail, which they read as "not excluded".
+ */
+function excludesBuildFile(set: PatternSet, path: string): boolean {
+  try {
+    return set.excludesAlone(path);
+  } catch (err) {
+    if (err instanceof ProjectError) return false;
+    throw err;
+  }
+}
+
+/**
  * Whether `patterns` (lines of a `.dockerignore`) exclude `path` looked at alone: each pattern is
  * tried on the path and on each of its folders (Docker's `MatchesOrParentMatches`). The Docker CLI
  * decides so whether the Dockerfile and `.dockerignore` need exceptions, and the classic builder
  * whether to drop them from what `COPY` sees; the walk decides otherwise (see `contextFilter`).
  */
 export function dockerignoreExcludes(path: string, patterns: readonly string[]): boolean {
-  return compilePatterns(patterns).excludesAlone(path);
+  return excludesBuildFile(compilePatterns(patterns), path);
 }
 
 /** The patterns of a context: as lines, and compiled. */
@@ -815,7 +941,7 @@ function contextPatterns(patterns: readonly string[], options: { dockerfile?: st
   let set = compilePatterns(lines);
   const dockerfile = posix.normalize((options.dockerfile ?? DEFAULT_DOCKERFILE).split('\\').join('/')).replace(/^\.\//, '');
   for (const buildFile of ['.dockerignore', dockerfile]) {
-    if (!set.excludesAlone(buildFile)) continue;
+    if (!excludesBuildFile(set, buildFile)) continue;
     lines.push(`!${buildFile}`);
     set = compilePatterns(lines);
   }
@@ -829,6 +955,8 @@ export interface ContextFilter {
   /**
    * True when `path` (relative, `/`-separated) is left out, as Docker's walk decides it: each
    * folder on the way is judged first and hands its results down (see the module comment).
+   * Throws `ASTRO_PROJECT_INVALID` when the path reaches a pattern whose expression Go refuses
+   * (`\q`, `[b-a]`), as `docker build` fails then.
    */
   excludes(path: string): boolean;
   /** For an excluded folder: true when an exception pattern may bring back something inside it. */
@@ -839,7 +967,9 @@ export interface ContextFilter {
  * Compile the patterns of a context: `patterns` (from `.dockerignore`), then `exclude`, then, as
  * the Docker CLI adds them, `!.dockerignore` and `!<dockerfile>` when those two would be excluded.
  *
- * @throws ProjectError `ASTRO_PROJECT_INVALID` for a pattern `docker build` refuses
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` for a pattern `docker build` refuses as it reads
+ *   the patterns (see {@link patternSyntaxError}); one it refuses only once a path reaches it is
+ *   refused by `excludes`, for such a path
  */
 export function contextFilter(patterns: readonly string[], options: { dockerfile?: string; exclude?: readonly string[] } = {}): ContextFilter {
   const { lines, set } = contextPatterns(patterns, options);
@@ -909,6 +1039,39 @@ function memberAt(path: ProjectPath, abs: string | Buffer): WalkItem | undefined
 }
 
 /**
+ * When a pattern's expression is one Go refuses (`\q`, `[b-a]`), refuses the context if
+ * `docker build` would reach that pattern. The Docker CLI first walks the context to check it
+ * (`ValidateContextDirectory`: each path looked at alone, an excluded folder not entered) and
+ * fails on the first path that reaches such a pattern; a pattern no path reaches is never
+ * compiled, and the build goes on without it. A path that reaches it only in the walk that tars
+ * the context (inside an excluded folder an exception opens) makes Docker stop that walk and send
+ * what it had so far, without an error: that is refused here too, rather than sending part of
+ * the project. Both walks list folders only, and only when such a pattern exists.
+ *
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` naming the pattern and the first path reaching it
+ */
+function refuseReachedBrokenPatterns(root: string, patterns: PatternSet, signal: AbortSignal | undefined): void {
+  if (!patterns.hasBroken) return;
+  const check = (absDir: string | Buffer, dir: ProjectPath | undefined): void => {
+    throwIfAborted(signal);
+    for (const entry of sortedEntries(absDir)) {
+      const path = childPath(dir, entry.name);
+      if (!patterns.excludesAlone(path.text) && entry.isDirectory()) check(childAbs(absDir, entry.name), path);
+    }
+  };
+  const tarWalk = (absDir: string | Buffer, dir: ProjectPath | undefined, dirResults: PatternResults | undefined): void => {
+    throwIfAborted(signal);
+    for (const entry of sortedEntries(absDir)) {
+      const path = childPath(dir, entry.name);
+      const { excluded, results } = patterns.judge(path, dirResults);
+      if (entry.isDirectory() && (!excluded || patterns.mayReincludeUnder(path))) tarWalk(childAbs(absDir, entry.name), path, results);
+    }
+  };
+  check(root, undefined);
+  tarWalk(root, undefined, undefined);
+}
+
+/**
  * The context's members in sending order. Each entry is judged by the patterns before anything
  * else is asked of the file system, as Docker's walk does: an excluded entry is never `lstat`ed,
  * so one Docker would not look at (removed meanwhile, say) cannot stop the build. Folders are listed
@@ -946,10 +1109,13 @@ function emptyStats(): BuildContextStats {
 /**
  * What the build context of `projectDir` holds, in sending order, without reading any file's
  * content: for checks and dry runs.
+ *
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` for patterns `docker build` refuses (see the module comment)
  */
 export async function listBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextEntry[]> {
   const root = resolve(projectDir);
   const { set } = contextPatterns(await readDockerignore(root, options.dockerfile ?? DEFAULT_DOCKERFILE), options);
+  refuseReachedBrokenPatterns(root, set, options.signal);
   const out: BuildContextEntry[] = [];
   for await (const item of walk(root, set, emptyStats(), options.signal)) out.push({ path: item.rel, type: item.type });
   return out;
@@ -970,11 +1136,14 @@ export interface BuildContextStream {
  * as the consumer reads: a slow daemon holds at most the read-ahead window (64 small files, 8 MiB)
  * and a few chunks in memory (see `build-context-tar.ts`).
  *
+ * @throws ProjectError `ASTRO_PROJECT_INVALID` for patterns `docker build` refuses (see the module
+ *   comment), before anything is streamed
  * @throws from the stream: `AstroAbortError` when `signal` fires; file-system errors as they are.
  */
 export async function createBuildContext(projectDir: string, options: BuildContextOptions = {}): Promise<BuildContextStream> {
   const root = resolve(projectDir);
   const { lines, set } = contextPatterns(await readDockerignore(root, options.dockerfile ?? DEFAULT_DOCKERFILE), options);
+  refuseReachedBrokenPatterns(root, set, options.signal);
   const stats = emptyStats();
   const signal = options.signal;
   const tar = contextTar(walk(root, set, stats, signal), stats, () => throwIfAborted(signal));

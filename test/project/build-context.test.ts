@@ -107,6 +107,10 @@ const CASES: Array<{ name: string; dockerignore?: string; exclude?: string[]; re
   // Docker cleans each line, then cleans and trims the pattern again when compiling it.
   { name: 'a space that cleaning leaves at the end is trimmed', dockerignore: 'notes.md /.\n' },
   { name: '!/ cleans to a lone ! and is refused, as docker build refuses it', dockerignore: 'data.csv\n!/\n', refused: true },
+  // Docker compiles a pattern's expression only when a path first reaches it, and its check as it
+  // reads the patterns (Go's filepath.Match(pattern, ".")) stops at the first part that cannot match.
+  { name: 'a pattern whose expression Go refuses is never compiled when no path reaches it', dockerignore: '!data\\q.csv\n' },
+  { name: 'the read check stops where the match fails: an open [ or a trailing \\ after a * passes (the \\ then stands for a $)', dockerignore: '!notes*[\ntemp*\\\n', files: { 'temp$x': 'dollar', 'temp$': 'dollar' } },
 ];
 
 const DOCKERFILE = 'FROM scratch\nCOPY . /ctx/\n';
@@ -235,6 +239,18 @@ describe('build context vs docker build', () => {
     expect(listed).toContainEqual({ path: 'raw\ufffddir/in\ufffd.txt', type: 'file' });
     expect(listed).toContainEqual({ path: 'link\ufffd', type: 'symlink' });
     expect(listed.some((e) => e.path.endsWith('.log'))).toBe(false);
+  }, 120_000);
+
+  it('a pattern whose expression Go refuses, reached only inside an excluded folder an exception opens, is refused; docker build sends the context cut short there', async () => {
+    const dir = await makeProject({ Dockerfile: DOCKERFILE, '.dockerignore': '*\n!d/a\nq*/z[\n', 'd/a': 'a', 'd/b': 'b', e: 'e' });
+    // Docker's check walk never enters d (excluded); its tar walk does, reaches the pattern at d/a
+    // and stops, without an error: d/a is not sent.
+    const theirs = await dockerIncludes(dir);
+    expect(theirs.filter((f) => f !== 'Dockerfile' && f !== '.dockerignore')).toEqual([]);
+    for (const ours of [await ourIncludes(dir).catch((e: unknown) => e), await listBuildContext(dir).catch((e: unknown) => e)]) {
+      expect(ours).toMatchObject({ code: 'ASTRO_PROJECT_INVALID', path: '.dockerignore' });
+      expect((ours as Error).message).toMatch(/"q\*\/z\[".*"d\/a"/);
+    }
   }, 120_000);
 
   it('an unreadable .dockerignore (here a folder) is refused with ASTRO_PROJECT_INVALID naming it, as docker build refuses it', async () => {
