@@ -22,8 +22,9 @@
  *   `!a*[b` passes and `!a[b` does not); and a pattern whose expression Go's regexp parser
  *   refuses (`\q`, `[b-a]`, the `[` of `a*[b`) only if a path reaches it, since Docker compiles a
  *   pattern when a path first reaches it (one none reaches is never compiled, and `docker build`
- *   goes on); one reached only inside an excluded folder an exception opens, which makes Docker
- *   send the context cut short without an error, is refused too;
+ *   goes on); one that only the walk tarring the context reaches (it judges a path by its
+ *   folder's results, and enters excluded folders an exception opens), where Docker sends the
+ *   context cut short without an error, is refused too;
  * - the walk judges a folder before what it holds and hands each pattern's result down: a pattern
  *   that matched the folder matches all inside it, the last matching pattern wins, and a pattern
  *   that could not change the result so far is not tried (so `!sp` after an exclusion of every
@@ -733,7 +734,7 @@ interface CompiledPattern {
  * @throws ProjectError `ASTRO_PROJECT_INVALID` for a pattern Docker refuses as it reads the
  *   patterns. One whose regular expression Go refuses is compiled as `broken`: Docker compiles
  *   that expression when a path first reaches the pattern, and fails only then (see
- *   {@link brokenPatternReached}).
+ *   {@link refuseReachedBrokenPatterns}).
  */
 function compilePattern(line: string): CompiledPattern | undefined {
   const trimmed = goTrimSpace(line);
@@ -747,13 +748,32 @@ function compilePattern(line: string): CompiledPattern | undefined {
   return { line, text, exclusion, kind, regexp, broken };
 }
 
-/** The refusal of a pattern whose regular expression Go refuses, once `path` reaches it, as `docker build` fails then. */
-function brokenPatternReached(pattern: CompiledPattern, path: string): ProjectError {
-  return new ProjectError(
-    ErrorCodes.PROJECT_INVALID,
-    `Invalid .dockerignore pattern "${pattern.line}": ${pattern.broken} (docker build refuses it once a path reaches it, as "${path}" does).`,
-    '.dockerignore',
-  );
+/** Thrown where a path reaches a pattern whose expression Go refuses; {@link refusingBrokenPatterns} makes it the refusal. */
+class BrokenPatternReached extends Error {
+  constructor(
+    readonly pattern: CompiledPattern,
+    readonly path: string,
+  ) {
+    super(`"${path}" reaches the pattern "${pattern.line}"`);
+  }
+}
+
+/**
+ * `run`, a path reaching a pattern whose expression Go refuses made `ASTRO_PROJECT_INVALID`:
+ * reached by a path that Docker's check walk looks at (`check`), `docker build` fails; reached
+ * only in the walk that tars the context (`tar`), Docker stops sending the context there.
+ */
+function refusingBrokenPatterns<T>(walk: 'check' | 'tar', run: () => T): T {
+  try {
+    return run();
+  } catch (err) {
+    if (!(err instanceof BrokenPatternReached)) throw err;
+    const docker =
+      walk === 'check'
+        ? `docker build refuses it once a path reaches it, as "${err.path}" does`
+        : `docker build would send the context cut short at "${err.path}", which reaches it, without an error`;
+    throw new ProjectError(ErrorCodes.PROJECT_INVALID, `Invalid .dockerignore pattern "${err.pattern.line}": ${err.pattern.broken} (${docker}).`, '.dockerignore');
+  }
 }
 
 /**
@@ -807,7 +827,7 @@ function patternMatches(pattern: CompiledPattern, path: ProjectPath): boolean {
       return pathEndsWith(path, suffix) || (suffix.startsWith('/') && pathIs(path, suffix.slice(1)));
     }
     case 'regexp':
-      if (!pattern.regexp) throw brokenPatternReached(pattern, path.text);
+      if (!pattern.regexp) throw new BrokenPatternReached(pattern, path.text);
       return pattern.regexp.test(path.text);
   }
 }
@@ -870,7 +890,7 @@ class PatternSet {
    * Whether `path`, looked at alone, is excluded: each pattern that could change the result so
    * far is tried on the path and on each of its folders (Docker's `MatchesOrParentMatches`).
    *
-   * @throws ProjectError when the path reaches a pattern whose expression Go refuses
+   * @throws BrokenPatternReached when the path reaches a pattern whose expression Go refuses
    */
   excludesAlone(path: string): boolean {
     let excluded = false;
@@ -907,7 +927,7 @@ function excludesBuildFile(set: PatternSet, path: string): boolean {
   try {
     return set.excludesAlone(path);
   } catch (err) {
-    if (err instanceof ProjectError) return false;
+    if (err instanceof BrokenPatternReached) return false;
     throw err;
   }
 }
@@ -975,7 +995,7 @@ export function contextFilter(patterns: readonly string[], options: { dockerfile
   const { lines, set } = contextPatterns(patterns, options);
   return {
     patterns: lines,
-    excludes: (path) => set.excludedAlongWalk(path),
+    excludes: (path) => refusingBrokenPatterns('check', () => set.excludedAlongWalk(path)),
     mustDescend: (dirPath) => set.mayReincludeUnder({ text: dirPath }),
   };
 }
@@ -1044,9 +1064,11 @@ function memberAt(path: ProjectPath, abs: string | Buffer): WalkItem | undefined
  * (`ValidateContextDirectory`: each path looked at alone, an excluded folder not entered) and
  * fails on the first path that reaches such a pattern; a pattern no path reaches is never
  * compiled, and the build goes on without it. A path that reaches it only in the walk that tars
- * the context (inside an excluded folder an exception opens) makes Docker stop that walk and send
- * what it had so far, without an error: that is refused here too, rather than sending part of
- * the project. Both walks list folders only, and only when such a pattern exists.
+ * the context (which judges a path by its folder's results, so `!x\q` after `sp/h.txt` and
+ * `!sp` is reached at `sp/h.txt`, and enters excluded folders an exception opens) makes Docker
+ * stop that walk and send what it had so far, without an error: that is refused here too,
+ * rather than sending part of the project. Both walks list folders only, and only when such a
+ * pattern exists.
  *
  * @throws ProjectError `ASTRO_PROJECT_INVALID` naming the pattern and the first path reaching it
  */
@@ -1067,8 +1089,8 @@ function refuseReachedBrokenPatterns(root: string, patterns: PatternSet, signal:
       if (entry.isDirectory() && (!excluded || patterns.mayReincludeUnder(path))) tarWalk(childAbs(absDir, entry.name), path, results);
     }
   };
-  check(root, undefined);
-  tarWalk(root, undefined, undefined);
+  refusingBrokenPatterns('check', () => check(root, undefined));
+  refusingBrokenPatterns('tar', () => tarWalk(root, undefined, undefined));
 }
 
 /**
@@ -1086,7 +1108,7 @@ async function* walk(root: string, patterns: PatternSet, stats: BuildContextStat
       if (slice.expired) await slice.yield();
       const path = childPath(dir, entry.name);
       const abs = childAbs(absDir, entry.name);
-      const { excluded, results } = patterns.judge(path, dirResults);
+      const { excluded, results } = refusingBrokenPatterns('tar', () => patterns.judge(path, dirResults));
       if (excluded) {
         stats.excluded++;
         if (entry.isDirectory() && patterns.mayReincludeUnder(path)) yield* inDir(abs, path, results);
