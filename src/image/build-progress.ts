@@ -108,6 +108,11 @@ export class ClassicBuildProgress extends BuildProgress {
    * image after `FROM`, then each step's result).
    */
   parentImage: string | undefined;
+  /**
+   * True while a step has started and no line has named its container or its result yet: the
+   * daemon may be creating that step's container, which an abort then leaves unnamed.
+   */
+  containerPending = false;
 
   line(message: Record<string, unknown>): void {
     if (this.takeError(message)) {
@@ -139,6 +144,7 @@ export class ClassicBuildProgress extends BuildProgress {
       const s: BuildStep = { name: step[3]!, index: Number(step[1]), total: Number(step[2]), cached: false };
       this.steps.push(s);
       this.current = { step: s, startedAt: Date.now() };
+      this.containerPending = !/^FROM\b/i.test(s.name);
       this.sink.step(s, 'started');
       return;
     }
@@ -149,6 +155,7 @@ export class ClassicBuildProgress extends BuildProgress {
       }
       return;
     }
+    if (/^ ---> /.test(text)) this.containerPending = false;
     const running = /^ ---> Running in ([0-9a-f]+)$/.exec(text);
     if (running) {
       this.runningContainer = running[1];

@@ -432,11 +432,19 @@ async function build(project: AstroProject, options: BuildProjectImageOptions, s
   } finally {
     session?.close();
     for (const value of secrets.values()) value.fill(0);
-    const stray = signal.aborted && classic?.parentImage ? strayStepContainers(docker, classic.parentImage, started) : Promise.resolve([]);
-    if (intermediate.length || signal.aborted) {
-      const removal = stray.then((ids) => removeContainers(docker, [...intermediate, ...ids]));
-      if (options.onContainerRemoval) options.onContainerRemoval(removal);
-      else await removal;
+    // A container the daemon may still be creating is looked for after the rest is removed: in
+    // the promise handed to onContainerRemoval, else in the background (never holding up the
+    // abort's rejection, nor the process's exit).
+    const hook = options.onContainerRemoval;
+    const strayParent = signal.aborted && classic?.containerPending ? classic.parentImage : undefined;
+    const stray = strayParent ? () => strayStepContainer(docker, strayParent, started, hook !== undefined).then((ids) => removeContainers(docker, ids)) : undefined;
+    if (intermediate.length || stray) {
+      const removal = removeContainers(docker, intermediate);
+      if (hook) hook(stray ? removal.then(stray) : removal);
+      else {
+        await removal;
+        void stray?.();
+      }
     }
   }
 }
@@ -459,32 +467,45 @@ export function contextUnreadable(error: unknown, projectDir: string): ProjectEr
   return new ProjectError(ErrorCodes.PROJECT_INVALID, `The build context could not be read (${reason}); the build was stopped. ${advice}`, projectDir, { cause: error });
 }
 
-/** How long after an abort the daemon is given to finish creating the step container it was on. */
-const STRAY_SETTLE_MS = 1000;
+/**
+ * How long after an abort the daemon is given to finish creating the step container it was on, in
+ * milliseconds, and how often it is looked for meanwhile: on a copying storage driver (vfs) under
+ * load, a create takes seconds.
+ */
+const STRAY_WAIT_MS = 15_000;
+const STRAY_POLL_MS = 250;
 
 /**
- * Containers an aborted classic build left without announcing them: the daemon was creating a
+ * The container an aborted classic build left without announcing it: the daemon was creating a
  * step's container (from `parentImage`) when the build was cancelled, so no `Running in` line
- * named it and it stays, never started. Looked for once the daemon has had time to finish the
- * create: created from that image since the build started and still never started, which a
- * container of another build would be only for the moment before its start.
+ * named it, and it stays, never started. Looked for until it shows up or {@link STRAY_WAIT_MS}
+ * passes: created from that image since the build started and never started, which a container
+ * of another build would be only for the moment before its start. Without `keepAlive` its timers
+ * do not keep the process running (best effort in the background).
  */
-async function strayStepContainers(docker: DockerLike, parentImage: string, startedMs: number): Promise<string[]> {
-  await new Promise((resolve) => setTimeout(resolve, STRAY_SETTLE_MS));
-  const filters = JSON.stringify({ status: ['created'] });
-  const list = await new Promise<unknown>((resolve) => {
-    try {
-      docker.modem.dial({ path: '/containers/json?', options: { all: true, filters }, method: 'GET', statusCodes: { 200: true } }, (err, data) => resolve(err ? [] : data));
-    } catch {
-      resolve([]);
-    }
-  });
-  if (!Array.isArray(list)) return [];
+async function strayStepContainer(docker: DockerLike, parentImage: string, startedMs: number, keepAlive: boolean): Promise<string[]> {
   const since = Math.floor(startedMs / 1000) - 1;
-  return (list as Array<{ Id?: unknown; ImageID?: unknown; Created?: unknown }>)
-    .filter((c) => typeof c.Id === 'string' && typeof c.ImageID === 'string' && c.ImageID.replace(/^sha256:/, '').startsWith(parentImage))
-    .filter((c) => typeof c.Created === 'number' && c.Created >= since)
-    .map((c) => c.Id as string);
+  const deadline = Date.now() + STRAY_WAIT_MS;
+  const filters = JSON.stringify({ status: ['created'] });
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, STRAY_POLL_MS);
+      if (!keepAlive) timer.unref();
+    });
+    const list = await new Promise<unknown>((resolve) => {
+      try {
+        docker.modem.dial({ path: '/containers/json?', options: { all: true, filters }, method: 'GET', statusCodes: { 200: true } }, (err, data) => resolve(err ? [] : data));
+      } catch {
+        resolve([]);
+      }
+    });
+    const found = (Array.isArray(list) ? (list as Array<{ Id?: unknown; ImageID?: unknown; Created?: unknown }>) : [])
+      .filter((c) => typeof c.Id === 'string' && typeof c.ImageID === 'string' && c.ImageID.replace(/^sha256:/, '').startsWith(parentImage))
+      .filter((c) => typeof c.Created === 'number' && c.Created >= since)
+      .map((c) => c.Id as string);
+    if (found.length) return found;
+  }
+  return [];
 }
 
 /**

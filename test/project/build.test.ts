@@ -322,6 +322,7 @@ describe('buildProjectImage intermediate containers (classic)', () => {
     // is about to create (or is creating) the step's container, before any line names it.
     for (const step of ['ENV A=1', 'RUN echo one', 'LABEL c=d']) {
       const controller = new AbortController();
+      const removals: Array<Promise<void>> = [];
       const err = await buildProjectImage(dir, {
         networkMode: 'none',
         tag: newTag(),
@@ -329,11 +330,14 @@ describe('buildProjectImage intermediate containers (classic)', () => {
         builder: 'classic',
         noCache: true,
         signal: controller.signal,
+        onContainerRemoval: (r) => removals.push(r),
         onEvent: (e) => {
           if (e.type === 'build:step' && e.status === 'started' && e.name === step) controller.abort();
         },
       }).catch((e: unknown) => e);
       expect(err, step).toMatchObject({ code: 'ASTRO_ABORTED' });
+      // The removal handed over ends once the container the daemon was creating is gone.
+      await Promise.all(removals);
       expect(await left(), step).toEqual([]);
     }
   }, 600_000);
